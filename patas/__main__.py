@@ -1,0 +1,3 @@
+from patas.cli.main import main
+
+main()

@@ -1,0 +1,99 @@
+"""`patas`: the entry point. Subcommands are imported only when run, so `--help` stays fast and
+never imports pandas, duckdb, seaborn or zmq."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import logging
+import sys
+
+import click
+
+from patas import __version__
+from patas.common.errors import EXIT_ERROR, EXIT_INTERRUPTED, PatasError
+
+# name → (module, attribute, one-line help). The help is here so `patas --help` imports nothing.
+COMMANDS = {
+    "explore": ("patas.cli.explore", "explore", "Run a command for every combination of variables."),
+    "parse": ("patas.cli.parse", "parse", "Collect values from task outputs into a table (CSV)."),
+    "query": ("patas.cli.query", "query", "Run SQL on parsed experiments (DuckDB)."),
+    "draw": ("patas.cli.draw", "draw", "Plot a parsed table: heatmap, categories, lines."),
+}
+
+
+class LazyGroup(click.Group):
+    """A group whose subcommands are imported on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return [name for name in COMMANDS if _available(name)]
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in COMMANDS or not _available(name):
+            return None
+        module, attribute, _ = COMMANDS[name]
+        return getattr(importlib.import_module(module), attribute)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, COMMANDS[name][2]) for name in self.list_commands(ctx)]
+        if not rows:
+            return
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+def _available(name: str) -> bool:
+    return importlib.util.find_spec(COMMANDS[name][0]) is not None
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", prog_name="patas")
+@click.option("--debug", is_flag=True, help="Show tracebacks and debug logs.")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool) -> None:
+    """Run any program many times in parallel and analyse every run's output.
+
+    \b
+    Example:
+      patas explore --cmd './main.py {neurons} {activation}' \\
+          --va neurons 1 51 2 --vl activation relu tanh --repeat 10
+      patas parse -e pataslab/grid -p test_acc 'Test accuracy: +(@float@)'
+      patas query 'SELECT in_activation, AVG(out_test_acc) FROM grid GROUP BY 1' -m
+    """
+    ctx.obj = {"debug": debug}
+    logging.basicConfig(
+        level=logging.DEBUG if debug else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def main() -> None:
+    """Run the CLI, turning library errors into one line on stderr and an exit status."""
+    debug = "--debug" in sys.argv[1:]
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("Aborted.", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+    except click.ClickException as error:
+        error.show()
+        sys.exit(error.exit_code)
+    except click.exceptions.Exit as done:
+        sys.exit(done.exit_code)
+    except PatasError as error:
+        if debug:
+            raise
+        click.echo(f"Error: {error}", err=True)
+        sys.exit(error.exit_code)
+    except KeyboardInterrupt:
+        click.echo("Interrupted.", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+    except BrokenPipeError:
+        # `patas query ... | head`: the reader left; that is not an error worth a traceback.
+        sys.stderr.close()
+        sys.exit(EXIT_ERROR)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,380 @@
+"""Experiment and cluster definitions: typed objects, loaded from YAML files or command-line flags.
+
+The YAML schema is the original patas's:
+
+    # experiment.yaml                      # cluster.yaml
+    name: grid                             name: lab
+    workdir: $HOME/project                 nodes:
+    repeat: 10                               - name: tower
+    max_tries: 3                               hostname: 10.0.0.5
+    timeout: 600          # ours, seconds      user: ana
+    cmd: ./main.py {neurons} {act}             port: 22
+    vars:                                      private_key: ~/.ssh/id_ed25519
+      - {name: act, type: list, values: [relu, tanh]}       workers: 8
+      - {name: neurons, type: arithmetic, min: 1, max: 51, step: 2}   tags: [gpu]
+      - {name: lr, type: geometric, min: 0.001, max: 1, factor: 10}
+
+Unknown keys and wrong types are errors naming the file and the key, with a suggestion.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from patas.common.errors import ConfigError, did_you_mean
+from patas.common.template import Template, compile_template
+from patas.common.variables import (
+    IDENTIFIER,
+    Variable,
+    VariableKind,
+    arithmetic_variable,
+    geometric_variable,
+    list_variable,
+)
+
+DEFAULT_EXPERIMENT_NAME = "grid"
+DEFAULT_CLUSTER_NAME = "cluster"
+DEFAULT_MAX_TRIES = 3
+DEFAULT_SSH_PORT = 22
+LOCAL_HOSTNAMES = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """What to run: command templates and the variables whose combinations fill them."""
+
+    name: str
+    commands: tuple[Template, ...]
+    variables: tuple[Variable, ...]
+    repeat: int = 1
+    max_tries: int = DEFAULT_MAX_TRIES
+    workdir: str = "."
+    timeout_s: float | None = None
+
+    @property
+    def combination_count(self) -> int:
+        count = 1
+        for variable in self.variables:
+            count *= len(variable.values)
+        return count
+
+    @property
+    def task_count(self) -> int:
+        return self.combination_count * self.repeat
+
+    def to_record(self) -> dict[str, Any]:
+        """The definition in the YAML schema, so a record can be loaded back with --experiment."""
+        record: dict[str, Any] = {
+            "name": self.name,
+            "workdir": self.workdir,
+            "repeat": self.repeat,
+            "max_tries": self.max_tries,
+        }
+        if self.timeout_s is not None:
+            record["timeout"] = self.timeout_s
+        record["cmd"] = [t.text for t in self.commands]
+        record["vars"] = [_variable_record(v) for v in self.variables]
+        return record
+
+
+@dataclass(frozen=True)
+class Node:
+    """A machine that runs tasks, with how many at once (`workers`, None: its core count)."""
+
+    name: str
+    hostname: str
+    user: str | None = None
+    port: int | None = None
+    private_key: str | None = None
+    workers: int | None = None
+    tags: tuple[str, ...] = ()
+
+    @property
+    def is_local(self) -> bool:
+        return self.hostname in LOCAL_HOSTNAMES and self.user is None and self.port is None
+
+    @property
+    def address(self) -> str:
+        """`user@host:port` as the user would write it, for messages."""
+        user = f"{self.user}@" if self.user else ""
+        port = f":{self.port}" if self.port else ""
+        return f"{user}{self.hostname}{port}"
+
+
+@dataclass(frozen=True)
+class Cluster:
+    name: str
+    nodes: tuple[Node, ...] = field(default_factory=tuple)
+
+
+# ---------------------------------------------------------------------------------------------
+# Building from flags
+
+
+def experiment_from_flags(
+    name: str,
+    commands: list[str],
+    variables: list[Variable],
+    repeat: int,
+    max_tries: int,
+    workdir: str,
+    timeout_s: float | None,
+) -> Experiment:
+    _check_unique_names(variables, "command line")
+    return _experiment(name, commands, variables, repeat, max_tries, workdir, timeout_s, "--cmd")
+
+
+def parse_node_spec(words: tuple[str, ...], index: int) -> Node:
+    """`--node HOST [WORKERS [TAGS...]]` where HOST is `[user@]host[:port]`."""
+    host, rest = words[0], words[1:]
+    user = None
+    if "@" in host:
+        user, host = host.split("@", 1)
+    port = None
+    if host.count(":") == 1:
+        host, port_text = host.split(":")
+        port = _port(port_text, f"--node {words[0]}")
+    if not host or user == "":
+        raise ConfigError(f"--node '{words[0]}': expected [user@]host[:port]")
+    workers = None
+    if rest:
+        workers = _positive_int(rest[0], f"--node {words[0]}: workers")
+    tags = tuple(rest[1:])
+    return Node(f"node{index}", host, user, port, None, workers, tags)
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading YAML files
+
+_EXPERIMENT_KEYS = ("name", "workdir", "repeat", "max_tries", "timeout", "cmd", "vars")
+_VARIABLE_KEYS = {
+    VariableKind.LIST: ("name", "type", "values"),
+    VariableKind.ARITHMETIC: ("name", "type", "min", "max", "step"),
+    VariableKind.GEOMETRIC: ("name", "type", "min", "max", "factor"),
+}
+_CLUSTER_KEYS = ("name", "nodes")
+_NODE_KEYS = ("name", "hostname", "user", "port", "private_key", "workers", "tags")
+
+
+def load_experiment(path: str | Path) -> Experiment:
+    where = str(path)
+    data = _load_mapping(path)
+    _check_keys(data, _EXPERIMENT_KEYS, where)
+    name = _get(data, "name", str, where, default=Path(path).stem)
+    raw_vars = _get(data, "vars", list, where, default=[])
+    variables = [_variable(item, f"{where}: vars[{i}]") for i, item in enumerate(raw_vars)]
+    _check_unique_names(variables, where)
+    raw_cmd = _get(data, "cmd", (str, list), where)
+    commands = [raw_cmd] if isinstance(raw_cmd, str) else raw_cmd
+    if not all(isinstance(c, str) for c in commands):
+        raise ConfigError(f"{where}: 'cmd' must be a command or a list of commands (strings)")
+    return _experiment(
+        name,
+        commands,
+        variables,
+        _get(data, "repeat", int, where, default=1),
+        _get(data, "max_tries", int, where, default=DEFAULT_MAX_TRIES),
+        _get(data, "workdir", str, where, default=os.getcwd()),
+        _get(data, "timeout", (int, float), where, default=None),
+        f"{where}: cmd",
+    )
+
+
+def load_cluster(path: str | Path) -> Cluster:
+    where = str(path)
+    data = _load_mapping(path)
+    _check_keys(data, _CLUSTER_KEYS, where)
+    name = _get(data, "name", str, where, default=Path(path).stem)
+    raw_nodes = _get(data, "nodes", list, where)
+    if not raw_nodes:
+        raise ConfigError(f"{where}: 'nodes' is empty (list at least one node)")
+    nodes = [_node(item, i, f"{where}: nodes[{i}]") for i, item in enumerate(raw_nodes)]
+    names = [n.name for n in nodes]
+    for node_name in names:
+        if names.count(node_name) > 1:
+            raise ConfigError(f"{where}: two nodes are named '{node_name}' (node names must be unique)")
+    return Cluster(name, tuple(nodes))
+
+
+def _load_mapping(path: str | Path) -> dict[str, Any]:
+    import yaml
+
+    try:
+        with open(path, encoding="utf-8") as stream:
+            data = yaml.safe_load(stream)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a folder, not a YAML file") from None
+    except PermissionError:
+        raise ConfigError(f"{path}: permission denied") from None
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        line = f" line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        raise ConfigError(f"{path}:{line}: not valid YAML: {problem}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of keys (name:, cmd:, ...) at the top level")
+    return data
+
+
+def _variable(item: object, where: str) -> Variable:
+    if not isinstance(item, dict):
+        raise ConfigError(f"{where}: expected a mapping with name, type and values")
+    kind_text = _get(item, "type", str, where, default="list")
+    try:
+        kind = VariableKind(kind_text)
+    except ValueError:
+        kinds = [k.value for k in VariableKind]
+        raise ConfigError(
+            f"{where}: unknown type '{kind_text}'{did_you_mean(kind_text, kinds)} (use one of {', '.join(kinds)})"
+        ) from None
+    _check_keys(item, _VARIABLE_KEYS[kind], where)
+    name = _get(item, "name", str, where)
+    where = f"{where} ('{name}')"
+    if kind is VariableKind.LIST:
+        values = _get(item, "values", list, where)
+        if any(isinstance(v, (dict, list)) for v in values):
+            raise ConfigError(f"{where}: 'values' must be a list of plain values")
+        return list_variable(name, [_plain(v) for v in values], where)
+    bounds = [_get(item, key, (int, float, str), where) for key in _VARIABLE_KEYS[kind][2:]]
+    make = arithmetic_variable if kind is VariableKind.ARITHMETIC else geometric_variable
+    return make(name, *bounds, where)
+
+
+def _node(item: object, index: int, where: str) -> Node:
+    if not isinstance(item, dict):
+        raise ConfigError(f"{where}: expected a mapping with at least 'hostname'")
+    _check_keys(item, _NODE_KEYS, where)
+    hostname = _get(item, "hostname", str, where)
+    name = _get(item, "name", str, where, default=f"node{index}")
+    port = _get(item, "port", int, where, default=None)
+    if port is not None:
+        port = _port(str(port), f"{where}: port")
+    workers = _get(item, "workers", int, where, default=None)
+    if workers is not None:
+        workers = _positive_int(str(workers), f"{where}: workers")
+    tags = _get(item, "tags", (list, str), where, default=[])
+    tags = [tags] if isinstance(tags, str) else tags
+    return Node(
+        name,
+        hostname,
+        _get(item, "user", str, where, default=None),
+        port,
+        _get(item, "private_key", str, where, default=None),
+        workers,
+        tuple(str(t) for t in tags),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Shared checks
+
+
+def _experiment(
+    name: str,
+    commands: list[str],
+    variables: list[Variable],
+    repeat: int,
+    max_tries: int,
+    workdir: str,
+    timeout_s: float | None,
+    where: str,
+) -> Experiment:
+    if not IDENTIFIER.match(name.replace("-", "_").replace(".", "_")):
+        raise ConfigError(f"{where}: experiment name '{name}' must be letters, digits, _, - or .")
+    if not commands:
+        raise ConfigError(f"{where}: no command given (add --cmd or 'cmd:')")
+    if repeat < 1:
+        raise ConfigError(f"{where}: repeat must be at least 1, got {repeat}")
+    if max_tries < 1:
+        raise ConfigError(f"{where}: max_tries must be at least 1, got {max_tries}")
+    if timeout_s is not None and timeout_s <= 0:
+        raise ConfigError(f"{where}: timeout must be a positive number of seconds, got {timeout_s}")
+    names = tuple(v.name for v in variables)
+    templates = tuple(compile_template(c, names, where) for c in commands)
+    return Experiment(name, templates, tuple(variables), repeat, max_tries, workdir, timeout_s)
+
+
+def with_overrides(experiment: Experiment, **changes: Any) -> Experiment:
+    """The experiment with the given fields replaced (only those not None)."""
+    return replace(experiment, **{k: v for k, v in changes.items() if v is not None})
+
+
+def _check_unique_names(variables: list[Variable], where: str) -> None:
+    seen: set[str] = set()
+    for variable in variables:
+        if variable.name in seen:
+            raise ConfigError(f"{where}: variable '{variable.name}' is defined twice (rename one)")
+        seen.add(variable.name)
+
+
+def _check_keys(data: dict[str, Any], allowed: tuple[str, ...], where: str) -> None:
+    for key in data:
+        if key not in allowed:
+            raise ConfigError(
+                f"{where}: unknown key '{key}'{did_you_mean(str(key), allowed)}"
+                f" (allowed: {', '.join(allowed)})"
+            )
+
+
+_MISSING = object()
+
+
+def _get(data: dict[str, Any], key: str, kinds: type | tuple[type, ...], where: str, default: Any = _MISSING) -> Any:
+    if key not in data or data[key] is None:
+        if default is _MISSING:
+            raise ConfigError(f"{where}: missing key '{key}'")
+        return default
+    value = data[key]
+    expected = kinds if isinstance(kinds, tuple) else (kinds,)
+    # YAML's `true` is an int subclass; it is never a valid number or name here.
+    if isinstance(value, bool) or not isinstance(value, expected):
+        names = " or ".join(_type_name(k) for k in expected)
+        raise ConfigError(f"{where}: '{key}' must be {names}, got {_type_name(type(value))} {value!r}")
+    return value
+
+
+def _type_name(kind: type) -> str:
+    return {str: "a string", int: "an integer", float: "a number", list: "a list", dict: "a mapping", bool: "a boolean"}.get(
+        kind, kind.__name__
+    )
+
+
+def _plain(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _port(text: str, where: str) -> int:
+    port = _int(text, where, "a port number")
+    if not 1 <= port <= 65535:
+        raise ConfigError(f"{where}: port {port} is out of range (1-65535)")
+    return port
+
+
+def _positive_int(text: str, where: str) -> int:
+    number = _int(text, where, "a whole number")
+    if number < 1:
+        raise ConfigError(f"{where}: must be at least 1, got {number}")
+    return number
+
+
+def _int(text: str, where: str, what: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise ConfigError(f"{where}: '{text}' is not {what}") from None
+
+
+def _variable_record(variable: Variable) -> dict[str, Any]:
+    if variable.bounds is None:
+        return {"name": variable.name, "type": variable.kind.value, "values": list(variable.values)}
+    third = "step" if variable.kind is VariableKind.ARITHMETIC else "factor"
+    low, high, last = variable.bounds
+    return {"name": variable.name, "type": variable.kind.value, "min": low, "max": high, third: last}
+

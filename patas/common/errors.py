@@ -1,0 +1,45 @@
+"""The errors patas reports to users.
+
+Domain code raises a `PatasError` subclass whose message is one line naming the file, option or
+host and, where there is one, the fix. The CLI prints it as `Error: <message>` and exits with the
+error's `exit_code`; a traceback is shown only with `--debug`.
+"""
+
+from __future__ import annotations
+
+# Exit statuses, documented in docs/cli.md.
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_TASKS_FAILED = 3
+EXIT_INTERRUPTED = 130
+
+
+class PatasError(Exception):
+    """An error the user can fix; its message is shown as one line."""
+
+    exit_code = EXIT_ERROR
+
+
+class ConfigError(PatasError):
+    """An experiment or cluster definition (YAML file or command-line flags) is invalid."""
+
+
+class TemplateError(ConfigError):
+    """A command template names an unknown variable or has an unbalanced brace."""
+
+
+class LabError(PatasError):
+    """The pataslab folder cannot be read or written."""
+
+
+class ProtocolError(PatasError):
+    """A peer spoke a different protocol version or sent a malformed message."""
+
+
+def did_you_mean(word: str, choices: list[str] | tuple[str, ...]) -> str:
+    """A ` (did you mean 'x'?)` suffix for the closest choice, or an empty string."""
+    import difflib
+
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""
