@@ -1,0 +1,257 @@
+"""`patas parse`: collect values from an experiment's task outputs into one table.
+
+The journal is read once for every task's metadata; only the output files are read per task, by
+a pool of processes (see `scan`). A task is in the table when it is done (a `done` record and its
+folder) and belongs to the current experiment definition; unfinished tasks and tasks of an
+earlier definition ("obsolete", whose key the current grid no longer produces) are counted and
+left out unless asked for.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterable, Mapping, Sequence
+
+from patas.analysis.patterns import Pattern, compile_breaker, compile_patterns
+from patas.analysis.scan import ScanJob, Values, scan
+from patas.analysis.table import Table, typed
+from patas.common.errors import LabError
+from patas.common.lab import DEFINITION_FILE, JOURNAL_FILE, STDERR, STDOUT, AttemptRecord, ExperimentLab, Outcome
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+log = logging.getLogger(__name__)
+
+INPUT_PREFIX = "in_"
+# The original patas's extra columns, in its order.
+EXTRA_COLUMNS = (
+    "break_id", "task_id", "repeat_id", "combination_id", "experiment_id", "experiment_name",
+    "tries", "max_tries", "duration", "started_at", "ended_at", "cluster_name", "node_name",
+    "cluster_in_lab", "node_in_lab", "node_in_cluster", "worker_in_lab", "worker_in_cluster",
+    "worker_in_node", "output_dir", "work_dir",
+)  # fmt: skip
+OUTCOME_COLUMN = "outcome"  # only with include_unfinished, to tell unfinished rows apart
+NOT_STARTED = "not started"
+
+
+class Streams(enum.Enum):
+    """Which of a task's outputs the patterns are searched in."""
+
+    STDOUT = "stdout"
+    STDERR = "stderr"
+    BOTH = "both"
+
+    @property
+    def files(self) -> tuple[str, ...]:
+        return (STDOUT, STDERR) if self is Streams.BOTH else (self.value,)
+
+
+@dataclass(frozen=True)
+class ParseResult:
+    """The table written, and what was left out of it or found nothing."""
+
+    table: Table
+    path: Path
+    tasks: int  # tasks in the table
+    unfinished: dict[str, int] = field(default_factory=dict)  # outcome (or "not started") → tasks
+    unfinished_included: bool = False
+    obsolete: int = 0  # done tasks of an earlier definition
+    obsolete_included: bool = False
+    unmatched: tuple[Pattern, ...] = ()  # patterns that matched in no task
+
+    def to_frame(self) -> "pd.DataFrame":
+        return self.table.to_frame()
+
+
+def parse(
+    experiment_dir: str | Path,
+    patterns: Mapping[str, str] | Iterable[tuple[str, str]],
+    **options: object,
+) -> "pd.DataFrame":
+    """The parsed table of an experiment as a DataFrame (also written, see `parse_experiment`).
+
+    Example: parse("pataslab/grid", {"test_acc": r"Test accuracy: +(@float@)"})
+    """
+    result = parse_experiment(experiment_dir, patterns, **options)  # type: ignore[arg-type]
+    for line in report_lines(result):
+        log.warning(line)
+    return result.to_frame()
+
+
+def parse_experiment(
+    experiment_dir: str | Path,
+    patterns: Mapping[str, str] | Iterable[tuple[str, str]],
+    *,
+    breakers: Sequence[str] = (),
+    output: str | Path | None = None,
+    streams: Streams = Streams.STDOUT,
+    include_unfinished: bool = False,
+    include_obsolete: bool = False,
+    workers: int | None = None,
+) -> ParseResult:
+    """Collect each pattern's value from every task's output and write the table.
+
+    The table goes to `output` (CSV, or Parquet for .parquet), by default
+    `<experiment_dir>/<experiment>.csv`, replaced only once complete.
+    """
+    compiled = compile_patterns(patterns)
+    breaker_regexes = [compile_breaker(b) for b in breakers]
+    lab = open_experiment(experiment_dir)
+    selection = select_tasks(lab, include_unfinished, include_obsolete)
+    jobs = [ScanJob(r.task_id, _output_paths(lab, r, streams)) for r in selection.records]
+    found = scan(jobs, [p.regex for p in compiled], breaker_regexes, workers)
+    table = build_table(lab, selection, compiled, found, include_unfinished)
+    path = Path(output) if output is not None else lab.path / f"{lab.name}.csv"
+    table.write(path)
+    unmatched = tuple(p for p in compiled if all(v is None for v in table.columns[p.column]))
+    return ParseResult(
+        table, path, len(selection.records), selection.unfinished, include_unfinished,
+        selection.obsolete, include_obsolete, unmatched,
+    )  # fmt: skip
+
+
+def report_lines(result: ParseResult) -> list[str]:
+    """Warnings about the parse, one line each: tasks left out or included unfinished, empty patterns."""
+    lines = []
+    unfinished = sum(result.unfinished.values())
+    if unfinished:
+        detail = ", ".join(f"{n} {outcome}" for outcome, n in sorted(result.unfinished.items()))
+        verdict = (
+            f"included with column '{OUTCOME_COLUMN}'"
+            if result.unfinished_included
+            else "left out (add --include-unfinished to keep them)"
+        )
+        lines.append(f"{unfinished} tasks are not done ({detail}); {verdict}")
+    if result.obsolete:
+        verdict = "included" if result.obsolete_included else "left out (add --include-obsolete to keep them)"
+        lines.append(f"{result.obsolete} done tasks are not in the current experiment definition; {verdict}")
+    for pattern in result.unmatched:
+        lines.append(f"pattern '{pattern.name}' matched nothing in any task (column {pattern.column} is empty)")
+    return lines
+
+
+def open_experiment(experiment_dir: str | Path) -> ExperimentLab:
+    """The experiment in `experiment_dir`, or an error saying which folder to give instead."""
+    path = Path(experiment_dir).expanduser().absolute()
+    if not path.exists():
+        raise LabError(f"{experiment_dir}: no such folder{_experiments_hint(path.parent)}")
+    if not path.is_dir():
+        raise LabError(f"{experiment_dir}: not a folder; give an experiment folder such as pataslab/grid")
+    if not (path / JOURNAL_FILE).exists() and not (path / DEFINITION_FILE).exists():
+        hint = _experiments_hint(path) or " (run `patas explore` first)"
+        raise LabError(f"{experiment_dir}: not an experiment folder (no {JOURNAL_FILE}){hint}")
+    return ExperimentLab(path.parent, path.name)
+
+
+def _experiments_hint(folder: Path) -> str:
+    try:
+        names = sorted(p.name for p in folder.iterdir() if (p / JOURNAL_FILE).exists())
+    except OSError:
+        return ""
+    if not names:
+        return ""
+    shown = ", ".join(str(folder / n) for n in names[:5])
+    return f" (experiments there: {shown})"
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The tasks whose outputs go in the table, the variables they have, and what was left out."""
+
+    records: list[AttemptRecord]  # the committed (or, for unfinished tasks, latest) record
+    variables: list[str]
+    unfinished: dict[str, int]
+    obsolete: int
+
+
+def select_tasks(lab: ExperimentLab, include_unfinished: bool, include_obsolete: bool) -> Selection:
+    """Which tasks to parse, from one read of the journal and one listing of the folder."""
+    committed: dict[int, AttemptRecord] = {}
+    latest: dict[int, AttemptRecord] = {}
+    for record in lab.read_journal():
+        latest[record.task_id] = record
+        if record.outcome is Outcome.DONE:
+            committed[record.task_id] = record
+    folders = lab.task_folders()
+    done = {t: r for t, r in committed.items() if t in folders}
+    keys, variables = _definition(lab)
+    current = (lambda r: True) if keys is None else (lambda r: r.key in keys)
+    chosen = [r for r in done.values() if include_obsolete or current(r)]
+    obsolete = sum(1 for r in done.values() if not current(r))
+    pending = [r for t, r in latest.items() if t not in done and current(r)]
+    unfinished = Counter(_status(r) for r in pending)
+    if keys is not None:
+        seen = {r.key for r in done.values()} | {r.key for r in pending}
+        unfinished[NOT_STARTED] = len(keys - seen)
+    if include_unfinished:
+        chosen += pending
+    chosen.sort(key=lambda r: r.task_id)
+    names = set(variables).union(*(r.values for r in chosen))
+    return Selection(chosen, sorted(names), {k: n for k, n in unfinished.items() if n}, obsolete)
+
+
+def _status(record: AttemptRecord) -> str:
+    # A done task without its folder was deleted by the user so that the next run redoes it.
+    return "without output folder" if record.outcome is Outcome.DONE else record.outcome.value
+
+
+def _definition(lab: ExperimentLab) -> tuple[set[str] | None, list[str]]:
+    """The task keys and variable names of the current definition (None, [] without one)."""
+    if not lab.definition_path.exists():
+        return None, []
+    from patas.common.config import load_experiment
+    from patas.common.sweep import tasks
+
+    experiment = load_experiment(lab.definition_path)
+    return {t.key for t in tasks(experiment)}, [v.name for v in experiment.variables]
+
+
+def _output_paths(lab: ExperimentLab, record: AttemptRecord, streams: Streams) -> tuple[Path, ...]:
+    if record.outcome is Outcome.DONE:
+        return tuple(lab.committed_path(record.task_id, s) for s in streams.files)
+    return tuple(lab.attempt_path(record.task_id, record.attempt, s) for s in streams.files)
+
+
+def build_table(
+    lab: ExperimentLab,
+    selection: Selection,
+    patterns: Sequence[Pattern],
+    found: dict[int, list[Values]],
+    with_outcome: bool,
+) -> Table:
+    """One row per task (per block with breakers): inputs, outputs, then the extra columns."""
+    names = (
+        [INPUT_PREFIX + v for v in selection.variables]
+        + [p.column for p in patterns]
+        + list(EXTRA_COLUMNS)
+        + ([OUTCOME_COLUMN] if with_outcome else [])
+    )
+    rows = []
+    for record in selection.records:
+        inputs = [record.values.get(v) for v in selection.variables]
+        for break_id, values in enumerate(found.get(record.task_id, ())):
+            extra = _extra_values(lab, record, break_id)
+            rows.append(inputs + list(values) + extra + ([record.outcome.value] if with_outcome else []))
+    columns = list(zip(*rows)) if rows else [()] * len(names)
+    data = {}
+    for index, name in enumerate(names):
+        values = list(columns[index])
+        data[name] = typed(values) if index < len(selection.variables) + len(patterns) else values
+    return Table(data)
+
+
+def _extra_values(lab: ExperimentLab, record: AttemptRecord, break_id: int) -> list[object]:
+    return [
+        break_id, record.task_id, record.repeat_id, record.combination_id, record.experiment_id,
+        record.experiment_name, record.attempt, record.max_tries, round(record.duration, 6),
+        datetime.fromtimestamp(record.started_at), datetime.fromtimestamp(record.ended_at),
+        record.cluster_name, record.node_name, record.cluster_in_lab, record.node_in_lab,
+        record.node_in_cluster, record.worker_in_lab, record.worker_in_cluster,
+        record.worker_in_node, str(lab.task_dir(record.task_id)), record.work_dir,
+    ]  # fmt: skip
