@@ -127,13 +127,17 @@ def report_lines(result: ParseResult) -> list[str]:
             if result.unfinished_included
             else "left out (add --include-unfinished to keep them)"
         )
-        lines.append(f"{unfinished} tasks are not done ({detail}); {verdict}")
+        lines.append(f"{_tasks_are(unfinished)} not done ({detail}); {verdict}")
     if result.obsolete:
         verdict = "included" if result.obsolete_included else "left out (add --include-obsolete to keep them)"
-        lines.append(f"{result.obsolete} done tasks are not in the current experiment definition; {verdict}")
+        lines.append(f"{_tasks_are(result.obsolete)} done but not in the current experiment definition; {verdict}")
     for pattern in result.unmatched:
         lines.append(f"pattern '{pattern.name}' matched nothing in any task (column {pattern.column} is empty)")
     return lines
+
+
+def _tasks_are(count: int) -> str:
+    return "1 task is" if count == 1 else f"{count} tasks are"
 
 
 def open_experiment(experiment_dir: str | Path) -> ExperimentLab:

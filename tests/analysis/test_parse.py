@@ -1,0 +1,164 @@
+import csv
+import datetime as dt
+from pathlib import Path
+
+import pytest
+
+from patas.analysis import table as table_module
+from patas.analysis.parse import EXTRA_COLUMNS, Streams, parse, parse_experiment, report_lines
+from patas.analysis.table import TableError
+from patas.common.errors import LabError
+from patas.common.lab import Outcome
+
+from .conftest import README_PATTERNS
+from .labs import small_grid, write_lab
+
+README_COLUMNS = (
+    "in_activation in_neurons in_preprocessing out_train_time out_test_time out_train_acc"
+    " out_test_acc out_loss break_id task_id repeat_id combination_id experiment_id experiment_name"
+    " tries max_tries duration started_at ended_at cluster_name node_name cluster_in_lab node_in_lab"
+    " node_in_cluster worker_in_lab worker_in_cluster worker_in_node output_dir work_dir"
+).split()
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as stream:
+        return list(csv.DictReader(stream))
+
+
+def test_readme_patterns_give_the_readme_columns_one_row_per_task(grid_lab):
+    result = parse_experiment(str(grid_lab.path) + "/", README_PATTERNS)
+    assert result.path == grid_lab.path / "grid.csv"
+    rows = read_csv(result.path)
+    assert list(rows[0]) == README_COLUMNS
+    assert len(rows) == result.tasks == 120
+    assert report_lines(result) == []
+    first = rows[0]
+    assert (first["in_activation"], first["in_neurons"], first["in_preprocessing"]) == ("relu", "1", "fast")
+    assert first["break_id"] == "0" and first["tries"] == "1" and first["max_tries"] == "3"
+    assert first["started_at"] == str(dt.datetime.fromtimestamp(1_684_350_895.472312))
+    assert first["duration"] == "0.224591"
+    assert first["output_dir"] == str(grid_lab.path / "0")
+    assert first["work_dir"].endswith("examples/basic_usage")
+    assert [int(r["task_id"]) for r in rows] == list(range(120))
+
+
+def test_numbers_come_out_as_numbers_in_the_frame(grid_lab):
+    frame = parse(grid_lab.path, README_PATTERNS)
+    assert frame["in_neurons"].dtype.kind == "i"
+    assert frame["out_test_acc"].dtype.kind == "f"
+    assert frame["started_at"].dtype.kind == "M"
+    assert 0 < frame["out_test_acc"].mean() < 1
+    assert sorted(frame["in_activation"].unique()) == ["leaky_relu", "relu", "sigmoid", "tanh"]
+
+
+def test_values_match_the_task_outputs(grid_lab):
+    frame = parse(grid_lab.path, README_PATTERNS)
+    text = (grid_lab.path / "17" / "stdout").read_text()
+    row = frame[frame.task_id == 17].iloc[0]
+    assert f"Test accuracy:      {row.out_test_acc:.3f}" in text
+    assert f"Time to train (ms): {row.out_train_time:.3f}" in text
+
+
+def test_line_breakers_make_a_row_per_block(grid_lab):
+    frame = parse(grid_lab.path, {"epoch": r"Epoch +(@int@)/", "loss": r"loss (@float@)"}, breakers=[r"^Epoch"])
+    assert len(frame) == 120 * 20
+    first = frame[frame.task_id == 0]
+    assert list(first.break_id) == list(range(20))
+    assert list(first.out_epoch) == list(range(1, 21))
+
+
+def test_parquet_output(grid_lab, tmp_path):
+    target = tmp_path / "results.parquet"
+    result = parse_experiment(grid_lab.path, README_PATTERNS, output=target)
+    import pandas as pd
+
+    frame = pd.read_parquet(target)
+    assert list(frame.columns) == README_COLUMNS and len(frame) == 120
+    assert frame.out_loss.tolist() == result.to_frame().out_loss.tolist()
+
+
+def test_unfinished_tasks_are_counted_and_left_out_unless_asked(tmp_path):
+    failing = {3: Outcome.FAILED, 4: Outcome.TIMEOUT, 5: Outcome.FAILED}
+    lab = write_lab(tmp_path / "pataslab", small_grid(), outcome=lambda t: failing.get(t, Outcome.DONE))
+    result = parse_experiment(lab.path, README_PATTERNS)
+    assert result.tasks == 117 and 3 not in result.table.columns["task_id"]
+    assert report_lines(result) == [
+        "3 tasks are not done (2 failed, 1 timeout); left out (add --include-unfinished to keep them)"
+    ]
+    kept = parse_experiment(lab.path, README_PATTERNS, include_unfinished=True).to_frame()
+    assert len(kept) == 120 and kept.columns[-1] == "outcome"
+    assert kept.set_index("task_id").outcome[3] == "failed"
+    assert kept.set_index("task_id").out_test_acc.notna().all()  # read from attempt-1.stdout
+
+
+def test_a_deleted_task_folder_is_not_done(grid_lab):
+    import shutil
+
+    shutil.rmtree(grid_lab.task_dir(7))
+    result = parse_experiment(grid_lab.path, README_PATTERNS)
+    assert result.tasks == 119
+    assert result.unfinished == {"without output folder": 1}
+
+
+def test_obsolete_tasks_after_editing_the_grid(grid_lab):
+    smaller = small_grid(neurons_max=10)  # neurons 1, 5, 9: tasks with 13 and 17 are obsolete
+    grid_lab.write_definition(smaller.to_record())
+    result = parse_experiment(grid_lab.path, README_PATTERNS)
+    assert result.tasks == 72 and result.obsolete == 48
+    assert set(result.table.columns["in_neurons"]) == {1, 5, 9}
+    assert "48 tasks are done but not in the current experiment definition; left out" in report_lines(result)[0]
+    assert parse_experiment(grid_lab.path, README_PATTERNS, include_obsolete=True).tasks == 120
+
+
+def test_not_started_tasks_are_counted(grid_lab):
+    grid_lab.write_definition(small_grid(repeat=3).to_record())
+    result = parse_experiment(grid_lab.path, README_PATTERNS)
+    assert result.tasks == 120 and result.unfinished == {"not started": 60}
+
+
+def test_stderr_stream(tmp_path):
+    lab = write_lab(tmp_path / "pataslab", small_grid(), output=lambda task: "")
+    for task_id in (0, 1):
+        (lab.task_dir(task_id) / "stderr").write_text(f"warning: value {task_id + 10}\n")
+    frame = parse(lab.path, {"v": r"value (@int@)"}, streams=Streams.STDERR)
+    assert frame.out_v.tolist()[:2] == [10, 11] and frame.out_v[2:].isna().all()
+    both = parse(lab.path, {"v": r"value (@int@)"}, streams=Streams.BOTH)
+    assert both.out_v.tolist()[:2] == [10, 11]
+    assert parse(lab.path, {"v": r"value (@int@)"}).out_v.isna().all()
+
+
+def test_unmatched_pattern_is_reported(grid_lab):
+    result = parse_experiment(grid_lab.path, {"acc": r"accuracy: +(@float@)", "f1": r"F1: (@float@)"})
+    assert report_lines(result) == ["pattern 'f1' matched nothing in any task (column out_f1 is empty)"]
+
+
+def test_missing_folder_and_non_experiment_folder_are_errors(grid_lab, tmp_path):
+    with pytest.raises(LabError, match=r"pataslab/gridd: no such folder \(experiments there: .*/pataslab/grid\)$"):
+        parse_experiment(tmp_path / "pataslab/gridd", README_PATTERNS)
+    with pytest.raises(LabError, match=r"pataslab: not an experiment folder \(no journal.jsonl\) \(experiments there"):
+        parse_experiment(tmp_path / "pataslab", README_PATTERNS)
+
+
+def test_a_crash_while_writing_leaves_the_old_table_whole(grid_lab, monkeypatch):
+    result = parse_experiment(grid_lab.path, README_PATTERNS)
+    before = result.path.read_bytes()
+
+    def crash(self, path):
+        path.write_text("in_activation,half a row")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(table_module.Table, "_write_csv", crash)
+    with pytest.raises(TableError, match=r"grid.csv: cannot write the table \(No space left on device\)$"):
+        parse_experiment(grid_lab.path, README_PATTERNS)
+    assert result.path.read_bytes() == before
+    assert [p.name for p in grid_lab.path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_unknown_output_format_is_an_error(grid_lab, tmp_path):
+    with pytest.raises(TableError, match=r"results.xlsx: unknown table format '.xlsx' \(name the file .csv or .parquet\)"):
+        parse_experiment(grid_lab.path, README_PATTERNS, output=tmp_path / "results.xlsx")
+
+
+def test_extra_columns_follow_the_original_order():
+    assert EXTRA_COLUMNS == tuple(README_COLUMNS[8:])

@@ -1,0 +1,65 @@
+"""`patas parse` as a user runs it: exit codes, the lines on stderr, the file written."""
+
+import csv
+
+from .conftest import readme_parse_args, run_patas
+from .labs import small_grid, write_lab
+
+
+def test_readme_parse_command_verbatim(grid_lab, tmp_path):
+    run = run_patas(*readme_parse_args("pataslab/grid/"), cwd=tmp_path)
+    assert run.code == 0, run.stderr
+    assert run.stdout == ""
+    assert run.stderr == "Wrote pataslab/grid/grid.csv: 120 rows from 120 tasks, 29 columns\n"
+    with open(tmp_path / "pataslab/grid/grid.csv", newline="") as stream:
+        assert len(list(csv.DictReader(stream))) == 120
+
+
+def test_bad_regex_is_one_error_line_and_writes_nothing(grid_lab, tmp_path):
+    run = run_patas("parse", "-e", "pataslab/grid", "-p", "acc", "Test accuracy: (@float@", cwd=tmp_path)
+    assert (run.code, run.stdout) == (1, "")
+    assert run.stderr == "Error: -p acc 'Test accuracy: (@float@': invalid regex: missing ), unterminated subpattern\n"
+    assert not (tmp_path / "pataslab/grid/grid.csv").exists()
+
+
+def test_group_count_errors(grid_lab, tmp_path):
+    run = run_patas("parse", "-e", "pataslab/grid", "-p", "acc", "Test accuracy: @float@", cwd=tmp_path)
+    assert run.code == 1
+    assert run.stderr.startswith("Error: -p acc 'Test accuracy: @float@': no capture group;")
+    assert run.stderr.count("\n") == 1
+
+
+def test_missing_folder_error_names_the_experiments_there(grid_lab, tmp_path):
+    run = run_patas("parse", "-e", "pataslab/gird", "-p", "a", "(x)", cwd=tmp_path)
+    assert run.code == 1
+    assert run.stderr == f"Error: pataslab/gird: no such folder (experiments there: {tmp_path}/pataslab/grid)\n"
+
+
+def test_folder_that_is_not_an_experiment(tmp_path):
+    (tmp_path / "empty").mkdir()
+    run = run_patas("parse", "-e", "empty", "-p", "a", "(x)", cwd=tmp_path)
+    assert run.code == 1
+    assert run.stderr == "Error: empty: not an experiment folder (no journal.jsonl) (run `patas explore` first)\n"
+
+
+def test_warnings_for_unfinished_tasks_and_empty_patterns(tmp_path):
+    from patas.common.lab import Outcome
+
+    write_lab(tmp_path / "pataslab", small_grid(), outcome=lambda t: Outcome.LOST if t == 0 else Outcome.DONE)
+    run = run_patas("parse", "-e", "pataslab/grid", "-p", "f1", "F1: (@float@)", cwd=tmp_path)
+    assert run.code == 0
+    assert run.stderr.splitlines() == [
+        "Warning: 1 task is not done (1 lost); left out (add --include-unfinished to keep them)",
+        "Warning: pattern 'f1' matched nothing in any task (column out_f1 is empty)",
+        "Wrote pataslab/grid/grid.csv: 119 rows from 119 tasks, 25 columns",
+    ]
+
+
+def test_usage_errors_exit_2(tmp_path):
+    run = run_patas("parse", "-p", "a", "(x)", cwd=tmp_path)
+    assert run.code == 2 and "Missing option '-e'" in run.stderr
+
+
+def test_help_has_an_example(tmp_path):
+    run = run_patas("parse", "--help", cwd=tmp_path)
+    assert run.code == 0 and "Example:" in run.stdout and "patas parse -e pataslab/grid/" in run.stdout

@@ -1,0 +1,76 @@
+import pytest
+
+from patas.analysis.patterns import PatternError, compile_breaker, compile_pattern, compile_patterns
+
+
+def first_group(regex: str, text: str):
+    match = compile_pattern("v", regex).regex.search(text)
+    return match.group(1) if match else None
+
+
+@pytest.mark.parametrize(
+    "text, value",
+    [
+        ("acc: 3", "3"),
+        ("acc: -0.5", "-0.5"),
+        ("acc: +1.25e-3", "+1.25e-3"),
+        ("acc: .5", ".5"),
+        ("acc: 7.", "7."),
+        ("acc: 1E5", "1E5"),
+        ("acc: nan", "nan"),
+        ("acc: NaN", "NaN"),
+        ("acc: inf", "inf"),
+        ("acc: -Infinity", "-Infinity"),
+    ],
+)
+def test_float_placeholder_takes_signs_decimals_exponents_nan_inf(text, value):
+    assert first_group(r"acc: (@float@)", text) == value
+
+
+def test_float_placeholder_does_not_take_a_word_starting_with_inf():
+    assert first_group(r"acc: (@float@)", "acc: info") is None
+
+
+def test_int_slug_and_str_placeholders():
+    assert first_group(r"epoch (@int@)", "epoch -12 of 20") == "-12"
+    assert first_group(r"act=(@slug@)", "act=leaky_relu-2, next") == "leaky_relu-2"
+    assert first_group(r"model (@str@)", 'model "res net" loaded') == "res net"
+    assert first_group(r"model (@str@) (@int@)".replace("(@int@)", "@int@"), 'model "a" 3') == "a"
+    assert first_group(r'(@str@ \d)', '"a b" 3') == '"a b" 3'
+
+
+def test_patterns_match_per_line_anchors():
+    assert first_group(r"^loss (@float@)$", "x\nloss 0.5\ny") == "0.5"
+
+
+def test_pattern_without_group_is_an_error_naming_it():
+    with pytest.raises(PatternError) as error:
+        compile_pattern("acc", "Test accuracy: @float@")
+    assert str(error.value) == (
+        "-p acc 'Test accuracy: @float@': no capture group; put parentheses around the value"
+        " to collect, e.g. '(@float@)'"
+    )
+
+
+def test_pattern_with_several_groups_is_an_error():
+    with pytest.raises(PatternError, match=r"^-p acc '\(a\)\(b\)': 2 capture groups, expected one; make the others"):
+        compile_pattern("acc", "(a)(b)")
+
+
+def test_invalid_regex_is_an_error_with_the_reason():
+    with pytest.raises(PatternError) as error:
+        compile_pattern("acc", "Test (@float@")
+    assert str(error.value) == "-p acc 'Test (@float@': invalid regex: missing ), unterminated subpattern"
+
+
+def test_bad_name_and_duplicate_names_are_errors():
+    with pytest.raises(PatternError, match="the name must be letters, digits and _"):
+        compile_pattern("test acc", "(x)")
+    with pytest.raises(PatternError, match="^-p acc: the name is used twice"):
+        compile_patterns([("acc", "(x)"), ("acc", "(y)")])
+
+
+def test_breaker_may_have_any_groups_but_must_be_valid():
+    assert compile_breaker("^Epoch (a)(b)").groups == 2
+    with pytest.raises(PatternError, match=r"^-n 'Epoch \[': invalid regex: "):
+        compile_breaker("Epoch [")
