@@ -1,0 +1,149 @@
+import csv
+import io
+import json
+import shutil
+
+import pytest
+
+from patas.analysis.formats import display
+from patas.analysis.query import QueryError, find_tables, query
+
+from .conftest import run_patas
+
+AVERAGES = """
+    SELECT in_activation, 
+           in_neurons, 
+           AVG(out_train_acc) AS avg_train_acc, 
+           AVG(out_test_acc) AS avg_test_acc
+    FROM grid GROUP BY in_activation, in_neurons"""
+
+BEST = """
+    WITH avg_result AS (
+        SELECT in_activation, 
+               in_neurons, 
+               AVG(out_train_acc) AS train_acc, 
+               AVG(out_test_acc) AS test_acc 
+        FROM grid 
+        GROUP BY in_activation, in_neurons
+    )
+    SELECT * FROM avg_result AS t 
+    WHERE t.test_acc=(SELECT MAX(test_acc) FROM avg_result)"""
+
+
+def markdown_rows(text: str) -> list[list[str]]:
+    lines = text.splitlines()
+    assert set(lines[1].replace("|", "").replace(" ", "")) <= {"-", ":"}
+    return [[cell.strip() for cell in line.strip("|").split(" | ")] for line in [lines[0], *lines[2:]]]
+
+
+def test_readme_select_limit_markdown(parsed_workdir):
+    run = run_patas("query", "select * from grid limit 2", "-m", cwd=parsed_workdir)
+    assert run.code == 0, run.stderr
+    rows = markdown_rows(run.stdout)
+    assert len(rows) == 3 and len(rows[0]) == 29
+    assert rows[0][:3] == ["in_activation", "in_neurons", "in_preprocessing"]
+    assert rows[1][rows[0].index("experiment_name")] == "grid"
+    assert rows[1][rows[0].index("started_at")].startswith("2023-05-17 ")
+
+
+def test_readme_average_query(parsed_workdir):
+    run = run_patas("query", AVERAGES, "-m", cwd=parsed_workdir)
+    assert run.code == 0, run.stderr
+    rows = markdown_rows(run.stdout)
+    assert rows[0] == ["in_activation", "in_neurons", "avg_train_acc", "avg_test_acc"]
+    assert len(rows) == 1 + 20  # 4 activations x 5 neuron counts
+
+
+def test_readme_best_configuration_query(parsed_workdir):
+    run = run_patas("query", BEST, "-m", cwd=parsed_workdir)
+    assert run.code == 0, run.stderr
+    rows = markdown_rows(run.stdout)
+    assert rows[0] == ["in_activation", "in_neurons", "train_acc", "test_acc"]
+    frame = query(AVERAGES, [parsed_workdir / "pataslab"])
+    best = frame.loc[frame.avg_test_acc.idxmax()]
+    assert rows[1] == [best.in_activation, str(best.in_neurons), display(best.avg_train_acc), display(best.avg_test_acc)]
+
+
+def test_csv_when_piped_and_json(parsed_workdir):
+    sql = "SELECT in_activation, AVG(out_loss) AS loss FROM grid GROUP BY 1 ORDER BY 1"
+    run = run_patas("query", sql, cwd=parsed_workdir)
+    rows = list(csv.reader(io.StringIO(run.stdout)))
+    assert rows[0] == ["in_activation", "loss"] and [r[0] for r in rows[1:]] == ["leaky_relu", "relu", "sigmoid", "tanh"]
+    assert float(rows[1][1]) == pytest.approx(query(sql, [parsed_workdir / "pataslab"]).loss[0], rel=1e-12)
+    data = json.loads(run_patas("query", sql, "--format", "json", cwd=parsed_workdir).stdout)
+    assert [d["in_activation"] for d in data] == ["leaky_relu", "relu", "sigmoid", "tanh"]
+
+
+def test_terminal_table_format(parsed_workdir):
+    run = run_patas("query", "SELECT 'a|b' AS s, 1.5 AS x, NULL AS n", "--format", "table", cwd=parsed_workdir)
+    assert run.stdout.splitlines() == ["s      x  n", "───  ───  ─", "a|b  1.5", "(1 row)"]
+
+
+def test_python_api_returns_a_typed_frame(parsed_workdir):
+    frame = query("SELECT * FROM grid", [parsed_workdir / "pataslab"])
+    assert len(frame) == 120
+    assert frame.out_test_acc.dtype.kind == "f" and frame.in_neurons.dtype.kind == "i"
+
+
+def test_sql_error_is_one_line(parsed_workdir):
+    run = run_patas("query", "selec * from grid", cwd=parsed_workdir)
+    assert (run.code, run.stdout) == (1, "")
+    assert run.stderr == 'Error: Parser Error: syntax error at or near "selec"\n'
+
+
+def test_unknown_table_lists_the_tables(parsed_workdir):
+    run = run_patas("query", "select * from gird", cwd=parsed_workdir)
+    assert run.code == 1
+    assert run.stderr == 'Error: Catalog Error: Table with name gird does not exist! Did you mean "grid"? (tables: grid)\n'
+
+
+def test_no_parsed_table_says_to_parse(tmp_path):
+    run = run_patas("query", "select * from grid", cwd=tmp_path)
+    assert run.code == 1
+    assert run.stderr == (
+        "Error: no parsed experiment in pataslab (run `patas parse -e pataslab/<experiment> -p NAME REGEX` first)\n"
+    )
+
+
+def test_missing_input_and_conflicting_formats(parsed_workdir):
+    run = run_patas("query", "select 1", "-i", "nowhere", cwd=parsed_workdir)
+    assert (run.code, run.stderr) == (1, "Error: -i nowhere: no such file or folder\n")
+    run = run_patas("query", "select 1", "-m", "--format", "json", cwd=parsed_workdir)
+    assert run.code == 2 and "-m asks for markdown but --format asks for json" in run.stderr
+
+
+def test_any_csv_file_is_a_table(parsed_workdir, tmp_path):
+    other = tmp_path / "results.csv"
+    shutil.copy(parsed_workdir / "pataslab/grid/grid.csv", other)
+    assert len(query("SELECT * FROM results", [other])) == 120
+    assert len(query(f"SELECT * FROM '{other}'", [tmp_path / "none"] * 0)) == 120
+
+
+def test_experiment_folder_and_parquet_tables(parsed_workdir, tmp_path):
+    lab = tmp_path / "pataslab" / "sweep"
+    lab.mkdir(parents=True)
+    query(f"COPY (SELECT * FROM grid) TO '{lab / 'sweep.parquet'}'", [parsed_workdir / "pataslab"])
+    assert [t.name for t in find_tables([tmp_path / "pataslab"])] == ["sweep"]
+    assert [t.name for t in find_tables([lab])] == ["sweep"]
+    assert query("SELECT COUNT(*) AS n FROM sweep", [lab]).n[0] == 120
+
+
+def test_two_tables_with_one_name_is_an_error(parsed_workdir, tmp_path):
+    copy = tmp_path / "grid" / "grid.csv"
+    copy.parent.mkdir()
+    shutil.copy(parsed_workdir / "pataslab/grid/grid.csv", copy)
+    with pytest.raises(QueryError, match="two tables are named 'grid'"):
+        find_tables([parsed_workdir / "pataslab", copy])
+
+
+def test_empty_query_is_an_error(parsed_workdir):
+    with pytest.raises(QueryError, match="the query is empty"):
+        query("  ", [parsed_workdir / "pataslab"])
+
+
+@pytest.mark.parametrize(
+    "value, text",
+    [(None, ""), (0.41133333, "0.411333"), (175.812, "175.812"), (1e-07, "1e-07"), (3.0, "3"), (12, "12")],
+)
+def test_display_rounds_floats_for_people(value, text):
+    assert display(value) == text
