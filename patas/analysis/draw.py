@@ -165,9 +165,13 @@ def save(figure: "Figure", output: str | Path, dpi: int = DPI) -> Path:
     suffix = path.suffix.lower()
     if suffix not in IMAGE_FORMATS:
         raise DrawError(f"--output {output}: unknown image format '{suffix}' (use .png, .svg or .pdf)")
+    import matplotlib
+
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        figure.savefig(temporary, format=suffix.lstrip(".").replace("jpg", "jpeg"), dpi=dpi)
+        # Text stays text in SVG and PDF files: smaller, selectable, searchable.
+        with matplotlib.rc_context({"svg.fonttype": "none", "pdf.fonttype": 42}):
+            figure.savefig(temporary, format=suffix.lstrip(".").replace("jpg", "jpeg"), dpi=dpi)
         os.replace(temporary, path)
     except OSError as error:
         raise DrawError(f"--output {output}: cannot write the image ({error.strerror or error})") from None

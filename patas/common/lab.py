@@ -157,6 +157,22 @@ class ExperimentLab:
                         " restore the file or move the experiment folder away"
                     ) from None
 
+    def drop_torn_journal_line(self) -> None:
+        """Cut a last line left unfinished by a crash, so the next record starts on its own line."""
+        try:
+            with open(self.journal_path, "rb+") as stream:
+                size = stream.seek(0, os.SEEK_END)
+                if size == 0:
+                    return
+                stream.seek(max(0, size - 65536))
+                tail = stream.read()
+                if tail.endswith(b"\n"):
+                    return
+                cut = tail.rfind(b"\n")
+                stream.truncate(size - len(tail) + cut + 1 if cut >= 0 else max(0, size - len(tail)))
+        except FileNotFoundError:
+            return
+
     def read_definition(self) -> dict[str, Any] | None:
         import yaml
 

@@ -1,0 +1,263 @@
+"""The agent's loop: say hello, take tasks, stream their output, report their end.
+
+One thread, one `zmq.Poller` over the broker socket and every running task's pipes. Output is
+batched per stream (sent at FLUSH_BYTES or after FLUSH_INTERVAL_S), and a short task's whole
+output travels inside its `Finished` message. The broker grants byte credits as it writes, so a
+task printing faster than the coordinator's disk is slowed down by its pipe, not buffered here.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import time
+from collections import deque
+from dataclasses import dataclass
+
+import zmq
+
+from patas.agent.task_process import READ_CHUNK_BYTES, TaskProcess
+from patas.common import protocol
+from patas.common.protocol import (
+    PROTOCOL_VERSION,
+    Assign,
+    Cancel,
+    Credit,
+    Finished,
+    Heartbeat,
+    Hello,
+    Message,
+    Output,
+    Refused,
+    Shutdown,
+    Welcome,
+)
+
+log = logging.getLogger(__name__)
+
+FLUSH_BYTES = READ_CHUNK_BYTES
+FLUSH_INTERVAL_S = 0.1
+HEARTBEAT_INTERVAL_S = 1.0
+# How long to wait for the broker's Welcome before giving up.
+CONNECT_TIMEOUT_S = 15.0
+# Without pidfds (old kernels or Pythons), how often exited commands are looked for.
+REAP_INTERVAL_S = 0.05
+LINGER_MS = 1000
+
+EXIT_OK, EXIT_REFUSED, EXIT_BROKER_LOST = 0, 3, 4
+
+
+@dataclass(frozen=True)
+class AgentSettings:
+    broker_address: str
+    agent_id: str
+    slots: int
+
+
+class Agent:
+    def __init__(self, settings: AgentSettings, context: zmq.Context | None = None) -> None:
+        self.settings = settings
+        self.context = context or zmq.Context.instance()
+        self.socket = self.context.socket(zmq.DEALER)
+        self.socket.setsockopt(zmq.IDENTITY, settings.agent_id.encode())
+        self.socket.setsockopt(zmq.LINGER, LINGER_MS)
+        self.poller = zmq.Poller()
+        self.poller.register(self.socket, zmq.POLLIN)
+        self.tasks: dict[int, TaskProcess] = {}  # lease → running task
+        self.queue: deque[Assign] = deque()  # tasks waiting for a free slot
+        self.free_slots = list(range(settings.slots - 1, -1, -1))
+        self.worker_offsets = (0, 0)  # first worker number in the lab and in the cluster
+        self.fd_owner: dict[int, TaskProcess] = {}  # polled pipe or pidfd → its task
+        self.window = 0  # output bytes the broker still accepts
+        self.broker_timeout_s = CONNECT_TIMEOUT_S
+        self.last_heard = self.last_sent = time.monotonic()
+        self.stopping: str | None = None
+        self.exit_code = EXIT_OK
+        self._handlers = {
+            Welcome: self._on_welcome,
+            Refused: self._on_refused,
+            Assign: self._on_assign,
+            Cancel: self._on_cancel,
+            Credit: self._on_credit,
+            Shutdown: self._on_shutdown,
+            Heartbeat: lambda message: None,
+        }
+
+    # --- the loop ---------------------------------------------------------------------------
+
+    def run(self) -> int:
+        """Serve the broker until it says goodbye or goes silent; return the exit status."""
+        self.socket.connect(self.settings.broker_address)
+        self._send(Hello(PROTOCOL_VERSION, self.settings.agent_id, socket.gethostname(), self.settings.slots, os.getpid()))
+        try:
+            while self.stopping is None:
+                self._step()
+        finally:
+            self.queue.clear()
+            for task in list(self.tasks.values()):
+                task.kill()
+                self._forget(task)
+            self.socket.close()
+        log.info("agent %s stops: %s", self.settings.agent_id, self.stopping)
+        return self.exit_code
+
+    def _step(self) -> None:
+        events = dict(self.poller.poll(self._poll_timeout_ms()))
+        now = time.monotonic()
+        if events.pop(self.socket, 0):
+            self._receive_all(now)
+        for fd in events:
+            task = self.fd_owner.get(fd)
+            if task is not None and fd in task.pipes:
+                task.read(fd, now)
+        for task in list(self.tasks.values()):
+            self._advance(task, now)
+        self._pause_reading(self.window <= 0)
+        if now - self.last_sent >= HEARTBEAT_INTERVAL_S:
+            self._send(Heartbeat())
+        if now - self.last_heard > self.broker_timeout_s:
+            self.exit_code = EXIT_BROKER_LOST
+            self.stopping = f"no word from the broker for {self.broker_timeout_s:.0f} s"
+
+    def _advance(self, task: TaskProcess, now: float) -> None:
+        """Move one task along: send due output, reap, enforce its timeout, report its end."""
+        task.check_deadline(now)
+        task.reap()
+        self._sync(task)
+        if task.finished:
+            self._finish(task)
+            return
+        for stream, buffer in enumerate(task.buffers):
+            due = buffer.size >= FLUSH_BYTES or (buffer.size and now - buffer.since >= FLUSH_INTERVAL_S)
+            if due and self.window > 0:
+                data = buffer.take()
+                self.window -= len(data)
+                self._send(Output(task.lease, stream, data))
+
+    def _poll_timeout_ms(self) -> int:
+        now = time.monotonic()
+        wake = now + HEARTBEAT_INTERVAL_S
+        for task in self.tasks.values():
+            deadline = task.next_deadline()
+            if deadline is not None:
+                wake = min(wake, deadline)
+            if any(b.size for b in task.buffers):
+                wake = min(wake, now + FLUSH_INTERVAL_S)
+            if task.process is not None and task.pidfd is None:
+                wake = min(wake, now + REAP_INTERVAL_S)
+        return max(0, int((wake - now) * 1000))
+
+    # --- messages ---------------------------------------------------------------------------
+
+    def _receive_all(self, now: float) -> None:
+        while True:
+            try:
+                frames = self.socket.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            self.last_heard = now
+            message = protocol.decode(frames)
+            self._handlers[type(message)](message)
+
+    def _send(self, message: Message) -> None:
+        self.socket.send_multipart(protocol.encode(message), copy=False)
+        self.last_sent = time.monotonic()
+
+    def _on_welcome(self, message: Welcome) -> None:
+        self.broker_timeout_s = message.broker_timeout_s
+        self.window = message.output_window_bytes
+        self.worker_offsets = (message.first_worker_in_lab, message.first_worker_in_cluster)
+
+    def _on_refused(self, message: Refused) -> None:
+        log.error("the broker refused this agent: %s", message.reason)
+        self.exit_code = EXIT_REFUSED
+        self.stopping = f"refused: {message.reason}"
+
+    def _on_assign(self, message: Assign) -> None:
+        self.queue.append(message)
+        self._start_queued()
+
+    def _start_queued(self) -> None:
+        while self.free_slots and self.queue:
+            assign = self.queue.popleft()
+            slot = self.free_slots.pop()
+            in_lab, in_cluster = self.worker_offsets
+            env = {
+                **assign.env,
+                "PATAS_WORKER_IN_NODE": str(slot),
+                "PATAS_WORKER_IN_CLUSTER": str(in_cluster + slot),
+                "PATAS_WORKER_IN_LAB": str(in_lab + slot),
+            }
+            task = TaskProcess(assign.lease, slot, assign.commands, assign.workdir, env, assign.timeout_s)
+            self.tasks[task.lease] = task
+            task.start()
+            self._sync(task)
+
+    def _on_cancel(self, message: Cancel) -> None:
+        self.queue = deque(a for a in self.queue if a.lease != message.lease)
+        task = self.tasks.get(message.lease)
+        if task is not None:
+            task.kill()
+            self._forget(task)
+
+    def _on_credit(self, message: Credit) -> None:
+        self.window += message.bytes
+
+    def _on_shutdown(self, message: Shutdown) -> None:
+        self.stopping = f"the broker said goodbye: {message.reason}"
+
+    # --- task bookkeeping -------------------------------------------------------------------
+
+    def _finish(self, task: TaskProcess) -> None:
+        stdout, stderr = (b.take() for b in task.buffers)
+        self._send(
+            Finished(
+                task.lease,
+                task.slot,
+                task.exit_code if not task.error else None,
+                task.started_at,
+                time.time(),
+                task.timed_out,
+                task.error,
+                stdout,
+                stderr,
+            )
+        )
+        self._forget(task)
+
+    def _sync(self, task: TaskProcess) -> None:
+        """Poll exactly the task's current pipes and pidfd."""
+        current = task.fds() if not task.finished else set()
+        for fd in [fd for fd, owner in self.fd_owner.items() if owner is task and fd not in current]:
+            del self.fd_owner[fd]
+            self.poller.unregister(fd)
+        for fd in current - set(self.fd_owner):
+            self.fd_owner[fd] = task
+            self.poller.register(fd, zmq.POLLIN)
+
+    def _forget(self, task: TaskProcess) -> None:
+        """Drop a finished or killed task and give its slot to the next queued one."""
+        self._sync(task)
+        if self.tasks.pop(task.lease, None) is not None:
+            self.free_slots.append(task.slot)
+            self._start_queued()
+
+    def _pause_reading(self, paused: bool) -> None:
+        """Stop polling task pipes while the broker's window is full; the tasks block on write."""
+        for fd, task in self.fd_owner.items():
+            if fd in task.pipes:
+                self.poller.modify(fd, 0 if paused else zmq.POLLIN)
+
+
+def run(settings: AgentSettings) -> int:
+    """Run an agent until the broker lets it go; SIGTERM kills its tasks and exits cleanly."""
+    # Ctrl-C in the coordinator's terminal reaches this process too; the broker decides what stops.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _exit_on_signal)
+    return Agent(settings).run()
+
+
+def _exit_on_signal(signum: int, frame: object) -> None:
+    raise SystemExit(EXIT_OK)

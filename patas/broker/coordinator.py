@@ -1,0 +1,389 @@
+"""The run loop on the coordinator: start agents, hand out tasks, write what comes back.
+
+One thread. Each turn of the loop receives every waiting message (dispatched through a table by
+type), fills free slots with tasks, appends the turn's journal records in one write, grants
+output credits back, and checks that every agent is still alive. Ctrl-C (or SIGTERM) stops the
+run at the next turn: agents kill their tasks, unfinished attempts stay uncommitted, and the
+next run picks up where this one stopped.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Iterator, Protocol
+
+import zmq
+
+from patas.broker.launcher import AgentHandle, AgentRequest, Launcher
+from patas.broker.outputs import OutputStore
+from patas.broker.placement import Placement
+from patas.broker.plan import ExperimentPlan, PlannedTask
+from patas.broker.scheduler import Counts, Lease, Scheduler, Verdict
+from patas.broker.transport import BrokerSocket
+from patas.common.errors import PatasError
+from patas.common.lab import STDERR, STDOUT, AttemptRecord, Outcome
+from patas.common.protocol import (
+    PROTOCOL_VERSION,
+    Assign,
+    Credit,
+    Finished,
+    Heartbeat,
+    Hello,
+    Message,
+    Output,
+    Refused,
+    Shutdown,
+    Welcome,
+)
+
+log = logging.getLogger(__name__)
+
+HEARTBEAT_INTERVAL_S = 1.0
+# An agent silent for this long is declared lost and its tasks run elsewhere.
+DEFAULT_AGENT_TIMEOUT_S = 10.0
+# How long an agent may take from being started to saying hello.
+AGENT_START_TIMEOUT_S = 30.0
+# Output bytes an agent may have in flight before the broker has written them.
+OUTPUT_WINDOW_BYTES = 8 * 1024 * 1024
+POLL_INTERVAL_MS = 100
+PROGRESS_INTERVAL_S = 0.2
+
+
+class NoAgentsError(PatasError):
+    """Not a single agent could start, so nothing can run."""
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    agent_timeout_s: float = DEFAULT_AGENT_TIMEOUT_S
+    sync: bool = True  # fdatasync committed output before marking it done
+    bind_address: str = "tcp://127.0.0.1:0"
+
+
+@dataclass(frozen=True)
+class AttemptFailure:
+    """An attempt that did not succeed, for the user to see why."""
+
+    experiment_name: str
+    task_id: int
+    values: tuple[tuple[str, str], ...]
+    attempt: int
+    tries: int
+    max_tries: int
+    outcome: Outcome
+    exit_code: int | None
+    error: str
+    node_name: str
+    verdict: Verdict
+    tail: str
+
+
+class RunObserver(Protocol):
+    def progress(self, counts: Counts) -> None: ...
+
+    def attempt_failed(self, failure: AttemptFailure) -> None: ...
+
+    def agent_event(self, node_name: str, message: str) -> None: ...
+
+
+@dataclass
+class RunResult:
+    counts: Counts
+    interrupted: bool = False
+    agent_failures: list[str] = field(default_factory=list)
+    elapsed_s: float = 0.0
+
+
+@dataclass
+class AgentLink:
+    placement: Placement
+    handle: AgentHandle
+    started_at: float
+    last_heard: float = 0.0
+    ready: bool = False
+    gone: bool = False
+    credit: int = 0  # bytes written since the last Credit message
+
+
+class Coordinator:
+    def __init__(
+        self,
+        plans: list[ExperimentPlan],
+        pending: Iterator[PlannedTask],
+        counts: Counts,
+        placements: list[Placement],
+        launcher: Launcher,
+        observer: RunObserver,
+        settings: RunSettings = RunSettings(),
+    ) -> None:
+        self.plans = plans
+        self.placements = placements
+        self.launcher = launcher
+        self.observer = observer
+        self.settings = settings
+        self.scheduler = Scheduler(pending, counts)
+        self.store = OutputStore([plan.lab for plan in plans], sync=settings.sync)
+        self.agents: dict[str, AgentLink] = {}
+        self.result = RunResult(counts)
+        self._stop_requested = False
+        self._last_progress = 0.0
+        self._handlers: dict[type[Message], Callable[[AgentLink, Message], None]] = {
+            Hello: self._on_hello,  # type: ignore[dict-item]
+            Output: self._on_output,  # type: ignore[dict-item]
+            Finished: self._on_finished,  # type: ignore[dict-item]
+            Heartbeat: lambda link, message: None,
+        }
+
+    # --- the run ----------------------------------------------------------------------------
+
+    def run(self) -> RunResult:
+        started = time.monotonic()
+        self.scheduler.prime()
+        if self.scheduler.finished:
+            self.store.close_all()
+            return self.result
+        self.socket = BrokerSocket(self.settings.bind_address)
+        previous_handlers = self._catch_stop_signals()
+        try:
+            self._start_agents()
+            while not self.scheduler.finished:
+                if self._stop_requested:
+                    self._interrupt()
+                    break
+                self._turn()
+        finally:
+            self._restore(previous_handlers)
+            self._release_agents()
+            self.store.close_all()
+            self.socket.close()
+            self.result.elapsed_s = time.monotonic() - started
+        self.observer.progress(self.result.counts)
+        return self.result
+
+    def _turn(self) -> None:
+        if self.socket.socket.poll(POLL_INTERVAL_MS):
+            self._receive_all()
+        now = time.monotonic()
+        for lease in self.scheduler.assign():
+            self._send_lease(lease)
+        self.store.end_turn()
+        for agent_id, link in self.agents.items():
+            if link.credit:
+                self.socket.send(agent_id, Credit(link.credit))
+                link.credit = 0
+        self._check_agents(now)
+        if now - self._last_progress >= PROGRESS_INTERVAL_S:
+            self._last_progress = now
+            self.observer.progress(self.result.counts)
+
+    def _receive_all(self) -> None:
+        now = time.monotonic()
+        while (received := self.socket.receive()) is not None:
+            agent_id, message = received
+            link = self.agents.get(agent_id)
+            if link is None or link.gone:
+                self.socket.send(agent_id, Refused("this agent is not part of the run"))
+                continue
+            link.last_heard = now
+            if not link.ready and not isinstance(message, Hello):
+                continue  # a stale message from before a reconnect
+            self._handlers[type(message)](link, message)
+
+    # --- agents -----------------------------------------------------------------------------
+
+    def _start_agents(self) -> None:
+        now = time.monotonic()
+        for placement in self.placements:
+            request = AgentRequest(placement.node, placement.agent_id, self.socket.address, placement.slots)
+            handle = self.launcher.start(request)
+            self.agents[placement.agent_id] = AgentLink(placement, handle, now, now)
+
+    def _on_hello(self, link: AgentLink, hello: Hello) -> None:
+        agent_id = link.placement.agent_id
+        if hello.protocol_version != PROTOCOL_VERSION:
+            reason = f"protocol version {hello.protocol_version} (agent) != {PROTOCOL_VERSION} (coordinator)"
+            self.socket.send(agent_id, Refused(reason))
+            self._lose(link, reason)
+            return
+        if link.ready:  # it reconnected: what it was running is lost
+            self._requeue(agent_id)
+        placement = link.placement
+        welcome = Welcome(
+            HEARTBEAT_INTERVAL_S,
+            self.settings.agent_timeout_s,
+            OUTPUT_WINDOW_BYTES,
+            placement.first_worker_in_lab,
+            placement.first_worker_in_cluster,
+        )
+        self.socket.send(agent_id, welcome)
+        self.scheduler.add_agent(agent_id, hello.slots)
+        link.ready = True
+        self.observer.agent_event(link.placement.node.name, f"ready on {hello.hostname} with {hello.slots} workers")
+
+    def _check_agents(self, now: float) -> None:
+        for agent_id, link in self.agents.items():
+            if link.gone:
+                continue
+            if link.handle.exit_code() is not None:
+                self._lose(link, link.handle.failure())
+            elif not link.ready and now - link.started_at > AGENT_START_TIMEOUT_S:
+                self._lose(link, f"did not connect within {AGENT_START_TIMEOUT_S:.0f} s")
+            elif link.ready and now - link.last_heard > self.settings.agent_timeout_s:
+                self._lose(link, f"silent for {self.settings.agent_timeout_s:.0f} s")
+            elif now - link.last_heard >= HEARTBEAT_INTERVAL_S and link.ready:
+                self.socket.send(agent_id, Heartbeat())
+        if all(link.gone for link in self.agents.values()):
+            raise NoAgentsError("no agent is running: " + "; ".join(self.result.agent_failures))
+
+    def _lose(self, link: AgentLink, reason: str) -> None:
+        link.gone = True
+        name = link.placement.node.name
+        self.result.agent_failures.append(f"{name}: {reason}")
+        self.observer.agent_event(name, f"lost: {reason}")
+        self._requeue(link.placement.agent_id)
+
+    def _requeue(self, agent_id: str) -> None:
+        for lease in self.scheduler.remove_agent(agent_id):
+            self.store.abandon(lease.id)
+
+    def _release_agents(self) -> None:
+        for agent_id, link in self.agents.items():
+            if not link.gone:
+                try:
+                    self.socket.send(agent_id, Shutdown("the run is over"))
+                except zmq.ZMQError:
+                    pass
+        for link in self.agents.values():
+            link.handle.stop()
+
+    # --- tasks ------------------------------------------------------------------------------
+
+    def _send_lease(self, lease: Lease) -> None:
+        planned = lease.planned
+        self.store.open(lease.id, planned.experiment_id, planned.task_id, lease.attempt)
+        placement = self.agents[lease.agent_id].placement
+        assign = Assign(
+            lease.id,
+            list(planned.task.commands),
+            planned.experiment.workdir,
+            task_environment(planned, lease, placement),
+            planned.experiment.timeout_s,
+        )
+        if not self.socket.send(lease.agent_id, assign):
+            self._lose(self.agents[lease.agent_id], "unreachable")
+
+    def _on_output(self, link: AgentLink, output: Output) -> None:
+        link.credit += len(output.data)
+        lease = self.scheduler.lease(output.lease)
+        if lease is not None and lease.agent_id == link.placement.agent_id:
+            self.store.write(lease.id, output.stream, output.data)
+
+    def _on_finished(self, link: AgentLink, finished: Finished) -> None:
+        lease = self.scheduler.lease(finished.lease)
+        if lease is None or lease.agent_id != link.placement.agent_id:
+            return  # fenced: this attempt was already given to another agent
+        self.store.write(lease.id, 0, finished.stdout)
+        self.store.write(lease.id, 1, finished.stderr)
+        outcome = _outcome(finished)
+        record = self._record(lease, finished, outcome, link.placement)
+        tail = self._tail(lease.id)
+        self.store.close(lease.id, record, commit=outcome is Outcome.DONE)
+        verdict = self.scheduler.finish(lease.id, outcome is Outcome.DONE)
+        if verdict is not Verdict.DONE:
+            planned = lease.planned
+            self.observer.attempt_failed(
+                AttemptFailure(
+                    planned.experiment.name, planned.task_id, planned.task.values, lease.attempt, lease.tries,
+                    planned.max_tries, outcome, finished.exit_code, finished.error, link.placement.node.name, verdict, tail,
+                )
+            )
+
+    def _tail(self, lease_id: int) -> str:
+        stderr = self.store.tail(lease_id, STDERR)
+        return (stderr or self.store.tail(lease_id, STDOUT)).decode(errors="replace")
+
+    def _record(self, lease: Lease, finished: Finished, outcome: Outcome, placement: Placement) -> AttemptRecord:
+        planned = lease.planned
+        return AttemptRecord(
+            task_id=planned.task_id,
+            key=planned.task.key,
+            attempt=lease.attempt,
+            outcome=outcome,
+            exit_code=finished.exit_code,
+            combination_id=planned.task.combination_id,
+            repeat_id=planned.task.repeat_id,
+            values=dict(planned.task.values),
+            experiment_id=planned.experiment_id,
+            experiment_name=planned.experiment.name,
+            max_tries=planned.max_tries,
+            started_at=finished.started_at,
+            ended_at=finished.ended_at,
+            cluster_name=placement.cluster_name,
+            node_name=placement.node.name,
+            hostname=placement.node.hostname,
+            cluster_in_lab=placement.cluster_in_lab,
+            node_in_lab=placement.node_in_lab,
+            node_in_cluster=placement.node_in_cluster,
+            worker_in_lab=placement.first_worker_in_lab + finished.slot,
+            worker_in_cluster=placement.first_worker_in_cluster + finished.slot,
+            worker_in_node=finished.slot,
+            work_dir=planned.experiment.workdir,
+            error=finished.error,
+        )
+
+    # --- stopping ---------------------------------------------------------------------------
+
+    def _catch_stop_signals(self) -> dict[int, object]:
+        previous = {}
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            previous[signum] = signal.signal(signum, self._on_stop_signal)
+        return previous
+
+    def _on_stop_signal(self, signum: int, frame: object) -> None:
+        if self._stop_requested:
+            raise KeyboardInterrupt  # a second Ctrl-C: stop waiting for anything
+        self._stop_requested = True
+
+    @staticmethod
+    def _restore(previous: dict[int, object]) -> None:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)  # type: ignore[arg-type]
+
+    def _interrupt(self) -> None:
+        """Stop now: agents kill their tasks; unfinished attempts stay uncommitted."""
+        self.result.interrupted = True
+        for lease in self.scheduler.drain():
+            self.store.abandon(lease.id)
+
+
+def _outcome(finished: Finished) -> Outcome:
+    if finished.timed_out:
+        return Outcome.TIMEOUT
+    if finished.exit_code == 0 and not finished.error:
+        return Outcome.DONE
+    return Outcome.FAILED
+
+
+def task_environment(planned: PlannedTask, lease: Lease, placement: Placement) -> dict[str, str]:
+    """The PATAS_* variables a task sees (the original patas's, plus task and repeat ids).
+
+    The agent adds PATAS_WORKER_IN_{NODE,CLUSTER,LAB}: only it knows which worker runs the task."""
+    env = {f"PATAS_VAR_{name}": value for name, value in planned.task.values}
+    env.update(
+        PATAS_ATTEMPT=str(lease.attempt),
+        PATAS_WORK_DIR=planned.experiment.workdir,
+        PATAS_CLUSTER_NAME=placement.cluster_name,
+        PATAS_NODE_NAME=placement.node.name,
+        PATAS_CLUSTER_IN_LAB=str(placement.cluster_in_lab),
+        PATAS_NODE_IN_LAB=str(placement.node_in_lab),
+        PATAS_NODE_IN_CLUSTER=str(placement.node_in_cluster),
+        PATAS_TASK_ID=str(planned.task_id),
+        PATAS_REPEAT_ID=str(planned.task.repeat_id),
+        PATAS_COMBINATION_ID=str(planned.task.combination_id),
+        PATAS_EXPERIMENT_NAME=planned.experiment.name,
+    )
+    return env
+

@@ -1,0 +1,105 @@
+"""`explore` as a library call: plan the experiments, then run them on the given nodes.
+
+    exploration = prepare(experiments, clusters, Path("pataslab"))
+    result = exploration.run(observer)
+
+`prepare` reads the pataslab and says what will happen (tasks done, to run, what changed) without
+starting anything, so the CLI can show it and ask for confirmation.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+from patas.broker.coordinator import Coordinator, RunObserver, RunResult, RunSettings
+from patas.broker.launcher import Launcher, LocalLauncher
+from patas.broker.placement import Placement, place
+from patas.broker.plan import ExperimentPlan, PlannedTask, TaskFilter, plan_experiment
+from patas.broker.scheduler import Counts
+from patas.common.config import Cluster, Experiment
+from patas.common.errors import ConfigError
+from patas.common.lab import ExperimentLab
+
+
+@dataclass
+class Exploration:
+    plans: list[ExperimentPlan]
+    clusters: list[Cluster]
+    placements: list[Placement]
+    launcher: Launcher
+    task_filter: TaskFilter | None
+    settings: RunSettings
+
+    @property
+    def workers(self) -> int:
+        return sum(p.slots for p in self.placements)
+
+    def counts(self) -> Counts:
+        if self.task_filter is None:
+            to_run = sum(plan.to_run for plan in self.plans)
+            skipped = sum(0 if plan.redo else plan.done for plan in self.plans)
+            return Counts(total=to_run + skipped, skipped=skipped)
+        # A filter selects by task id, which is known only task by task.
+        return Counts(total=sum(1 for _ in self._pending()))
+
+    def _pending(self) -> Iterator[PlannedTask]:
+        return itertools.chain.from_iterable(plan.pending(self.task_filter) for plan in self.plans)
+
+    def run(self, observer: RunObserver) -> RunResult:
+        """Record each experiment's definition, then run every pending task."""
+        for plan in self.plans:
+            plan.lab.path.mkdir(parents=True, exist_ok=True)
+            plan.lab.write_definition(plan.experiment.to_record())
+        coordinator = Coordinator(
+            self.plans, self._pending(), self.counts(), self.placements, self.launcher, observer, self.settings
+        )
+        return coordinator.run()
+
+
+def prepare(
+    experiments: list[Experiment],
+    clusters: list[Cluster],
+    lab_root: Path,
+    redo: bool = False,
+    task_filter: TaskFilter | None = None,
+    settings: RunSettings = RunSettings(),
+) -> Exploration:
+    """Plan a run: what is done, what is left, and where it will run. Starts nothing."""
+    _check_unique([e.name for e in experiments], "experiment", "--name or 'name:'")
+    if task_filter is not None and task_filter.experiment is not None:
+        if task_filter.experiment not in [e.name for e in experiments]:
+            raise ConfigError(f"--filter-tasks: no experiment named '{task_filter.experiment}'")
+    launcher = LocalLauncher()
+    for cluster in clusters:
+        for node in cluster.nodes:
+            if not node.is_local:
+                raise ConfigError(
+                    f"node '{node.name}' ({node.address}) is remote; this version runs on localhost only"
+                    " (use --node localhost)"
+                )
+    local = any(node.is_local for cluster in clusters for node in cluster.nodes)
+    if local:
+        for experiment in experiments:
+            _check_local_workdir(experiment)
+    slots = {(ci, ni): launcher.slots(node) for ci, c in enumerate(clusters) for ni, node in enumerate(c.nodes)}
+    plans = [
+        plan_experiment(i, experiment, ExperimentLab(lab_root, experiment.name), redo)
+        for i, experiment in enumerate(experiments)
+    ]
+    return Exploration(plans, clusters, place(clusters, slots), launcher, task_filter, settings)
+
+
+def _check_local_workdir(experiment: Experiment) -> None:
+    path = os.path.expandvars(os.path.expanduser(experiment.workdir))
+    if not os.path.isdir(path):
+        raise ConfigError(f"experiment '{experiment.name}': workdir {experiment.workdir} does not exist (fix --workdir)")
+
+
+def _check_unique(names: list[str], what: str, fix: str) -> None:
+    for name in names:
+        if names.count(name) > 1:
+            raise ConfigError(f"two {what}s are named '{name}' (give each its own with {fix})")

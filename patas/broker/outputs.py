@@ -1,0 +1,101 @@
+"""Writing task output into the pataslab as it streams in, and committing it.
+
+Each running attempt writes into `<task_id>/attempt-<n>.stdout` (and `.stderr`, created only when
+the task writes to stderr). When the attempt succeeds its files are flushed to disk and renamed to
+`stdout`/`stderr`, and only then is its `done` record appended to the journal. A failed or
+interrupted attempt's files stay as they are. Output is never held in memory beyond the chunk
+being written, apart from a short tail kept to show the user why an attempt failed.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+from patas.broker.committer import Commit, Committer, OutputFile, guard
+from patas.common.lab import STDERR, STDOUT, STREAMS, AttemptRecord, ExperimentLab
+
+# How much of each stream's end is kept in memory to show with a failure.
+TAIL_BYTES = 2048
+
+
+@dataclass
+class OpenAttempt:
+    experiment_id: int
+    lab: ExperimentLab
+    task_id: int
+    attempt: int
+    files: dict[str, IO[bytes]] = field(default_factory=dict)
+    sizes: dict[str, int] = field(default_factory=lambda: {STDOUT: 0, STDERR: 0})
+    tails: dict[str, bytes] = field(default_factory=lambda: {STDOUT: b"", STDERR: b""})
+
+    def path(self, stream: str) -> Path:
+        return self.lab.attempt_path(self.task_id, self.attempt, stream)
+
+
+class OutputStore:
+    """The open attempts of a run, by lease id; finished ones go to the committer each turn."""
+
+    def __init__(self, labs: list[ExperimentLab], sync: bool = True) -> None:
+        self._labs = labs
+        self._open: dict[int, OpenAttempt] = {}
+        self._batch: list[Commit] = []
+        for lab in labs:
+            guard(lambda: lab.path.mkdir(parents=True, exist_ok=True), lab.path)
+            lab.drop_torn_journal_line()
+        self._committer = Committer([lab.journal_path for lab in labs], sync)
+
+    def open(self, lease_id: int, experiment_id: int, task_id: int, attempt: int) -> None:
+        lab = self._labs[experiment_id]
+        guard(lambda: lab.task_dir(task_id).mkdir(exist_ok=True), lab.path)
+        self._open[lease_id] = OpenAttempt(experiment_id, lab, task_id, attempt)
+
+    def write(self, lease_id: int, stream_index: int, data: bytes) -> None:
+        if not data:
+            return
+        attempt = self._open[lease_id]
+        stream = STREAMS[stream_index]
+        handle = attempt.files.get(stream) or self._create(attempt, stream)
+        guard(lambda: handle.write(data), attempt.path(stream))
+        attempt.sizes[stream] += len(data)
+        attempt.tails[stream] = (attempt.tails[stream] + data)[-TAIL_BYTES:]
+
+    def _create(self, attempt: OpenAttempt, stream: str) -> IO[bytes]:
+        handle = attempt.files[stream] = guard(lambda: open(attempt.path(stream), "wb"), attempt.path(stream))
+        return handle
+
+    def tail(self, lease_id: int, stream: str) -> bytes:
+        return self._open[lease_id].tails[stream]
+
+    def close(self, lease_id: int, record: AttemptRecord, commit: bool) -> None:
+        """End an attempt: commit its output if `commit`, and journal its record either way."""
+        attempt = self._open.pop(lease_id)
+        record.stdout_bytes, record.stderr_bytes = attempt.sizes[STDOUT], attempt.sizes[STDERR]
+        if commit and STDOUT not in attempt.files:
+            # A task that printed nothing still gets its (empty) stdout, so every done task has one.
+            self._create(attempt, STDOUT)
+        files = tuple(
+            OutputFile(handle, attempt.path(stream), attempt.lab.committed_path(attempt.task_id, stream) if commit else None)
+            for stream, handle in attempt.files.items()
+        )
+        self._batch.append(Commit(files, attempt.experiment_id, record.to_json() + "\n"))
+
+    def abandon(self, lease_id: int) -> None:
+        """Close an attempt that will never finish here (interrupted or fenced); its files stay."""
+        attempt = self._open.pop(lease_id, None)
+        if attempt is not None:
+            for handle in attempt.files.values():
+                handle.close()
+
+    def end_turn(self) -> None:
+        """Hand this turn's finished attempts to the committer; raise if an earlier commit failed."""
+        batch, self._batch = self._batch, []
+        self._committer.submit(batch)
+
+    def close_all(self) -> None:
+        for lease_id in list(self._open):
+            self.abandon(lease_id)
+        self.end_turn()
+        self._committer.close()

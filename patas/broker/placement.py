@@ -1,0 +1,42 @@
+"""Where each agent sits in the lab: its cluster, its node, the global numbering of its workers.
+
+These numbers become the tasks' PATAS_*_IN_* environment variables and the journal's columns, as
+in the original patas: workers are numbered across the lab and within each cluster and node.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from patas.common.config import Cluster, Node
+
+
+@dataclass(frozen=True)
+class Placement:
+    agent_id: str
+    node: Node
+    slots: int
+    cluster_name: str
+    cluster_in_lab: int
+    node_in_lab: int
+    node_in_cluster: int
+    first_worker_in_lab: int
+    first_worker_in_cluster: int
+
+
+def place(clusters: list[Cluster], slots: dict[tuple[int, int], int]) -> list[Placement]:
+    """Number every node and worker; `slots[(cluster index, node index)]` is each node's size."""
+    placements = []
+    node_in_lab = worker_in_lab = 0
+    for cluster_in_lab, cluster in enumerate(clusters):
+        worker_in_cluster = 0
+        for node_in_cluster, node in enumerate(cluster.nodes):
+            size = slots[(cluster_in_lab, node_in_cluster)]
+            agent_id = f"{node_in_lab}-{node.name}"  # unique even when clusters reuse node names
+            placements.append(
+                Placement(agent_id, node, size, cluster.name, cluster_in_lab, node_in_lab, node_in_cluster, worker_in_lab, worker_in_cluster)
+            )
+            node_in_lab += 1
+            worker_in_lab += size
+            worker_in_cluster += size
+    return placements

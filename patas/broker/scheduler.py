@@ -1,0 +1,190 @@
+"""Which task runs where: the queue, the leases of running attempts, retries.
+
+Pure logic: no sockets, no files, no clocks of its own (callers pass `now`). Every dispatch of a
+task is a `Lease` with a fresh id; that id is the fencing token. Messages about a lease that is no
+longer current (its agent was declared lost and the task given to another) are ignored, so a task's
+result is taken exactly once even though it may run more than once.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Iterator
+
+from patas.broker.plan import PlannedTask
+
+# A task whose agent was lost this many times is given up: it may be what kills its node.
+MAX_LOST_ATTEMPTS = 3
+# Tasks an agent holds beyond its slots, queued, so a slot that frees up starts its next task at
+# once instead of waiting a round trip to the broker (short tasks are latency-bound without it).
+PREFETCH_PER_SLOT = 1
+
+
+class Verdict(enum.Enum):
+    """What happens to a task after one of its attempts ends."""
+
+    DONE = "done"
+    RETRY = "retry"
+    GIVE_UP = "give up"
+
+
+@dataclass
+class Lease:
+    """One attempt of one task, given to one agent (running, or queued there for a free slot)."""
+
+    id: int
+    planned: PlannedTask
+    attempt: int
+    tries: int  # attempts that counted against max_tries, this one included
+    agent_id: str
+
+
+@dataclass
+class AgentSlots:
+    agent_id: str
+    slots: int
+    leases: set[int] = field(default_factory=set)
+
+    @property
+    def room(self) -> int:
+        return self.slots * (1 + PREFETCH_PER_SLOT) - len(self.leases)
+
+
+@dataclass
+class Retry:
+    planned: PlannedTask
+    attempt: int
+    tries: int
+    lost: int
+
+
+@dataclass
+class Counts:
+    """Where the run's tasks are, for progress and the final summary."""
+
+    total: int = 0
+    skipped: int = 0  # done by an earlier run
+    done: int = 0
+    failed: int = 0  # given up after their tries
+    retried: int = 0  # attempts that failed and were tried again
+    running: int = 0  # given to agents (running, or queued there for a free slot)
+
+    @property
+    def remaining(self) -> int:
+        return self.total - self.skipped - self.done - self.failed
+
+
+class Scheduler:
+    def __init__(self, pending: Iterator[PlannedTask], counts: Counts) -> None:
+        self._pending = pending
+        self._retries: deque[Retry] = deque()
+        self._agents: dict[str, AgentSlots] = {}
+        self._leases: dict[int, Lease] = {}
+        self._lost: dict[int, int] = {}  # lease id → lost attempts of its task so far
+        self._next_lease = 1
+        self._exhausted = False
+        self._draining = False
+        self.counts = counts
+
+    # --- agents -----------------------------------------------------------------------------
+
+    def add_agent(self, agent_id: str, slots: int) -> None:
+        self._agents[agent_id] = AgentSlots(agent_id, slots)
+
+    def remove_agent(self, agent_id: str) -> list[Lease]:
+        """Forget an agent; its running attempts go back to the queue as new attempts."""
+        agent = self._agents.pop(agent_id, None)
+        if agent is None:
+            return []
+        lost = [self._leases.pop(lease_id) for lease_id in sorted(agent.leases)]
+        for lease in lost:
+            self.counts.running -= 1
+            times_lost = self._lost.pop(lease.id, 0) + 1
+            if times_lost >= MAX_LOST_ATTEMPTS:
+                self.counts.failed += 1
+            else:
+                # Losing a node is not the task's fault: it keeps its tries.
+                self._retries.append(Retry(lease.planned, lease.attempt + 1, lease.tries - 1, times_lost))
+        return lost
+
+    def has_agent(self, agent_id: str) -> bool:
+        return agent_id in self._agents
+
+    @property
+    def agent_count(self) -> int:
+        return len(self._agents)
+
+    # --- dispatch ---------------------------------------------------------------------------
+
+    def assign(self) -> list[Lease]:
+        """Give every agent with room its next tasks; the new leases to send."""
+        leases = []
+        for agent in self._agents.values():
+            while agent.room > 0 and not self._draining:
+                retry = self._next_task()
+                if retry is None:
+                    return leases
+                lease = Lease(self._next_lease, retry.planned, retry.attempt, retry.tries + 1, agent.agent_id)
+                self._next_lease += 1
+                self._leases[lease.id] = lease
+                if retry.lost:
+                    self._lost[lease.id] = retry.lost
+                agent.leases.add(lease.id)
+                self.counts.running += 1
+                leases.append(lease)
+        return leases
+
+    def _next_task(self) -> Retry | None:
+        if self._retries:
+            return self._retries.popleft()
+        if self._exhausted:
+            return None
+        planned = next(self._pending, None)
+        if planned is None:
+            self._exhausted = True
+            return None
+        return Retry(planned, planned.first_attempt, 0, 0)
+
+    def lease(self, lease_id: int) -> Lease | None:
+        """The current lease with this id, or None if it was fenced off (or never existed)."""
+        return self._leases.get(lease_id)
+
+    def finish(self, lease_id: int, succeeded: bool) -> Verdict:
+        """Close a lease after its attempt ended; the caller checked `lease()` first."""
+        lease = self._leases.pop(lease_id)
+        self._lost.pop(lease_id, None)
+        agent = self._agents[lease.agent_id]
+        agent.leases.discard(lease_id)
+        self.counts.running -= 1
+        if succeeded:
+            self.counts.done += 1
+            return Verdict.DONE
+        if lease.tries < lease.planned.max_tries and not self._draining:
+            self.counts.retried += 1
+            self._retries.append(Retry(lease.planned, lease.attempt + 1, lease.tries, 0))
+            return Verdict.RETRY
+        self.counts.failed += 1
+        return Verdict.GIVE_UP
+
+    def drain(self) -> list[Lease]:
+        """Start no new attempt; the leases still running (to be cancelled by the caller)."""
+        self._draining = True
+        return list(self._leases.values())
+
+    @property
+    def finished(self) -> bool:
+        """Nothing running and nothing left to start."""
+        if self._leases:
+            return False
+        if self._draining:
+            return True
+        return not self._retries and self._exhausted
+
+    def prime(self) -> None:
+        """Look ahead one task so `finished` is true at once for a run with nothing to do."""
+        if not self._retries and not self._exhausted:
+            retry = self._next_task()
+            if retry is not None:
+                self._retries.appendleft(retry)

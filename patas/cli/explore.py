@@ -1,0 +1,172 @@
+"""`patas explore`: run a command for every combination of variables."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from patas.cli.options import VariadicOption
+from patas.common.config import (
+    DEFAULT_CLUSTER_NAME,
+    DEFAULT_EXPERIMENT_NAME,
+    DEFAULT_MAX_TRIES,
+    Cluster,
+    Experiment,
+    Node,
+    experiment_from_flags,
+    load_cluster,
+    load_experiment,
+    parse_node_spec,
+    with_overrides,
+)
+from patas.common.errors import EXIT_INTERRUPTED, EXIT_TASKS_FAILED, ConfigError
+from patas.common.variables import Variable, arithmetic_variable, geometric_variable, list_variable
+
+EXAMPLE = """
+\b
+Example (from examples/basic_usage):
+  patas explore --type grid \\
+      --cmd './main.py {neurons} {activation} {preprocessing}' \\
+      --va neurons 1 51 2 \\
+      --vl preprocessing fast medium intense \\
+      --vl activation relu leaky_relu sigmoid tanh \\
+      --node localhost \\
+      --repeat 10
+"""
+
+
+@click.command(epilog=EXAMPLE)
+@click.option("--type", "sweep_type", type=click.Choice(["grid"]), default="grid", show_default=True,
+              help="How variables combine: grid runs every combination.")
+@click.option("--cmd", "commands", multiple=True, metavar="COMMAND",
+              help="Command to run; {name} is replaced by variable NAME's value. Repeat to run several, one after the other.")
+@click.option("--vl", "list_vars", cls=VariadicOption, metavar="NAME VALUE...", help="A variable taking the listed values.")
+@click.option("--va", "arithmetic_vars", multiple=True, nargs=4, metavar="NAME MIN MAX STEP",
+              help="A variable from MIN up to MAX (exclusive) by STEP, like range().")
+@click.option("--vg", "geometric_vars", multiple=True, nargs=4, metavar="NAME MIN MAX FACTOR",
+              help="A variable MIN, MIN*FACTOR, ... below MAX.")
+@click.option("--repeat", type=int, default=None, help="Runs of each combination.  [default: 1]")
+@click.option("--max-tries", type=int, default=None, help=f"Attempts per task before giving up.  [default: {DEFAULT_MAX_TRIES}]")
+@click.option("--timeout", type=float, default=None, metavar="SECONDS", help="Kill a task (its whole process tree) after this long.")
+@click.option("--workdir", default=None, help="Folder the commands run in.  [default: the current folder]")
+@click.option("--name", default=None, help=f"Experiment name; outputs go to OUTPUT/NAME.  [default: {DEFAULT_EXPERIMENT_NAME}]")
+@click.option("--experiment", "experiment_files", multiple=True, type=click.Path(dir_okay=False), metavar="FILE",
+              help="Experiment YAML file (repeatable; mixes with the flags above).")
+@click.option("--cluster", "cluster_files", multiple=True, type=click.Path(dir_okay=False), metavar="FILE",
+              help="Cluster YAML file (repeatable).")
+@click.option("--node", "node_specs", cls=VariadicOption, metavar="HOST [WORKERS [TAGS...]]",
+              help="A node to run on; WORKERS defaults to its core count.  [default: localhost]")
+@click.option("--filter-nodes", "node_tags", cls=VariadicOption, metavar="TAG...", help="Use only nodes having all these tags.")
+@click.option("--filter-tasks", "task_filter", default=None, metavar="[EXP:]A:B", help="Run only task ids A to B (A:, :B and A work too).")
+@click.option("-o", "--output", "lab_root", default="./pataslab", show_default=True, type=click.Path(file_okay=False),
+              help="The pataslab folder.")
+@click.option("--redo", is_flag=True, help="Run every task again, even those already done.")
+@click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option("-q", "--quiet", is_flag=True, help="Show only errors and the final summary.")
+@click.option("--agent-timeout", type=float, default=None, metavar="SECONDS",
+              help="Declare an agent lost after this long without a word; its tasks run elsewhere.  [default: 10]")
+@click.option("--no-sync", is_flag=True, help="Do not fsync outputs before marking tasks done (faster; a power cut may lose them).")
+def explore(**options: object) -> None:
+    """Run a command for every combination of variables, in parallel, keeping every output.
+
+    Each task's stdout and stderr land in OUTPUT/NAME/<task_id>/. Running the same command
+    again skips tasks already done; edit the grid and only the new tasks run.
+    """
+    from patas.broker.coordinator import RunSettings
+    from patas.broker.exploration import prepare
+    from patas.broker.plan import TaskFilter
+    from patas.cli.progress import RunReporter, confirm, describe_plan
+
+    experiments = _experiments(options)
+    clusters = _clusters(options)
+    settings = RunSettings(sync=not options["no_sync"])
+    if options["agent_timeout"] is not None:
+        if options["agent_timeout"] <= 0:  # type: ignore[operator]
+            raise ConfigError("--agent-timeout must be a positive number of seconds")
+        settings = RunSettings(agent_timeout_s=options["agent_timeout"], sync=settings.sync)  # type: ignore[arg-type]
+    task_filter = TaskFilter.parse(str(options["task_filter"])) if options["task_filter"] else None
+    exploration = prepare(experiments, clusters, Path(str(options["lab_root"])), bool(options["redo"]), task_filter, settings)
+    quiet = bool(options["quiet"])
+    click.echo(describe_plan(exploration), err=True)
+    counts = exploration.counts()
+    if counts.total - counts.skipped == 0:
+        click.echo("Nothing to run: every task is done (use --redo to run them again).", err=True)
+        return
+    if not options["yes"] and not confirm(exploration):
+        raise click.exceptions.Abort()
+    reporter = RunReporter(quiet=quiet)
+    with reporter:
+        result = exploration.run(reporter)
+    reporter.summarize(result, exploration)
+    if result.interrupted:
+        sys.exit(EXIT_INTERRUPTED)
+    if result.counts.failed:
+        sys.exit(EXIT_TASKS_FAILED)
+
+
+def _experiments(options: dict[str, object]) -> list[Experiment]:
+    overrides = {
+        "repeat": options["repeat"],
+        "max_tries": options["max_tries"],
+        "workdir": _display_path(str(options["workdir"])) if options["workdir"] else None,
+        "timeout_s": options["timeout"],
+    }
+    experiments = [load_experiment(path) for path in options["experiment_files"]]  # type: ignore[attr-defined]
+    variables = _variables(options)
+    commands = list(options["commands"])  # type: ignore[call-overload]
+    if not commands:
+        if variables:
+            raise ConfigError("variables given but no --cmd to use them (add --cmd '...')")
+        if not experiments:
+            raise ConfigError("nothing to run: give --cmd '...' or --experiment FILE")
+        return [with_overrides(e, **overrides) for e in experiments]
+    flags_experiment = experiment_from_flags(
+        str(options["name"] or DEFAULT_EXPERIMENT_NAME),
+        commands,
+        variables,
+        overrides["repeat"] or 1,  # type: ignore[arg-type]
+        overrides["max_tries"] or DEFAULT_MAX_TRIES,  # type: ignore[arg-type]
+        overrides["workdir"] or _display_path(os.getcwd()),  # type: ignore[arg-type]
+        overrides["timeout_s"],  # type: ignore[arg-type]
+    )
+    return experiments + [flags_experiment]
+
+
+def _variables(options: dict[str, object]) -> list[Variable]:
+    variables = []
+    for words in options["list_vars"]:  # type: ignore[attr-defined]
+        variables.append(list_variable(words[0], list(words[1:]), f"--vl {words[0]}"))
+    for name, low, high, step in options["arithmetic_vars"]:  # type: ignore[attr-defined]
+        variables.append(arithmetic_variable(name, low, high, step, f"--va {name}"))
+    for name, low, high, factor in options["geometric_vars"]:  # type: ignore[attr-defined]
+        variables.append(geometric_variable(name, low, high, factor, f"--vg {name}"))
+    return variables
+
+
+def _clusters(options: dict[str, object]) -> list[Cluster]:
+    clusters = [load_cluster(path) for path in options["cluster_files"]]  # type: ignore[attr-defined]
+    specs = options["node_specs"]
+    if specs:
+        nodes = tuple(parse_node_spec(words, i) for i, words in enumerate(specs))  # type: ignore[arg-type]
+        clusters.append(Cluster(DEFAULT_CLUSTER_NAME, nodes))
+    if not clusters:
+        clusters = [Cluster(DEFAULT_CLUSTER_NAME, (Node("node0", "localhost"),))]
+    tags = {tag for words in options["node_tags"] for tag in words}  # type: ignore[attr-defined]
+    if tags:
+        clusters = [Cluster(c.name, tuple(n for n in c.nodes if tags <= set(n.tags))) for c in clusters]
+        clusters = [c for c in clusters if c.nodes]
+        if not clusters:
+            raise ConfigError(f"--filter-nodes {' '.join(sorted(tags))}: no node has all these tags")
+    return clusters
+
+
+def _display_path(path: str) -> str:
+    """An absolute path, written as $HOME/... when under the home folder (it resolves per node)."""
+    absolute = os.path.abspath(os.path.expanduser(path))
+    home = os.path.expanduser("~")
+    if home not in ("/", "") and (absolute == home or absolute.startswith(home.rstrip("/") + "/")):
+        return "$HOME" + absolute[len(home.rstrip("/")) :]
+    return absolute

@@ -1,0 +1,173 @@
+"""The wire protocol between the broker (coordinator) and agents.
+
+Every message is a list of ZeroMQ frames: `[kind, header, *payload]`. `kind` is a short byte
+string naming the message type, `header` is the message's fields packed with msgpack (as a list,
+in field order), and `payload` carries raw bytes (task output) in frames of their own, so large
+chunks are never copied through msgpack. The broker's ROUTER socket adds the agent's identity
+frame in front; the transport strips it.
+
+An agent says `Hello` first; the broker answers `Welcome` or `Refused` (for example a different
+`PROTOCOL_VERSION`). Any message counts as a heartbeat.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import ClassVar
+
+import msgpack
+
+from patas.common.errors import ProtocolError
+
+PROTOCOL_VERSION = 1
+
+# Streams of a task's output, as numbers on the wire.
+STDOUT, STDERR = 0, 1
+
+
+@dataclass(frozen=True)
+class Message:
+    KIND: ClassVar[bytes] = b""
+    # How many raw payload frames follow the header (their field names, in order).
+    PAYLOAD: ClassVar[tuple[str, ...]] = ()
+
+
+# --- agent → broker -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Hello(Message):
+    """An agent introduces itself and how many tasks it can run at once."""
+
+    KIND: ClassVar[bytes] = b"HELLO"
+    protocol_version: int
+    agent_id: str
+    hostname: str
+    slots: int
+    pid: int
+
+
+@dataclass(frozen=True)
+class Output(Message):
+    """A chunk of a running task's stdout or stderr."""
+
+    KIND: ClassVar[bytes] = b"OUT"
+    PAYLOAD: ClassVar[tuple[str, ...]] = ("data",)
+    lease: int
+    stream: int
+    data: bytes = field(repr=False)
+
+
+@dataclass(frozen=True)
+class Finished(Message):
+    """A task ended; carries its last buffered output so a short task costs one message."""
+
+    KIND: ClassVar[bytes] = b"END"
+    PAYLOAD: ClassVar[tuple[str, ...]] = ("stdout", "stderr")
+    lease: int
+    slot: int  # which of the agent's workers ran it (0-based)
+    exit_code: int | None  # None when patas could not start the command (see `error`)
+    started_at: float
+    ended_at: float
+    timed_out: bool
+    error: str
+    stdout: bytes = field(repr=False)
+    stderr: bytes = field(repr=False)
+
+
+@dataclass(frozen=True)
+class Heartbeat(Message):
+    KIND: ClassVar[bytes] = b"BEAT"
+
+
+# --- broker → agent -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Welcome(Message):
+    """The broker accepts the agent. Its workers are numbered from the given offsets in the lab
+    and in the cluster (for the PATAS_WORKER_IN_* variables)."""
+
+    KIND: ClassVar[bytes] = b"WELCOME"
+    heartbeat_interval_s: float
+    broker_timeout_s: float
+    output_window_bytes: int
+    first_worker_in_lab: int
+    first_worker_in_cluster: int
+
+
+@dataclass(frozen=True)
+class Refused(Message):
+    KIND: ClassVar[bytes] = b"REFUSED"
+    reason: str
+
+
+@dataclass(frozen=True)
+class Assign(Message):
+    """Run a task: its commands one after the other, in `workdir`, with `env` added.
+
+    The agent queues it until one of its slots is free."""
+
+    KIND: ClassVar[bytes] = b"TASK"
+    lease: int
+    commands: list[str]
+    workdir: str
+    env: dict[str, str]
+    timeout_s: float | None
+
+
+@dataclass(frozen=True)
+class Cancel(Message):
+    """Kill a task's process group (its lease was given to another agent, or the run stops)."""
+
+    KIND: ClassVar[bytes] = b"CANCEL"
+    lease: int
+
+
+@dataclass(frozen=True)
+class Credit(Message):
+    """The broker wrote `bytes` of an agent's output to disk; the agent may send that much more."""
+
+    KIND: ClassVar[bytes] = b"CREDIT"
+    bytes: int
+
+
+@dataclass(frozen=True)
+class Shutdown(Message):
+    """Kill every task and exit."""
+
+    KIND: ClassVar[bytes] = b"BYE"
+    reason: str
+
+
+_TYPES: dict[bytes, type[Message]] = {
+    cls.KIND: cls
+    for cls in (Hello, Output, Finished, Heartbeat, Welcome, Refused, Assign, Cancel, Credit, Shutdown)
+}
+_HEADER_FIELDS: dict[type[Message], tuple[str, ...]] = {
+    cls: tuple(f.name for f in fields(cls) if f.name not in cls.PAYLOAD) for cls in _TYPES.values()
+}
+
+
+def encode(message: Message) -> list[bytes]:
+    """The frames of a message."""
+    cls = type(message)
+    header = msgpack.packb([getattr(message, name) for name in _HEADER_FIELDS[cls]])
+    return [cls.KIND, header, *(getattr(message, name) for name in cls.PAYLOAD)]
+
+
+def decode(frames: list[bytes]) -> Message:
+    """The message in `frames`; raises ProtocolError for anything malformed."""
+    if len(frames) < 2:
+        raise ProtocolError(f"malformed message: {len(frames)} frame(s)")
+    cls = _TYPES.get(bytes(frames[0]))
+    if cls is None:
+        raise ProtocolError(f"unknown message type {bytes(frames[0])[:20]!r}")
+    payload = frames[2:]
+    if len(payload) != len(cls.PAYLOAD):
+        raise ProtocolError(f"{cls.__name__}: expected {len(cls.PAYLOAD)} payload frame(s), got {len(payload)}")
+    try:
+        values = msgpack.unpackb(frames[1], use_list=True)
+        return cls(*values, *(bytes(p) for p in payload))
+    except (ValueError, TypeError, msgpack.UnpackException) as error:
+        raise ProtocolError(f"malformed {cls.__name__}: {error}") from None
