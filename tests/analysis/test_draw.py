@@ -1,0 +1,153 @@
+import os
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from PIL import Image, ImageStat
+
+from patas.analysis.changes import ChangeError
+from patas.analysis.draw import DrawError, categories, heatmap, lines
+from patas.cli.main import cli
+
+from .conftest import run_patas
+from .readme import DRAWS, argv
+
+
+@pytest.fixture
+def workdir(parsed_workdir, monkeypatch) -> Path:
+    monkeypatch.chdir(parsed_workdir)
+    return parsed_workdir
+
+
+@pytest.fixture(scope="module")
+def table(parsed_workdir) -> Path:
+    return parsed_workdir / "pataslab/grid/grid.csv"
+
+
+def check_image(path: Path, size: tuple[int, int]) -> None:
+    """The file decodes, has the size asked for and is not a blank canvas."""
+    with Image.open(path) as image:
+        image.load()
+        assert image.size == size
+        assert ImageStat.Stat(image.convert("L")).stddev[0] > 5  # a blank canvas is 0
+
+
+@pytest.mark.parametrize("command, image, size", DRAWS, ids=[d[1] for d in DRAWS])
+def test_readme_draw_commands_verbatim(workdir, command, image, size):
+    result = CliRunner().invoke(cli, argv(command))
+    assert result.exit_code == 0, result.output
+    check_image(workdir / image, size)
+    assert f"Wrote {image} (" in result.output
+    (workdir / image).unlink()
+
+
+def test_heatmap_cells_are_the_mean_of_the_changed_z(table):
+    import pandas as pd
+
+    figure = heatmap(table, "in_neurons", "in_activation", "out_test_acc", y_change="Y[i][:3]",
+                     z_change="int(Z[i]*100)", annot=True, fmt=".0f", z_range=(0, 100))  # fmt: skip
+    frame = pd.read_csv(table)
+    frame["z"] = (frame.out_test_acc * 100).astype(int)
+    expected = frame.groupby(["in_activation", "in_neurons"]).z.mean()
+    texts = [t.get_text() for t in figure.axes[0].texts]
+    assert texts[0] == f"{expected[('leaky_relu', 1)]:.0f}" and len(texts) == 20
+    assert [t.get_text() for t in figure.axes[0].get_yticklabels()] == ["lea", "rel", "sig", "tan"]
+    assert figure.axes[1].get_ylim() == (0.0, 100.0)  # the colour bar follows --z-range
+
+
+def test_svg_keeps_title_labels_and_legend_as_text(table, tmp_path):
+    target = tmp_path / "lines.svg"
+    lines(table, "in_neurons", "out_test_acc", hue="in_activation", output=target, title="Average <test> accuracy",
+          x_label="Neurons", y_label="Accuracy", legend_label="Act. Function")  # fmt: skip
+    svg = target.read_text()
+    for text in ("Average &lt;test&gt; accuracy", "Neurons", "Accuracy", "Act. Function", "leaky_relu"):
+        assert f">{text}</text>" in svg or f">{text}\n" in svg or f">{text}<" in svg, text
+
+
+def test_pdf_output_and_dpi(table, tmp_path):
+    categories(table, "in_activation", "out_test_acc", output=tmp_path / "bars.pdf")
+    assert (tmp_path / "bars.pdf").read_bytes().startswith(b"%PDF")
+    categories(table, "in_activation", "out_test_acc", output=tmp_path / "bars.png", fig_size=(4, 3), dpi=50)
+    check_image(tmp_path / "bars.png", (200, 150))
+
+
+def test_error_bars_only_when_asked(table):
+    plain = categories(table, "in_activation", "out_test_acc")
+    with_bars = categories(table, "in_activation", "out_test_acc", errorbar="sd")
+    assert len(plain.axes[0].lines) == 0 and len(with_bars.axes[0].lines) >= 4
+
+
+def test_log_change_on_x(table):
+    figure = lines(table, "in_neurons", "out_test_acc", x_change="math.log2(X[i])")
+    xs = figure.axes[0].lines[0].get_xdata()
+    assert xs[0] == 0.0 and xs[-1] == pytest.approx(4.087, abs=1e-3)  # log2(1), log2(17)
+
+
+def test_missing_column_lists_the_columns(table):
+    with pytest.raises(DrawError) as error:
+        heatmap(table, "in_neuron", "in_activation", "out_test_acc")
+    message = str(error.value)
+    assert message.startswith(f"--x-column in_neuron: no such column in {table} (columns: in_activation, in_neurons,")
+    assert message.endswith("output_dir, work_dir)")
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"z_change": "int(Z[i]*100"}, "--z-change 'int(Z[i]*100': not a Python expression ("),
+        ({"z_change": "Z[i] / 0"}, "--z-change 'Z[i] / 0': ZeroDivisionError: float division by zero (row 0)"),
+        ({"y_change": "Y[i].nope()"}, "--y-change 'Y[i].nope()': AttributeError: 'str' object has no attribute 'nope' (row 0)"),
+    ],
+)
+def test_broken_change_expressions_name_the_option(table, change, message):
+    with pytest.raises(ChangeError) as error:
+        heatmap(table, "in_neurons", "in_activation", "out_test_acc", **change)
+    assert str(error.value).startswith(message)
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"fig_size": (0, 3)}, "--fig-size 0 3: width and height must be positive inches, at most 163 at 100 dpi"),
+        ({"fig_size": (500, 3)}, "--fig-size 500 3: width and height must be positive inches"),
+        ({"output": "plot.gif"}, "--output plot.gif: unknown image format '.gif' (use .png, .svg or .pdf)"),
+        ({"fmt": ".2q"}, "--fmt .2q: not a number format (e.g. .2f, .0f, .1%)"),
+        ({"aggfunc": "avg"}, "--aggfunc avg: use one of mean, median, sum, product, std, min, max, count"),
+    ],
+)
+def test_bad_heatmap_options(table, options, message):
+    with pytest.raises(DrawError) as error:
+        heatmap(table, "in_neurons", "in_activation", "out_test_acc", **options)
+    assert str(error.value).startswith(message)
+
+
+def test_non_numeric_z_and_missing_input(table, tmp_path):
+    with pytest.raises(DrawError, match="--z-column in_preprocessing: not numbers"):
+        heatmap(table, "in_neurons", "in_activation", "in_preprocessing")
+    with pytest.raises(DrawError, match=r"^--input .*none.csv: no such file \(run `patas parse` first\)$"):
+        lines(tmp_path / "none.csv", "a", "b")
+
+
+def test_legend_label_needs_a_hue(table):
+    with pytest.raises(DrawError, match="--legend-label Act: there is no legend without --hue-column"):
+        lines(table, "in_neurons", "out_test_acc", legend_label="Act")
+
+
+def test_cli_errors_are_one_line_and_write_nothing(parsed_workdir):
+    before = set(os.listdir(parsed_workdir))
+    base = ["draw", "heatmap", "--input", "pataslab/grid/grid.csv", "--x-column", "in_neurons",
+            "--y-column", "in_activation", "--z-column", "out_test_acc"]  # fmt: skip
+    run = run_patas(*base, "--z-change", "int(Z[i]*100", cwd=parsed_workdir)
+    assert run.code == 1 and run.stderr.startswith("Error: --z-change 'int(Z[i]*100': not a Python expression")
+    assert run.stderr.count("\n") == 1
+    run = run_patas(*base, "--fig-size", "-1", "3", cwd=parsed_workdir)
+    assert run.code == 1 and run.stderr.startswith("Error: --fig-size -1 3: width and height must be positive")
+    run = run_patas(*base, "--errorbar", "sd", cwd=parsed_workdir)
+    assert run.code == 2 and "No such option '--errorbar'" in run.stderr
+    assert set(os.listdir(parsed_workdir)) == before
+
+
+def test_draw_help_has_examples():
+    for command in (["draw"], ["draw", "heatmap"], ["draw", "categories"], ["draw", "lines"]):
+        result = CliRunner().invoke(cli, [*command, "--help"])
+        assert result.exit_code == 0 and "Example:" in result.output
