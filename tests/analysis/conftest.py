@@ -12,7 +12,7 @@ import pytest
 
 from .labs import REPO, small_grid, write_lab
 
-# The README's parse command, as its arguments.
+# The README's parse patterns (see readme.PARSE for the command itself).
 README_PATTERNS = {
     "train_time": r"Time to train \(ms\): (@float@)",
     "test_time": r"Time to test \(ms\):  (@float@)",
@@ -36,13 +36,6 @@ def run_patas(*args: str, cwd: Path) -> Run:
         [sys.executable, "-m", "patas", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=120
     )
     return Run(done.returncode, done.stdout, done.stderr)
-
-
-def readme_parse_args(experiment: str = "pataslab/grid/") -> list[str]:
-    args = ["parse", "-e", experiment]
-    for name, regex in README_PATTERNS.items():
-        args += ["-p", name, regex]
-    return args
 
 
 @pytest.fixture(scope="session")

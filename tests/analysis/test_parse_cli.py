@@ -2,12 +2,13 @@
 
 import csv
 
-from .conftest import readme_parse_args, run_patas
+from .conftest import run_patas
+from .readme import PARSE, argv
 from .labs import small_grid, write_lab
 
 
 def test_readme_parse_command_verbatim(grid_lab, tmp_path):
-    run = run_patas(*readme_parse_args("pataslab/grid/"), cwd=tmp_path)
+    run = run_patas(*argv(PARSE), cwd=tmp_path)
     assert run.code == 0, run.stderr
     assert run.stdout == ""
     assert run.stderr == "Wrote pataslab/grid/grid.csv: 120 rows from 120 tasks, 29 columns\n"

@@ -9,25 +9,10 @@ from patas.analysis.formats import display
 from patas.analysis.query import QueryError, find_tables, query
 
 from .conftest import run_patas
+from .readme import QUERIES, argv
 
-AVERAGES = """
-    SELECT in_activation, 
-           in_neurons, 
-           AVG(out_train_acc) AS avg_train_acc, 
-           AVG(out_test_acc) AS avg_test_acc
-    FROM grid GROUP BY in_activation, in_neurons"""
-
-BEST = """
-    WITH avg_result AS (
-        SELECT in_activation, 
-               in_neurons, 
-               AVG(out_train_acc) AS train_acc, 
-               AVG(out_test_acc) AS test_acc 
-        FROM grid 
-        GROUP BY in_activation, in_neurons
-    )
-    SELECT * FROM avg_result AS t 
-    WHERE t.test_acc=(SELECT MAX(test_acc) FROM avg_result)"""
+# The SQL of the README's second query.
+AVERAGES = argv(QUERIES[1])[1]
 
 
 def markdown_rows(text: str) -> list[list[str]]:
@@ -37,7 +22,7 @@ def markdown_rows(text: str) -> list[list[str]]:
 
 
 def test_readme_select_limit_markdown(parsed_workdir):
-    run = run_patas("query", "select * from grid limit 2", "-m", cwd=parsed_workdir)
+    run = run_patas(*argv(QUERIES[0]), cwd=parsed_workdir)
     assert run.code == 0, run.stderr
     rows = markdown_rows(run.stdout)
     assert len(rows) == 3 and len(rows[0]) == 29
@@ -47,7 +32,7 @@ def test_readme_select_limit_markdown(parsed_workdir):
 
 
 def test_readme_average_query(parsed_workdir):
-    run = run_patas("query", AVERAGES, "-m", cwd=parsed_workdir)
+    run = run_patas(*argv(QUERIES[1]), cwd=parsed_workdir)
     assert run.code == 0, run.stderr
     rows = markdown_rows(run.stdout)
     assert rows[0] == ["in_activation", "in_neurons", "avg_train_acc", "avg_test_acc"]
@@ -55,7 +40,7 @@ def test_readme_average_query(parsed_workdir):
 
 
 def test_readme_best_configuration_query(parsed_workdir):
-    run = run_patas("query", BEST, "-m", cwd=parsed_workdir)
+    run = run_patas(*argv(QUERIES[2]), cwd=parsed_workdir)
     assert run.code == 0, run.stderr
     rows = markdown_rows(run.stdout)
     assert rows[0] == ["in_activation", "in_neurons", "train_acc", "test_acc"]
