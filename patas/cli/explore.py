@@ -97,7 +97,7 @@ def explore(**options: object) -> None:
         return
     if not options["yes"] and not confirm(exploration):
         raise click.exceptions.Abort()
-    reporter = RunReporter(quiet=quiet)
+    reporter = RunReporter(quiet=quiet, workers=exploration.workers)
     with reporter:
         result = exploration.run(reporter)
     reporter.summarize(result, exploration)

@@ -58,8 +58,9 @@ def confirm(exploration: Exploration) -> bool:
 class RunReporter:
     """A `RunObserver` that draws progress and reports failures on stderr."""
 
-    def __init__(self, quiet: bool) -> None:
+    def __init__(self, quiet: bool, workers: int) -> None:
         self.quiet = quiet
+        self.workers = workers
         self.console = Console(stderr=True, highlight=False)
         self.live = self.console.is_terminal and not quiet
         self.failures_shown = 0
@@ -93,15 +94,18 @@ class RunReporter:
         if self._progress is not None and self._task is not None:
             finished = counts.done + counts.failed
             self._progress.update(
-                self._task, completed=finished, total=counts.total - counts.skipped, status=_status(counts, self._rate(counts))
+                self._task, completed=finished, total=counts.total - counts.skipped, status=self._status(counts)
             )
         elif not self.quiet and time.monotonic() - self._last_plain >= PLAIN_PROGRESS_INTERVAL_S:
             self._last_plain = time.monotonic()
             left = counts.total - counts.skipped
-            self.console.print(f"{counts.done + counts.failed:,}/{left:,} tasks: {_status(counts, self._rate(counts))}")
+            self.console.print(f"{counts.done + counts.failed:,}/{left:,} tasks: {self._status(counts)}")
 
-    def _rate(self, counts: Counts) -> float:
-        return (counts.done + counts.failed) / max(time.monotonic() - self._started, 1e-9)
+    def _status(self, counts: Counts) -> str:
+        # Agents hold a queued task per slot beyond the running ones; count only what runs.
+        running = min(counts.running, self.workers)
+        rate = (counts.done + counts.failed) / max(time.monotonic() - self._started, 1e-9)
+        return f"{running} running, {counts.failed} failed, {counts.skipped} skipped, {rate:.0f}/s"
 
     def attempt_failed(self, failure: AttemptFailure) -> None:
         self.failures_shown += 1
@@ -143,10 +147,6 @@ class RunReporter:
             self.console.print(f"{counts.remaining:,} tasks left; run the same command again to resume.", markup=False)
         for failure in result.agent_failures:
             self.console.print(f"agent {failure}", style="red", markup=False)
-
-
-def _status(counts: Counts, rate: float) -> str:
-    return f"{counts.running} running, {counts.failed} failed, {counts.skipped} skipped, {rate:.0f}/s"
 
 
 def _why(failure: AttemptFailure) -> str:

@@ -1,0 +1,71 @@
+"""The scheduler alone: no sockets, no files."""
+
+from patas.broker.plan import PlannedTask
+from patas.broker.scheduler import MAX_LOST_ATTEMPTS, PREFETCH_PER_SLOT, Counts, Scheduler, Verdict
+from patas.common.config import experiment_from_flags
+from patas.common.sweep import tasks
+from patas.common.variables import arithmetic_variable
+
+
+def scheduler(task_count: int, max_tries: int = 3) -> Scheduler:
+    experiment = experiment_from_flags("grid", ["run {i}"], [arithmetic_variable("i", 0, task_count, 1, "t")], 1, max_tries, ".", None)
+    planned = (PlannedTask(0, experiment, task, i, 1) for i, task in enumerate(tasks(experiment)))
+    return Scheduler(planned, Counts(total=task_count))
+
+
+def test_agents_get_their_slots_plus_a_prefetched_task_each():
+    s = scheduler(100)
+    s.add_agent("a", 2)
+    s.add_agent("b", 1)
+    leases = s.assign()
+    per_agent = {agent: sum(1 for lease in leases if lease.agent_id == agent) for agent in "ab"}
+    assert per_agent == {"a": 2 * (1 + PREFETCH_PER_SLOT), "b": 1 + PREFETCH_PER_SLOT}
+    assert s.assign() == []  # no room until something finishes
+    s.finish(leases[0].id, True)
+    assert [lease.agent_id for lease in s.assign()] == [leases[0].agent_id]
+
+
+def test_failed_attempts_retry_up_to_max_tries_then_give_up():
+    s = scheduler(1, max_tries=3)
+    s.add_agent("a", 1)
+    verdicts, attempts = [], []
+    while not s.finished:
+        (lease,) = s.assign()
+        attempts.append((lease.attempt, lease.tries))
+        verdicts.append(s.finish(lease.id, False))
+    assert attempts == [(1, 1), (2, 2), (3, 3)]
+    assert verdicts == [Verdict.RETRY, Verdict.RETRY, Verdict.GIVE_UP]
+    assert (s.counts.failed, s.counts.retried, s.counts.done) == (1, 2, 0)
+
+
+def test_a_lost_agent_gives_its_tasks_back_without_using_their_tries():
+    s = scheduler(1, max_tries=1)
+    s.add_agent("a", 1)
+    (lease,) = s.assign()
+    assert [lost.id for lost in s.remove_agent("a")] == [lease.id]
+    assert s.lease(lease.id) is None  # fenced: a late result of the old attempt is not taken
+    s.add_agent("b", 1)
+    (again,) = s.assign()
+    assert (again.attempt, again.tries, again.agent_id) == (2, 1, "b")
+    assert s.finish(again.id, True) is Verdict.DONE
+    assert s.finished and s.counts.done == 1
+
+
+def test_a_task_that_keeps_losing_its_agent_is_given_up():
+    s = scheduler(1)
+    for round_ in range(MAX_LOST_ATTEMPTS):
+        s.add_agent(f"agent{round_}", 1)
+        assert len(s.assign()) == 1
+        s.remove_agent(f"agent{round_}")
+    assert s.finished and s.counts.failed == 1
+
+
+def test_drain_starts_nothing_new_and_finishes_when_running_tasks_end():
+    s = scheduler(10)
+    s.add_agent("a", 1)
+    running = s.assign()
+    assert [lease.id for lease in s.drain()] == [lease.id for lease in running]
+    assert not s.finished
+    for lease in running:
+        s.finish(lease.id, False)
+    assert s.finished and s.assign() == []

@@ -1,0 +1,70 @@
+"""Running `patas` as a user does: a real process, real files, real exit codes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+# `#!/usr/bin/env python3` scripts (the example) should find this interpreter directly, not a
+# slow version-manager shim, so that tests spend their time in patas.
+ENV = {
+    **os.environ,
+    "PYTHONPATH": str(REPO),
+    "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+    "COLUMNS": "200",
+}
+
+
+@dataclass(frozen=True)
+class Run:
+    code: int
+    stdout: str
+    stderr: str
+
+
+def patas(*args: str, cwd: Path, timeout: float = 120, stdin: str = "") -> Run:
+    """Run `python -m patas ARGS` in `cwd` to completion."""
+    done = subprocess.run(
+        [sys.executable, "-m", "patas", *args], cwd=cwd, env=ENV, input=stdin, capture_output=True, text=True, timeout=timeout
+    )
+    return Run(done.returncode, done.stdout, done.stderr)
+
+
+def start_patas(*args: str, cwd: Path) -> subprocess.Popen[str]:
+    """Start `python -m patas ARGS` in `cwd` and return at once."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "patas", *args], cwd=cwd, env=ENV, stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+
+
+def journal(experiment_dir: Path) -> list[dict]:
+    path = experiment_dir / "journal.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def done_ids(experiment_dir: Path) -> list[int]:
+    return sorted(r["task_id"] for r in journal(experiment_dir) if r["outcome"] == "done")
+
+
+def processes_with(marker: str) -> list[int]:
+    """PIDs of live (not zombie) processes whose command line contains `marker`."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            continue
+        if marker in cmdline and state != "Z":
+            found.append(int(entry.name))
+    return found
