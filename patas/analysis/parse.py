@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Mapping, Sequence
 
 from patas.analysis.patterns import Pattern, compile_breaker, compile_patterns
-from patas.analysis.scan import ScanJob, Values, scan
+from patas.analysis.scan import Scan, ScanJob, Values, scan
 from patas.analysis.table import Table, typed
 from patas.common.errors import LabError
 from patas.common.lab import DEFINITION_FILE, JOURNAL_FILE, STDERR, STDOUT, AttemptRecord, ExperimentLab, Outcome
@@ -101,11 +101,18 @@ def parse_experiment(
     `<experiment_dir>/<experiment>.csv`, replaced only once complete.
     """
     compiled = compile_patterns(patterns)
+    regexes = [p.regex for p in compiled]
     breaker_regexes = [compile_breaker(b) for b in breakers]
     lab = open_experiment(experiment_dir)
-    selection = select_tasks(lab, include_unfinished, include_obsolete)
-    jobs = [ScanJob(r.task_id, _output_paths(lab, r, streams)) for r in selection.records]
-    found = scan(jobs, [p.regex for p in compiled], breaker_regexes, workers)
+    folders = lab.task_folders()
+    jobs = [ScanJob(t, _output_paths(lab, t, None, streams)) for t in sorted(folders)]
+    # The pool reads the outputs while this process reads the journal and the definition.
+    with Scan(jobs, regexes, breaker_regexes, workers) as running:
+        selection = select_tasks(lab, folders, include_unfinished, include_obsolete)
+        found = running.result()
+    unfinished = [r for r in selection.records if r.outcome is not Outcome.DONE]
+    jobs = [ScanJob(r.task_id, _output_paths(lab, r.task_id, r.attempt, streams)) for r in unfinished]
+    found.update(scan(jobs, regexes, breaker_regexes, workers=1))
     table = build_table(lab, selection, compiled, found, include_unfinished)
     path = Path(output) if output is not None else lab.path / f"{lab.name}.csv"
     table.write(path)
@@ -174,15 +181,14 @@ class Selection:
     obsolete: int
 
 
-def select_tasks(lab: ExperimentLab, include_unfinished: bool, include_obsolete: bool) -> Selection:
-    """Which tasks to parse, from one read of the journal and one listing of the folder."""
+def select_tasks(lab: ExperimentLab, folders: set[int], include_unfinished: bool, include_obsolete: bool) -> Selection:
+    """Which tasks to parse, from one read of the journal and the task folders on disk."""
     committed: dict[int, AttemptRecord] = {}
     latest: dict[int, AttemptRecord] = {}
     for record in lab.read_journal():
         latest[record.task_id] = record
         if record.outcome is Outcome.DONE:
             committed[record.task_id] = record
-    folders = lab.task_folders()
     done = {t: r for t, r in committed.items() if t in folders}
     keys, variables = _definition(lab)
     current = (lambda r: True) if keys is None else (lambda r: r.key in keys)
@@ -216,10 +222,12 @@ def _definition(lab: ExperimentLab) -> tuple[set[str] | None, list[str]]:
     return {t.key for t in tasks(experiment)}, [v.name for v in experiment.variables]
 
 
-def _output_paths(lab: ExperimentLab, record: AttemptRecord, streams: Streams) -> tuple[Path, ...]:
-    if record.outcome is Outcome.DONE:
-        return tuple(lab.committed_path(record.task_id, s) for s in streams.files)
-    return tuple(lab.attempt_path(record.task_id, record.attempt, s) for s in streams.files)
+def _output_paths(lab: ExperimentLab, task_id: int, attempt: int | None, streams: Streams) -> tuple[str, ...]:
+    """The committed output files of a task, or those of one attempt (strings: see ScanJob)."""
+    folder = f"{lab.path}/{task_id}"
+    if attempt is None:
+        return tuple(f"{folder}/{name}" for name in streams.files)
+    return tuple(f"{folder}/attempt-{attempt}.{name}" for name in streams.files)
 
 
 def build_table(
@@ -237,10 +245,11 @@ def build_table(
         + ([OUTCOME_COLUMN] if with_outcome else [])
     )
     rows = []
+    root = str(lab.path)
     for record in selection.records:
         inputs = [record.values.get(v) for v in selection.variables]
         for break_id, values in enumerate(found.get(record.task_id, ())):
-            extra = _extra_values(lab, record, break_id)
+            extra = _extra_values(root, record, break_id)
             rows.append(inputs + list(values) + extra + ([record.outcome.value] if with_outcome else []))
     columns = list(zip(*rows)) if rows else [()] * len(names)
     data = {}
@@ -250,12 +259,12 @@ def build_table(
     return Table(data)
 
 
-def _extra_values(lab: ExperimentLab, record: AttemptRecord, break_id: int) -> list[object]:
+def _extra_values(root: str, record: AttemptRecord, break_id: int) -> list[object]:
     return [
         break_id, record.task_id, record.repeat_id, record.combination_id, record.experiment_id,
         record.experiment_name, record.attempt, record.max_tries, round(record.duration, 6),
         datetime.fromtimestamp(record.started_at), datetime.fromtimestamp(record.ended_at),
         record.cluster_name, record.node_name, record.cluster_in_lab, record.node_in_lab,
         record.node_in_cluster, record.worker_in_lab, record.worker_in_cluster,
-        record.worker_in_node, str(lab.task_dir(record.task_id)), record.work_dir,
+        record.worker_in_node, f"{root}/{record.task_id}", record.work_dir,
     ]  # fmt: skip

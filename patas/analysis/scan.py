@@ -14,9 +14,8 @@ from __future__ import annotations
 
 import os
 import re
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Sequence
 
 # Below this many tasks a process pool costs more (~30 ms to start) than it saves.
@@ -32,7 +31,49 @@ class ScanJob:
     """One task's files to read (in order; their texts are joined) under its id."""
 
     task_id: int
-    paths: tuple[Path, ...]
+    paths: tuple[str, ...]  # strings, not Paths: building thousands of Paths costs more than the scan
+
+
+class Scan:
+    """A scan started in the background (a process pool) when big enough, in-process otherwise.
+
+    Starting it before reading the journal lets the pool read outputs while the main process
+    reads metadata. Use it as a context manager so the pool always goes away.
+    """
+
+    def __init__(
+        self,
+        jobs: Sequence[ScanJob],
+        patterns: Sequence[re.Pattern[str]],
+        breakers: Sequence[re.Pattern[str]],
+        workers: int | None = None,
+    ) -> None:
+        self._arguments = (patterns, breakers)
+        self._jobs = jobs
+        workers = workers or os.cpu_count() or 1
+        self._pool: ProcessPoolExecutor | None = None
+        self._futures: list[Future[list[tuple[int, list[Values]]]]] = []
+        if workers > 1 and len(jobs) >= PARALLEL_MIN_TASKS:
+            size = -(-len(jobs) // (workers * CHUNKS_PER_WORKER))
+            self._pool = ProcessPoolExecutor(max_workers=workers)
+            for start in range(0, len(jobs), size):
+                self._futures.append(self._pool.submit(scan_chunk, jobs[start : start + size], patterns, breakers))
+
+    def result(self) -> dict[int, list[Values]]:
+        """Each task's rows of captured values (one row without breakers), by task id."""
+        if self._pool is None:
+            return dict(scan_chunk(self._jobs, *self._arguments))
+        found: dict[int, list[Values]] = {}
+        for future in self._futures:
+            found.update(future.result())
+        return found
+
+    def __enter__(self) -> "Scan":
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(cancel_futures=True)
 
 
 def scan(
@@ -41,17 +82,9 @@ def scan(
     breakers: Sequence[re.Pattern[str]],
     workers: int | None = None,
 ) -> dict[int, list[Values]]:
-    """Each task's rows of captured values (one row without breakers), by task id."""
-    workers = workers or os.cpu_count() or 1
-    if workers == 1 or len(jobs) < PARALLEL_MIN_TASKS:
-        return dict(scan_chunk(jobs, patterns, breakers))
-    size = -(-len(jobs) // (workers * CHUNKS_PER_WORKER))
-    chunks = [jobs[i : i + size] for i in range(0, len(jobs), size)]
-    found: dict[int, list[Values]] = {}
-    with ProcessPoolExecutor(max_workers=workers) as pool:
-        for part in pool.map(scan_chunk, chunks, [patterns] * len(chunks), [breakers] * len(chunks)):
-            found.update(part)
-    return found
+    """Each task's rows of captured values, by task id (see `Scan`)."""
+    with Scan(jobs, patterns, breakers, workers) as running:
+        return running.result()
 
 
 def scan_chunk(
@@ -63,7 +96,7 @@ def scan_chunk(
     return [(job.task_id, scan_text(read_text(job.paths), patterns, breakers)) for job in jobs]
 
 
-def read_text(paths: Sequence[Path]) -> str:
+def read_text(paths: Sequence[str]) -> str:
     """The files' texts joined by a line break; a missing file reads as empty (nothing written)."""
     texts = []
     for path in paths:

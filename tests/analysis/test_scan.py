@@ -37,7 +37,7 @@ def test_pool_scan_equals_in_process_scan(tmp_path: Path, monkeypatch: pytest.Mo
     for task_id in range(40):
         path = tmp_path / f"{task_id}.out"
         path.write_text(f"loss {task_id}\nacc {task_id * 2}\n")
-        jobs.append(ScanJob(task_id, (path,)))
+        jobs.append(ScanJob(task_id, (str(path),)))
     serial = scan(jobs, [LOSS, ACC], [], workers=1)
     monkeypatch.setattr(scan_module, "PARALLEL_MIN_TASKS", 10)
     assert scan(jobs, [LOSS, ACC], [], workers=2) == serial
