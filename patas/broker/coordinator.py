@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterator, Protocol
@@ -337,7 +338,9 @@ class Coordinator:
     # --- stopping ---------------------------------------------------------------------------
 
     def _catch_stop_signals(self) -> dict[int, object]:
-        previous = {}
+        previous: dict[int, object] = {}
+        if threading.current_thread() is not threading.main_thread():
+            return previous  # only the main thread may set handlers; the caller handles stopping
         for signum in (signal.SIGINT, signal.SIGTERM):
             previous[signum] = signal.signal(signum, self._on_stop_signal)
         return previous

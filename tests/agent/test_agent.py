@@ -1,0 +1,133 @@
+"""A real agent against a hand-driven broker socket: flow control, cancel, shutdown."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+import pytest
+import zmq
+
+from patas.agent.agent import Agent, AgentSettings
+from patas.common import protocol
+from patas.common.protocol import Assign, Cancel, Credit, Finished, Hello, Output, Shutdown, Welcome
+from tests.running import processes_with
+
+WINDOW = 256 * 1024
+CHUNK = 64 * 1024
+
+
+class FakeBroker:
+    """A ROUTER socket the test speaks through, one message at a time."""
+
+    def __init__(self) -> None:
+        self.context = zmq.Context()
+        self.socket = self.context.socket(zmq.ROUTER)
+        port = self.socket.bind_to_random_port("tcp://127.0.0.1")
+        self.address = f"tcp://127.0.0.1:{port}"
+        self.agent = b""
+
+    def receive(self, timeout_s: float = 10.0) -> protocol.Message | None:
+        if not self.socket.poll(int(timeout_s * 1000)):
+            return None
+        self.agent, *frames = self.socket.recv_multipart()
+        return protocol.decode(frames)
+
+    def receive_until(self, kind: type, timeout_s: float = 10.0) -> list[protocol.Message]:
+        seen, deadline = [], time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            message = self.receive(deadline - time.monotonic())
+            if message is not None:
+                seen.append(message)
+                if isinstance(message, kind):
+                    return seen
+        raise AssertionError(f"no {kind.__name__} within {timeout_s} s; got {[type(m).__name__ for m in seen]}")
+
+    def send(self, message: protocol.Message) -> None:
+        self.socket.send_multipart([self.agent, *protocol.encode(message)])
+
+    def close(self) -> None:
+        self.socket.close(0)
+        self.context.term()
+
+
+@pytest.fixture
+def broker_and_agent():
+    broker = FakeBroker()
+    agent = Agent(AgentSettings(broker.address, "test-agent", 1), zmq.Context())
+    thread = threading.Thread(target=agent.run, daemon=True)
+    thread.start()
+    hello = broker.receive()
+    assert isinstance(hello, Hello) and hello.slots == 1 and hello.protocol_version == protocol.PROTOCOL_VERSION
+    broker.send(Welcome(1.0, 30.0, WINDOW, 0, 0))
+    yield broker, agent
+    broker.send(Shutdown("test over"))
+    thread.join(10)
+    assert not thread.is_alive()
+    broker.close()
+
+
+def output_bytes(messages: list[protocol.Message]) -> int:
+    return sum(len(m.data) for m in messages if isinstance(m, Output))
+
+
+def test_the_agent_sends_no_more_than_its_window_until_the_broker_grants_credit(broker_and_agent):
+    broker, _ = broker_and_agent
+    size = 3_000_000
+    broker.send(Assign(1, [f"head -c {size} /dev/zero"], os.getcwd(), {}, None))
+    received: list[protocol.Message] = []
+    while (message := broker.receive(timeout_s=1.0)) is not None:  # until the agent goes quiet
+        received.append(message)
+    held_back = output_bytes(received)
+    assert WINDOW - CHUNK <= held_back <= WINDOW + CHUNK
+    assert not any(isinstance(m, Finished) for m in received)  # the task is blocked on its pipe
+
+    broker.send(Credit(size))
+    rest = broker.receive_until(Finished)
+    assert held_back + output_bytes(rest) + len(rest[-1].stdout) == size
+
+
+def test_cancel_kills_the_task_and_its_children(broker_and_agent):
+    broker, _ = broker_and_agent
+    marker = "777.%d" % os.getpid()
+    broker.send(Assign(1, [f"sleep {marker} & sleep {marker}"], os.getcwd(), {}, None))
+    deadline = time.monotonic() + 10
+    while len(processes_with(marker)) < 3 and time.monotonic() < deadline:  # bash and two sleeps
+        time.sleep(0.02)
+    assert len(processes_with(marker)) == 3
+    broker.send(Cancel(1))
+    while processes_with(marker) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert processes_with(marker) == []
+
+
+def test_queued_tasks_start_as_slots_free_and_report_their_slot(broker_and_agent):
+    broker, _ = broker_and_agent
+    for lease in (1, 2, 3):
+        broker.send(Assign(lease, [f"echo {lease} $PATAS_WORKER_IN_NODE"], os.getcwd(), {}, None))
+    finished = []
+    while len(finished) < 3:
+        finished += [m for m in broker.receive_until(Finished) if isinstance(m, Finished)]
+    assert sorted((m.lease, m.slot, m.stdout) for m in finished) == [(1, 0, b"1 0\n"), (2, 0, b"2 0\n"), (3, 0, b"3 0\n")]
+
+
+def test_a_missing_workdir_is_reported_not_crashed_on(broker_and_agent):
+    broker, _ = broker_and_agent
+    broker.send(Assign(1, ["echo hi"], "/nonexistent/patas", {}, None))
+    (finished,) = [m for m in broker.receive_until(Finished) if isinstance(m, Finished)]
+    assert finished.exit_code is None
+    assert finished.error == f"workdir /nonexistent/patas does not exist on {os.uname().nodename}"
+
+
+def test_an_agent_gives_up_on_a_silent_broker():
+    context = zmq.Context()
+    silent = context.socket(zmq.ROUTER)
+    port = silent.bind_to_random_port("tcp://127.0.0.1")
+    agent = Agent(AgentSettings(f"tcp://127.0.0.1:{port}", "lonely", 1), context)
+    agent.broker_timeout_s = 0.5
+    started = time.monotonic()
+    assert agent.run() == 4  # EXIT_BROKER_LOST
+    assert time.monotonic() - started < 5
+    silent.close(0)
+    context.term()

@@ -1,0 +1,72 @@
+"""The coordinator with a real local agent, driven from Python as a library user would."""
+
+from __future__ import annotations
+
+import socket
+import threading
+
+import zmq
+
+from patas.broker.coordinator import AttemptFailure, RunResult, RunSettings
+from patas.broker.exploration import prepare
+from patas.broker.scheduler import Counts
+from patas.common import protocol
+from patas.common.config import Cluster, Node, experiment_from_flags
+from patas.common.protocol import Hello, Refused
+from patas.common.variables import list_variable
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.failures: list[AttemptFailure] = []
+        self.events: list[str] = []
+        self.agent_ready = threading.Event()
+
+    def progress(self, counts: Counts) -> None:
+        pass
+
+    def attempt_failed(self, failure: AttemptFailure) -> None:
+        self.failures.append(failure)
+
+    def agent_event(self, node_name: str, message: str) -> None:
+        self.events.append(f"{node_name}: {message}")
+        if "ready" in message:
+            self.agent_ready.set()
+
+
+def test_a_library_call_runs_a_sweep_and_refuses_strangers(tmp_path):
+    experiment = experiment_from_flags(
+        "lib", ["sleep 0.5; echo {x}"], [list_variable("x", ["1", "2", "3", "4"], "t")], 1, 1, str(tmp_path), None
+    )
+    address = f"tcp://127.0.0.1:{free_port()}"
+    exploration = prepare(
+        [experiment], [Cluster("c", (Node("n0", "localhost", workers=2),))], tmp_path / "lab",
+        settings=RunSettings(bind_address=address),
+    )
+    observer, outcome = Recorder(), {}
+    runner = threading.Thread(target=lambda: outcome.setdefault("result", exploration.run(observer)))
+    runner.start()
+    assert observer.agent_ready.wait(30)
+
+    # A process that was not started by this run gets no task, whatever it claims to be.
+    context = zmq.Context()
+    stranger = context.socket(zmq.DEALER)
+    stranger.setsockopt(zmq.IDENTITY, b"stranger")
+    stranger.connect(address)
+    stranger.send_multipart(protocol.encode(Hello(protocol.PROTOCOL_VERSION, "stranger", "evil", 8, 1)))
+    assert stranger.poll(10_000)
+    reply = protocol.decode(stranger.recv_multipart())
+    assert reply == Refused("this agent is not part of the run")
+    stranger.close(0)
+    context.term()
+
+    runner.join(60)
+    result: RunResult = outcome["result"]
+    assert (result.counts.done, result.counts.failed, result.interrupted) == (4, 0, False)
+    assert [(tmp_path / "lab" / "lib" / str(i) / "stdout").read_text() for i in range(4)] == ["1\n", "2\n", "3\n", "4\n"]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
