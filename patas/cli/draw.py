@@ -45,9 +45,11 @@ def _change(role: str, symbol: str, example: str) -> Decorator:
 
 
 def _fig_size(default: tuple[float, float]) -> Decorator:
-    return click.option(
-        "--fig-size", type=float, nargs=2, default=default, show_default=True, metavar="W H",
-        help="Figure width and height in inches.",
+    return _options(
+        click.option("--fig-size", type=float, nargs=2, default=default, show_default=True, metavar="W H",
+                     help="Figure width and height in inches."),
+        click.option("--dpi", type=click.IntRange(min=10), default=DPI, show_default=True,
+                     help="Pixels per inch of a .png (a 10 x 5 figure at 100 dpi is 1000 x 500 pixels)."),
     )  # fmt: skip
 
 
@@ -59,8 +61,6 @@ common = _options(
     click.option("--title", metavar="TEXT", help="Title above the plot."),
     _column("x", required=True), _label("x", "x axis"), _change("x", "X", "math.log2(X[i])"),
     _column("y", required=True), _label("y", "y axis"), _change("y", "Y", "Y[i][:3]"),
-    click.option("--dpi", type=click.IntRange(min=10), default=DPI, show_default=True,
-                 help="Pixels per inch of a .png (a 10 x 5 figure at 100 dpi is 1000 x 500 pixels)."),
 )  # fmt: skip
 hue = _options(
     _column("hue"), _change("hue", "H", "H[i].upper()"),
