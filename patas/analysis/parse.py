@@ -116,7 +116,8 @@ def parse_experiment(
     table = build_table(lab, selection, compiled, found, include_unfinished)
     path = Path(output) if output is not None else lab.path / f"{lab.name}.csv"
     table.write(path)
-    unmatched = tuple(p for p in compiled if all(v is None for v in table.columns[p.column]))
+    # With no rows at all, every pattern "matched nothing"; the unfinished-tasks line says why.
+    unmatched = tuple(p for p in compiled if len(table) and all(v is None for v in table.columns[p.column]))
     return ParseResult(
         table, path, len(selection.records), selection.unfinished, include_unfinished,
         selection.obsolete, include_obsolete, unmatched,
