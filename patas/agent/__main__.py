@@ -1,28 +1,35 @@
-"""`python -m patas.agent --broker tcp://HOST:PORT --id NAME --slots N`: start an agent."""
+"""`python -m patas.agent`: start an agent; its configuration arrives on standard input.
+
+patas starts agents itself (locally, or over SSH); the configuration line carries the agent's
+CURVE secret key, so it is never on a command line. The agent exits when its standard input
+closes, that is when the coordinator (or the SSH connection to it) goes away.
+"""
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import sys
 
-from patas.agent.agent import AgentSettings, run
+from patas.agent.agent import run
+from patas.common.agent_config import AgentConfig
+from patas.common.errors import PatasError
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m patas.agent", description=__doc__)
-    parser.add_argument("--broker", required=True, help="the broker's address, e.g. tcp://127.0.0.1:5555")
-    parser.add_argument("--id", required=True, help="this agent's name, unique among the run's agents")
-    parser.add_argument("--slots", type=int, default=os.cpu_count() or 1, help="tasks to run at once")
-    parser.add_argument("--debug", action="store_true", help="log to stderr at debug level")
-    args = parser.parse_args(argv)
+def main() -> int:
+    try:
+        config = AgentConfig.read(sys.stdin.buffer)
+    except PatasError as error:
+        sys.stderr.write(f"patas agent: {error}\n")
+        return 2
     logging.basicConfig(
-        level=logging.DEBUG if args.debug else logging.WARNING,
-        format=f"%(levelname)s agent {args.id}: %(message)s",
+        level=logging.DEBUG if config.debug else logging.WARNING,
+        format=f"%(levelname)s agent {config.agent_id}: %(message)s",
         stream=sys.stderr,
     )
-    return run(AgentSettings(args.broker, args.id, args.slots))
+    stdin = sys.stdin.fileno()
+    os.set_blocking(stdin, False)
+    return run(config, lifeline=stdin)
 
 
 if __name__ == "__main__":

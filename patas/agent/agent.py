@@ -14,12 +14,12 @@ import signal
 import socket
 import time
 from collections import deque
-from dataclasses import dataclass
 
 import zmq
 
 from patas.agent.task_process import READ_CHUNK_BYTES, TaskProcess
 from patas.common import protocol
+from patas.common.agent_config import AgentConfig
 from patas.common.protocol import (
     PROTOCOL_VERSION,
     Assign,
@@ -46,25 +46,28 @@ CONNECT_TIMEOUT_S = 15.0
 REAP_INTERVAL_S = 0.05
 LINGER_MS = 1000
 
-EXIT_OK, EXIT_REFUSED, EXIT_BROKER_LOST = 0, 3, 4
-
-
-@dataclass(frozen=True)
-class AgentSettings:
-    broker_address: str
-    agent_id: str
-    slots: int
+EXIT_OK, EXIT_REFUSED, EXIT_BROKER_LOST, EXIT_COORDINATOR_GONE = 0, 3, 4, 5
 
 
 class Agent:
-    def __init__(self, settings: AgentSettings, context: zmq.Context | None = None) -> None:
+    """Serves one broker. `lifeline` is a file descriptor whose end of file means the
+    coordinator is gone (the standard input it was started with), or None."""
+
+    def __init__(self, settings: AgentConfig, context: zmq.Context | None = None, lifeline: int | None = None) -> None:
         self.settings = settings
         self.context = context or zmq.Context.instance()
         self.socket = self.context.socket(zmq.DEALER)
         self.socket.setsockopt(zmq.IDENTITY, settings.agent_id.encode())
         self.socket.setsockopt(zmq.LINGER, LINGER_MS)
+        if settings.keys is not None:
+            self.socket.curve_serverkey = settings.keys.server_public.encode()
+            self.socket.curve_publickey = settings.keys.public.encode()
+            self.socket.curve_secretkey = settings.keys.secret.encode()
         self.poller = zmq.Poller()
         self.poller.register(self.socket, zmq.POLLIN)
+        self.lifeline = lifeline
+        if lifeline is not None:
+            self.poller.register(lifeline, zmq.POLLIN)
         self.tasks: dict[int, TaskProcess] = {}  # lease → running task
         self.queue: deque[Assign] = deque()  # tasks waiting for a free slot
         self.free_slots = list(range(settings.slots - 1, -1, -1))
@@ -108,6 +111,8 @@ class Agent:
         now = time.monotonic()
         if events.pop(self.socket, 0):
             self._receive_all(now)
+        if self.lifeline is not None and events.pop(self.lifeline, 0):
+            self._check_lifeline()
         for fd in events:
             task = self.fd_owner.get(fd)
             if task is not None and fd in task.pipes:
@@ -148,6 +153,16 @@ class Agent:
             if task.process is not None and task.pidfd is None:
                 wake = min(wake, now + REAP_INTERVAL_S)
         return max(0, int((wake - now) * 1000))
+
+    def _check_lifeline(self) -> None:
+        assert self.lifeline is not None
+        try:
+            data = os.read(self.lifeline, 4096)
+        except BlockingIOError:
+            return
+        if not data:
+            self.exit_code = EXIT_COORDINATOR_GONE
+            self.stopping = "the coordinator's connection closed"
 
     # --- messages ---------------------------------------------------------------------------
 
@@ -251,12 +266,12 @@ class Agent:
                 self.poller.modify(fd, 0 if paused else zmq.POLLIN)
 
 
-def run(settings: AgentSettings) -> int:
+def run(settings: AgentConfig, lifeline: int | None) -> int:
     """Run an agent until the broker lets it go; SIGTERM kills its tasks and exits cleanly."""
     # Ctrl-C in the coordinator's terminal reaches this process too; the broker decides what stops.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _exit_on_signal)
-    return Agent(settings).run()
+    return Agent(settings, lifeline=lifeline).run()
 
 
 def _exit_on_signal(signum: int, frame: object) -> None:

@@ -18,13 +18,15 @@ from typing import Callable, Iterator, Protocol
 
 import zmq
 
-from patas.broker.launcher import AgentHandle, AgentRequest, Launcher
+from patas.broker.launcher import AgentHandle, NodeSession
 from patas.broker.outputs import OutputStore
 from patas.broker.placement import Placement
 from patas.broker.plan import ExperimentPlan, PlannedTask
 from patas.broker.scheduler import Counts, Lease, Scheduler, Verdict
+from patas.broker.security import CurveServer
 from patas.broker.transport import BrokerSocket
-from patas.common.errors import PatasError
+from patas.common.agent_config import AgentConfig
+from patas.common.errors import PatasError, ProtocolError
 from patas.common.lab import STDERR, STDOUT, AttemptRecord, Outcome
 from patas.common.protocol import (
     PROTOCOL_VERSION,
@@ -61,7 +63,8 @@ class NoAgentsError(PatasError):
 class RunSettings:
     agent_timeout_s: float = DEFAULT_AGENT_TIMEOUT_S
     sync: bool = True  # fdatasync committed output before marking it done
-    bind_address: str = "tcp://127.0.0.1:0"
+    bind_host: str | None = None  # listen here instead of where each node reaches us
+    bind_port: int = 0  # 0: any free port
 
 
 @dataclass(frozen=True)
@@ -116,13 +119,13 @@ class Coordinator:
         pending: Iterator[PlannedTask],
         counts: Counts,
         placements: list[Placement],
-        launcher: Launcher,
+        sessions: dict[str, NodeSession],
         observer: RunObserver,
         settings: RunSettings = RunSettings(),
     ) -> None:
         self.plans = plans
         self.placements = placements
-        self.launcher = launcher
+        self.sessions = sessions
         self.observer = observer
         self.settings = settings
         self.scheduler = Scheduler(pending, counts)
@@ -146,7 +149,15 @@ class Coordinator:
         if self.scheduler.finished:
             self.store.close_all()
             return self.result
-        self.socket = BrokerSocket(self.settings.bind_address)
+        context = zmq.Context()
+        self.curve = CurveServer(context)
+        hosts = [self.settings.bind_host] if self.settings.bind_host else sorted({s.listen_host for s in self.sessions.values()})
+        try:
+            self.socket = BrokerSocket(hosts, self.settings.bind_port, self.curve, context)
+        except PatasError:
+            self.curve.stop()
+            context.term()
+            raise
         previous_handlers = self._catch_stop_signals()
         try:
             self._start_agents()
@@ -160,6 +171,8 @@ class Coordinator:
             self._release_agents()
             self.store.close_all()
             self.socket.close()
+            self.curve.stop()
+            context.term()
             self.result.elapsed_s = time.monotonic() - started
         self.observer.progress(self.result.counts)
         return self.result
@@ -182,25 +195,45 @@ class Coordinator:
 
     def _receive_all(self) -> None:
         now = time.monotonic()
-        while (received := self.socket.receive()) is not None:
-            agent_id, message = received
-            link = self.agents.get(agent_id)
-            if link is None or link.gone:
-                self.socket.send(agent_id, Refused("this agent is not part of the run"))
+        while True:
+            try:
+                incoming = self.socket.receive()
+            except ProtocolError as error:
+                log.warning("ignored a malformed message: %s", error)
+                continue
+            if incoming is None:
+                return
+            link = self.agents.get(incoming.agent_id)
+            if link is None or link.gone or self.curve.allow.owner(incoming.public_key or "") != incoming.agent_id:
+                self.socket.send(incoming.agent_id, Refused("this agent is not part of the run"))
                 continue
             link.last_heard = now
-            if not link.ready and not isinstance(message, Hello):
+            if not link.ready and not isinstance(incoming.message, Hello):
                 continue  # a stale message from before a reconnect
-            self._handlers[type(message)](link, message)
+            self._handlers[type(incoming.message)](link, incoming.message)
 
     # --- agents -----------------------------------------------------------------------------
 
     def _start_agents(self) -> None:
-        now = time.monotonic()
         for placement in self.placements:
-            request = AgentRequest(placement.node, placement.agent_id, self.socket.address, placement.slots)
-            handle = self.launcher.start(request)
+            session = self.sessions[placement.agent_id]
+            config = AgentConfig(
+                session.agent_endpoint(self.socket.port),
+                placement.agent_id,
+                placement.slots,
+                self.curve.allow.issue(placement.agent_id, self.curve.public),
+                debug=log.isEnabledFor(logging.DEBUG),
+            )
+            now = time.monotonic()
+            try:
+                handle = session.start_agent(config)
+            except PatasError as error:
+                self.result.agent_failures.append(f"{placement.node.name}: {error}")
+                self.observer.agent_event(placement.node.name, f"lost: {error}")
+                continue
             self.agents[placement.agent_id] = AgentLink(placement, handle, now, now)
+        if not self.agents:
+            raise NoAgentsError("no agent could start: " + "; ".join(self.result.agent_failures))
 
     def _on_hello(self, link: AgentLink, hello: Hello) -> None:
         agent_id = link.placement.agent_id
@@ -241,6 +274,7 @@ class Coordinator:
 
     def _lose(self, link: AgentLink, reason: str) -> None:
         link.gone = True
+        self.curve.allow.revoke(link.placement.agent_id)
         name = link.placement.node.name
         self.result.agent_failures.append(f"{name}: {reason}")
         self.observer.agent_event(name, f"lost: {reason}")

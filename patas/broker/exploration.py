@@ -15,11 +15,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from patas.broker.coordinator import Coordinator, RunObserver, RunResult, RunSettings
-from patas.broker.launcher import Launcher, LocalLauncher
+from patas.broker.coordinator import Coordinator, NoAgentsError, RunObserver, RunResult, RunSettings
+from patas.broker.launcher import NodeFailure, NodeSession, open_sessions
 from patas.broker.placement import Placement, place
 from patas.broker.plan import ExperimentPlan, PlannedTask, TaskFilter, plan_experiment
 from patas.broker.scheduler import Counts
+from patas.broker.ssh_connect import SSHOptions
+from patas.broker.ssh_session import SSHSession
 from patas.common.config import Cluster, Experiment
 from patas.common.errors import ConfigError
 from patas.common.lab import ExperimentLab
@@ -30,9 +32,21 @@ class Exploration:
     plans: list[ExperimentPlan]
     clusters: list[Cluster]
     placements: list[Placement]
-    launcher: Launcher
+    sessions: dict[str, NodeSession]  # by agent id
+    node_failures: list[NodeFailure]
     task_filter: TaskFilter | None
     settings: RunSettings
+
+    def __enter__(self) -> "Exploration":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the connections to the nodes."""
+        for session in self.sessions.values():
+            session.close()
 
     @property
     def workers(self) -> int:
@@ -55,7 +69,7 @@ class Exploration:
             plan.lab.path.mkdir(parents=True, exist_ok=True)
             plan.lab.write_definition(plan.experiment.to_record())
         coordinator = Coordinator(
-            self.plans, self._pending(), self.counts(), self.placements, self.launcher, observer, self.settings
+            self.plans, self._pending(), self.counts(), self.placements, self.sessions, observer, self.settings
         )
         return coordinator.run()
 
@@ -67,30 +81,31 @@ def prepare(
     redo: bool = False,
     task_filter: TaskFilter | None = None,
     settings: RunSettings = RunSettings(),
+    ssh: SSHOptions = SSHOptions(),
 ) -> Exploration:
-    """Plan a run: what is done, what is left, and where it will run. Starts nothing."""
+    """Plan a run and connect to its nodes: what is done, what is left, where it will run.
+
+    Starts no agent. A node that cannot be used is reported in `node_failures`; the run goes on
+    without it, unless no node at all can be used."""
     _check_unique([e.name for e in experiments], "experiment", "--name or 'name:'")
     if task_filter is not None and task_filter.experiment is not None:
         if task_filter.experiment not in [e.name for e in experiments]:
             raise ConfigError(f"--filter-tasks: no experiment named '{task_filter.experiment}'")
-    launcher = LocalLauncher()
-    for cluster in clusters:
-        for node in cluster.nodes:
-            if not node.is_local:
-                raise ConfigError(
-                    f"node '{node.name}' ({node.address}) is remote; this version runs on localhost only"
-                    " (use --node localhost)"
-                )
-    local = any(node.is_local for cluster in clusters for node in cluster.nodes)
-    if local:
+    if any(node.is_local for cluster in clusters for node in cluster.nodes):
         for experiment in experiments:
             _check_local_workdir(experiment)
-    slots = {(ci, ni): launcher.slots(node) for ci, c in enumerate(clusters) for ni, node in enumerate(c.nodes)}
     plans = [
         plan_experiment(i, experiment, ExperimentLab(lab_root, experiment.name), redo)
         for i, experiment in enumerate(experiments)
     ]
-    return Exploration(plans, clusters, place(clusters, slots), launcher, task_filter, settings)
+    indexed = [((ci, ni), node) for ci, cluster in enumerate(clusters) for ni, node in enumerate(cluster.nodes)]
+    opened, failures = open_sessions([node for _, node in indexed], lambda node: SSHSession(node, ssh))
+    live = {index: session for (index, _), session in zip(indexed, opened) if session is not None}
+    if not live:
+        raise NoAgentsError("no node can be used: " + "; ".join(str(f) for f in failures))
+    placements = place(clusters, {index: session.slots for index, session in live.items()})
+    sessions = {p.agent_id: live[(p.cluster_in_lab, p.node_in_cluster)] for p in placements}
+    return Exploration(plans, clusters, placements, sessions, failures, task_filter, settings)
 
 
 def _check_local_workdir(experiment: Experiment) -> None:

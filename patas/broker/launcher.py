@@ -1,8 +1,9 @@
-"""Starting agents: the coordinator asks a launcher for an agent on a node and gets a handle.
+"""Starting agents: a session per node, opened before the run, that starts the node's agent.
 
-The scheduler never special-cases `localhost`: a local node gets an agent process started by
-`LocalLauncher`, a remote one an agent started over SSH by another launcher, and both speak to
-the broker the same way.
+The coordinator never special-cases `localhost`: a local node has a `LocalSession` that starts
+an agent process here, a remote node an `SSHSession` (patas.broker.ssh_session) that starts one
+over SSH. Both hand the agent its configuration on standard input and keep that pipe open: when
+the coordinator goes away, the agent sees end of file and exits.
 """
 
 from __future__ import annotations
@@ -10,51 +11,75 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Callable, Protocol
 
+from patas.common.agent_config import AgentConfig
 from patas.common.config import Node
+from patas.common.errors import PatasError
 
 # How long an agent may take to exit after being told to, before it is killed.
 STOP_TIMEOUT_S = 5.0
-
-
-@dataclass(frozen=True)
-class AgentRequest:
-    """What a launcher needs to start one agent."""
-
-    node: Node
-    agent_id: str
-    broker_address: str
-    slots: int
+# Nodes are connected to in parallel, at most this many at once.
+MAX_PARALLEL_CONNECTS = 32
+LOOPBACK = "127.0.0.1"
 
 
 class AgentHandle(Protocol):
-    request: AgentRequest
-
     def exit_code(self) -> int | None:
         """The agent's exit status once it has exited, else None."""
 
     def failure(self) -> str:
-        """Why the agent stopped, in one line, once it has exited abnormally."""
+        """Why the agent stopped, in one line, once it has exited."""
 
     def stop(self, timeout_s: float = STOP_TIMEOUT_S) -> None:
-        """Wait for the agent to exit (it was told to), killing it after `timeout_s`."""
+        """Let the agent go (it was told to shut down), killing it after `timeout_s`."""
 
 
-class Launcher(Protocol):
-    def slots(self, node: Node) -> int:
-        """How many tasks the node runs at once: its `workers`, else its core count."""
+class NodeSession(Protocol):
+    node: Node
+    slots: int  # tasks the node runs at once: its `workers`, else its core count
+    listen_host: str  # the coordinator address the broker must listen on for this node
 
-    def start(self, request: AgentRequest) -> AgentHandle:
-        ...
+    def agent_endpoint(self, broker_port: int) -> str:
+        """The address this node's agent connects to, e.g. tcp://10.0.0.1:5555."""
+
+    def start_agent(self, config: AgentConfig) -> AgentHandle: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class NodeFailure:
+    node: Node
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.node.name}: {self.reason}"
+
+
+def open_sessions(
+    nodes: list[Node], open_remote: Callable[[Node], NodeSession]
+) -> tuple[list[NodeSession | None], list[NodeFailure]]:
+    """A session per node, opened in parallel; None (and a failure) where a node cannot be used."""
+
+    def open_one(node: Node) -> NodeSession | NodeFailure:
+        try:
+            return LocalSession(node) if node.is_local else open_remote(node)
+        except PatasError as error:
+            return NodeFailure(node, str(error))
+
+    with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL_CONNECTS, max(1, len(nodes)))) as pool:
+        outcomes = list(pool.map(open_one, nodes))
+    sessions = [o if not isinstance(o, NodeFailure) else None for o in outcomes]
+    return sessions, [o for o in outcomes if isinstance(o, NodeFailure)]
 
 
 class LocalAgent:
     """An agent process on this machine."""
 
-    def __init__(self, request: AgentRequest, process: subprocess.Popen[bytes]) -> None:
-        self.request = request
+    def __init__(self, process: subprocess.Popen[bytes]) -> None:
         self.process = process
 
     def exit_code(self) -> int | None:
@@ -67,6 +92,8 @@ class LocalAgent:
         return f"local agent exited with status {self.process.returncode}: {last}"
 
     def stop(self, timeout_s: float = STOP_TIMEOUT_S) -> None:
+        if self.process.stdin is not None:
+            self.process.stdin.close()  # the agent's lifeline: it exits at end of file
         try:
             self.process.wait(timeout_s)
         except subprocess.TimeoutExpired:
@@ -76,21 +103,27 @@ class LocalAgent:
             self.process.stderr.close()
 
 
-class LocalLauncher:
-    def slots(self, node: Node) -> int:
-        return node.workers or os.cpu_count() or 1
+class LocalSession:
+    listen_host = LOOPBACK
 
-    def start(self, request: AgentRequest) -> LocalAgent:
-        command = [
-            sys.executable,
-            "-m",
-            "patas.agent",
-            "--broker",
-            request.broker_address,
-            "--id",
-            request.agent_id,
-            "--slots",
-            str(request.slots),
-        ]
-        process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        return LocalAgent(request, process)
+    def __init__(self, node: Node) -> None:
+        self.node = node
+        self.slots = node.workers or os.cpu_count() or 1
+
+    def agent_endpoint(self, broker_port: int) -> str:
+        return f"tcp://{LOOPBACK}:{broker_port}"
+
+    def start_agent(self, config: AgentConfig) -> LocalAgent:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "patas.agent"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        assert process.stdin is not None
+        process.stdin.write(config.to_line())
+        process.stdin.flush()  # and keep it open: closing it tells the agent to stop
+        return LocalAgent(process)
+
+    def close(self) -> None:
+        pass

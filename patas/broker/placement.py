@@ -25,13 +25,18 @@ class Placement:
 
 
 def place(clusters: list[Cluster], slots: dict[tuple[int, int], int]) -> list[Placement]:
-    """Number every node and worker; `slots[(cluster index, node index)]` is each node's size."""
+    """Number every node and worker; `slots[(cluster index, node index)]` is the size of each node
+    that is up. Nodes keep their numbers whether or not the others are up; workers are numbered
+    over the nodes that are up."""
     placements = []
     node_in_lab = worker_in_lab = 0
     for cluster_in_lab, cluster in enumerate(clusters):
         worker_in_cluster = 0
         for node_in_cluster, node in enumerate(cluster.nodes):
-            size = slots[(cluster_in_lab, node_in_cluster)]
+            size = slots.get((cluster_in_lab, node_in_cluster))
+            if size is None:
+                node_in_lab += 1
+                continue
             agent_id = f"{node_in_lab}-{node.name}"  # unique even when clusters reuse node names
             placements.append(
                 Placement(agent_id, node, size, cluster.name, cluster_in_lab, node_in_lab, node_in_cluster, worker_in_lab, worker_in_cluster)

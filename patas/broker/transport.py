@@ -7,8 +7,11 @@ LINGER bounds how long closing may wait for unsent messages.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import zmq
 
+from patas.broker.security import CurveServer
 from patas.common import protocol
 from patas.common.errors import PatasError
 from patas.common.protocol import Message
@@ -22,10 +25,21 @@ class TransportError(PatasError):
     """The broker socket could not be bound or used."""
 
 
+@dataclass(frozen=True)
+class Incoming:
+    agent_id: str
+    message: Message
+    public_key: str | None  # the CURVE key the message came with (None without CURVE)
+
+
 class BrokerSocket:
-    def __init__(self, bind_address: str, context: zmq.Context | None = None) -> None:
-        self.context = context or zmq.Context.instance()
+    """A ROUTER socket listening on one port of every given host (`port` 0: a free one)."""
+
+    def __init__(self, hosts: list[str], port: int, curve: CurveServer | None, context: zmq.Context) -> None:
+        self.context = context
         self.socket = self.context.socket(zmq.ROUTER)
+        if curve is not None:
+            curve.secure(self.socket)
         for option, value in (
             (zmq.ROUTER_MANDATORY, 1),
             (zmq.ROUTER_HANDOVER, 1),
@@ -34,25 +48,33 @@ class BrokerSocket:
             (zmq.RCVHWM, HIGH_WATER_MARK),
         ):
             self.socket.setsockopt(option, value)
+        self.port = port
+        for host in hosts:
+            self._bind(host)
+
+    def _bind(self, host: str) -> None:
+        endpoint = f"tcp://{host}:{self.port}"
         try:
-            if bind_address.endswith(":0") or bind_address.endswith(":*"):
-                host = bind_address.rsplit(":", 1)[0]
-                port = self.socket.bind_to_random_port(host)
-                self.address = f"{host}:{port}"
+            if self.port == 0:
+                self.port = self.socket.bind_to_random_port(f"tcp://{host}")
             else:
-                self.socket.bind(bind_address)
-                self.address = bind_address
+                self.socket.bind(endpoint)
         except zmq.ZMQError as error:
             self.socket.close(0)
-            raise TransportError(f"cannot listen on {bind_address}: {error} (choose another address or port)") from None
+            raise TransportError(f"cannot listen on {endpoint}: {error} (choose another address or port with --bind)") from None
 
-    def receive(self) -> tuple[str, Message] | None:
+    def receive(self) -> Incoming | None:
         """The next message, without waiting; None when there is none."""
         try:
-            identity, *frames = self.socket.recv_multipart(zmq.NOBLOCK)
+            identity, *frames = self.socket.recv_multipart(zmq.NOBLOCK, copy=False)
         except zmq.Again:
             return None
-        return identity.decode(errors="replace"), protocol.decode(frames)
+        try:
+            key = identity.get("User-Id")
+        except zmq.ZMQError:
+            key = None  # no security mechanism on this socket
+        message = protocol.decode([f.bytes for f in frames])
+        return Incoming(identity.bytes.decode(errors="replace"), message, key)
 
     def send(self, agent_id: str, message: Message) -> bool:
         """Send to one agent; False if the agent is not connected (any more)."""

@@ -68,6 +68,13 @@ Example (from examples/basic_usage):
 @click.option("-q", "--quiet", is_flag=True, help="Show only errors and the final summary.")
 @click.option("--agent-timeout", type=float, default=None, metavar="SECONDS",
               help="Declare an agent lost after this long without a word; its tasks run elsewhere.  [default: 10]")
+@click.option("--ssh-config", type=click.Path(dir_okay=False), default=None, metavar="FILE",
+              help="OpenSSH client configuration to use, like ssh -F.  [default: ~/.ssh/config]")
+@click.option("--accept-new-hosts", is_flag=True, help="Trust nodes whose SSH host key is not yet in known_hosts, and remember it.")
+@click.option("--tunnel", is_flag=True, help="Agents reach the broker through their SSH connection (for nodes that cannot reach this machine).")
+@click.option("--bind", "bind_address", default=None, metavar="HOST[:PORT]",
+              help="Where the broker listens.  [default: where each node reached over SSH sees this machine; loopback for local nodes]")
+@click.option("--advertise", default=None, metavar="HOST", help="The address agents connect to, when it differs from the one SSH used.")
 @click.option("--no-sync", is_flag=True, help="Do not fsync outputs before marking tasks done (faster; a power cut may lose them).")
 def explore(**options: object) -> None:
     """Run a command for every combination of variables, in parallel, keeping every output.
@@ -75,36 +82,64 @@ def explore(**options: object) -> None:
     Each task's stdout and stderr land in OUTPUT/NAME/<task_id>/. Running the same command
     again skips tasks already done; edit the grid and only the new tasks run.
     """
-    from patas.broker.coordinator import RunSettings
     from patas.broker.exploration import prepare
     from patas.broker.plan import TaskFilter
     from patas.cli.progress import RunReporter, confirm, describe_plan
 
     experiments = _experiments(options)
     clusters = _clusters(options)
-    settings = RunSettings(sync=not options["no_sync"])
-    if options["agent_timeout"] is not None:
-        if options["agent_timeout"] <= 0:  # type: ignore[operator]
-            raise ConfigError("--agent-timeout must be a positive number of seconds")
-        settings = RunSettings(agent_timeout_s=options["agent_timeout"], sync=settings.sync)  # type: ignore[arg-type]
+    settings, ssh = _run_settings(options)
     task_filter = TaskFilter.parse(str(options["task_filter"])) if options["task_filter"] else None
-    exploration = prepare(experiments, clusters, Path(str(options["lab_root"])), bool(options["redo"]), task_filter, settings)
-    quiet = bool(options["quiet"])
-    click.echo(describe_plan(exploration), err=True)
-    counts = exploration.counts()
-    if counts.total - counts.skipped == 0:
-        click.echo("Nothing to run: every task is done (use --redo to run them again).", err=True)
-        return
-    if not options["yes"] and not confirm(exploration):
-        raise click.exceptions.Abort()
-    reporter = RunReporter(quiet=quiet, workers=exploration.workers)
-    with reporter:
-        result = exploration.run(reporter)
-    reporter.summarize(result, exploration)
+    lab_root = Path(str(options["lab_root"]))
+    with prepare(experiments, clusters, lab_root, bool(options["redo"]), task_filter, settings, ssh) as exploration:
+        click.echo(describe_plan(exploration), err=True)
+        counts = exploration.counts()
+        if counts.total - counts.skipped == 0:
+            click.echo("Nothing to run: every task is done (use --redo to run them again).", err=True)
+            return
+        if not options["yes"] and not confirm(exploration):
+            raise click.exceptions.Abort()
+        reporter = RunReporter(quiet=bool(options["quiet"]), workers=exploration.workers)
+        with reporter:
+            result = exploration.run(reporter)
+        reporter.summarize(result, exploration)
     if result.interrupted:
         sys.exit(EXIT_INTERRUPTED)
     if result.counts.failed:
         sys.exit(EXIT_TASKS_FAILED)
+
+
+def _run_settings(options: dict[str, object]):  # type: ignore[no-untyped-def]
+    from patas.broker.coordinator import DEFAULT_AGENT_TIMEOUT_S, RunSettings
+    from patas.broker.ssh_connect import SSHOptions
+
+    timeout = options["agent_timeout"]
+    if timeout is not None and timeout <= 0:  # type: ignore[operator]
+        raise ConfigError("--agent-timeout must be a positive number of seconds")
+    bind_host, bind_port = _host_port(options["bind_address"], "--bind")  # type: ignore[arg-type]
+    settings = RunSettings(
+        agent_timeout_s=timeout or DEFAULT_AGENT_TIMEOUT_S,  # type: ignore[arg-type]
+        sync=not options["no_sync"],
+        bind_host=bind_host,
+        bind_port=bind_port,
+    )
+    ssh = SSHOptions(
+        config_path=Path(str(options["ssh_config"] or "~/.ssh/config")).expanduser(),
+        accept_new_hosts=bool(options["accept_new_hosts"]),
+        tunnel=bool(options["tunnel"]),
+        advertise_host=options["advertise"],  # type: ignore[arg-type]
+        bind_host=bind_host,
+    )
+    return settings, ssh
+
+
+def _host_port(text: str | None, option: str) -> tuple[str | None, int]:
+    if text is None:
+        return None, 0
+    host, _, port = text.partition(":")
+    if port and not (port.isdigit() and 0 < int(port) < 65536):
+        raise ConfigError(f"{option} {text}: the port must be a number from 1 to 65535")
+    return host or None, int(port or 0)
 
 
 def _experiments(options: dict[str, object]) -> list[Experiment]:

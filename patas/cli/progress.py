@@ -38,7 +38,12 @@ def describe_plan(exploration: Exploration) -> str:
             if plan.obsolete:
                 lines.append(f"  {plan.obsolete:,} done tasks of the old grid no longer apply (kept on disk)")
     nodes = ", ".join(f"{p.node.name} ({p.node.address}, {p.slots} workers)" for p in exploration.placements)
-    lines.append(f"Nodes: {nodes}")
+    if exploration.node_failures:
+        configured = len(exploration.placements) + len(exploration.node_failures)
+        lines.append(f"{len(exploration.placements)}/{configured} nodes up: {nodes}")
+        lines.extend(f"  {failure}" for failure in exploration.node_failures)
+    else:
+        lines.append(f"Nodes: {nodes}")
     return "\n".join(lines)
 
 

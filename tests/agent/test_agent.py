@@ -9,7 +9,8 @@ import time
 import pytest
 import zmq
 
-from patas.agent.agent import Agent, AgentSettings
+from patas.agent.agent import Agent
+from patas.common.agent_config import AgentConfig
 from patas.common import protocol
 from patas.common.protocol import Assign, Cancel, Credit, Finished, Hello, Output, Shutdown, Welcome
 from tests.running import processes_with
@@ -55,7 +56,7 @@ class FakeBroker:
 @pytest.fixture
 def broker_and_agent():
     broker = FakeBroker()
-    agent = Agent(AgentSettings(broker.address, "test-agent", 1), zmq.Context())
+    agent = Agent(AgentConfig(broker.address, "test-agent", 1), zmq.Context())
     thread = threading.Thread(target=agent.run, daemon=True)
     thread.start()
     hello = broker.receive()
@@ -124,7 +125,7 @@ def test_an_agent_gives_up_on_a_silent_broker():
     context = zmq.Context()
     silent = context.socket(zmq.ROUTER)
     port = silent.bind_to_random_port("tcp://127.0.0.1")
-    agent = Agent(AgentSettings(f"tcp://127.0.0.1:{port}", "lonely", 1), context)
+    agent = Agent(AgentConfig(f"tcp://127.0.0.1:{port}", "lonely", 1), context)
     agent.broker_timeout_s = 0.5
     started = time.monotonic()
     assert agent.run() == 4  # EXIT_BROKER_LOST

@@ -12,7 +12,7 @@ from patas.broker.exploration import prepare
 from patas.broker.scheduler import Counts
 from patas.common import protocol
 from patas.common.config import Cluster, Node, experiment_from_flags
-from patas.common.protocol import Hello, Refused
+from patas.common.protocol import Finished, Hello
 from patas.common.variables import list_variable
 
 
@@ -38,32 +38,48 @@ def test_a_library_call_runs_a_sweep_and_refuses_strangers(tmp_path):
     experiment = experiment_from_flags(
         "lib", ["sleep 0.5; echo {x}"], [list_variable("x", ["1", "2", "3", "4"], "t")], 1, 1, str(tmp_path), None
     )
-    address = f"tcp://127.0.0.1:{free_port()}"
+    port = free_port()
+    address = f"tcp://127.0.0.1:{port}"
     exploration = prepare(
         [experiment], [Cluster("c", (Node("n0", "localhost", workers=2),))], tmp_path / "lab",
-        settings=RunSettings(bind_address=address),
+        settings=RunSettings(bind_host="127.0.0.1", bind_port=port),
     )
     observer, outcome = Recorder(), {}
     runner = threading.Thread(target=lambda: outcome.setdefault("result", exploration.run(observer)))
     runner.start()
     assert observer.agent_ready.wait(30)
 
-    # A process that was not started by this run gets no task, whatever it claims to be.
+    # A process that was not started by this run gets no task and cannot inject a result,
+    # whether it speaks plain ZeroMQ or CURVE with keys of its own.
     context = zmq.Context()
-    stranger = context.socket(zmq.DEALER)
-    stranger.setsockopt(zmq.IDENTITY, b"stranger")
-    stranger.connect(address)
-    stranger.send_multipart(protocol.encode(Hello(protocol.PROTOCOL_VERSION, "stranger", "evil", 8, 1)))
-    assert stranger.poll(10_000)
-    reply = protocol.decode(stranger.recv_multipart())
-    assert reply == Refused("this agent is not part of the run")
-    stranger.close(0)
+    for stranger in (_plain_stranger(context, address), _curve_stranger(context, address)):
+        stranger.send_multipart(protocol.encode(Hello(protocol.PROTOCOL_VERSION, "0-n0", "evil", 8, 1)))
+        stranger.send_multipart(protocol.encode(Finished(1, 0, 0, 0.0, 1.0, False, "", b"forged\n", b"")))
+        assert not stranger.poll(2000), "the broker answered a stranger"
+        stranger.close(0)
     context.term()
 
     runner.join(60)
     result: RunResult = outcome["result"]
     assert (result.counts.done, result.counts.failed, result.interrupted) == (4, 0, False)
     assert [(tmp_path / "lab" / "lib" / str(i) / "stdout").read_text() for i in range(4)] == ["1\n", "2\n", "3\n", "4\n"]
+
+
+def _plain_stranger(context: zmq.Context, address: str) -> zmq.Socket:
+    socket_ = context.socket(zmq.DEALER)
+    socket_.setsockopt(zmq.IDENTITY, b"0-n0")  # the name of the run's real agent
+    socket_.connect(address)
+    return socket_
+
+
+def _curve_stranger(context: zmq.Context, address: str) -> zmq.Socket:
+    socket_ = context.socket(zmq.DEALER)
+    socket_.setsockopt(zmq.IDENTITY, b"0-n0")
+    public, secret = zmq.curve_keypair()
+    socket_.curve_publickey, socket_.curve_secretkey = public, secret
+    socket_.curve_serverkey = zmq.curve_keypair()[0]
+    socket_.connect(address)
+    return socket_
 
 
 def free_port() -> int:

@@ -1,0 +1,113 @@
+"""What is shipped to a node so it can run an agent: patas's agent code, plus pyzmq and msgpack
+when the node's Python lacks them.
+
+The payload is a gzipped tar named by a digest of its contents, unpacked on the node into
+`~/.cache/patas/agent-<digest>/`: a node that has the same payload from an earlier run reuses it
+and nothing is sent. pyzmq has compiled parts, so the copy installed here is shipped only to a
+node with the same Python ABI, OS and machine; another node needs pyzmq installed in its Python.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import sysconfig
+import tarfile
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from platform import machine, system
+
+import patas
+
+# The modules an agent imports, relative to the patas package (keep in step with patas/agent).
+AGENT_MODULES = (
+    "__init__.py",
+    "agent/__init__.py",
+    "agent/__main__.py",
+    "agent/agent.py",
+    "agent/command_line.py",
+    "agent/task_process.py",
+    "common/__init__.py",
+    "common/agent_config.py",
+    "common/errors.py",
+    "common/protocol.py",
+)
+
+
+@dataclass(frozen=True)
+class Platform:
+    abi: str  # e.g. cpython-311-x86_64-linux-gnu
+    system: str
+    machine: str
+
+
+@dataclass(frozen=True)
+class Payload:
+    digest: str
+    archive: bytes
+
+    @property
+    def directory_name(self) -> str:
+        return f"agent-{self.digest}"
+
+
+LOCAL_PLATFORM = Platform(sysconfig.get_config_var("SOABI") or "", system(), machine())
+
+
+class MissingDependencies(Exception):
+    """The node needs pyzmq and msgpack that patas cannot ship to it."""
+
+
+@lru_cache(maxsize=None)
+def payload_for(node_platform: Platform, node_has_dependencies: bool) -> Payload:
+    """The payload a node with this platform needs (built once per run and platform)."""
+    files = _agent_files()
+    if not node_has_dependencies:
+        if node_platform != LOCAL_PLATFORM:
+            raise MissingDependencies(
+                f"its Python ({node_platform.abi or 'unknown ABI'}, {node_platform.system} {node_platform.machine})"
+                f" lacks pyzmq and msgpack, and the copies here are for {LOCAL_PLATFORM.abi}"
+                f" ({LOCAL_PLATFORM.system} {LOCAL_PLATFORM.machine}); install them on the node:"
+                " python3 -m pip install --user pyzmq msgpack"
+            )
+        files += _dependency_files()
+    return _archive(files)
+
+
+def _agent_files() -> list[tuple[str, Path]]:
+    root = Path(patas.__file__).parent
+    return [(f"patas/{name}", root / name) for name in AGENT_MODULES]
+
+
+def _dependency_files() -> list[tuple[str, Path]]:
+    import msgpack
+    import zmq
+
+    files = []
+    for package_dir in _package_dirs(Path(zmq.__file__).parent) + [Path(msgpack.__file__).parent]:
+        base = package_dir.parent
+        for path in sorted(package_dir.rglob("*")):
+            if path.is_file() and "__pycache__" not in path.parts and not path.name.endswith((".pyi", ".pxd", ".pyx")):
+                files.append((str(path.relative_to(base)), path))
+    return files
+
+
+def _package_dirs(zmq_dir: Path) -> list[Path]:
+    # pyzmq wheels keep their bundled libzmq in a sibling folder (pyzmq.libs) that zmq loads by path.
+    siblings = [zmq_dir.parent / "pyzmq.libs"]
+    return [zmq_dir] + [s for s in siblings if s.is_dir()]
+
+
+def _archive(files: list[tuple[str, Path]]) -> Payload:
+    digest = hashlib.sha256()
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz", compresslevel=1) as tar:
+        for name, path in files:
+            data = path.read_bytes()
+            digest.update(name.encode() + b"\0" + data)
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            info.mode = 0o755 if path.suffix in (".so", "") or ".so." in path.name else 0o644
+            tar.addfile(info, io.BytesIO(data))
+    return Payload(digest.hexdigest()[:16], buffer.getvalue())

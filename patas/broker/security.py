@@ -1,0 +1,65 @@
+"""Who may talk to the broker: CURVE encryption and an allow-list of agent keys.
+
+The broker has a key pair for the run; every agent it starts gets a key pair of its own, handed
+over on the agent's standard input (over SSH for remote nodes). A ZAP handler admits only the
+public keys on the allow-list, so a process that merely reaches the port can neither take tasks
+nor send results. The broker also checks that an agent's hello comes from the key issued for that
+agent's name.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import zmq
+from zmq.auth.thread import ThreadAuthenticator
+
+from patas.common.agent_config import CurveKeys
+
+
+class AllowList:
+    """The public keys (Z85) the broker accepts, by agent id; changes take effect at once."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._keys: dict[str, str] = {}
+
+    def issue(self, agent_id: str, server_public: str) -> CurveKeys:
+        public, secret = zmq.curve_keypair()
+        with self._lock:
+            self._keys[agent_id] = public.decode()
+        return CurveKeys(server_public, public.decode(), secret.decode())
+
+    def revoke(self, agent_id: str) -> None:
+        with self._lock:
+            self._keys.pop(agent_id, None)
+
+    def owner(self, public_key: str) -> str | None:
+        with self._lock:
+            return next((agent for agent, key in self._keys.items() if key == public_key), None)
+
+    def callback(self, domain: str, key: bytes) -> bool:
+        """Called by the ZAP handler for every connection attempt."""
+        return self.owner(key.decode()) is not None
+
+
+class CurveServer:
+    """The broker's key pair and the authenticator thread that enforces the allow-list."""
+
+    def __init__(self, context: zmq.Context) -> None:
+        public, secret = zmq.curve_keypair()
+        self.public = public.decode()
+        self._secret = secret
+        self.allow = AllowList()
+        self._auth = ThreadAuthenticator(context)
+        self._auth.start()
+        self._auth.configure_curve_callback("*", credentials_provider=self.allow)
+
+    def secure(self, socket: zmq.Socket) -> None:
+        """Make `socket` (before it binds) a CURVE server."""
+        socket.curve_server = True
+        socket.curve_secretkey = self._secret
+        socket.curve_publickey = self.public.encode()
+
+    def stop(self) -> None:
+        self._auth.stop()

@@ -1,0 +1,164 @@
+"""Connecting to a node over SSH the way OpenSSH would.
+
+`~/.ssh/config` is honoured (Host aliases, HostName, User, Port, IdentityFile, ProxyJump,
+UserKnownHostsFile); keys come from the cluster file's `private_key`, the config, ssh-agent and
+the default key files. Host keys are checked against known_hosts: an unknown key is refused unless
+the user asked to accept new hosts (like StrictHostKeyChecking=accept-new), and a changed key is
+always refused. Every failure is one line naming the host and the fix.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import paramiko
+
+from patas.common.config import DEFAULT_SSH_PORT, Node
+from patas.common.errors import PatasError
+
+CONNECT_TIMEOUT_S = 10.0
+
+
+class NodeError(PatasError):
+    """A node cannot be used; the message says why and how to fix it (without the node's name)."""
+
+
+@dataclass(frozen=True)
+class SSHOptions:
+    config_path: Path = field(default_factory=lambda: Path("~/.ssh/config").expanduser())
+    known_hosts_path: Path = field(default_factory=lambda: Path("~/.ssh/known_hosts").expanduser())
+    accept_new_hosts: bool = False
+    tunnel: bool = False  # agents reach the broker through their SSH connection
+    advertise_host: str | None = None  # agents connect to this host instead of the one SSH used
+    bind_host: str | None = None
+
+
+@dataclass(frozen=True)
+class SSHTarget:
+    """Where and as whom to connect, after ~/.ssh/config is applied."""
+
+    alias: str
+    hostname: str
+    port: int
+    user: str
+    key_files: tuple[str, ...]
+    proxy_jump: str | None
+    known_hosts: tuple[Path, ...]
+
+    def describe_keys(self) -> str:
+        return ", ".join(self.key_files) if self.key_files else "ssh-agent and default keys"
+
+
+def resolve(node: Node, options: SSHOptions) -> SSHTarget:
+    """The node's connection settings: the cluster file wins over ~/.ssh/config."""
+    entry = _config(options.config_path).lookup(node.hostname)
+    known = [options.known_hosts_path] + [Path(p).expanduser() for p in entry.get("userknownhostsfile", "").split()]
+    keys = [node.private_key] if node.private_key else entry.get("identityfile", [])
+    return SSHTarget(
+        alias=node.hostname,
+        hostname=entry.get("hostname", node.hostname),
+        port=node.port or int(entry.get("port", DEFAULT_SSH_PORT)),
+        user=node.user or entry.get("user") or _local_user(),
+        key_files=tuple(os.path.expanduser(k) for k in keys),
+        proxy_jump=entry.get("proxyjump"),
+        known_hosts=tuple(dict.fromkeys(known)),
+    )
+
+
+def connect(target: SSHTarget, options: SSHOptions) -> tuple[paramiko.SSHClient, list[paramiko.SSHClient]]:
+    """An authenticated client, and the clients of any jump hosts it goes through (keep them open)."""
+    jumps: list[paramiko.SSHClient] = []
+    sock = None
+    if target.proxy_jump and target.proxy_jump.lower() != "none":
+        hop = target.proxy_jump.split(",")[-1]
+        jump_target = resolve(_jump_node(hop), options)
+        jump, jump_hops = connect(jump_target, options)
+        jumps = jump_hops + [jump]
+        try:
+            sock = jump.get_transport().open_channel("direct-tcpip", (target.hostname, target.port), ("127.0.0.1", 0))
+        except (paramiko.SSHException, OSError) as error:
+            raise NodeError(f"jump host {hop} cannot reach {target.hostname}:{target.port}: {error}") from None
+    client = paramiko.SSHClient()
+    for path in target.known_hosts:
+        if path.exists():
+            client.load_host_keys(str(path))
+    client.set_missing_host_key_policy(_AcceptNew(options.known_hosts_path) if options.accept_new_hosts else paramiko.RejectPolicy())
+    try:
+        client.connect(
+            target.hostname,
+            target.port,
+            username=target.user,
+            key_filename=list(target.key_files) or None,
+            timeout=CONNECT_TIMEOUT_S,
+            banner_timeout=CONNECT_TIMEOUT_S,
+            auth_timeout=CONNECT_TIMEOUT_S,
+            sock=sock,
+        )
+    except paramiko.BadHostKeyException:
+        raise NodeError(
+            f"the host key of {target.hostname}:{target.port} has CHANGED (a reinstalled node, or someone in the"
+            f" middle); if you trust it, remove its line from {target.known_hosts[0]}"
+        ) from None
+    except paramiko.AuthenticationException:
+        raise NodeError(f"authentication failed (user {target.user}, key {target.describe_keys()})") from None
+    except paramiko.SSHException as error:
+        if "not found in known_hosts" in str(error):
+            raise NodeError(
+                f"unknown host key for {target.hostname}:{target.port} (verify it, then add it with"
+                f" `ssh-keyscan -p {target.port} {target.hostname} >> {options.known_hosts_path}`, or use --accept-new-hosts)"
+            ) from None
+        raise NodeError(f"SSH to {target.hostname}:{target.port} failed: {error}") from None
+    except FileNotFoundError as error:
+        raise NodeError(f"private key {error.filename} not found (fix private_key or IdentityFile)") from None
+    except PermissionError as error:
+        raise NodeError(f"private key {error.filename} is not readable (check its permissions)") from None
+    except (socket.timeout, TimeoutError):
+        raise NodeError(f"cannot connect to {target.hostname}:{target.port}: timed out after {CONNECT_TIMEOUT_S:.0f} s") from None
+    except paramiko.ssh_exception.NoValidConnectionsError as error:
+        first = next(iter(error.errors.values()))
+        reason = (first.strerror or str(first)).lower()
+        raise NodeError(f"cannot connect to {target.hostname}:{target.port}: {reason}") from None
+    except OSError as error:
+        reason = (error.strerror or str(error)).lower()
+        raise NodeError(f"cannot connect to {target.hostname}:{target.port}: {reason}") from None
+    return client, jumps
+
+
+class _AcceptNew(paramiko.MissingHostKeyPolicy):
+    """Trust a host seen for the first time and remember it; a changed key is still refused."""
+
+    def __init__(self, known_hosts: Path) -> None:
+        self.known_hosts = known_hosts
+
+    def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
+        self.known_hosts.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        with open(self.known_hosts, "a", encoding="ascii") as stream:
+            stream.write(f"{hostname} {key.get_name()} {key.get_base64()}\n")
+        client.get_host_keys().add(hostname, key.get_name(), key)
+
+
+def _config(path: Path) -> paramiko.SSHConfig:
+    if not path.exists():
+        return paramiko.SSHConfig()
+    try:
+        return paramiko.SSHConfig.from_path(str(path))
+    except (OSError, paramiko.ConfigParseError) as error:
+        raise NodeError(f"cannot read {path}: {error}") from None
+
+
+def _jump_node(spec: str) -> Node:
+    user, _, host = spec.rpartition("@")
+    port = None
+    if host.count(":") == 1:
+        host, port_text = host.split(":")
+        port = int(port_text)
+    return Node("jump", host, user or None, port)
+
+
+def _local_user() -> str:
+    import getpass
+
+    return getpass.getuser()
