@@ -107,6 +107,7 @@ class AgentLink:
     handle: AgentHandle
     started_at: float
     last_heard: float = 0.0
+    last_sent: float = 0.0
     ready: bool = False
     gone: bool = False
     credit: int = 0  # bytes written since the last Credit message
@@ -186,7 +187,7 @@ class Coordinator:
         self.store.end_turn()
         for agent_id, link in self.agents.items():
             if link.credit:
-                self.socket.send(agent_id, Credit(link.credit))
+                self._send(link, Credit(link.credit))
                 link.credit = 0
         self._check_agents(now)
         if now - self._last_progress >= PROGRESS_INTERVAL_S:
@@ -252,7 +253,7 @@ class Coordinator:
             placement.first_worker_in_lab,
             placement.first_worker_in_cluster,
         )
-        self.socket.send(agent_id, welcome)
+        self._send(link, welcome)
         self.scheduler.add_agent(agent_id, hello.slots)
         link.ready = True
         self.observer.agent_event(link.placement.node.name, f"ready on {hello.hostname} with {hello.slots} workers")
@@ -267,10 +268,14 @@ class Coordinator:
                 self._lose(link, f"did not connect within {AGENT_START_TIMEOUT_S:.0f} s")
             elif link.ready and now - link.last_heard > self.settings.agent_timeout_s:
                 self._lose(link, f"silent for {self.settings.agent_timeout_s:.0f} s")
-            elif now - link.last_heard >= HEARTBEAT_INTERVAL_S and link.ready:
-                self.socket.send(agent_id, Heartbeat())
+            elif link.ready and now - link.last_sent >= HEARTBEAT_INTERVAL_S:
+                self._send(link, Heartbeat())
         if all(link.gone for link in self.agents.values()):
             raise NoAgentsError("no agent is running: " + "; ".join(self.result.agent_failures))
+
+    def _send(self, link: AgentLink, message: Message) -> bool:
+        link.last_sent = time.monotonic()
+        return self.socket.send(link.placement.agent_id, message)
 
     def _lose(self, link: AgentLink, reason: str) -> None:
         link.gone = True
@@ -307,7 +312,7 @@ class Coordinator:
             task_environment(planned, lease, placement),
             planned.experiment.timeout_s,
         )
-        if not self.socket.send(lease.agent_id, assign):
+        if not self._send(self.agents[lease.agent_id], assign):
             self._lose(self.agents[lease.agent_id], "unreachable")
 
     def _on_output(self, link: AgentLink, output: Output) -> None:
