@@ -34,7 +34,7 @@ from patas.analysis.parse import Streams, parse_experiment, report_lines
 )  # fmt: skip
 @click.option("--include-unfinished", is_flag=True, help="Also parse failed, timed-out and lost tasks (adds column outcome).")
 @click.option("--include-obsolete", is_flag=True, help="Also keep done tasks that the current experiment definition no longer has.")
-@click.option("-j", "--jobs", type=click.IntRange(min=1), help="Processes reading outputs.  [default: CPU count]")
+@click.option("-j", "--jobs", type=click.IntRange(min=1), help="Processes reading outputs, this one included.  [default: CPU count]")
 def parse(
     experiment_dir: str,
     patterns: tuple[tuple[str, str], ...],
