@@ -55,7 +55,9 @@ class SSHTarget:
 def resolve(node: Node, options: SSHOptions) -> SSHTarget:
     """The node's connection settings: the cluster file wins over ~/.ssh/config."""
     entry = _config(options.config_path).lookup(node.hostname)
-    known = [options.known_hosts_path] + [Path(p).expanduser() for p in entry.get("userknownhostsfile", "").split()]
+    # As in OpenSSH, UserKnownHostsFile replaces the default file; new keys go to the first one.
+    configured = [Path(p).expanduser() for p in entry.get("userknownhostsfile", "").split()]
+    known = configured or [options.known_hosts_path]
     keys = [node.private_key] if node.private_key else entry.get("identityfile", [])
     return SSHTarget(
         alias=node.hostname,
@@ -85,7 +87,7 @@ def connect(target: SSHTarget, options: SSHOptions) -> tuple[paramiko.SSHClient,
     for path in target.known_hosts:
         if path.exists():
             client.load_host_keys(str(path))
-    client.set_missing_host_key_policy(_AcceptNew(options.known_hosts_path) if options.accept_new_hosts else paramiko.RejectPolicy())
+    client.set_missing_host_key_policy(_AcceptNew(target.known_hosts[0]) if options.accept_new_hosts else paramiko.RejectPolicy())
     try:
         client.connect(
             target.hostname,
@@ -108,7 +110,7 @@ def connect(target: SSHTarget, options: SSHOptions) -> tuple[paramiko.SSHClient,
         if "not found in known_hosts" in str(error):
             raise NodeError(
                 f"unknown host key for {target.hostname}:{target.port} (verify it, then add it with"
-                f" `ssh-keyscan -p {target.port} {target.hostname} >> {options.known_hosts_path}`, or use --accept-new-hosts)"
+                f" `ssh-keyscan -p {target.port} {target.hostname} >> {target.known_hosts[0]}`, or use --accept-new-hosts)"
             ) from None
         raise NodeError(f"SSH to {target.hostname}:{target.port} failed: {error}") from None
     except FileNotFoundError as error:

@@ -200,6 +200,8 @@ def _clusters(options: dict[str, object]) -> list[Cluster]:
 
 def _display_path(path: str) -> str:
     """An absolute path, written as $HOME/... when under the home folder (it resolves per node)."""
+    if path == "~" or path.startswith(("~/", "$HOME")):
+        return "$HOME" + path[1:] if path.startswith("~") else path  # the nodes' home, not ours
     absolute = os.path.abspath(os.path.expanduser(path))
     home = os.path.expanduser("~")
     if home not in ("/", "") and (absolute == home or absolute.startswith(home.rstrip("/") + "/")):
