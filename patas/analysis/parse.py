@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Iterable, Mapping, Sequence
 
 from patas.analysis.patterns import Pattern, compile_breaker, compile_patterns
 from patas.analysis.scan import Scan, ScanJob, Values, scan
-from patas.analysis.table import Table, typed
+from patas.analysis.table import Table, check_destination, typed
 from patas.common.errors import LabError
 from patas.common.lab import DEFINITION_FILE, JOURNAL_FILE, STDERR, STDOUT, AttemptRecord, ExperimentLab, Outcome
 
@@ -104,6 +104,8 @@ def parse_experiment(
     regexes = [p.regex for p in compiled]
     breaker_regexes = [compile_breaker(b) for b in breakers]
     lab = open_experiment(experiment_dir)
+    path = Path(output) if output is not None else lab.path / f"{lab.name}.csv"
+    check_destination(path)
     folders = lab.task_folders()
     jobs = [ScanJob(t, _output_paths(lab, t, None, streams)) for t in sorted(folders)]
     # The pool reads the outputs while this process reads the journal and the definition.
@@ -114,7 +116,6 @@ def parse_experiment(
     jobs = [ScanJob(r.task_id, _output_paths(lab, r.task_id, r.attempt, streams)) for r in unfinished]
     found.update(scan(jobs, regexes, breaker_regexes, workers=1))
     table = build_table(lab, selection, compiled, found, include_unfinished)
-    path = Path(output) if output is not None else lab.path / f"{lab.name}.csv"
     table.write(path)
     # With no rows at all, every pattern "matched nothing"; the unfinished-tasks line says why.
     unmatched = tuple(p for p in compiled if len(table) and all(v is None for v in table.columns[p.column]))

@@ -8,8 +8,8 @@ matches and every piece becomes a row; what follows the last breaker is not a ro
 original: a breaker closes a block, e.g. an epoch's summary line).
 
 Big experiments are scanned by a pool of (CPU count - 1) processes over chunks of tasks while the
-calling process reads the journal, so every core works; small ones are scanned in-process, where
-a pool would cost more than it saves.
+calling process reads the journal and then scans too (see `Scan`), so every core works; small
+ones are scanned in-process, where a pool would cost more than it saves.
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from typing import Sequence
 
 # Below this many tasks a process pool costs more (~30 ms to start) than it saves.
 PARALLEL_MIN_TASKS = 500
-# Chunks per worker: enough to even out slow files, few enough to keep messages cheap.
-CHUNKS_PER_WORKER = 4
+# Chunks per process: enough to share the work evenly, few enough to keep messages cheap.
+CHUNKS_PER_WORKER = 8
 
 Values = tuple[str | None, ...]
 
@@ -39,8 +39,10 @@ class ScanJob:
 class Scan:
     """A scan started in the background (a process pool) when big enough, in-process otherwise.
 
-    Starting it before reading the journal lets the pool read outputs while the main process
-    reads metadata. Use it as a context manager so the pool always goes away.
+    Starting it before reading the journal lets the pool read outputs while this process reads
+    metadata; then this process takes back the chunks the pool has not started, from the end of
+    the queue while the pool works from its front, so every core scans until the work runs out.
+    Use it as a context manager so the pool always goes away.
     """
 
     def __init__(
@@ -51,23 +53,27 @@ class Scan:
         workers: int | None = None,
     ) -> None:
         self._arguments = (patterns, breakers)
-        self._jobs = jobs
-        # This process keeps working (it reads the journal meanwhile), so the pool gets the rest.
-        helpers = (workers or os.cpu_count() or 1) - 1
+        processes = workers or os.cpu_count() or 1
         self._pool: ProcessPoolExecutor | None = None
+        self._chunks: list[Sequence[ScanJob]] = [jobs]
         self._futures: list[Future[list[tuple[int, list[Values]]]]] = []
-        if helpers > 0 and len(jobs) >= PARALLEL_MIN_TASKS:
-            size = -(-len(jobs) // (helpers * CHUNKS_PER_WORKER))
-            self._pool = ProcessPoolExecutor(max_workers=helpers)
-            for start in range(0, len(jobs), size):
-                self._futures.append(self._pool.submit(scan_chunk, jobs[start : start + size], patterns, breakers))
+        if processes > 1 and len(jobs) >= PARALLEL_MIN_TASKS:
+            size = -(-len(jobs) // (processes * CHUNKS_PER_WORKER))
+            self._chunks = [jobs[start : start + size] for start in range(0, len(jobs), size)]
+            # This process is one of the workers: the pool gets the others.
+            self._pool = ProcessPoolExecutor(max_workers=processes - 1)
+            self._futures = [self._pool.submit(scan_chunk, chunk, patterns, breakers) for chunk in self._chunks]
 
     def result(self) -> dict[int, list[Values]]:
         """Each task's rows of captured values (one row without breakers), by task id."""
         if self._pool is None:
-            return dict(scan_chunk(self._jobs, *self._arguments))
+            return dict(scan_chunk(self._chunks[0], *self._arguments))
         found: dict[int, list[Values]] = {}
-        for future in self._futures:
+        waiting = list(zip(self._chunks, self._futures))
+        # The pool starts chunks in order, so once the last one cannot be cancelled, none can.
+        while waiting and waiting[-1][1].cancel():
+            found.update(scan_chunk(waiting.pop()[0], *self._arguments))
+        for _, future in waiting:
             found.update(future.result())
         return found
 

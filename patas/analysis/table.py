@@ -55,9 +55,8 @@ class Table:
 
     def write(self, path: Path) -> None:
         """Write the table to `path` (CSV, or Parquet for .parquet), replacing it only when complete."""
+        check_destination(path)
         suffix = path.suffix.lower()
-        if suffix not in (CSV_SUFFIX, *PARQUET_SUFFIXES):
-            raise TableError(f"{path}: unknown table format '{suffix}' (name the file .csv or .parquet)")
         try:
             with _replacing(path) as temporary:
                 if suffix == CSV_SUFFIX:
@@ -81,6 +80,15 @@ class Table:
         except ImportError:
             raise TableError(f"{path}: writing Parquet needs pyarrow (pip install 'patas[parquet]')") from None
         self.to_frame().to_parquet(path, index=False)
+
+
+def check_destination(path: Path) -> None:
+    """Fail before any work when a table could not be written at `path`."""
+    suffix = path.suffix.lower()
+    if suffix not in (CSV_SUFFIX, *PARQUET_SUFFIXES):
+        raise TableError(f"{path}: unknown table format '{suffix}' (name the file .csv or .parquet)")
+    if not path.parent.is_dir():
+        raise TableError(f"{path}: no folder {path.parent} to write the table in (create it first)")
 
 
 def typed(values: Sequence[str | None]) -> list[Any]:

@@ -162,3 +162,11 @@ def test_unknown_output_format_is_an_error(grid_lab, tmp_path):
 
 def test_extra_columns_follow_the_original_order():
     assert EXTRA_COLUMNS == tuple(README_COLUMNS[8:])
+
+
+def test_an_output_folder_that_does_not_exist_is_an_error_before_any_work(grid_lab, tmp_path, monkeypatch):
+    from patas.analysis import parse as parse_module
+
+    monkeypatch.setattr(parse_module, "Scan", None)  # would fail if the outputs were scanned
+    with pytest.raises(TableError, match=r"nowhere/t.csv: no folder .*nowhere to write the table in \(create it first\)$"):
+        parse_experiment(grid_lab.path, README_PATTERNS, output=tmp_path / "nowhere" / "t.csv")
