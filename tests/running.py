@@ -68,3 +68,26 @@ def processes_with(marker: str) -> list[int]:
         if marker in cmdline and state != "Z":
             found.append(int(entry.name))
     return found
+
+
+def children_running(parent: int, marker: str) -> list[int]:
+    """PIDs of live child processes of `parent` whose command line contains `marker`."""
+    found = []
+    for pid in processes_with(marker):
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+        except FileNotFoundError:
+            continue
+        if f"\nPPid:\t{parent}\n" in status:
+            found.append(pid)
+    return found
+
+
+def exactly_once(experiment_dir: Path, expected: dict[int, str]) -> None:
+    """Every task has exactly one done record, and its committed stdout is what it printed."""
+    done = [r["task_id"] for r in journal(experiment_dir) if r["outcome"] == "done"]
+    duplicates = sorted({t for t in done if done.count(t) > 1})
+    assert not duplicates, f"tasks committed twice: {duplicates}"
+    assert sorted(done) == sorted(expected), f"missing: {sorted(set(expected) - set(done))}"
+    for task_id, text in expected.items():
+        assert (experiment_dir / str(task_id) / "stdout").read_text() == text, task_id

@@ -13,7 +13,7 @@ import logging
 import signal
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Iterator, Protocol
 
 import zmq
@@ -52,6 +52,8 @@ AGENT_START_TIMEOUT_S = 30.0
 # Output bytes an agent may have in flight before the broker has written them.
 OUTPUT_WINDOW_BYTES = 8 * 1024 * 1024
 POLL_INTERVAL_MS = 100
+# A node whose agent process dies gets a new one, this many times at most.
+MAX_AGENT_RESTARTS = 3
 PROGRESS_INTERVAL_S = 0.2
 
 
@@ -134,6 +136,7 @@ class Coordinator:
         self.agents: dict[str, AgentLink] = {}
         self.result = RunResult(counts)
         self._stop_requested = False
+        self._restarts: dict[tuple[int, int], int] = {}  # by (cluster, node) index
         self._last_progress = 0.0
         self._handlers: dict[type[Message], Callable[[AgentLink, Message], None]] = {
             Hello: self._on_hello,  # type: ignore[dict-item]
@@ -217,24 +220,40 @@ class Coordinator:
 
     def _start_agents(self) -> None:
         for placement in self.placements:
-            session = self.sessions[placement.agent_id]
-            config = AgentConfig(
-                session.agent_endpoint(self.socket.port),
-                placement.agent_id,
-                placement.slots,
-                self.curve.allow.issue(placement.agent_id, self.curve.public),
-                debug=log.isEnabledFor(logging.DEBUG),
-            )
-            now = time.monotonic()
-            try:
-                handle = session.start_agent(config)
-            except PatasError as error:
-                self.result.agent_failures.append(f"{placement.node.name}: {error}")
-                self.observer.agent_event(placement.node.name, f"lost: {error}")
-                continue
-            self.agents[placement.agent_id] = AgentLink(placement, handle, now, now)
+            self._start_agent(placement)
         if not self.agents:
             raise NoAgentsError("no agent could start: " + "; ".join(self.result.agent_failures))
+
+    def _start_agent(self, placement: Placement) -> None:
+        session = self.sessions[placement.agent_id]
+        config = AgentConfig(
+            session.agent_endpoint(self.socket.port),
+            placement.agent_id,
+            placement.slots,
+            self.curve.allow.issue(placement.agent_id, self.curve.public),
+            debug=log.isEnabledFor(logging.DEBUG),
+        )
+        now = time.monotonic()
+        try:
+            handle = session.start_agent(config)
+        except PatasError as error:
+            self.result.agent_failures.append(f"{placement.node.name}: {error}")
+            self.observer.agent_event(placement.node.name, f"lost: {error}")
+            return
+        self.agents[placement.agent_id] = AgentLink(placement, handle, now, now)
+
+    def _restart(self, link: AgentLink) -> None:
+        """Start a new agent where one died (not where one fell silent: it may still be running)."""
+        old = link.placement
+        node = (old.cluster_in_lab, old.node_in_cluster)
+        restarts = self._restarts.get(node, 0)
+        if restarts >= MAX_AGENT_RESTARTS or self._stop_requested:
+            return
+        self._restarts[node] = restarts + 1
+        placement = replace(old, agent_id=f"{old.agent_id.split('~')[0]}~{restarts + 1}")
+        self.sessions[placement.agent_id] = self.sessions[old.agent_id]
+        self.observer.agent_event(old.node.name, f"starting a new agent ({restarts + 1} of {MAX_AGENT_RESTARTS})")
+        self._start_agent(placement)
 
     def _on_hello(self, link: AgentLink, hello: Hello) -> None:
         agent_id = link.placement.agent_id
@@ -259,11 +278,12 @@ class Coordinator:
         self.observer.agent_event(link.placement.node.name, f"ready on {hello.hostname} with {hello.slots} workers")
 
     def _check_agents(self, now: float) -> None:
-        for agent_id, link in self.agents.items():
+        for link in list(self.agents.values()):
             if link.gone:
                 continue
             if link.handle.exit_code() is not None:
                 self._lose(link, link.handle.failure())
+                self._restart(link)
             elif not link.ready and now - link.started_at > AGENT_START_TIMEOUT_S:
                 self._lose(link, f"did not connect within {AGENT_START_TIMEOUT_S:.0f} s")
             elif link.ready and now - link.last_heard > self.settings.agent_timeout_s:
@@ -332,6 +352,9 @@ class Coordinator:
         tail = self._tail(lease.id)
         self.store.close(lease.id, record, commit=outcome is Outcome.DONE)
         verdict = self.scheduler.finish(lease.id, outcome is Outcome.DONE)
+        if self.scheduler.is_failing(link.placement.agent_id):
+            self._send(link, Shutdown("taken out of rotation"))
+            self._lose(link, "taken out of rotation: its recent tasks all failed while they succeed on other nodes")
         if verdict is not Verdict.DONE:
             planned = lease.planned
             self.observer.attempt_failed(

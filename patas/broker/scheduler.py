@@ -20,6 +20,9 @@ MAX_LOST_ATTEMPTS = 3
 # Tasks an agent holds beyond its slots, queued, so a slot that frees up starts its next task at
 # once instead of waiting a round trip to the broker (short tasks are latency-bound without it).
 PREFETCH_PER_SLOT = 1
+# An agent whose last this-many attempts all failed, while attempts succeeded on other agents
+# meanwhile, is taken out of rotation: the node is likely broken, not the tasks.
+FAILURES_BEFORE_QUARANTINE = 5
 
 
 class Verdict(enum.Enum):
@@ -46,6 +49,8 @@ class AgentSlots:
     agent_id: str
     slots: int
     leases: set[int] = field(default_factory=set)
+    failure_streak: int = 0
+    successes_before_streak: int = 0  # the run's successes when the streak began
 
     @property
     def room(self) -> int:
@@ -86,6 +91,7 @@ class Scheduler:
         self._next_lease = 1
         self._exhausted = False
         self._draining = False
+        self._successes = 0
         self.counts = counts
 
     # --- agents -----------------------------------------------------------------------------
@@ -158,6 +164,7 @@ class Scheduler:
         agent = self._agents[lease.agent_id]
         agent.leases.discard(lease_id)
         self.counts.running -= 1
+        self._track_streak(agent, succeeded)
         if succeeded:
             self.counts.done += 1
             return Verdict.DONE
@@ -167,6 +174,24 @@ class Scheduler:
             return Verdict.RETRY
         self.counts.failed += 1
         return Verdict.GIVE_UP
+
+    def _track_streak(self, agent: AgentSlots, succeeded: bool) -> None:
+        if succeeded:
+            self._successes += 1
+            agent.failure_streak = 0
+            return
+        if agent.failure_streak == 0:
+            agent.successes_before_streak = self._successes
+        agent.failure_streak += 1
+
+    def is_failing(self, agent_id: str) -> bool:
+        """True when the agent's recent attempts all failed while others' succeeded meanwhile."""
+        agent = self._agents.get(agent_id)
+        return (
+            agent is not None
+            and agent.failure_streak >= FAILURES_BEFORE_QUARANTINE
+            and self._successes > agent.successes_before_streak
+        )
 
     def drain(self) -> list[Lease]:
         """Start no new attempt; the leases still running (to be cancelled by the caller)."""

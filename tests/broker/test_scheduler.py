@@ -1,7 +1,7 @@
 """The scheduler alone: no sockets, no files."""
 
 from patas.broker.plan import PlannedTask
-from patas.broker.scheduler import MAX_LOST_ATTEMPTS, PREFETCH_PER_SLOT, Counts, Scheduler, Verdict
+from patas.broker.scheduler import FAILURES_BEFORE_QUARANTINE, MAX_LOST_ATTEMPTS, PREFETCH_PER_SLOT, Counts, Scheduler, Verdict
 from patas.common.config import experiment_from_flags
 from patas.common.sweep import tasks
 from patas.common.variables import arithmetic_variable
@@ -69,3 +69,22 @@ def test_drain_starts_nothing_new_and_finishes_when_running_tasks_end():
     for lease in running:
         s.finish(lease.id, False)
     assert s.finished and s.assign() == []
+
+
+def test_an_agent_failing_while_others_succeed_is_flagged_but_not_when_all_fail():
+    s = scheduler(100, max_tries=10)
+    s.add_agent("bad", 1)
+    s.add_agent("good", 1)
+    for _ in range(FAILURES_BEFORE_QUARANTINE):
+        leases = s.assign()
+        for lease in leases:
+            s.finish(lease.id, lease.agent_id == "good")
+    assert s.is_failing("bad") and not s.is_failing("good")
+
+    everyone_fails = scheduler(100, max_tries=10)
+    everyone_fails.add_agent("a", 1)
+    everyone_fails.add_agent("b", 1)
+    for _ in range(FAILURES_BEFORE_QUARANTINE + 1):
+        for lease in everyone_fails.assign():
+            everyone_fails.finish(lease.id, False)
+    assert not everyone_fails.is_failing("a") and not everyone_fails.is_failing("b")
