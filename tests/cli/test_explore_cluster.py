@@ -168,3 +168,27 @@ def _command_lines() -> list[str]:
             except OSError:
                 continue
     return lines
+
+
+def test_a_partitioned_node_loses_its_tasks_to_the_others_exactly_once(clean_sim_cluster, tmp_path):
+    from tests.running import exactly_once
+
+    cluster = clean_sim_cluster
+    cut = cluster.nodes[2]
+    process = start_patas(
+        "explore", "--cmd", "sleep 0.3; echo task {i}", "--va", "i", "0", "60", "1", "--workdir", "~",
+        "--agent-timeout", "3", *nodes_args(cluster, 1), "-y", cwd=tmp_path,
+    )  # fmt: skip
+    lab = tmp_path / "pataslab/grid"
+    deadline = time.monotonic() + 60
+    while len(journal(lab)) < 8 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    cluster.cut_link(cut)
+    try:
+        _, stderr = process.communicate(timeout=120)
+    finally:
+        cluster.restore_link(cut)
+    assert process.returncode == 0, stderr
+    assert f"{cut.name}: lost: silent for 3 s" in stderr
+    exactly_once(lab, {i: f"task {i}\n" for i in range(60)})
+    assert wait_until_no_processes(cluster) == {}
