@@ -9,7 +9,6 @@ being written, apart from a short tail kept to show the user why an attempt fail
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO

@@ -58,7 +58,9 @@ def resolve(node: Node, options: SSHOptions) -> SSHTarget:
     # As in OpenSSH, UserKnownHostsFile replaces the default file; new keys go to the first one.
     configured = [Path(p).expanduser() for p in entry.get("userknownhostsfile", "").split()]
     known = configured or [options.known_hosts_path]
-    keys = [node.private_key] if node.private_key else entry.get("identityfile", [])
+    # Like OpenSSH, skip IdentityFile entries that do not exist; a cluster file's key must exist.
+    configured_keys = [k for k in entry.get("identityfile", []) if os.path.exists(os.path.expanduser(k))]
+    keys = [node.private_key] if node.private_key else configured_keys
     return SSHTarget(
         alias=node.hostname,
         hostname=entry.get("hostname", node.hostname),
@@ -72,6 +74,11 @@ def resolve(node: Node, options: SSHOptions) -> SSHTarget:
 
 def connect(target: SSHTarget, options: SSHOptions) -> tuple[paramiko.SSHClient, list[paramiko.SSHClient]]:
     """An authenticated client, and the clients of any jump hosts it goes through (keep them open)."""
+    for key in target.key_files:
+        if not os.path.isfile(key):
+            raise NodeError(f"private key {key} not found (fix private_key or IdentityFile)")
+        if not os.access(key, os.R_OK):
+            raise NodeError(f"private key {key} is not readable (check its permissions)")
     jumps: list[paramiko.SSHClient] = []
     sock = None
     if target.proxy_jump and target.proxy_jump.lower() != "none":
@@ -113,10 +120,6 @@ def connect(target: SSHTarget, options: SSHOptions) -> tuple[paramiko.SSHClient,
                 f" `ssh-keyscan -p {target.port} {target.hostname} >> {target.known_hosts[0]}`, or use --accept-new-hosts)"
             ) from None
         raise NodeError(f"SSH to {target.hostname}:{target.port} failed: {error}") from None
-    except FileNotFoundError as error:
-        raise NodeError(f"private key {error.filename} not found (fix private_key or IdentityFile)") from None
-    except PermissionError as error:
-        raise NodeError(f"private key {error.filename} is not readable (check its permissions)") from None
     except (socket.timeout, TimeoutError):
         raise NodeError(f"cannot connect to {target.hostname}:{target.port}: timed out after {CONNECT_TIMEOUT_S:.0f} s") from None
     except paramiko.ssh_exception.NoValidConnectionsError as error:

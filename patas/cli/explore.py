@@ -162,8 +162,8 @@ def _experiments(options: dict[str, object]) -> list[Experiment]:
         str(options["name"] or DEFAULT_EXPERIMENT_NAME),
         commands,
         variables,
-        overrides["repeat"] or 1,  # type: ignore[arg-type]
-        overrides["max_tries"] or DEFAULT_MAX_TRIES,  # type: ignore[arg-type]
+        1 if overrides["repeat"] is None else overrides["repeat"],  # type: ignore[arg-type]
+        DEFAULT_MAX_TRIES if overrides["max_tries"] is None else overrides["max_tries"],  # type: ignore[arg-type]
         overrides["workdir"] or _display_path(os.getcwd()),  # type: ignore[arg-type]
         overrides["timeout_s"],  # type: ignore[arg-type]
     )

@@ -72,12 +72,16 @@ def main() -> None:
     """Run the CLI, turning library errors into one line on stderr and an exit status."""
     debug = "--debug" in sys.argv[1:]
     try:
-        cli.main(standalone_mode=False)
+        cli.main(prog_name="patas", standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("Aborted.", err=True)
         sys.exit(EXIT_INTERRUPTED)
     except click.ClickException as error:
         error.show()
+        if isinstance(error, click.UsageError) and error.ctx is None:
+            # Some of click's parser errors carry no context, hence no usage line: point at help.
+            command = next((a for a in sys.argv[1:] if a in COMMANDS), "")
+            click.echo(f"Try 'patas {command + ' ' if command else ''}--help' for help.", err=True)
         sys.exit(error.exit_code)
     except click.exceptions.Exit as done:
         sys.exit(done.exit_code)

@@ -9,7 +9,6 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
 
 from tests.running import REPO, done_ids, journal, patas, processes_with, start_patas
 
@@ -219,36 +218,6 @@ def test_an_edited_grid_runs_only_what_is_new(tmp_path):
 def test_no_terminal_means_no_question(tmp_path):
     run = patas("explore", "--cmd", "echo {a}", "--vl", "a", "1", cwd=tmp_path, stdin="n\n")
     assert run.code == 0 and done_ids(tmp_path / "pataslab/grid") == [0]
-
-
-@pytest.mark.parametrize(
-    "args, message",
-    [
-        (["--cmd", "echo {nam}", "--vl", "name", "x"], "Error: --cmd: command 'echo {nam}' uses {nam} but no variable is named 'nam' (did you mean 'name'?)"),
-        (["--cmd", "echo {a}", "--va", "a", "1", "5", "0"], "Error: --va a: variable 'a' has step 0 (use a non-zero step)"),
-        (["--cmd", "echo {a}", "--va", "a", "5", "1", "1"], "Error: --va a: variable 'a' is empty: min 5 is not above max 1"),
-        (["--cmd", "echo {a}", "--vl", "a", "1", "--vl", "a", "2"], "Error: command line: variable 'a' is defined twice (rename one)"),
-        (["--cmd", "echo {a}", "--vl", "a"], "Error: --vl a: variable 'a' has no values (give at least one)"),
-        (["--cmd", "echo", "--experiment", "nope.yaml"], "Error: nope.yaml: no such file"),
-        (["--cmd", "echo", "--node", "localhost", "0"], "Error: --node localhost: workers: must be at least 1, got 0"),
-        (["--cmd", "echo", "--node", "host:99999"], "Error: --node host:99999: port 99999 is out of range (1-65535)"),
-        (["--cmd", "echo", "--workdir", "/nonexistent/dir"], "Error: experiment 'grid': workdir /nonexistent/dir does not exist (fix --workdir)"),
-        (["--cmd", "echo", "--filter-nodes", "gpu"], "Error: --filter-nodes gpu: no node has all these tags"),
-        (["--cmd", "echo", "--filter-tasks", "x:y:z"], "Error: --filter-tasks 'x:y:z': expected [EXP:]A:B with task ids"),
-        (["--vl", "a", "1"], "Error: variables given but no --cmd to use them (add --cmd '...')"),
-        ([], "Error: nothing to run: give --cmd '...' or --experiment FILE"),
-    ],
-)
-def test_bad_input_is_one_line_and_touches_nothing(tmp_path, args, message):
-    run = patas("explore", *args, "-y", cwd=tmp_path)
-    assert run.code == 1, run.stderr
-    assert run.stderr.startswith(message) and run.stderr.count("\n") == 1, run.stderr
-    assert not (tmp_path / "pataslab").exists()
-
-
-def test_usage_errors_exit_2(tmp_path):
-    run = patas("explore", "--cmd", "echo", "--va", "a", "1", cwd=tmp_path)
-    assert run.code == 2 and "Option '--va' requires 4 arguments" in run.stderr
 
 
 def test_help_imports_nothing_heavy(tmp_path):
