@@ -1,6 +1,5 @@
-"""pytest fixtures for simulated clusters (tests/sshcluster.py). Import the ones a module uses:
-
-    from tests.cluster_fixtures import clean_sim_cluster, sim_cluster  # noqa: F401
+"""pytest fixtures for simulated clusters (tests/sshcluster.py), registered for every test module
+by tests/conftest.py:
 
 - `sim_cluster` (session): SIM_CLUSTER_NODES nodes, built once per test session however many
   modules import it, torn down when the session ends. Skips, with the reason, where the machine
@@ -25,8 +24,7 @@ SIM_CLUSTER_NODES = 4
 
 
 class _SessionCluster:
-    """The session's cluster, shared by every module that imports `sim_cluster` (each import
-    defines its own fixture, so pytest alone would build one per module)."""
+    """The session's cluster, built on first use and closed when its last user is done."""
 
     cluster: SimulatedCluster | None = None
     unavailable: str | None = None

@@ -18,7 +18,6 @@ import paramiko
 import pytest
 
 from tests import sshcluster_ledger as ledgers
-from tests.cluster_fixtures import clean_sim_cluster, make_sim_cluster, sim_cluster  # noqa: F401
 from tests.sshcluster import NodeOptions, NodePython, SimNode, SimulatedCluster, build_cluster
 
 pytestmark = [

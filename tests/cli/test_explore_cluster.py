@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.cluster_fixtures import clean_sim_cluster, make_sim_cluster, sim_cluster  # noqa: F401
 from tests.running import done_ids, journal, patas, start_patas
 from tests.sshcluster import NodeOptions, NodePython, SimulatedCluster
 
