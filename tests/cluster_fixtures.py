@@ -1,10 +1,10 @@
 """pytest fixtures for simulated clusters (tests/sshcluster.py), registered for every test module
 by tests/conftest.py:
 
-- `sim_cluster` (session): SIM_CLUSTER_NODES nodes, built once per test session however many
-  modules import it, torn down when the session ends. Skips, with the reason, where the machine
+- `sim_cluster` (session): SIM_CLUSTER_NODES nodes, built once per test session and torn
+  down when the session ends. Skips, with the reason, where the machine
   cannot host a cluster (not root, no sshd, no namespaces).
-- `clean_sim_cluster` (function, needs `sim_cluster` imported too): the same cluster, reset before
+- `clean_sim_cluster` (function): the same cluster, reset before
   and after the test: links up, no process of any node user left, homes and /tmp empty.
 - `make_sim_cluster` (function): `make_sim_cluster(n, **build_cluster_options)` builds a cluster
   for one test (another size, `with_python=False`, `node_options=...`); closed after the test.
