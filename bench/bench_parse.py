@@ -33,12 +33,12 @@ from typing import Callable
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from patas.analysis.parse import parse_experiment  # noqa: E402
-from patas.analysis.patterns import compile_patterns  # noqa: E402
-from patas.common.config import experiment_from_flags  # noqa: E402
-from patas.common.lab import AttemptRecord, ExperimentLab, Outcome  # noqa: E402
-from patas.common.sweep import tasks  # noqa: E402
-from patas.common.variables import arithmetic_variable, list_variable  # noqa: E402
+from patas.analysis.parse import parse_experiment
+from patas.analysis.patterns import compile_patterns
+from patas.common.config import experiment_from_flags
+from patas.common.lab import AttemptRecord, ExperimentLab, Outcome
+from patas.common.sweep import tasks
+from patas.common.variables import arithmetic_variable, list_variable
 
 ORIGINAL_VERSION = "2.0.6"
 PATTERNS = {
@@ -247,26 +247,34 @@ def _whole_text(text: str, regexes: list[re.Pattern[str]]) -> list[str | None]:
     return values
 
 
-def _combined(text: str, regexes: list[re.Pattern[str]]) -> list[str | None]:
+def _combined(regexes: list[re.Pattern[str]]) -> Callable[[str], list[str | None]]:
     """One alternation of all patterns, one scan; the group that matched says which pattern."""
-    combined = _COMBINED.setdefault(id(regexes), re.compile("|".join(f"(?:{r.pattern})" for r in regexes), re.M))
-    values: list[str | None] = [None] * len(regexes)
-    for match in combined.finditer(text):
-        values[match.lastindex - 1] = match.group(match.lastindex)
-    return values
+    combined = re.compile("|".join(f"(?:{r.pattern})" for r in regexes), re.MULTILINE)
+
+    def match(text: str) -> list[str | None]:
+        values: list[str | None] = [None] * len(regexes)
+        for found in combined.finditer(text):
+            values[found.lastindex - 1] = found.group(found.lastindex)
+        return values
+
+    return match
 
 
-_COMBINED: dict[int, re.Pattern[str]] = {}
-STRATEGIES = {"per line (original)": _per_line, "whole text (ours)": _whole_text, "one combined regex": _combined}
+Matcher = Callable[[list[re.Pattern[str]]], Callable[[str], list[str | None]]]
+STRATEGIES: dict[str, Matcher] = {
+    "per line (original)": lambda regexes: lambda text: _per_line(text, regexes),
+    "whole text (ours)": lambda regexes: lambda text: _whole_text(text, regexes),
+    "one combined regex": _combined,
+}
 _TEXTS: dict[Path, list[str]] = {}
 
 
-def _matching(lab: ExperimentLab, strategy: Callable[[str, list[re.Pattern[str]]], list[str | None]]) -> None:
+def _matching(lab: ExperimentLab, strategy: Matcher) -> None:
     if lab.path not in _TEXTS:
         _TEXTS[lab.path] = [(lab.path / str(t) / "stdout").read_text() for t in sorted(lab.task_folders())]
-    regexes = [p.regex for p in compile_patterns(PATTERNS)]
+    match = strategy([p.regex for p in compile_patterns(PATTERNS)])
     for text in _TEXTS[lab.path]:
-        strategy(text, regexes)
+        match(text)
 
 
 def _time_original(args: argparse.Namespace, original: Path, expected: float, record: Callable[..., None]) -> None:

@@ -15,8 +15,9 @@ command line; they are not a sandbox.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 from patas.common.errors import PatasError
 
@@ -43,7 +44,7 @@ class Change:
         return f"--{self.role}-change {_quote(self.expression)}"
 
 
-def apply_changes(frame: "pd.DataFrame", columns: dict[str, str | None], changes: Sequence[Change]) -> "pd.DataFrame":
+def apply_changes(frame: pd.DataFrame, columns: dict[str, str | None], changes: Sequence[Change]) -> pd.DataFrame:
     """A copy of `frame` with each change applied to the column plotted in its role.
 
     `columns` maps each role (x, y, ...) to its column name, or None when the plot has none.
@@ -76,8 +77,8 @@ def _compile(change: Change) -> Any:
 
 def _evaluate(code: Any, change: Change, context: dict[str, Any], row: int) -> Any:
     try:
-        return eval(code, {**context, "i": row})  # noqa: S307 — the user's own expression, see the module doc
-    except Exception as error:  # any failure of user code is reported as theirs, on one line
+        return eval(code, {**context, "i": row})  # the user's own expression: see the module doc
+    except Exception as error:  # noqa: BLE001 — any failure of user code is theirs, reported on one line
         raise ChangeError(f"{change.option}: {type(error).__name__}: {error} (row {row})") from None
 
 

@@ -9,10 +9,11 @@ only while the figure is drawn and saved.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING
 
 from patas.analysis.changes import Change, apply_changes
 from patas.common.errors import PatasError
@@ -51,12 +52,12 @@ class Look:
 
 
 def heatmap(
-    data: "str | Path | pd.DataFrame", x: str, y: str, z: str, *, output: str | Path | None = None,
+    data: str | Path | pd.DataFrame, x: str, y: str, z: str, *, output: str | Path | None = None,
     title: str | None = None, x_label: str | None = None, y_label: str | None = None,
     z_label: str | None = None, x_change: str | None = None, y_change: str | None = None,
     z_change: str | None = None, fig_size: tuple[float, float] = HEATMAP_FIG_SIZE, dpi: int = DPI,
     annot: bool = False, aggfunc: str = "mean", fmt: str = ".2f", z_range: tuple[float, float] | None = None,
-) -> "Figure":  # fmt: skip
+) -> Figure:  # fmt: skip
     """z aggregated (`aggfunc`) over every (x, y) pair, as coloured cells.
 
     Example: heatmap("pataslab/grid/grid.csv", "in_neurons", "in_activation", "out_test_acc")
@@ -77,12 +78,12 @@ def heatmap(
 
 
 def categories(
-    data: "str | Path | pd.DataFrame", x: str, y: str, *, hue: str | None = None,
+    data: str | Path | pd.DataFrame, x: str, y: str, *, hue: str | None = None,
     output: str | Path | None = None, title: str | None = None, x_label: str | None = None,
     y_label: str | None = None, legend_label: str | None = None, x_change: str | None = None,
     y_change: str | None = None, hue_change: str | None = None,
     fig_size: tuple[float, float] = FIG_SIZE, dpi: int = DPI, errorbar: str | None = None,
-) -> "Figure":  # fmt: skip
+) -> Figure:  # fmt: skip
     """The mean of y for each category of x (and of hue), as bars; `errorbar` adds error bars.
 
     Example: categories("pataslab/grid/grid.csv", "in_activation", "out_test_acc", errorbar="sd")
@@ -100,13 +101,13 @@ def categories(
 
 
 def lines(
-    data: "str | Path | pd.DataFrame", x: str, y: str, *, hue: str | None = None,
+    data: str | Path | pd.DataFrame, x: str, y: str, *, hue: str | None = None,
     style: str | None = None, output: str | Path | None = None, title: str | None = None,
     x_label: str | None = None, y_label: str | None = None, legend_label: str | None = None,
     x_change: str | None = None, y_change: str | None = None, hue_change: str | None = None,
     style_change: str | None = None, fig_size: tuple[float, float] = FIG_SIZE, dpi: int = DPI,
     err_style: str = "band", errorbar: str | None = None,
-) -> "Figure":  # fmt: skip
+) -> Figure:  # fmt: skip
     """The mean of y along x, one line per hue (and style); `errorbar` adds a band or bars.
 
     Example: lines("pataslab/grid/grid.csv", "in_neurons", "out_test_acc", hue="in_activation")
@@ -129,7 +130,7 @@ def lines(
     return figure
 
 
-def load_table(data: "str | Path | pd.DataFrame") -> "pd.DataFrame":
+def load_table(data: str | Path | pd.DataFrame) -> pd.DataFrame:
     """The table to plot: a DataFrame as given, or read from a .csv or .parquet file."""
     import pandas as pd
 
@@ -147,7 +148,7 @@ def load_table(data: "str | Path | pd.DataFrame") -> "pd.DataFrame":
         raise DrawError(f"--input {data}: cannot read the table ({str(error).splitlines()[0]})") from None
 
 
-def prepare(data: "str | Path | pd.DataFrame", columns: dict[str, str | None], changes: dict[str, str | None]) -> "pd.DataFrame":
+def prepare(data: str | Path | pd.DataFrame, columns: dict[str, str | None], changes: dict[str, str | None]) -> pd.DataFrame:
     """The table with its plotted columns checked and their --*-change expressions applied."""
     frame = load_table(data)
     available = [str(c) for c in frame.columns]
@@ -159,7 +160,7 @@ def prepare(data: "str | Path | pd.DataFrame", columns: dict[str, str | None], c
     return apply_changes(frame, columns, wanted) if wanted else frame
 
 
-def save(figure: "Figure", output: str | Path, dpi: int = DPI) -> Path:
+def save(figure: Figure, output: str | Path, dpi: int = DPI) -> Path:
     """Write the figure in the format of the file's extension, replacing the file only when done."""
     path = Path(output)
     suffix = path.suffix.lower()
@@ -208,7 +209,7 @@ def _check_legend(look: Look, grouped_by: str | None) -> None:
         raise DrawError(f"--legend-label {look.legend_label}: there is no legend without --hue-column")
 
 
-def _pivot(frame: "pd.DataFrame", x: str, y: str, z: str, aggfunc: str) -> "pd.DataFrame":
+def _pivot(frame: pd.DataFrame, x: str, y: str, z: str, aggfunc: str) -> pd.DataFrame:
     import pandas as pd
 
     if not pd.api.types.is_numeric_dtype(frame[z]):
@@ -228,7 +229,7 @@ def _theme() -> Iterator[None]:
 
 
 @contextmanager
-def _drawing(look: Look, output: str | Path | None) -> Iterator[tuple["Figure", "Axes"]]:
+def _drawing(look: Look, output: str | Path | None) -> Iterator[tuple[Figure, Axes]]:
     """A fresh figure and axes; once drawn: labels, layout, and the file if asked for."""
     from matplotlib.figure import Figure
 
@@ -246,7 +247,7 @@ def _drawing(look: Look, output: str | Path | None) -> Iterator[tuple["Figure", 
         save(figure, output, look.dpi)
 
 
-def _place_legend(axes: "Axes", look: Look) -> None:
+def _place_legend(axes: Axes, look: Look) -> None:
     """The legend outside the plot, on the right, so it never hides bars or lines."""
     import seaborn as sns
 

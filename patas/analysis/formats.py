@@ -10,7 +10,8 @@ import csv
 import enum
 import json
 import math
-from typing import Any, Iterator, Protocol, Sequence, TextIO
+from collections.abc import Iterator, Sequence
+from typing import Any, Protocol, TextIO
 
 BATCH_ROWS = 10_000  # rows fetched from DuckDB at a time when streaming
 
@@ -87,8 +88,7 @@ def _write_table(names: list[str], rows: Iterator[tuple[Any, ...]], stream: Text
     numeric = _numeric_columns(cells, len(names))
     stream.write("  ".join(_pad(n, w, r) for n, w, r in zip(names, widths, numeric)).rstrip() + "\n")
     stream.write("  ".join("─" * w for w in widths) + "\n")
-    for line in cells:
-        stream.write("  ".join(_pad(t, w, r) for t, w, r in zip(line, widths, numeric)).rstrip() + "\n")
+    stream.writelines("  ".join(_pad(t, w, r) for t, w, r in zip(line, widths, numeric)).rstrip() + "\n" for line in cells)
     stream.write(f"({len(cells)} row{'' if len(cells) == 1 else 's'})\n")
     return len(cells)
 

@@ -12,10 +12,11 @@ from __future__ import annotations
 import enum
 import logging
 from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from patas.analysis.patterns import Pattern, compile_breaker, compile_patterns
 from patas.analysis.scan import Scan, ScanJob, Values, scan
@@ -65,7 +66,7 @@ class ParseResult:
     obsolete_included: bool = False
     unmatched: tuple[Pattern, ...] = ()  # patterns that matched in no task
 
-    def to_frame(self) -> "pd.DataFrame":
+    def to_frame(self) -> pd.DataFrame:
         return self.table.to_frame()
 
 
@@ -73,7 +74,7 @@ def parse(
     experiment_dir: str | Path,
     patterns: Mapping[str, str] | Iterable[tuple[str, str]],
     **options: object,
-) -> "pd.DataFrame":
+) -> pd.DataFrame:
     """The parsed table of an experiment as a DataFrame (also written, see `parse_experiment`).
 
     Example: parse("pataslab/grid", {"test_acc": r"Test accuracy: +(@float@)"})

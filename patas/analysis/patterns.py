@@ -13,8 +13,8 @@ Patterns are compiled with `re.MULTILINE`, so `^` and `$` match at the start and
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Iterable, Mapping
 
 from patas.common.errors import PatasError
 

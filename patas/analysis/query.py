@@ -9,9 +9,10 @@ SQL: `SELECT * FROM 'results.csv'`.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable, Sequence
+from typing import TYPE_CHECKING
 
 from patas.common.errors import PatasError
 
@@ -81,7 +82,7 @@ def _table_file(path: Path, name: str) -> TableFile:
     return TableFile(name, path)
 
 
-def connect(tables: Sequence[TableFile]) -> "duckdb.DuckDBPyConnection":
+def connect(tables: Sequence[TableFile]) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB with one view per table; files are read only when a query uses them."""
     import duckdb
 
@@ -94,11 +95,11 @@ def connect(tables: Sequence[TableFile]) -> "duckdb.DuckDBPyConnection":
 
 
 def execute(
-    connection: "duckdb.DuckDBPyConnection",
+    connection: duckdb.DuckDBPyConnection,
     sql: str,
     tables: Sequence[TableFile],
     inputs: Iterable[str | Path] = (DEFAULT_LAB,),
-) -> "duckdb.DuckDBPyConnection":
+) -> duckdb.DuckDBPyConnection:
     """Run the SQL; the connection is then a cursor over its result (`description`, `fetchmany`)."""
     import duckdb
 
@@ -122,7 +123,7 @@ def one_line(error: Exception) -> str:
     return " ".join(line.strip() for line in head.splitlines() if line.strip())
 
 
-def query(sql: str, inputs: Iterable[str | Path] = (DEFAULT_LAB,)) -> "pd.DataFrame":
+def query(sql: str, inputs: Iterable[str | Path] = (DEFAULT_LAB,)) -> pd.DataFrame:
     """The result of `sql` over the parsed experiments in `inputs`, as a DataFrame.
 
     Example: query("SELECT in_activation, AVG(out_test_acc) FROM grid GROUP BY 1")

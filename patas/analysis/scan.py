@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
-from typing import Sequence
 
 # Below this many tasks a process pool costs more (~30 ms to start) than it saves.
 PARALLEL_MIN_TASKS = 500
@@ -77,7 +77,7 @@ class Scan:
             found.update(future.result())
         return found
 
-    def __enter__(self) -> "Scan":
+    def __enter__(self) -> Scan:
         return self
 
     def __exit__(self, *_: object) -> None:

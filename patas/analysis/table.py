@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import csv
 import os
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
 from patas.common.errors import PatasError
 
@@ -43,7 +44,7 @@ class Table:
     def rows(self) -> Iterator[tuple[Any, ...]]:
         return zip(*self.columns.values())
 
-    def to_frame(self) -> "pd.DataFrame":
+    def to_frame(self) -> pd.DataFrame:
         import pandas as pd
 
         data = {}

@@ -33,7 +33,8 @@ def run_patas(*args: str, cwd: Path) -> Run:
     """`python -m patas ARGS` in `cwd`: exit code and both outputs."""
     env = {**os.environ, "PYTHONPATH": str(REPO), "COLUMNS": "200"}
     done = subprocess.run(
-        [sys.executable, "-m", "patas", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "patas", *args],
+        cwd=cwd, env=env, capture_output=True, text=True, timeout=120, check=False,
     )
     return Run(done.returncode, done.stdout, done.stderr)
 

@@ -13,6 +13,7 @@ from patas.common.lab import Outcome
 from .conftest import README_PATTERNS
 from .labs import small_grid, write_lab
 
+# The README's header, as the README prints it.
 README_COLUMNS = (
     "in_activation in_neurons in_preprocessing out_train_time out_test_time out_train_acc"
     " out_test_acc out_loss break_id task_id repeat_id combination_id experiment_id experiment_name"

@@ -3,8 +3,8 @@
 import csv
 
 from .conftest import run_patas
-from .readme import PARSE, argv
 from .labs import small_grid, write_lab
+from .readme import PARSE, argv
 
 
 def test_readme_parse_command_verbatim(grid_lab, tmp_path):

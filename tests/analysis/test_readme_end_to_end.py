@@ -43,7 +43,7 @@ def test_readme_commands_after_explore(explored, monkeypatch):
     assert [o.code for o in outputs] == [0, 0, 0], [o.stderr for o in outputs]
     assert len(outputs[0].stdout.splitlines()) == 2 + 2
     assert len(outputs[1].stdout.splitlines()) == 2 + 8  # 4 activations x 2 neuron counts
-    assert outputs[2].stdout.splitlines()[0].split() == "| in_activation | in_neurons | train_acc | test_acc |".split()
+    assert outputs[2].stdout.splitlines()[0].split() == ["|", "in_activation", "|", "in_neurons", "|", "train_acc", "|", "test_acc", "|"]
     assert len(outputs[2].stdout.splitlines()) == 3
 
     monkeypatch.chdir(explored)

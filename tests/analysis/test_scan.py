@@ -6,9 +6,9 @@ import pytest
 from patas.analysis import scan as scan_module
 from patas.analysis.scan import ScanJob, read_text, scan, scan_text
 
-LOSS = re.compile(r"loss (\d+)", re.M)
-ACC = re.compile(r"acc (\d+)", re.M)
-EPOCH = re.compile(r"^end of epoch", re.M)
+LOSS = re.compile(r"loss (\d+)", re.MULTILINE)
+ACC = re.compile(r"acc (\d+)", re.MULTILINE)
+EPOCH = re.compile(r"^end of epoch", re.MULTILINE)
 
 
 def test_last_match_wins_and_missing_is_none():
