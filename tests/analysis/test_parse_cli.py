@@ -64,3 +64,21 @@ def test_usage_errors_exit_2(tmp_path):
 def test_help_has_an_example(tmp_path):
     run = run_patas("parse", "--help", cwd=tmp_path)
     assert run.code == 0 and "Example:" in run.stdout and "patas parse -e pataslab/grid/" in run.stdout
+
+
+def test_options_reach_the_library(tmp_path):
+    import pandas as pd
+
+    from patas.common.lab import Outcome
+
+    lab = write_lab(tmp_path / "pataslab", small_grid(), outcome=lambda t: Outcome.FAILED if t == 1 else Outcome.DONE)
+    (lab.task_dir(0) / "stderr").write_text("epoch 1\nepoch 2\n")
+    run = run_patas(
+        "parse", "-e", "pataslab/grid", "-p", "epoch", "epoch (@int@)", "-n", "^epoch", "--stream", "both",
+        "--include-unfinished", "-j", "1", "-o", "epochs.parquet", cwd=tmp_path,
+    )  # fmt: skip
+    assert run.code == 0, run.stderr
+    assert run.stderr.splitlines()[-1] == "Wrote epochs.parquet: 2 rows from 120 tasks, 26 columns"
+    frame = pd.read_parquet(tmp_path / "epochs.parquet")
+    assert frame.out_epoch.tolist() == [1, 2] and frame.break_id.tolist() == [0, 1]
+    assert frame.columns[-1] == "outcome"
