@@ -9,11 +9,13 @@ SQL: `SELECT * FROM 'results.csv'`.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TextIO
 
+from patas.analysis.formats import Format, write_result
 from patas.common.errors import PatasError
 
 if TYPE_CHECKING:
@@ -87,6 +89,8 @@ def connect(tables: Sequence[TableFile]) -> duckdb.DuckDBPyConnection:
     import duckdb
 
     connection = duckdb.connect()
+    # A progress bar would land in the middle of the output of long queries.
+    connection.execute("SET enable_progress_bar = false")
     for table in tables:
         name = table.name.replace('"', '""')
         source = str(table.path.absolute()).replace("'", "''")
@@ -94,19 +98,13 @@ def connect(tables: Sequence[TableFile]) -> duckdb.DuckDBPyConnection:
     return connection
 
 
-def execute(
-    connection: duckdb.DuckDBPyConnection,
-    sql: str,
-    tables: Sequence[TableFile],
-    inputs: Iterable[str | Path] = (DEFAULT_LAB,),
-) -> duckdb.DuckDBPyConnection:
-    """Run the SQL; the connection is then a cursor over its result (`description`, `fetchmany`)."""
+@contextmanager
+def sql_errors(tables: Sequence[TableFile], inputs: Iterable[str | Path]) -> Iterator[None]:
+    """DuckDB's errors, while running or fetching, as one-line `QueryError`s."""
     import duckdb
 
-    if not sql.strip():
-        raise QueryError("the query is empty (e.g. patas query 'SELECT * FROM grid LIMIT 5')")
     try:
-        return connection.execute(sql)
+        yield
     except duckdb.CatalogException as error:
         if not tables:
             searched = ", ".join(str(i) for i in inputs)
@@ -123,10 +121,30 @@ def one_line(error: Exception) -> str:
     return " ".join(line.strip() for line in head.splitlines() if line.strip())
 
 
+def _relation(connection: duckdb.DuckDBPyConnection, sql: str) -> duckdb.DuckDBPyRelation | None:
+    """The SQL's result, still to be read (None for statements without one in older DuckDBs)."""
+    if not sql.strip():
+        raise QueryError("the query is empty (e.g. patas query 'SELECT * FROM grid LIMIT 5')")
+    return connection.sql(sql)
+
+
 def query(sql: str, inputs: Iterable[str | Path] = (DEFAULT_LAB,)) -> pd.DataFrame:
     """The result of `sql` over the parsed experiments in `inputs`, as a DataFrame.
 
     Example: query("SELECT in_activation, AVG(out_test_acc) FROM grid GROUP BY 1")
     """
+    import pandas as pd
+
     tables = find_tables(inputs)
-    return execute(connect(tables), sql, tables, inputs).df()
+    with sql_errors(tables, inputs):
+        relation = _relation(connect(tables), sql)
+        return relation.df() if relation is not None else pd.DataFrame()
+
+
+def print_query(sql: str, inputs: Iterable[str | Path], form: Format, stream: TextIO) -> None:
+    """Run `sql` over the parsed experiments in `inputs` and write its result to `stream`."""
+    tables = find_tables(inputs)
+    with sql_errors(tables, inputs):
+        relation = _relation(connect(tables), sql)
+        if relation is not None:
+            write_result(relation, form, stream)

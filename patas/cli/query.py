@@ -6,8 +6,8 @@ import sys
 
 import click
 
-from patas.analysis.formats import Format, write_result
-from patas.analysis.query import DEFAULT_LAB, connect, execute, find_tables
+from patas.analysis.formats import Format
+from patas.analysis.query import DEFAULT_LAB, print_query
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -38,6 +38,4 @@ def query(sql: str, inputs: tuple[str, ...], markdown: bool, form: str | None) -
     chosen = Format.MARKDOWN if markdown else Format(form) if form else None
     if chosen is None:
         chosen = Format.TABLE if sys.stdout.isatty() else Format.CSV
-    tables = find_tables(inputs)
-    cursor = execute(connect(tables), sql, tables, inputs)
-    write_result(cursor, chosen, click.get_text_stream("stdout"))
+    print_query(sql, inputs, chosen, click.get_text_stream("stdout"))
