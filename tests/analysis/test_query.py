@@ -132,3 +132,24 @@ def test_empty_query_is_an_error(parsed_workdir):
 )
 def test_display_rounds_floats_for_people(value, text):
     assert display(value) == text
+
+
+def test_csv_through_click_and_to_a_text_only_stream(parsed_workdir, monkeypatch):
+    from click.testing import CliRunner
+
+    from patas.analysis.formats import Format
+    from patas.analysis.query import print_query
+    from patas.cli.main import cli
+
+    monkeypatch.chdir(parsed_workdir)
+    result = CliRunner().invoke(cli, ["query", "SELECT task_id, out_loss FROM grid ORDER BY task_id"])
+    rows = list(csv.reader(io.StringIO(result.output)))
+    assert result.exit_code == 0 and rows[0] == ["task_id", "out_loss"] and len(rows) == 121
+    text = io.StringIO()
+    print_query("SELECT 'a,b' AS s, NULL AS n, TIMESTAMP '2023-05-17 19:14:55.472312' AS t", ["pataslab"], Format.CSV, text)
+    assert text.getvalue() == 's,n,t\n"a,b",,2023-05-17 19:14:55.472312\n'
+
+
+def test_errors_while_reading_rows_are_query_errors(parsed_workdir):
+    with pytest.raises(QueryError, match=r'^Conversion Error: .*Could not convert string "relu" to .INTEGER.$'):
+        query("SELECT in_activation::INTEGER FROM grid", [parsed_workdir / "pataslab"])
