@@ -68,6 +68,8 @@ def heatmap(
     frame = prepare(data, {"x": x, "y": y, "z": z}, {"x": x_change, "y": y_change, "z": z_change})
     grid = _pivot(frame, x, y, z, aggfunc)
     low, high = z_range if z_range is not None else (None, None)
+    if z_range is not None and not low < high:
+        raise DrawError(f"--z-range {low:g} {high:g}: MIN must be below MAX (e.g. --z-range 0 1)")
     with _theme(), _drawing(look, output) as (figure, axes):
         import seaborn as sns
 
@@ -235,7 +237,11 @@ def _drawing(look: Look, output: str | Path | None) -> Iterator[tuple[Figure, Ax
 
     figure = Figure(figsize=look.fig_size, dpi=look.dpi)
     axes = figure.subplots()
-    yield figure, axes
+    try:
+        yield figure, axes
+    except (ValueError, TypeError) as error:
+        # seaborn's own refusals (e.g. data it cannot aggregate) are the user's to fix, on one line.
+        raise DrawError(f"cannot draw this plot: {str(error).splitlines()[0]}") from error
     if look.title:
         axes.set_title(look.title, fontsize="large")
     if look.x_label:

@@ -113,6 +113,7 @@ def test_broken_change_expressions_name_the_option(table, change, message):
         ({"output": "plot.gif"}, "--output plot.gif: unknown image format '.gif' (use .png, .svg or .pdf)"),
         ({"fmt": ".2q"}, "--fmt .2q: not a number format (e.g. .2f, .0f, .1%)"),
         ({"aggfunc": "avg"}, "--aggfunc avg: use one of mean, median, sum, product, std, min, max, count"),
+        ({"z_range": (1, 0)}, "--z-range 1 0: MIN must be below MAX (e.g. --z-range 0 1)"),
     ],
 )
 def test_bad_heatmap_options(table, options, message):
@@ -151,3 +152,14 @@ def test_draw_help_has_examples():
     for command in (["draw"], ["draw", "heatmap"], ["draw", "categories"], ["draw", "lines"]):
         result = CliRunner().invoke(cli, [*command, "--help"])
         assert result.exit_code == 0 and "Example:" in result.output
+
+
+def test_seaborn_refusals_become_one_line_errors(table, monkeypatch):
+    import seaborn as sns
+
+    def refuse(*args, **kwargs):
+        raise ValueError("Could not interpret value `x` for `hue`\nmore detail")
+
+    monkeypatch.setattr(sns, "barplot", refuse)
+    with pytest.raises(DrawError, match=r"^cannot draw this plot: Could not interpret value `x` for `hue`$"):
+        categories(table, "in_activation", "out_test_acc")
