@@ -1,36 +1,60 @@
-"""`python -m patas.agent`: start an agent; its configuration arrives on standard input.
+"""Start an agent.
 
-patas starts agents itself (locally, or over SSH); the configuration line carries the agent's
-CURVE secret key, so it is never on a command line. The agent exits when its standard input
-closes, that is when the coordinator (or the SSH connection to it) goes away.
+    python -m patas.agent                  configuration on standard input (patas starts agents
+                                           this way); the agent exits when its stdin closes
+    python -m patas.agent --config FILE    configuration in a private file (pool agents, systemd,
+                                           batch jobs); the agent runs until told to stop
+
+The configuration carries the agent's CURVE secret key, so it is never on a command line. A
+configuration file must be readable by its owner only.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import stat
 import sys
 
 from patas.agent.agent import run
 from patas.common.agent_config import AgentConfig
-from patas.common.errors import PatasError
+from patas.common.errors import PatasError, ProtocolError
 
 
-def main() -> int:
+def load_config_file(path: str) -> AgentConfig:
+    """The configuration in `path`, refusing a file that others can read (it holds a secret)."""
     try:
-        config = AgentConfig.read(sys.stdin.buffer)
+        mode = os.stat(path).st_mode
+        if mode & (stat.S_IRWXG | stat.S_IRWXO):
+            raise ProtocolError(f"{path}: readable by others; it holds a secret key (chmod 600 {path})")
+        with open(path, "rb") as stream:
+            return AgentConfig.from_line(stream.read())
+    except OSError as error:
+        raise ProtocolError(f"{path}: {error.strerror}") from None
+
+
+def main(argv: list[str]) -> int:
+    lifeline = None
+    try:
+        if argv[:1] == ["--config"] and len(argv) == 2:
+            config = load_config_file(argv[1])
+        elif not argv:
+            config = AgentConfig.read(sys.stdin.buffer)
+            lifeline = sys.stdin.fileno()
+            os.set_blocking(lifeline, False)
+        else:
+            sys.stderr.write("usage: python -m patas.agent [--config FILE]\n")
+            return 2
     except PatasError as error:
         sys.stderr.write(f"patas agent: {error}\n")
         return 2
     logging.basicConfig(
         level=logging.DEBUG if config.debug else logging.WARNING,
-        format=f"%(levelname)s agent {config.agent_id}: %(message)s",
+        format=f"%(asctime)s %(levelname)s agent {config.agent_id}: %(message)s",
         stream=sys.stderr,
     )
-    stdin = sys.stdin.fileno()
-    os.set_blocking(stdin, False)
-    return run(config, lifeline=stdin)
+    return run(config, lifeline=lifeline)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))

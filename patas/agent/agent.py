@@ -31,6 +31,7 @@ from patas.common.protocol import (
     Message,
     Output,
     Refused,
+    Reintroduce,
     Shutdown,
     Welcome,
 )
@@ -56,15 +57,8 @@ class Agent:
     def __init__(self, settings: AgentConfig, context: zmq.Context | None = None, lifeline: int | None = None) -> None:
         self.settings = settings
         self.context = context or zmq.Context.instance()
-        self.socket = self.context.socket(zmq.DEALER)
-        self.socket.setsockopt(zmq.IDENTITY, settings.agent_id.encode())
-        self.socket.setsockopt(zmq.LINGER, LINGER_MS)
-        if settings.keys is not None:
-            self.socket.curve_serverkey = settings.keys.server_public.encode()
-            self.socket.curve_publickey = settings.keys.public.encode()
-            self.socket.curve_secretkey = settings.keys.secret.encode()
         self.poller = zmq.Poller()
-        self.poller.register(self.socket, zmq.POLLIN)
+        self.socket = self._connect()
         self.lifeline = lifeline
         if lifeline is not None:
             self.poller.register(lifeline, zmq.POLLIN)
@@ -85,23 +79,53 @@ class Agent:
             Cancel: self._on_cancel,
             Credit: self._on_credit,
             Shutdown: self._on_shutdown,
+            Reintroduce: self._on_reintroduce,
             Heartbeat: lambda message: None,
         }
 
     # --- the loop ---------------------------------------------------------------------------
 
+    def _connect(self) -> zmq.Socket:
+        sock = self.context.socket(zmq.DEALER)
+        sock.setsockopt(zmq.IDENTITY, self.settings.agent_id.encode())
+        sock.setsockopt(zmq.LINGER, LINGER_MS)
+        keys = self.settings.keys
+        if keys is not None:
+            sock.curve_serverkey = keys.server_public.encode()
+            sock.curve_publickey = keys.public.encode()
+            sock.curve_secretkey = keys.secret.encode()
+        sock.connect(self.settings.broker_address)
+        self.poller.register(sock, zmq.POLLIN)
+        return sock
+
+    def _hello(self) -> None:
+        self._send(Hello(PROTOCOL_VERSION, self.settings.agent_id, socket.gethostname(), self.settings.slots, os.getpid()))
+
+    def _start_over(self) -> None:
+        """A pool agent whose broker went silent: drop its work and greet whoever listens next."""
+        log.warning("no word from the broker for %.0f s; killing tasks and saying hello again", self.broker_timeout_s)
+        self._kill_everything()
+        self.poller.unregister(self.socket)
+        self.socket.close(0)
+        self.socket = self._connect()
+        self.broker_timeout_s = CONNECT_TIMEOUT_S
+        self.last_heard = time.monotonic()
+        self._hello()
+
+    def _kill_everything(self) -> None:
+        self.queue.clear()
+        for task in list(self.tasks.values()):
+            task.kill()
+            self._forget(task)
+
     def run(self) -> int:
         """Serve the broker until it says goodbye or goes silent; return the exit status."""
-        self.socket.connect(self.settings.broker_address)
-        self._send(Hello(PROTOCOL_VERSION, self.settings.agent_id, socket.gethostname(), self.settings.slots, os.getpid()))
+        self._hello()
         try:
             while self.stopping is None:
                 self._step()
         finally:
-            self.queue.clear()
-            for task in list(self.tasks.values()):
-                task.kill()
-                self._forget(task)
+            self._kill_everything()
             self.socket.close()
         log.info("agent %s stops: %s", self.settings.agent_id, self.stopping)
         return self.exit_code
@@ -123,6 +147,9 @@ class Agent:
         if now - self.last_sent >= HEARTBEAT_INTERVAL_S:
             self._send(Heartbeat())
         if now - self.last_heard > self.broker_timeout_s:
+            if self.settings.persistent:
+                self._start_over()
+                return
             self.exit_code = EXIT_BROKER_LOST
             self.stopping = f"no word from the broker for {self.broker_timeout_s:.0f} s"
 
@@ -219,6 +246,11 @@ class Agent:
 
     def _on_credit(self, message: Credit) -> None:
         self.window += message.bytes
+
+    def _on_reintroduce(self, message: Reintroduce) -> None:
+        # The broker restarted and forgot us: what we run belongs to runs it no longer knows.
+        self._kill_everything()
+        self._hello()
 
     def _on_shutdown(self, message: Shutdown) -> None:
         self.stopping = f"the broker said goodbye: {message.reason}"

@@ -21,6 +21,7 @@ from patas.broker.placement import Placement, place
 from patas.broker.plan import ExperimentPlan, PlannedTask, TaskFilter, plan_experiment
 from patas.broker.scheduler import Counts
 from patas.broker.ssh_connect import SSHOptions
+from patas.broker.pool import pool_sessions
 from patas.broker.ssh_session import SSHSession
 from patas.common.config import Cluster, Experiment
 from patas.common.errors import ConfigError
@@ -82,6 +83,7 @@ def prepare(
     task_filter: TaskFilter | None = None,
     settings: RunSettings = RunSettings(),
     ssh: SSHOptions = SSHOptions(),
+    pool: str | None = None,
 ) -> Exploration:
     """Plan a run and connect to its nodes: what is done, what is left, where it will run.
 
@@ -98,8 +100,14 @@ def prepare(
         plan_experiment(i, experiment, ExperimentLab(lab_root, experiment.name), redo)
         for i, experiment in enumerate(experiments)
     ]
+    if pool is not None:
+        pool_cluster, borrowed = pool_sessions(pool)
+        clusters = [pool_cluster]
+        opened, failures = list(borrowed), []
+    else:
+        nodes = [node for cluster in clusters for node in cluster.nodes]
+        opened, failures = open_sessions(nodes, lambda node: SSHSession(node, ssh))
     indexed = [((ci, ni), node) for ci, cluster in enumerate(clusters) for ni, node in enumerate(cluster.nodes)]
-    opened, failures = open_sessions([node for _, node in indexed], lambda node: SSHSession(node, ssh))
     live = {index: session for (index, _), session in zip(indexed, opened) if session is not None}
     if not live:
         raise NoAgentsError("no node can be used: " + "; ".join(str(f) for f in failures))

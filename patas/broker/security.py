@@ -9,12 +9,15 @@ agent's name.
 
 from __future__ import annotations
 
+import logging
 import threading
 
 import zmq
 from zmq.auth.thread import ThreadAuthenticator
 
 from patas.common.agent_config import CurveKeys
+
+log = logging.getLogger(__name__)
 
 
 class AllowList:
@@ -26,9 +29,12 @@ class AllowList:
 
     def issue(self, agent_id: str, server_public: str) -> CurveKeys:
         public, secret = zmq.curve_keypair()
-        with self._lock:
-            self._keys[agent_id] = public.decode()
+        self.allow(agent_id, public.decode())
         return CurveKeys(server_public, public.decode(), secret.decode())
+
+    def allow(self, agent_id: str, public_key: str) -> None:
+        with self._lock:
+            self._keys[agent_id] = public_key
 
     def revoke(self, agent_id: str) -> None:
         with self._lock:
@@ -40,16 +46,20 @@ class AllowList:
 
     def callback(self, domain: str, key: bytes) -> bool:
         """Called by the ZAP handler for every connection attempt."""
-        return self.owner(key.decode()) is not None
+        allowed = self.owner(key.decode()) is not None
+        if not allowed:
+            log.warning("refused a connection with an unknown key %s", key.decode())
+        return allowed
 
 
 class CurveServer:
-    """The broker's key pair and the authenticator thread that enforces the allow-list."""
+    """The broker's key pair (new, or a pool's persisted one) and the authenticator thread that
+    enforces the allow-list."""
 
-    def __init__(self, context: zmq.Context) -> None:
-        public, secret = zmq.curve_keypair()
-        self.public = public.decode()
-        self._secret = secret
+    def __init__(self, context: zmq.Context, keypair: tuple[str, str] | None = None) -> None:
+        public, secret = keypair or (k.decode() for k in zmq.curve_keypair())
+        self.public = public
+        self._secret = secret.encode()
         self.allow = AllowList()
         self._auth = ThreadAuthenticator(context)
         self._auth.start()

@@ -175,6 +175,31 @@ class SSHSession:
             raise NodeError(f"cannot start the agent: {error}") from None
         return SSHAgent(channel)
 
+    def start_detached_agent(self, config: AgentConfig, folder: str) -> None:
+        """Start an agent that outlives this SSH session (a pool agent), its configuration in a
+        file only the node's user can read, under ~/.cache/patas/<folder>/."""
+        directory = f"{self.home}/{CACHE_DIR}/{folder}"
+        path = f"{directory}/{config.agent_id}.json"
+        code, _, err = self._run(f"mkdir -p -m 700 {shlex.quote(directory)}")
+        if code != 0:
+            raise NodeError(f"cannot create {directory}: {_last_line(err)}")
+        try:
+            with self.client.open_sftp() as sftp:
+                with sftp.open(path, "w") as stream:
+                    stream.chmod(0o600)  # before the secret is written
+                    stream.write(config.to_line())
+        except (OSError, paramiko.SSHException) as error:
+            raise NodeError(f"cannot write {path}: {error}") from None
+        agent_path = f"{self.home}/{CACHE_DIR}/{self.payload.directory_name}"
+        log = f"{directory}/{config.agent_id}.log"
+        command = (
+            f"cd && PYTHONPATH={shlex.quote(agent_path)} setsid nohup python3 -m patas.agent --config"
+            f" {shlex.quote(path)} >>{shlex.quote(log)} 2>&1 </dev/null &"
+        )
+        code, _, err = self._run(command)
+        if code != 0:
+            raise NodeError(f"cannot start the pool agent: {_last_line(err)}")
+
     def close(self) -> None:
         if getattr(self, "_tunnel", None) is not None:
             self._tunnel.close()

@@ -8,18 +8,14 @@ from pathlib import Path
 
 import click
 
+from patas.cli.nodes import clusters_from, node_options, ssh_options_from
 from patas.cli.options import VariadicOption
 from patas.common.config import (
-    DEFAULT_CLUSTER_NAME,
     DEFAULT_EXPERIMENT_NAME,
     DEFAULT_MAX_TRIES,
-    Cluster,
     Experiment,
-    Node,
     experiment_from_flags,
-    load_cluster,
     load_experiment,
-    parse_node_spec,
     with_overrides,
 )
 from patas.common.errors import EXIT_INTERRUPTED, EXIT_TASKS_FAILED, ConfigError
@@ -55,11 +51,6 @@ Example (from examples/basic_usage):
 @click.option("--name", default=None, help=f"Experiment name; outputs go to OUTPUT/NAME.  [default: {DEFAULT_EXPERIMENT_NAME}]")
 @click.option("--experiment", "experiment_files", multiple=True, type=click.Path(dir_okay=False), metavar="FILE",
               help="Experiment YAML file (repeatable; mixes with the flags above).")
-@click.option("--cluster", "cluster_files", multiple=True, type=click.Path(dir_okay=False), metavar="FILE",
-              help="Cluster YAML file (repeatable).")
-@click.option("--node", "node_specs", cls=VariadicOption, metavar="HOST [WORKERS [TAGS...]]",
-              help="A node to run on; WORKERS defaults to its core count.  [default: localhost]")
-@click.option("--filter-nodes", "node_tags", cls=VariadicOption, metavar="TAG...", help="Use only nodes having all these tags.")
 @click.option("--filter-tasks", "task_filter", default=None, metavar="[EXP:]A:B", help="Run only task ids A to B (A:, :B and A work too).")
 @click.option("-o", "--output", "lab_root", default="./pataslab", show_default=True, type=click.Path(file_okay=False),
               help="The pataslab folder.")
@@ -68,9 +59,8 @@ Example (from examples/basic_usage):
 @click.option("-q", "--quiet", is_flag=True, help="Show only errors and the final summary.")
 @click.option("--agent-timeout", type=float, default=None, metavar="SECONDS",
               help="Declare an agent lost after this long without a word; its tasks run elsewhere.  [default: 10]")
-@click.option("--ssh-config", type=click.Path(dir_okay=False), default=None, metavar="FILE",
-              help="OpenSSH client configuration to use, like ssh -F.  [default: ~/.ssh/config]")
-@click.option("--accept-new-hosts", is_flag=True, help="Trust nodes whose SSH host key is not yet in known_hosts, and remember it.")
+@node_options
+@click.option("--pool", default=None, metavar="NAME", help="Run on the agents of a pool started with `patas pool up`.")
 @click.option("--tunnel", is_flag=True, help="Agents reach the broker through their SSH connection (for nodes that cannot reach this machine).")
 @click.option("--bind", "bind_address", default=None, metavar="HOST[:PORT]",
               help="Where the broker listens.  [default: where each node reached over SSH sees this machine; loopback for local nodes]")
@@ -87,11 +77,14 @@ def explore(**options: object) -> None:
     from patas.cli.progress import RunReporter, confirm, describe_plan
 
     experiments = _experiments(options)
-    clusters = _clusters(options)
+    pool = options["pool"]
+    if pool and (options["cluster_files"] or options["node_specs"]):
+        raise ConfigError("--pool runs on the pool's agents; leave out --cluster and --node")
+    clusters = [] if pool else clusters_from(options)
     settings, ssh = _run_settings(options)
     task_filter = TaskFilter.parse(str(options["task_filter"])) if options["task_filter"] else None
     lab_root = Path(str(options["lab_root"]))
-    with prepare(experiments, clusters, lab_root, bool(options["redo"]), task_filter, settings, ssh) as exploration:
+    with prepare(experiments, clusters, lab_root, bool(options["redo"]), task_filter, settings, ssh, pool) as exploration:  # type: ignore[arg-type]
         click.echo(describe_plan(exploration), err=True)
         counts = exploration.counts()
         if counts.total - counts.skipped == 0:
@@ -111,7 +104,6 @@ def explore(**options: object) -> None:
 
 def _run_settings(options: dict[str, object]):  # type: ignore[no-untyped-def]
     from patas.broker.coordinator import DEFAULT_AGENT_TIMEOUT_S, RunSettings
-    from patas.broker.ssh_connect import SSHOptions
 
     timeout = options["agent_timeout"]
     if timeout is not None and timeout <= 0:  # type: ignore[operator]
@@ -123,13 +115,7 @@ def _run_settings(options: dict[str, object]):  # type: ignore[no-untyped-def]
         bind_host=bind_host,
         bind_port=bind_port,
     )
-    ssh = SSHOptions(
-        config_path=Path(str(options["ssh_config"] or "~/.ssh/config")).expanduser(),
-        accept_new_hosts=bool(options["accept_new_hosts"]),
-        tunnel=bool(options["tunnel"]),
-        advertise_host=options["advertise"],  # type: ignore[arg-type]
-        bind_host=bind_host,
-    )
+    ssh = ssh_options_from(options, tunnel=bool(options["tunnel"]), advertise_host=options["advertise"], bind_host=bind_host)
     return settings, ssh
 
 
@@ -179,23 +165,6 @@ def _variables(options: dict[str, object]) -> list[Variable]:
     for name, low, high, factor in options["geometric_vars"]:  # type: ignore[attr-defined]
         variables.append(geometric_variable(name, low, high, factor, f"--vg {name}"))
     return variables
-
-
-def _clusters(options: dict[str, object]) -> list[Cluster]:
-    clusters = [load_cluster(path) for path in options["cluster_files"]]  # type: ignore[attr-defined]
-    specs = options["node_specs"]
-    if specs:
-        nodes = tuple(parse_node_spec(words, i) for i, words in enumerate(specs))  # type: ignore[arg-type]
-        clusters.append(Cluster(DEFAULT_CLUSTER_NAME, nodes))
-    if not clusters:
-        clusters = [Cluster(DEFAULT_CLUSTER_NAME, (Node("node0", "localhost"),))]
-    tags = {tag for words in options["node_tags"] for tag in words}  # type: ignore[attr-defined]
-    if tags:
-        clusters = [Cluster(c.name, tuple(n for n in c.nodes if tags <= set(n.tags))) for c in clusters]
-        clusters = [c for c in clusters if c.nodes]
-        if not clusters:
-            raise ConfigError(f"--filter-nodes {' '.join(sorted(tags))}: no node has all these tags")
-    return clusters
 
 
 def _display_path(path: str) -> str:

@@ -19,6 +19,8 @@ COMMANDS = {
     "parse": ("patas.cli.parse", "parse", "Collect values from task outputs into a table (CSV)."),
     "query": ("patas.cli.query", "query", "Run SQL on parsed experiments (DuckDB)."),
     "draw": ("patas.cli.draw", "draw", "Plot a parsed table: heatmap, categories, lines."),
+    "pool": ("patas.cli.pool", "pool", "Start agents once and run sweep after sweep on them."),
+    "agent": ("patas.cli.agent", "agent", "Run a pool agent on this node (systemd, batch jobs)."),
 }
 
 

@@ -31,6 +31,9 @@ class AgentConfig:
     slots: int
     keys: CurveKeys | None = None
     debug: bool = False
+    # A pool agent outlives runs and brokers: when its broker goes silent it kills its tasks and
+    # says hello again until a broker answers, instead of exiting.
+    persistent: bool = False
 
     def to_line(self) -> bytes:
         return json.dumps(asdict(self), separators=(",", ":")).encode() + b"\n"
@@ -40,6 +43,10 @@ class AgentConfig:
         line = stream.readline()
         if not line:
             raise ProtocolError("no agent configuration on standard input (start agents with patas)")
+        return cls.from_line(line)
+
+    @classmethod
+    def from_line(cls, line: bytes) -> "AgentConfig":
         try:
             data = json.loads(line)
             keys = data.pop("keys")

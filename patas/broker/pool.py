@@ -1,0 +1,298 @@
+"""Long-lived agent pools: start agents once, run sweep after sweep on them.
+
+    pool_up("lab", clusters)         start the pool's daemon (once) and an agent on every node
+    pool_status("lab")               the agents, their slots, running tasks and last contact
+    pool_drain("lab") / pool_down("lab") / pool_revoke("lab", "node2")
+
+A run borrows the pool's agents through `PoolSession`s (see `patas.broker.pool_daemon` for how the
+daemon lends one agent to several runs at once).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+
+
+import zmq
+
+from patas.broker.launcher import LOOPBACK, LocalSession, NodeFailure, NodeSession, open_sessions
+from patas.broker.pool_state import PoolSettings, PoolState, write_private
+from patas.broker.ssh_connect import NodeError, SSHOptions
+from patas.broker.ssh_session import SSHSession
+from patas.common import protocol
+from patas.common.agent_config import AgentConfig
+from patas.common.config import Cluster, Node
+from patas.common.errors import ConfigError, PatasError
+from patas.common.protocol import (
+    Message,
+    PoolAgentStatus,
+    PoolAllow,
+    PoolAttach,
+    PoolDrain,
+    PoolReply,
+    PoolRevoke,
+    PoolStatus,
+    PoolStatusRequest,
+    PoolStop,
+)
+
+CONTROL_TIMEOUT_S = 10.0
+DAEMON_START_TIMEOUT_S = 10.0
+AGENTS_READY_TIMEOUT_S = 30.0
+# After the daemon (re)starts, how long its known agents get to reconnect before new ones start.
+RECONNECT_GRACE_S = 3.0
+WAIT_STEP_S = 0.05
+
+
+class PoolError(PatasError):
+    """A pool cannot be reached or cannot do what was asked."""
+
+
+class PoolClient:
+    """Requests to a running pool daemon over its local control socket."""
+
+    def __init__(self, state: PoolState) -> None:
+        self.state = state
+
+    def request(self, message: Message, timeout_s: float = CONTROL_TIMEOUT_S) -> Message:
+        context = zmq.Context.instance()
+        with context.socket(zmq.DEALER) as control:
+            control.setsockopt(zmq.LINGER, 0)
+            control.connect(self.state.control_address)
+            control.send_multipart(protocol.encode(message))
+            if not control.poll(int(timeout_s * 1000)):
+                raise PoolError(f"pool '{self.state.name}' does not answer (is it up? `patas pool up --name {self.state.name} ...`)")
+            reply = protocol.decode(control.recv_multipart())
+        if isinstance(reply, PoolReply) and reply.error:
+            raise PoolError(f"pool '{self.state.name}': {reply.error}")
+        return reply
+
+    def status(self, timeout_s: float = CONTROL_TIMEOUT_S) -> list[PoolAgentStatus]:
+        reply = self.request(PoolStatusRequest(), timeout_s)
+        assert isinstance(reply, PoolStatus)
+        return [PoolAgentStatus(*row) for row in reply.agents]
+
+    def is_up(self) -> bool:
+        if not self.state.pid_path.exists():
+            return False
+        try:
+            self.status(timeout_s=1.0)
+            return True
+        except PoolError:
+            return False
+
+
+@dataclass
+class PoolUpResult:
+    agents: list[PoolAgentStatus]
+    failures: list[NodeFailure]
+
+
+def pool_up(name: str, clusters: list[Cluster], ssh: SSHOptions = SSHOptions()) -> PoolUpResult:
+    """Start the pool's daemon if it is not running, and an agent on every node not yet in it."""
+    state = PoolState(name)
+    state.create()
+    nodes = [node for cluster in clusters for node in cluster.nodes]
+    _check_unique_names(nodes)
+    opened, failures = open_sessions(nodes, lambda node: SSHSession(node, ssh))
+    sessions = [s for s in opened if s is not None]
+    try:
+        client = _ensure_daemon(state, sorted({s.listen_host for s in sessions}))
+        port = state.settings().port
+        known = _wait_ready(client, set(state.agents()), RECONNECT_GRACE_S)
+        running = {a.agent_id for a in known if a.state == "ready"}
+        for session in sessions:
+            if session.node.name in running:
+                continue  # its agent is up already (perhaps reconnected to a restarted daemon)
+            try:
+                _start_pool_agent(state, client, session, port)
+            except PatasError as error:
+                failures.append(NodeFailure(session.node, str(error)))
+    finally:
+        for session in sessions:
+            session.close()
+    started = {s.node.name for s in sessions} - {f.node.name for f in failures}
+    return PoolUpResult(_wait_ready(client, started), failures)
+
+
+def pool_status(name: str) -> list[PoolAgentStatus]:
+    return PoolClient(_existing(name)).status()
+
+
+def pool_drain(name: str, agent_ids: list[str]) -> None:
+    PoolClient(_existing(name)).request(PoolDrain(agent_ids))
+
+
+def pool_down(name: str) -> None:
+    """Send every agent away and stop the daemon; the pool's keys stay for the next `up`."""
+    state = _existing(name)
+    client = PoolClient(state)
+    client.request(PoolStop())
+    deadline = time.monotonic() + DAEMON_START_TIMEOUT_S
+    while state.pid_path.exists() and time.monotonic() < deadline:
+        time.sleep(WAIT_STEP_S)
+
+
+def pool_revoke(name: str, agent_id: str) -> None:
+    """Refuse an agent from now on, whatever it does with its old key."""
+    state = _existing(name)
+    if not state.revoke(agent_id):
+        raise ConfigError(f"pool '{name}' has no agent '{agent_id}' (see `patas pool status {name}`)")
+    client = PoolClient(state)
+    if client.is_up():
+        client.request(PoolRevoke(agent_id))
+
+
+def pool_issue(name: str, agent_id: str, broker_host: str, slots: int) -> AgentConfig:
+    """Credentials for an agent you start yourself (systemd, a batch job): `patas agent --config`."""
+    state = _existing(name)
+    keys = state.issue(agent_id, agent_id)
+    client = PoolClient(state)
+    if client.is_up():
+        client.request(PoolAllow(agent_id, keys.public, agent_id))
+    return AgentConfig(f"tcp://{broker_host}:{state.settings().port}", agent_id, slots, keys, persistent=True)
+
+
+# --- runs borrow agents ----------------------------------------------------------------------
+
+
+class PoolAgentHandle:
+    """A borrowed agent: the daemon ends the loan when the run's broker says goodbye."""
+
+    def __init__(self, agent_id: str) -> None:
+        self.agent_id = agent_id
+
+    def exit_code(self) -> int | None:
+        return None  # a borrowed agent that fails falls silent, and the run declares it lost
+
+    def failure(self) -> str:
+        return f"pool agent {self.agent_id} went away"
+
+    def stop(self, timeout_s: float = 0.0) -> None:
+        pass
+
+
+class PoolSession:
+    """A pool agent as one node of a run."""
+
+    listen_host = LOOPBACK  # the daemon's proxies run on this machine
+
+    def __init__(self, client: PoolClient, agent: PoolAgentStatus) -> None:
+        self.client = client
+        self.agent = agent
+        self.node = Node(agent.node_name, agent.hostname, workers=agent.slots)
+        self.slots = agent.slots
+
+    def agent_endpoint(self, broker_port: int) -> str:
+        return f"tcp://{LOOPBACK}:{broker_port}"
+
+    def start_agent(self, config: AgentConfig) -> PoolAgentHandle:
+        try:
+            self.client.request(PoolAttach(self.agent.agent_id, config.to_line()))
+        except PoolError as error:
+            raise NodeError(str(error)) from None
+        return PoolAgentHandle(self.agent.agent_id)
+
+    def close(self) -> None:
+        pass
+
+
+def pool_sessions(name: str) -> tuple[Cluster, list[PoolSession]]:
+    """The pool's ready agents, as one cluster named after the pool."""
+    client = PoolClient(_existing(name))
+    ready = [a for a in client.status() if a.state == "ready"]
+    if not ready:
+        raise PoolError(f"pool '{name}' has no ready agent (see `patas pool status {name}`)")
+    sessions = [PoolSession(client, agent) for agent in ready]
+    return Cluster(name, tuple(s.node for s in sessions)), sessions
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+
+def _existing(name: str) -> PoolState:
+    state = PoolState(name)
+    if not state.exists():
+        raise ConfigError(f"no pool named '{name}' (start one with `patas pool up --name {name} --node ...`)")
+    return state
+
+
+def _check_unique_names(nodes: list[Node]) -> None:
+    names = [n.name for n in nodes]
+    for name in names:
+        if names.count(name) > 1:
+            raise ConfigError(f"two nodes are named '{name}'; a pool names its agents after their nodes")
+
+
+def _ensure_daemon(state: PoolState, hosts: list[str]) -> PoolClient:
+    client = PoolClient(state)
+    settings = state.settings()
+    if client.is_up():
+        missing = set(hosts) - set(settings.bind_hosts)
+        if missing:
+            raise PoolError(
+                f"pool '{state.name}' listens on {', '.join(settings.bind_hosts)}, not on {', '.join(sorted(missing))}"
+                f" (run `patas pool down {state.name}` first to add these nodes)"
+            )
+        return client
+    bind_hosts = sorted(set(hosts) | set(settings.bind_hosts) | {LOOPBACK})
+    state.save_settings(PoolSettings(bind_hosts, settings.port or _free_port()))
+    with open(state.log_path, "ab") as log:
+        subprocess.Popen(
+            [sys.executable, "-m", "patas.broker.pool_daemon", state.name],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
+            env={**os.environ, "PATAS_POOLS": str(state.path.parent)},
+        )  # fmt: skip
+    deadline = time.monotonic() + DAEMON_START_TIMEOUT_S
+    while not client.is_up():
+        if time.monotonic() > deadline:
+            raise PoolError(f"pool '{state.name}' did not start; see {state.log_path}")
+        time.sleep(WAIT_STEP_S)
+    return client
+
+
+def _start_pool_agent(state: PoolState, client: PoolClient, session: NodeSession, port: int) -> None:
+    agent_id = session.node.name
+    keys = state.issue(agent_id, session.node.name)
+    client.request(PoolAllow(agent_id, keys.public, session.node.name))
+    endpoint = session.agent_endpoint(port)
+    config = AgentConfig(endpoint, agent_id, session.slots, keys, persistent=True)
+    if isinstance(session, LocalSession):
+        _start_local_pool_agent(state, config)
+    elif isinstance(session, SSHSession):
+        session.start_detached_agent(config, f"pools/{state.name}")
+    else:
+        raise PoolError(f"cannot start a pool agent on {session.node.name}")
+
+
+def _start_local_pool_agent(state: PoolState, config: AgentConfig) -> None:
+    path = state.path / "agents" / f"{config.agent_id}.json"
+    write_private(path, config.to_line())
+    with open(path.with_suffix(".log"), "ab") as log:
+        subprocess.Popen(
+            [sys.executable, "-m", "patas.agent", "--config", str(path)],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
+        )  # fmt: skip
+
+
+def _wait_ready(client: PoolClient, agent_ids: set[str], timeout_s: float = AGENTS_READY_TIMEOUT_S) -> list[PoolAgentStatus]:
+    """The pool's agents once all of `agent_ids` are ready, or when `timeout_s` has passed."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        agents = client.status()
+        ready = {a.agent_id for a in agents if a.state == "ready"}
+        if agent_ids <= ready or time.monotonic() > deadline:
+            return agents
+        time.sleep(WAIT_STEP_S * 4)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind((LOOPBACK, 0))
+        return probe.getsockname()[1]
+

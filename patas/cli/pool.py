@@ -1,0 +1,104 @@
+"""`patas pool`: long-lived agents that serve run after run."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from patas.cli.nodes import clusters_from, node_options, ssh_options_from
+
+NAME = click.option("--name", default="default", show_default=True, help="The pool's name.")
+
+
+@click.group(epilog="""
+\b
+Example:
+  patas pool up --name lab --cluster cluster.yaml
+  patas explore --pool lab --cmd './main.py {n}' --va n 1 51 2
+  patas pool status --name lab
+  patas pool down --name lab
+""")
+def pool() -> None:
+    """Start agents once and run sweep after sweep on them (`explore --pool NAME`)."""
+
+
+@pool.command()
+@NAME
+@node_options
+def up(name: str, **options: object) -> None:
+    """Start the pool (once) and an agent on each node; agents outlive the SSH session."""
+    from patas.broker.pool import pool_up
+
+    result = pool_up(name, clusters_from(options), ssh_options_from(options))
+    ready = [a for a in result.agents if a.state == "ready"]
+    total = len(ready) + len(result.failures)
+    click.echo(f"Pool {name}: {len(ready)}/{total} agents ready, {sum(a.slots for a in ready)} workers", err=True)
+    for failure in result.failures:
+        click.echo(f"  {failure}", err=True)
+    if not ready:
+        sys.exit(1)
+
+
+@pool.command()
+@NAME
+def status(name: str) -> None:
+    """Show the pool's agents: slots, running tasks, runs served, last contact."""
+    from patas.broker.pool import pool_status
+
+    rows = pool_status(name)
+    click.echo(f"{'agent':<16} {'host':<16} {'state':<10} {'slots':>5} {'running':>7} {'runs':>4}  last contact")
+    for row in rows:
+        contact = "never" if row.last_contact_s is None else f"{row.last_contact_s:.1f} s ago"
+        click.echo(f"{row.agent_id:<16} {row.hostname or '-':<16} {row.state:<10} {row.slots:>5} {row.running:>7} {row.runs:>4}  {contact}")
+
+
+@pool.command()
+@NAME
+@click.argument("agents", nargs=-1)
+def drain(name: str, agents: tuple[str, ...]) -> None:
+    """Let agents (all by default) finish their runs, take no new ones, and exit."""
+    from patas.broker.pool import pool_drain
+
+    pool_drain(name, list(agents))
+    click.echo(f"Pool {name}: draining {', '.join(agents) or 'every agent'}", err=True)
+
+
+@pool.command()
+@NAME
+def down(name: str) -> None:
+    """Stop every agent and the pool's daemon (its keys stay for the next `up`)."""
+    from patas.broker.pool import pool_down
+
+    pool_down(name)
+    click.echo(f"Pool {name}: down", err=True)
+
+
+@pool.command()
+@NAME
+@click.argument("agent")
+def revoke(name: str, agent: str) -> None:
+    """Refuse AGENT from now on: its key no longer opens the pool."""
+    from patas.broker.pool import pool_revoke
+
+    pool_revoke(name, agent)
+    click.echo(f"Pool {name}: {agent} revoked", err=True)
+
+
+@pool.command()
+@NAME
+@click.argument("agent")
+@click.option("--host", required=True, help="The address of this machine as the agent's node reaches it.")
+@click.option("--slots", type=int, default=1, show_default=True, help="Tasks the agent runs at once.")
+@click.option("-o", "--output", "path", required=True, type=click.Path(dir_okay=False), help="Where to write the configuration (0600).")
+def issue(name: str, agent: str, host: str, slots: int, path: str) -> None:
+    """Write credentials for an agent you start yourself: `patas agent --config FILE`
+    (from systemd or a batch job; see docs/pools.md)."""
+    from pathlib import Path
+
+    from patas.broker.pool import pool_issue
+    from patas.broker.pool_state import write_private
+
+    config = pool_issue(name, agent, host, slots)
+    write_private(Path(path), config.to_line())
+    click.echo(f"Wrote {path}: copy it to the node (keep it private) and run `patas agent --config {path}`", err=True)

@@ -1,0 +1,147 @@
+"""Agent pools: started once, serving sweep after sweep, sweeps at once, restarts, drain, revoke."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.running import ENV, done_ids, exactly_once, processes_with
+
+POOL = "testpool"
+
+
+@pytest.fixture
+def pools(tmp_path, monkeypatch):
+    """A private pools folder for the test; whatever pool it holds is taken down afterwards."""
+    root = tmp_path / "pools"
+    env = {**ENV, "PATAS_POOLS": str(root)}
+    yield root, env
+    subprocess.run([sys.executable, "-m", "patas", "pool", "down", "--name", POOL], env=env, capture_output=True, timeout=60)
+    for pid in processes_with(str(root)):
+        os.kill(pid, signal.SIGKILL)
+
+
+def run(env, cwd: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "patas", *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+
+
+def sweep(env, cwd: Path, tag: str, count: int = 40) -> subprocess.CompletedProcess[str]:
+    cwd.mkdir(exist_ok=True)
+    return run(env, cwd, "explore", "--pool", POOL, "--cmd", f"sleep 0.02; echo {tag} {{i}}", "--va", "i", "0", str(count), "1", "-y")
+
+
+def agent_pids(root: Path) -> list[int]:
+    return processes_with(f"{root}/{POOL}/agents/")
+
+
+def wait_for(condition, timeout_s: float = 30.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def test_a_pool_serves_sweeps_in_a_row_at_once_and_across_a_daemon_restart(pools, tmp_path):
+    root, env = pools
+    up = run(env, tmp_path, "pool", "up", "--name", POOL, "--node", "localhost", "2")
+    assert up.returncode == 0, up.stderr
+    assert f"Pool {POOL}: 1/1 agents ready, 2 workers" in up.stderr
+    (agent,) = agent_pids(root)
+    assert oct((root / POOL).stat().st_mode)[-3:] == "700"
+    assert oct((root / POOL / "agents" / "node0.json").stat().st_mode)[-3:] == "600"
+
+    first = sweep(env, tmp_path / "one", "one")
+    assert first.returncode == 0, first.stderr
+    exactly_once(tmp_path / "one/pataslab/grid", {i: f"one {i}\n" for i in range(40)})
+
+    at_once = [
+        subprocess.Popen([sys.executable, "-m", "patas", "explore", "--pool", POOL, "--cmd", f"sleep 0.02; echo {tag} {{i}}",
+                          "--va", "i", "0", "40", "1", "-y"], env=env, cwd=tmp_path / tag, stderr=subprocess.PIPE, text=True)
+        for tag in ("two", "three") if (tmp_path / tag).mkdir() is None
+    ]  # fmt: skip
+    for process in at_once:
+        assert process.wait(120) == 0, process.stderr.read()
+    for tag in ("two", "three"):
+        exactly_once(tmp_path / tag / "pataslab/grid", {i: f"{tag} {i}\n" for i in range(40)})
+
+    daemon = int((root / POOL / "daemon.pid").read_text())
+    os.kill(daemon, signal.SIGKILL)
+    again = run(env, tmp_path, "pool", "up", "--name", POOL, "--node", "localhost", "2")
+    assert again.returncode == 0, again.stderr
+    assert agent_pids(root) == [agent]  # the agent reconnected to the new daemon; none was added
+    after = sweep(env, tmp_path / "four", "four")
+    assert after.returncode == 0, after.stderr
+    assert done_ids(tmp_path / "four/pataslab/grid") == list(range(40))
+
+
+def test_an_agent_restarted_by_its_supervisor_rejoins(pools, tmp_path):
+    root, env = pools
+    assert run(env, tmp_path, "pool", "up", "--name", POOL, "--node", "localhost", "1").returncode == 0
+    (agent,) = agent_pids(root)
+    os.kill(agent, signal.SIGKILL)
+    config = root / POOL / "agents" / "node0.json"
+    # What systemd's Restart=always does:
+    restarted = subprocess.Popen([sys.executable, "-m", "patas", "agent", "--config", str(config)], env=env,
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+    wait_for(lambda: "ready" in run(env, tmp_path, "pool", "status", "--name", POOL).stdout.split("\n")[1].split()[2:3])
+    result = sweep(env, tmp_path / "after", "after", 10)
+    assert result.returncode == 0, result.stderr
+    assert done_ids(tmp_path / "after/pataslab/grid") == list(range(10))
+    run(env, tmp_path, "pool", "down", "--name", POOL)
+    assert restarted.wait(15) == 0
+
+
+def test_drain_down_and_revoke_leave_nothing_running(pools, tmp_path):
+    root, env = pools
+    assert run(env, tmp_path, "pool", "up", "--name", POOL, "--node", "localhost", "1").returncode == 0
+    (agent,) = agent_pids(root)
+    drained = run(env, tmp_path, "pool", "drain", "--name", POOL)
+    assert drained.returncode == 0, drained.stderr
+    wait_for(lambda: agent_pids(root) == [])
+    assert "stopped" in run(env, tmp_path, "pool", "status", "--name", POOL).stdout
+
+    assert run(env, tmp_path, "pool", "up", "--name", POOL, "--node", "localhost", "1").returncode == 0
+    (agent,) = agent_pids(root)
+    config = (root / POOL / "agents" / "node0.json").read_bytes()
+    revoked = run(env, tmp_path, "pool", "revoke", "--name", POOL, "node0")
+    assert revoked.returncode == 0, revoked.stderr
+    wait_for(lambda: agent_pids(root) == [])
+    # The revoked key no longer opens the pool, even for an agent started by hand.
+    stale = tmp_path / "stale.json"
+    stale.write_bytes(config)
+    stale.chmod(0o600)
+    intruder = subprocess.Popen([sys.executable, "-m", "patas", "agent", "--config", str(stale)], env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        wait_for(lambda: "refused a connection with an unknown key" in (root / POOL / "daemon.log").read_text(), 20)
+        status = run(env, tmp_path, "pool", "status", "--name", POOL).stdout
+        assert "ready" not in status
+    finally:
+        intruder.kill()
+        intruder.wait()
+
+    down = run(env, tmp_path, "pool", "down", "--name", POOL)
+    assert down.returncode == 0, down.stderr
+    assert processes_with(str(root)) == []
+    assert not (root / POOL / "daemon.pid").exists()
+
+
+def test_pool_errors_are_one_line(pools, tmp_path):
+    _, env = pools
+    missing = run(env, tmp_path, "explore", "--pool", "nosuch", "--cmd", "echo {i}", "--va", "i", "0", "2", "1", "-y")
+    assert missing.returncode == 1
+    assert missing.stderr == "Error: no pool named 'nosuch' (start one with `patas pool up --name nosuch --node ...`)\n"
+    mixed = run(env, tmp_path, "explore", "--pool", POOL, "--node", "localhost", "--cmd", "echo", "-y")
+    assert mixed.stderr == "Error: --pool runs on the pool's agents; leave out --cluster and --node\n"
+    config = tmp_path / "open.json"
+    config.write_text("{}")
+    config.chmod(0o644)
+    loose = run(env, tmp_path, "agent", "--config", str(config))
+    assert loose.returncode == 1
+    assert loose.stderr == f"Error: {config}: readable by others; it holds a secret key (chmod 600 {config})\n"
