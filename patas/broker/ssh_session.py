@@ -192,9 +192,11 @@ class SSHSession:
             raise NodeError(f"cannot write {path}: {error}") from None
         agent_path = f"{self.home}/{CACHE_DIR}/{self.payload.directory_name}"
         log = f"{directory}/{config.agent_id}.log"
+        # `setsid -f` forks into a new session and returns at once, so the channel closes; a
+        # backgrounded `... &` would keep the channel's pipes open in the waiting subshell.
         command = (
-            f"cd && PYTHONPATH={shlex.quote(agent_path)} setsid nohup python3 -m patas.agent --config"
-            f" {shlex.quote(path)} >>{shlex.quote(log)} 2>&1 </dev/null &"
+            f"cd && PYTHONPATH={shlex.quote(agent_path)} exec setsid -f python3 -m patas.agent --config"
+            f" {shlex.quote(path)} >>{shlex.quote(log)} 2>&1 </dev/null"
         )
         code, _, err = self._run(command)
         if code != 0:

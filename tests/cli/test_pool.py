@@ -145,3 +145,31 @@ def test_pool_errors_are_one_line(pools, tmp_path):
     loose = run(env, tmp_path, "agent", "--config", str(config))
     assert loose.returncode == 1
     assert loose.stderr == f"Error: {config}: readable by others; it holds a secret key (chmod 600 {config})\n"
+
+
+@pytest.mark.cluster
+@pytest.mark.skipif(os.geteuid() != 0, reason="a simulated cluster needs root")
+def test_a_pool_on_ssh_nodes_outlives_the_ssh_session_and_goes_down_cleanly(pools, clean_sim_cluster, tmp_path):
+    root, env = pools
+    cluster = clean_sim_cluster
+    nodes: list[str] = []
+    for node in cluster.nodes:
+        nodes += ["--node", node.name, "1"]
+    up = run(env, tmp_path, "pool", "up", "--name", POOL, "--ssh-config", str(cluster.ssh_config_path), *nodes)
+    assert up.returncode == 0, up.stderr
+    assert f"Pool {POOL}: 4/4 agents ready, 4 workers" in up.stderr
+    assert all(cluster.processes_of(node) for node in cluster.nodes)  # agents kept running after SSH closed
+
+    (tmp_path / "work").mkdir()
+    result = run(env, tmp_path / "work", "explore", "--pool", POOL, "--cmd", "sleep 0.1; hostname; echo {i}",
+                 "--va", "i", "0", "24", "1", "--workdir", "~", "-y")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    lab = tmp_path / "work/pataslab/grid"
+    hosts = {(lab / str(i) / "stdout").read_text().split()[0] for i in range(24)}
+    assert hosts == {node.hostname for node in cluster.nodes}
+
+    assert run(env, tmp_path, "pool", "down", "--name", POOL).returncode == 0
+    deadline = time.monotonic() + 15
+    while any(cluster.processes_of(node) for node in cluster.nodes) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert {node.name: cluster.processes_of(node) for node in cluster.nodes if cluster.processes_of(node)} == {}
