@@ -21,6 +21,7 @@ that are compared with each other take turns run by run.
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import re
 import statistics
@@ -91,6 +92,7 @@ def main() -> None:
     if not args.skip_original:
         _time_original(args, original, ours_sum, record)
     _print_summary(results, args.tasks)
+    print(f"load average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs (other work slows every figure)")
 
 
 def _arguments() -> argparse.Namespace:

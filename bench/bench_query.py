@@ -64,6 +64,7 @@ def main() -> None:
         print(f"  {name}: patas {ours:.3f} s, DuckDB {alone:.3f} s ({ours / alone:.2f}x), original {old}", flush=True)
         lines.append(f"| {name} | {ours:.3f} | {alone:.3f} | {ours / alone:.2f}x | {old} |")
     print("\n" + "\n".join(lines))
+    print(f"load average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs (other work slows every figure)")
 
 
 def _arguments() -> argparse.Namespace:
