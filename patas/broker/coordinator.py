@@ -112,6 +112,7 @@ class AgentLink:
     last_sent: float = 0.0
     ready: bool = False
     gone: bool = False
+    silent: bool = False  # lost by silence: it may come back, or its process may end later
     credit: int = 0  # bytes written since the last Credit message
 
 
@@ -280,6 +281,10 @@ class Coordinator:
     def _check_agents(self, now: float) -> None:
         for link in list(self.agents.values()):
             if link.gone:
+                if link.silent and link.handle.exit_code() is not None:
+                    # A partitioned node's agent gave up and exited: the node is reachable again.
+                    link.silent = False
+                    self._restart(link)
                 continue
             if link.handle.exit_code() is not None:
                 self._lose(link, link.handle.failure())
@@ -288,6 +293,7 @@ class Coordinator:
                 self._lose(link, f"did not connect within {AGENT_START_TIMEOUT_S:.0f} s")
             elif link.ready and now - link.last_heard > self.settings.agent_timeout_s:
                 self._lose(link, f"silent for {self.settings.agent_timeout_s:.0f} s")
+                link.silent = True
             elif link.ready and now - link.last_sent >= HEARTBEAT_INTERVAL_S:
                 self._send(link, Heartbeat())
         if all(link.gone for link in self.agents.values()):

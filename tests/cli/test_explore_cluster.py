@@ -43,7 +43,7 @@ def wait_until_no_processes(cluster: SimulatedCluster) -> dict[str, list[int]]:
 
 def test_a_sweep_spreads_over_every_node_and_all_output_comes_home(clean_sim_cluster, tmp_path):
     cluster = clean_sim_cluster
-    command = "echo {i} > ~/written-{i}; hostname; echo $PATAS_NODE_NAME {i}"
+    command = "echo {i} > ~/written-{i}; sleep 0.3; hostname; echo $PATAS_NODE_NAME {i}"  # long enough for all to join
     run = patas("explore", "--cmd", command, "--va", "i", "0", "40", "1", "--workdir", "~", *nodes_args(cluster), "-y", cwd=tmp_path)
     assert run.code == 0, run.stderr
     lab = tmp_path / "pataslab/grid"
