@@ -486,8 +486,13 @@ class Row:
         return [r.failure for r in self.all_runs if r.failure is not None]
 
     @property
+    def best(self) -> Run | None:
+        """The fastest successful round: the least disturbed. The CPU columns describe it too."""
+        return min(self.runs, key=lambda r: r.wall_s, default=None)
+
+    @property
     def best_s(self) -> float | None:
-        return min((r.wall_s for r in self.runs), default=None)
+        return self.best.wall_s if self.best else None
 
     @property
     def median_s(self) -> float | None:
@@ -504,25 +509,29 @@ class Row:
 
     @property
     def total_cpu_s(self) -> float | None:
-        return median_of([r.total_cpu_s for r in self.runs])
+        return self.best.total_cpu_s if self.best else None
 
     @property
     def coordinator_cpu_s(self) -> float | None:
-        return median_of([r.coordinator.cpu_s if r.coordinator else None for r in self.runs])
+        return self.best.coordinator.cpu_s if self.best and self.best.coordinator else None
 
     @property
     def agent_cpu_s(self) -> float | None:
-        return median_of([r.agent_cpu_s for r in self.runs])
+        return self.best.agent_cpu_s if self.best else None
 
     @property
     def peak_rss_mb(self) -> float | None:
-        values = [r.coordinator.peak_rss_kb for r in self.runs if r.coordinator]
+        """The largest over all rounds, failed ones included."""
+        values = [r.coordinator.peak_rss_kb for r in self.all_runs if r.coordinator]
         return max(values) / 1024 if values else None
 
     @property
     def overhead_s(self) -> float | None:
-        """Wall time outside patas' own run: starting Python, the broker and the agent; stopping."""
-        return median_of([r.wall_s - r.inner_s if r.inner_s is not None else None for r in self.runs])
+        """Wall time outside patas' own run (starting Python, the broker and the agent; stopping),
+        in the best round."""
+        if self.best is None or self.best.inner_s is None:
+            return None
+        return self.best.wall_s - self.best.inner_s
 
 
 @dataclass(frozen=True)
@@ -601,6 +610,15 @@ def per_unit_ms(value_s: float | None, units: float) -> str:
     return "n/a" if value_s is None else f"{value_s / units * 1000:.2f}"
 
 
+def noise_finding(results: Results) -> list[str]:
+    spreads = [row.median_s / row.best_s - 1 for row in results.trivial + results.big
+               if row.best_s and row.median_s and len(row.runs) > 1]
+    if not spreads:
+        return []
+    return [f"Noise: a row's median round took {min(spreads):.0%} to {max(spreads):.0%} longer than its best; "
+            "differences smaller than that between rows are not significant."]
+
+
 def trivial_findings(results: Results) -> list[str]:
     lines = []
     bash_ms = extra_ms_per_task(results, XARGS_BASH, XARGS)
@@ -608,7 +626,8 @@ def trivial_findings(results: Results) -> list[str]:
         lines.append(f"bash instead of dash: {bash_ms:+.2f} ms of wall time per task at {SLOTS} slots (xargs "
                      f"rows: {ratio_text(results.ratio(results.trivial, XARGS_BASH, XARGS))} the tasks/s). "
                      "patas starts `echo {i}` through bash (echo is a shell builtin); the xargs baseline's `sh` "
-                     f"is {Path('/bin/sh').resolve().name} here.")
+                     f"is {Path('/bin/sh').resolve().name} here. Against xargs running the same bash, patas "
+                     f"reaches {ratio_text(results.ratio(results.trivial, PATAS, XARGS_BASH))}.")
     shell_ms = extra_ms_per_task(results, PATAS, PATAS_NO_SHELL)
     if shell_ms is not None:
         lines.append(f"patas running `echo {{i}}` through bash rather than `/bin/echo {{i}}` directly: "
@@ -628,9 +647,9 @@ def trivial_findings(results: Results) -> list[str]:
             f"{per_unit_ms(default.total_cpu_s, n)}, of which the coordinator {per_unit_ms(default.coordinator_cpu_s, n)} "
             f"and the agent {per_unit_ms(default.agent_cpu_s, n)} (start-up included). On {os.cpu_count()} cores "
             f"running {SLOTS} slots, the coordinator's and agent's CPU is taken from the tasks'.")
-    if default and default.overhead_s is not None and default.median_s is not None:
+    if default and default.overhead_s is not None and default.best_s is not None:
         lines.append(f"patas' start-up and shutdown (Python, broker, agent): {default.overhead_s:.2f} s of its "
-                     f"{default.median_s:.2f} s (median) for {default.units:.0f} tasks.")
+                     f"{default.best_s:.2f} s for {default.units:.0f} tasks.")
     return lines
 
 
@@ -674,8 +693,8 @@ def failed_runs(results: Results) -> list[str]:
 def findings(results: Results) -> list[str]:
     bounds = cpu_bound(results, results.trivial, PATAS, XARGS, TARGET_VS_XARGS, "task", "tasks/s")
     bounds += cpu_bound(results, results.big, BIG_PATAS, BIG_XARGS, TARGET_BIG_VS_XARGS, "MB", "MB/s")
-    return (failed_runs(results) + trivial_findings(results) + big_output_findings(results) + bounds
-            + results.skipped)
+    return (failed_runs(results) + noise_finding(results) + trivial_findings(results) + big_output_findings(results)
+            + bounds + results.skipped)
 
 
 def ratio_text(value: float | None) -> str:
@@ -771,8 +790,8 @@ def markdown_table(headers: list[str], body: list[list[str]]) -> str:
 
 
 def print_report(results: Results) -> None:
-    print(f"\nBest of {results.sizes.rounds} interleaved round(s) per row (median beside it); "
-          "CPU columns are medians.")
+    print(f"\nBest of {results.sizes.rounds} interleaved round(s) per row, the median beside it; the CPU "
+          "and start+stop columns describe the best round, peak RSS the largest of all rounds.")
     for title, (headers, body) in sections(results):
         print(f"\n{title}\n{text_table(headers, body)}")
     print("\nWhere the time goes:")
@@ -787,9 +806,10 @@ def markdown_section(results: Results, command: str) -> str:
         "",
         f"Measured {when} with `{command}` (from the repository root) on {machine_description()}.",
         "",
-        f"Each row is the best of {results.sizes.rounds} interleaved rounds (the median beside it; CPU columns "
-        "are medians), timed from starting the command to its exit, with the page cache flushed before each "
-        "run. The machine is shared with other work and noisy: read the ratios, not the seconds. "
+        f"Each row is the best of {results.sizes.rounds} interleaved rounds (the median beside it; the CPU and "
+        "start+stop columns describe that best round, peak RSS is the largest of all rounds), timed from "
+        "starting the command to its exit, with the page cache flushed before each run. The machine is shared "
+        "with other work and noisy: read the ratios, not the seconds. "
         "\"CPU s all\" counts every process of the run; \"coordinator\" is the `patas explore` process alone "
         "(its own `getrusage`, as is its peak RSS), \"agent\" the local agent process alone; \"patas start+stop\" "
         "is the wall time outside the run patas itself reports. Python bytecode is cached as after a normal "
