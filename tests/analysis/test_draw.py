@@ -143,6 +143,11 @@ def test_cli_errors_are_one_line_and_write_nothing(parsed_workdir):
     assert run.stderr.count("\n") == 1
     run = run_patas(*base, "--fig-size", "-1", "3", cwd=parsed_workdir)
     assert run.code == 1 and run.stderr.startswith("Error: --fig-size -1 3: width and height must be positive")
+    run = run_patas(*base[:-1], "out_test_accuracy", cwd=parsed_workdir)
+    assert run.code == 1 and run.stderr.startswith(
+        "Error: --z-column out_test_accuracy: no such column in pataslab/grid/grid.csv (columns: in_activation,"
+    )
+    assert run.stderr.count("\n") == 1
     run = run_patas(*base, "--errorbar", "sd", cwd=parsed_workdir)
     assert run.code == 2 and "No such option '--errorbar'" in run.stderr
     assert set(os.listdir(parsed_workdir)) == before
