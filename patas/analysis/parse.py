@@ -38,7 +38,7 @@ EXTRA_COLUMNS = (
     "worker_in_node", "output_dir", "work_dir",
 )  # fmt: skip
 OUTCOME_COLUMN = "outcome"  # only with include_unfinished, to tell unfinished rows apart
-NOT_STARTED = "not started"
+PENDING = "pending"  # in the definition, no attempt finished yet (not run, or running)
 
 
 class Streams(enum.Enum):
@@ -60,7 +60,7 @@ class ParseResult:
     table: Table
     path: Path
     tasks: int  # tasks in the table
-    unfinished: dict[str, int] = field(default_factory=dict)  # outcome (or "not started") → tasks
+    unfinished: dict[str, int] = field(default_factory=dict)  # outcome (or "pending") → tasks
     unfinished_included: bool = False
     obsolete: int = 0  # done tasks of an earlier definition
     obsolete_included: bool = False
@@ -201,7 +201,7 @@ def select_tasks(lab: ExperimentLab, folders: set[int], include_unfinished: bool
     unfinished = Counter(_status(r) for r in pending)
     if keys is not None:
         seen = {r.key for r in done.values()} | {r.key for r in pending}
-        unfinished[NOT_STARTED] = len(keys - seen)
+        unfinished[PENDING] = len(keys - seen)
     if include_unfinished:
         chosen += pending
     chosen.sort(key=lambda r: r.task_id)

@@ -115,7 +115,7 @@ def test_obsolete_tasks_after_editing_the_grid(grid_lab):
 def test_not_started_tasks_are_counted(grid_lab):
     grid_lab.write_definition(small_grid(repeat=3).to_record())
     result = parse_experiment(grid_lab.path, README_PATTERNS)
-    assert result.tasks == 120 and result.unfinished == {"not started": 60}
+    assert result.tasks == 120 and result.unfinished == {"pending": 60}
 
 
 def test_stderr_stream(tmp_path):
