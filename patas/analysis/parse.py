@@ -197,13 +197,14 @@ def select_tasks(lab: ExperimentLab, folders: set[int], include_unfinished: bool
     current = (lambda r: True) if keys is None else (lambda r: r.key in keys)
     chosen = [r for r in done.values() if include_obsolete or current(r)]
     obsolete = sum(1 for r in done.values() if not current(r))
-    pending = [r for t, r in latest.items() if t not in done and current(r)]
-    unfinished = Counter(_status(r) for r in pending)
+    # Tasks whose last attempt ended without a committed output: failed, timed out, lost.
+    stopped = [r for t, r in latest.items() if t not in done and current(r)]
+    unfinished = Counter(_status(r) for r in stopped)
     if keys is not None:
-        seen = {r.key for r in done.values()} | {r.key for r in pending}
+        seen = {r.key for r in done.values()} | {r.key for r in stopped}
         unfinished[PENDING] = len(keys - seen)
     if include_unfinished:
-        chosen += pending
+        chosen += stopped
     chosen.sort(key=lambda r: r.task_id)
     names = set(variables).union(*(r.values for r in chosen))
     return Selection(chosen, sorted(names), {k: n for k, n in unfinished.items() if n}, obsolete)
