@@ -171,3 +171,12 @@ def test_an_output_folder_that_does_not_exist_is_an_error_before_any_work(grid_l
     monkeypatch.setattr(parse_module, "Scan", None)  # would fail if the outputs were scanned
     with pytest.raises(TableError, match=r"nowhere/t.csv: no folder .*nowhere to write the table in \(create it first\)$"):
         parse_experiment(grid_lab.path, README_PATTERNS, output=tmp_path / "nowhere" / "t.csv")
+
+
+def test_parse_logs_the_warnings_for_python_callers(grid_lab, caplog):
+    with caplog.at_level("WARNING", logger="patas.analysis.parse"):
+        frame = parse(grid_lab.path, {"f1": r"F1: (@float@)"})
+    assert frame.out_f1.isna().all()
+    assert [r.getMessage() for r in caplog.records] == [
+        "pattern 'f1' matched nothing in any task (column out_f1 is empty)"
+    ]
