@@ -932,7 +932,7 @@ def main() -> int:
     sizes = QUICK if arguments.quick else FULL
     if arguments.rounds:
         sizes = dataclasses.replace(sizes, rounds=arguments.rounds)
-    scratch = Path(tempfile.mkdtemp(prefix="patas-bench-"))
+    scratch = Path(tempfile.mkdtemp(prefix="patas-bench-explore-"))
     try:
         results = run_all(sizes, with_parallel, scratch)
     except BenchError as error:
