@@ -97,6 +97,8 @@ def typed(values: Sequence[str | None]) -> list[Any]:
     present = [v for v in values if v is not None and v != ""]
     if not present:
         return [None] * len(values)
+    if any("_" in v for v in present):
+        return list(values)  # Python reads "1_2" as 12; a program printing it meant text
     for kind in (int, float):
         try:
             for value in present:
