@@ -26,7 +26,7 @@ from patas.broker.scheduler import Counts, Lease, Scheduler, Verdict
 from patas.broker.security import CurveServer
 from patas.broker.transport import BrokerSocket
 from patas.common.agent_config import AgentConfig
-from patas.common.errors import PatasError, ProtocolError
+from patas.common.errors import PatasError
 from patas.common.lab import STDERR, STDOUT, AttemptRecord, Outcome
 from patas.common.protocol import (
     PROTOCOL_VERSION,
@@ -200,16 +200,9 @@ class Coordinator:
 
     def _receive_all(self) -> None:
         now = time.monotonic()
-        while True:
-            try:
-                incoming = self.socket.receive()
-            except ProtocolError as error:
-                log.warning("ignored a malformed message: %s", error)
-                continue
-            if incoming is None:
-                return
+        for incoming in self.socket.messages():
             link = self.agents.get(incoming.agent_id)
-            if link is None or link.gone or self.curve.allow.owner(incoming.public_key or "") != incoming.agent_id:
+            if link is None or link.gone or not self.curve.allow.admits(incoming.agent_id, incoming.public_key):
                 self.socket.send(incoming.agent_id, Refused("this agent is not part of the run"))
                 continue
             link.last_heard = now

@@ -184,16 +184,9 @@ class PoolDaemon:
 
     def _receive_from_agents(self) -> None:
         now = time.monotonic()
-        while True:
-            try:
-                incoming = self.socket.receive()
-            except ProtocolError as error:
-                log.warning("ignored a malformed message: %s", error)
-                continue
-            if incoming is None:
-                return
+        for incoming in self.socket.messages():
             agent = self.agents.get(incoming.agent_id)
-            if agent is None or self.curve.allow.owner(incoming.public_key or "") != incoming.agent_id:
+            if agent is None or not self.curve.allow.admits(incoming.agent_id, incoming.public_key):
                 self.socket.send(incoming.agent_id, Refused("this agent is not in the pool"))
                 continue
             agent.last_heard = now

@@ -44,6 +44,10 @@ class AllowList:
         with self._lock:
             return next((agent for agent, key in self._keys.items() if key == public_key), None)
 
+    def admits(self, agent_id: str, public_key: str | None) -> bool:
+        """True when the message came with the key issued for that agent."""
+        return public_key is not None and self.owner(public_key) == agent_id
+
     def callback(self, domain: str, key: bytes) -> bool:
         """Called by the ZAP handler for every connection attempt."""
         allowed = self.owner(key.decode()) is not None

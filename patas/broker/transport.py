@@ -7,14 +7,18 @@ LINGER bounds how long closing may wait for unsent messages.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
+from typing import Iterator
 
 import zmq
 
 from patas.broker.security import CurveServer
 from patas.common import protocol
-from patas.common.errors import PatasError
+from patas.common.errors import PatasError, ProtocolError
 from patas.common.protocol import Message
+
+log = logging.getLogger(__name__)
 
 LINGER_MS = 500
 # Enough queued messages per agent for a full output window plus control traffic.
@@ -62,6 +66,18 @@ class BrokerSocket:
         except zmq.ZMQError as error:
             self.socket.close(0)
             raise TransportError(f"cannot listen on {endpoint}: {error} (choose another address or port with --bind)") from None
+
+    def messages(self) -> Iterator[Incoming]:
+        """Every message waiting now; a malformed one is logged and skipped."""
+        while True:
+            try:
+                incoming = self.receive()
+            except ProtocolError as error:
+                log.warning("ignored a malformed message: %s", error)
+                continue
+            if incoming is None:
+                return
+            yield incoming
 
     def receive(self) -> Incoming | None:
         """The next message, without waiting; None when there is none."""
