@@ -145,6 +145,7 @@ def test_csv_through_click_and_to_a_text_only_stream(parsed_workdir, monkeypatch
     result = CliRunner().invoke(cli, ["query", "SELECT task_id, out_loss FROM grid ORDER BY task_id"])
     rows = list(csv.reader(io.StringIO(result.output)))
     assert result.exit_code == 0 and rows[0] == ["task_id", "out_loss"] and len(rows) == 121
+    assert [int(r[0]) for r in rows[1:]] == list(range(120))  # ORDER BY survives DuckDB's writer
     text = io.StringIO()
     print_query("SELECT 'a,b' AS s, NULL AS n, TIMESTAMP '2023-05-17 19:14:55.472312' AS t", ["pataslab"], Format.CSV, text)
     assert text.getvalue() == 's,n,t\n"a,b",,2023-05-17 19:14:55.472312\n'
