@@ -17,8 +17,12 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from concurrent.futures import ProcessPoolExecutor
 
 # Below this many tasks a process pool costs more (~30 ms to start) than it saves.
 PARALLEL_MIN_TASKS = 500
@@ -58,6 +62,9 @@ class Scan:
         self._chunks: list[Sequence[ScanJob]] = [jobs]
         self._futures: list[Future[list[tuple[int, list[Values]]]]] = []
         if processes > 1 and len(jobs) >= PARALLEL_MIN_TASKS:
+            # Imported here: multiprocessing costs tens of milliseconds that small parses never need.
+            from concurrent.futures import ProcessPoolExecutor
+
             size = -(-len(jobs) // (processes * CHUNKS_PER_WORKER))
             self._chunks = [jobs[start : start + size] for start in range(0, len(jobs), size)]
             # This process is one of the workers: the pool gets the others.
