@@ -66,7 +66,9 @@ class Agent:
         self.queue: deque[Assign] = deque()  # tasks waiting for a free slot
         self.free_slots = list(range(settings.slots - 1, -1, -1))
         self.worker_offsets = (0, 0)  # first worker number in the lab and in the cluster
-        self.fd_owner: dict[int, TaskProcess] = {}  # polled pipe or pidfd → its task
+        self.fd_owner: dict[int, TaskProcess] = {}  # watched pipe or pidfd → its task
+        self.polled: set[int] = set()  # those registered with the poller now
+        self.reading_paused = False
         self.window = 0  # output bytes the broker still accepts
         self.broker_timeout_s = CONNECT_TIMEOUT_S
         self.last_heard = self.last_sent = time.monotonic()
@@ -275,14 +277,25 @@ class Agent:
         self._forget(task)
 
     def _sync(self, task: TaskProcess) -> None:
-        """Poll exactly the task's current pipes and pidfd."""
+        """Watch exactly the task's current pipes and pidfd."""
         current = task.fds() if not task.finished else set()
         for fd in [fd for fd, owner in self.fd_owner.items() if owner is task and fd not in current]:
             del self.fd_owner[fd]
-            self.poller.unregister(fd)
+            self._apply(fd)
         for fd in current - set(self.fd_owner):
             self.fd_owner[fd] = task
+            self._apply(fd)
+
+    def _apply(self, fd: int) -> None:
+        """Register `fd` with the poller if it is to be polled now, unregister it if not."""
+        task = self.fd_owner.get(fd)
+        wanted = task is not None and not (self.reading_paused and fd in task.pipes)
+        if wanted and fd not in self.polled:
             self.poller.register(fd, zmq.POLLIN)
+            self.polled.add(fd)
+        elif not wanted and fd in self.polled:
+            self.poller.unregister(fd)
+            self.polled.discard(fd)
 
     def _forget(self, task: TaskProcess) -> None:
         """Drop a finished or killed task and give its slot to the next queued one."""
@@ -293,9 +306,10 @@ class Agent:
 
     def _pause_reading(self, paused: bool) -> None:
         """Stop polling task pipes while the broker's window is full; the tasks block on write."""
-        for fd, task in self.fd_owner.items():
-            if fd in task.pipes:
-                self.poller.modify(fd, 0 if paused else zmq.POLLIN)
+        if paused != self.reading_paused:
+            self.reading_paused = paused
+            for fd in list(self.fd_owner):
+                self._apply(fd)
 
 
 def run(settings: AgentConfig, lifeline: int | None) -> int:

@@ -132,3 +132,17 @@ def test_an_agent_gives_up_on_a_silent_broker():
     assert time.monotonic() - started < 5
     silent.close(0)
     context.term()
+
+
+def test_a_task_may_end_while_reading_is_paused(broker_and_agent):
+    """Regression: ending a task whose pipes were taken off the poller for back-pressure crashed
+    the agent (KeyError on unregister)."""
+    broker, agent = broker_and_agent
+    agent.free_slots.append(1)  # a second slot, so both tasks run at once
+    broker.send(Assign(1, ["head -c 3000000 /dev/zero"], os.getcwd(), {}, None))
+    broker.send(Assign(2, ["sleep 0.5; echo short"], os.getcwd(), {}, None))
+    finished = [m for m in broker.receive_until(Finished) if isinstance(m, Finished)]
+    assert [(m.lease, m.stdout) for m in finished] == [(2, b"short\n")]  # ended while paused
+    broker.send(Credit(3_000_000))
+    rest = broker.receive_until(Finished)
+    assert rest[-1].lease == 1 and rest[-1].exit_code == 0
