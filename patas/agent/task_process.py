@@ -18,7 +18,11 @@ from typing import IO
 from patas.agent.command_line import SHELL, argv_for, shell_argv
 from patas.common.protocol import STDERR, STDOUT
 
-READ_CHUNK_BYTES = 64 * 1024
+READ_CHUNK_BYTES = 256 * 1024
+# Pipes this large (Linux) let a chatty task write while the agent is busy, and let each read
+# take a whole chunk: fewer reads, messages and loop turns per gigabyte.
+PIPE_BYTES = 1024 * 1024
+_F_SETPIPE_SZ = 1031
 # After SIGTERM on timeout, how long a task may take to exit before SIGKILL.
 KILL_GRACE_S = 2.0
 
@@ -90,6 +94,7 @@ class TaskProcess:
         assert self.process.stdout is not None and self.process.stderr is not None
         for pipe, stream in ((self.process.stdout, STDOUT), (self.process.stderr, STDERR)):
             os.set_blocking(pipe.fileno(), False)
+            _enlarge(pipe.fileno())
             self.pipes[pipe.fileno()] = (stream, pipe)
         if hasattr(os, "pidfd_open"):
             try:
@@ -199,3 +204,12 @@ class TaskProcess:
             os.killpg(self.process.pid, signum)
         except (ProcessLookupError, PermissionError):
             pass  # already gone
+
+
+def _enlarge(fd: int) -> None:
+    try:
+        import fcntl
+
+        fcntl.fcntl(fd, _F_SETPIPE_SZ, PIPE_BYTES)
+    except (ImportError, OSError):
+        pass  # not Linux, or above the system's pipe-max-size: the default size works too

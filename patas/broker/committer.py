@@ -9,6 +9,7 @@ whose commit failed is never journaled, so it never counts as done.
 
 from __future__ import annotations
 
+import errno
 import os
 import queue
 import threading
@@ -125,6 +126,10 @@ def guard(action: Callable[[], T], path: Path) -> T:
     try:
         return action()
     except OSError as error:
-        reason = error.strerror or str(error)
-        hint = " (free some space, or use -o to write elsewhere)" if error.errno == 28 else ""
-        raise LabError(f"{path}: {reason}{hint}") from error
+        raise lab_error(error, path) from error
+
+
+def lab_error(error: OSError, path: Path) -> LabError:
+    reason = error.strerror or str(error)
+    hint = " (free some space, or use -o to write elsewhere)" if error.errno == errno.ENOSPC else ""
+    return LabError(f"{path}: {reason}{hint}")

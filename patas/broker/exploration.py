@@ -20,10 +20,8 @@ from patas.broker.launcher import NodeFailure, NodeSession, open_sessions
 from patas.broker.placement import Placement, place
 from patas.broker.plan import ExperimentPlan, PlannedTask, TaskFilter, plan_experiment
 from patas.broker.scheduler import Counts
-from patas.broker.ssh_connect import SSHOptions
-from patas.broker.pool import pool_sessions
-from patas.broker.ssh_session import SSHSession
-from patas.common.config import Cluster, Experiment
+from patas.broker.ssh_options import SSHOptions
+from patas.common.config import Cluster, Experiment, Node
 from patas.common.errors import ConfigError
 from patas.common.lab import ExperimentLab
 
@@ -101,12 +99,14 @@ def prepare(
         for i, experiment in enumerate(experiments)
     ]
     if pool is not None:
+        from patas.broker.pool import pool_sessions
+
         pool_cluster, borrowed = pool_sessions(pool)
         clusters = [pool_cluster]
         opened, failures = list(borrowed), []
     else:
         nodes = [node for cluster in clusters for node in cluster.nodes]
-        opened, failures = open_sessions(nodes, lambda node: SSHSession(node, ssh))
+        opened, failures = open_sessions(nodes, lambda node: _ssh_session(node, ssh))
     indexed = [((ci, ni), node) for ci, cluster in enumerate(clusters) for ni, node in enumerate(cluster.nodes)]
     live = {index: session for (index, _), session in zip(indexed, opened) if session is not None}
     if not live:
@@ -114,6 +114,13 @@ def prepare(
     placements = place(clusters, {index: session.slots for index, session in live.items()})
     sessions = {p.agent_id: live[(p.cluster_in_lab, p.node_in_cluster)] for p in placements}
     return Exploration(plans, clusters, placements, sessions, failures, task_filter, settings)
+
+
+def _ssh_session(node: Node, ssh: SSHOptions) -> NodeSession:
+    # Imported here: paramiko and its cryptography cost ~20 MB and 0.4 s, needless for local runs.
+    from patas.broker.ssh_session import SSHSession
+
+    return SSHSession(node, ssh)
 
 
 def _check_local_workdir(experiment: Experiment) -> None:

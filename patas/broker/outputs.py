@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from patas.broker.committer import Commit, Committer, OutputFile, guard
+from patas.broker.committer import Commit, Committer, OutputFile, guard, lab_error
 from patas.common.lab import STDERR, STDOUT, STREAMS, AttemptRecord, ExperimentLab
 
 # How much of each stream's end is kept in memory to show with a failure.
@@ -57,9 +57,12 @@ class OutputStore:
         attempt = self._open[lease_id]
         stream = STREAMS[stream_index]
         handle = attempt.files.get(stream) or self._create(attempt, stream)
-        guard(lambda: handle.write(data), attempt.path(stream))
+        try:
+            handle.write(data)
+        except OSError as error:  # the path is built only when needed: this runs per chunk
+            raise lab_error(error, attempt.path(stream)) from error
         attempt.sizes[stream] += len(data)
-        attempt.tails[stream] = (attempt.tails[stream] + data)[-TAIL_BYTES:]
+        attempt.tails[stream] = (attempt.tails[stream] + data[-TAIL_BYTES:])[-TAIL_BYTES:]
 
     def _create(self, attempt: OpenAttempt, stream: str) -> IO[bytes]:
         handle = attempt.files[stream] = guard(lambda: open(attempt.path(stream), "wb"), attempt.path(stream))

@@ -22,7 +22,7 @@ import zmq
 
 from patas.broker.launcher import LOOPBACK, LocalSession, NodeFailure, NodeSession, open_sessions
 from patas.broker.pool_state import PoolSettings, PoolState, write_private
-from patas.broker.ssh_connect import NodeError, SSHOptions
+from patas.broker.ssh_options import NodeError, SSHOptions
 from patas.broker.ssh_session import SSHSession
 from patas.common import protocol
 from patas.common.agent_config import AgentConfig

@@ -11,29 +11,15 @@ from __future__ import annotations
 
 import os
 import socket
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import paramiko
 
+from patas.broker.ssh_options import NodeError, SSHOptions
 from patas.common.config import DEFAULT_SSH_PORT, Node
-from patas.common.errors import PatasError
 
 CONNECT_TIMEOUT_S = 10.0
-
-
-class NodeError(PatasError):
-    """A node cannot be used; the message says why and how to fix it (without the node's name)."""
-
-
-@dataclass(frozen=True)
-class SSHOptions:
-    config_path: Path = field(default_factory=lambda: Path("~/.ssh/config").expanduser())
-    known_hosts_path: Path = field(default_factory=lambda: Path("~/.ssh/known_hosts").expanduser())
-    accept_new_hosts: bool = False
-    tunnel: bool = False  # agents reach the broker through their SSH connection
-    advertise_host: str | None = None  # agents connect to this host instead of the one SSH used
-    bind_host: str | None = None
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,8 @@ import paramiko
 
 from patas.broker.agent_payload import MissingDependencies, Payload, Platform, payload_for
 from patas.broker.launcher import LOOPBACK, STOP_TIMEOUT_S
-from patas.broker.ssh_connect import NodeError, SSHOptions, connect, resolve
+from patas.broker.ssh_connect import connect, resolve
+from patas.broker.ssh_options import NodeError, SSHOptions
 from patas.broker.ssh_tunnel import ReverseTunnel
 from patas.common.agent_config import AgentConfig
 from patas.common.config import Node

@@ -13,7 +13,7 @@ import threading
 
 import paramiko
 
-from patas.broker.ssh_connect import NodeError
+from patas.broker.ssh_options import NodeError
 
 log = logging.getLogger(__name__)
 
