@@ -23,7 +23,7 @@ def pool() -> None:
     """Start agents once and run sweep after sweep on them (`explore --pool NAME`)."""
 
 
-@pool.command()
+@pool.command(epilog="\b\nExample:\n  patas pool up --name lab --cluster cluster.yaml")
 @NAME
 @node_options
 def up(name: str, **options: object) -> None:
@@ -40,7 +40,7 @@ def up(name: str, **options: object) -> None:
         sys.exit(1)
 
 
-@pool.command()
+@pool.command(epilog="\b\nExample:\n  patas pool status --name lab")
 @NAME
 def status(name: str) -> None:
     """Show the pool's agents: slots, running tasks, runs served, last contact."""
@@ -53,7 +53,7 @@ def status(name: str) -> None:
         click.echo(f"{row.agent_id:<16} {row.hostname or '-':<16} {row.state:<10} {row.slots:>5} {row.running:>7} {row.runs:>4}  {contact}")
 
 
-@pool.command()
+@pool.command(epilog="\b\nExample:\n  patas pool drain --name lab node2")
 @NAME
 @click.argument("agents", nargs=-1)
 def drain(name: str, agents: tuple[str, ...]) -> None:
@@ -64,7 +64,7 @@ def drain(name: str, agents: tuple[str, ...]) -> None:
     click.echo(f"Pool {name}: draining {', '.join(agents) or 'every agent'}", err=True)
 
 
-@pool.command()
+@pool.command(epilog="\b\nExample:\n  patas pool down --name lab")
 @NAME
 def down(name: str) -> None:
     """Stop every agent and the pool's daemon (its keys stay for the next `up`)."""
@@ -74,7 +74,7 @@ def down(name: str) -> None:
     click.echo(f"Pool {name}: down", err=True)
 
 
-@pool.command()
+@pool.command(epilog="\b\nExample:\n  patas pool revoke --name lab node2")
 @NAME
 @click.argument("agent")
 def revoke(name: str, agent: str) -> None:
@@ -85,7 +85,7 @@ def revoke(name: str, agent: str) -> None:
     click.echo(f"Pool {name}: {agent} revoked", err=True)
 
 
-@pool.command()
+@pool.command(epilog="\b\nExample:\n  patas pool issue --name lab gpu7 --host 10.0.0.1 --slots 8 -o gpu7.json")
 @NAME
 @click.argument("agent")
 @click.option("--host", required=True, help="The address of this machine as the agent's node reaches it.")
