@@ -39,6 +39,23 @@ def run_patas(*args: str, cwd: Path) -> Run:
     return Run(done.returncode, done.stdout, done.stderr)
 
 
+def invoke_patas(*args: str, cwd: Path) -> Run:
+    """`patas ARGS` in this process (no interpreter start-up), for tests of what a command prints."""
+    from click.testing import CliRunner
+
+    from patas.cli.main import cli
+
+    previous = os.getcwd()
+    os.chdir(cwd)
+    try:
+        result = CliRunner().invoke(cli, list(args))
+    finally:
+        os.chdir(previous)
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return Run(result.exit_code, result.stdout, result.stderr)
+
+
 @pytest.fixture(scope="session")
 def parsed_workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A folder holding pataslab/grid (120 done tasks) already parsed with the README's patterns."""

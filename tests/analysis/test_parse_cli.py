@@ -2,7 +2,7 @@
 
 import csv
 
-from .conftest import run_patas
+from .conftest import invoke_patas, run_patas
 from .labs import small_grid, write_lab
 from .readme import PARSE, argv
 
@@ -47,7 +47,7 @@ def test_warnings_for_unfinished_tasks_and_empty_patterns(tmp_path):
     from patas.common.lab import Outcome
 
     write_lab(tmp_path / "pataslab", small_grid(), outcome=lambda t: Outcome.LOST if t == 0 else Outcome.DONE)
-    run = run_patas("parse", "-e", "pataslab/grid", "-p", "f1", "F1: (@float@)", cwd=tmp_path)
+    run = invoke_patas("parse", "-e", "pataslab/grid", "-p", "f1", "F1: (@float@)", cwd=tmp_path)
     assert run.code == 0
     assert run.stderr.splitlines() == [
         "Warning: 1 task is not done (1 lost); left out (add --include-unfinished to keep them)",
@@ -62,7 +62,7 @@ def test_usage_errors_exit_2(tmp_path):
 
 
 def test_help_has_an_example(tmp_path):
-    run = run_patas("parse", "--help", cwd=tmp_path)
+    run = invoke_patas("parse", "--help", cwd=tmp_path)
     assert run.code == 0 and "Example:" in run.stdout and "patas parse -e pataslab/grid/" in run.stdout
 
 
@@ -73,7 +73,7 @@ def test_options_reach_the_library(tmp_path):
 
     lab = write_lab(tmp_path / "pataslab", small_grid(), outcome=lambda t: Outcome.FAILED if t == 1 else Outcome.DONE)
     (lab.task_dir(0) / "stderr").write_text("epoch 1\nepoch 2\n")
-    run = run_patas(
+    run = invoke_patas(
         "parse", "-e", "pataslab/grid", "-p", "epoch", "epoch (@int@)", "-n", "^epoch", "--stream", "both",
         "--include-unfinished", "-j", "1", "-o", "epochs.parquet", cwd=tmp_path,
     )  # fmt: skip

@@ -8,7 +8,7 @@ import pytest
 from patas.analysis.formats import display
 from patas.analysis.query import QueryError, find_tables, query
 
-from .conftest import run_patas
+from .conftest import invoke_patas, run_patas
 from .readme import QUERIES, argv
 
 # The SQL of the README's second query.
@@ -22,7 +22,7 @@ def markdown_rows(text: str) -> list[list[str]]:
 
 
 def test_readme_select_limit_markdown(parsed_workdir):
-    run = run_patas(*argv(QUERIES[0]), cwd=parsed_workdir)
+    run = invoke_patas(*argv(QUERIES[0]), cwd=parsed_workdir)
     assert run.code == 0, run.stderr
     rows = markdown_rows(run.stdout)
     assert len(rows) == 3 and len(rows[0]) == 29
@@ -32,7 +32,7 @@ def test_readme_select_limit_markdown(parsed_workdir):
 
 
 def test_readme_average_query(parsed_workdir):
-    run = run_patas(*argv(QUERIES[1]), cwd=parsed_workdir)
+    run = invoke_patas(*argv(QUERIES[1]), cwd=parsed_workdir)
     assert run.code == 0, run.stderr
     rows = markdown_rows(run.stdout)
     assert rows[0] == ["in_activation", "in_neurons", "avg_train_acc", "avg_test_acc"]
@@ -40,7 +40,7 @@ def test_readme_average_query(parsed_workdir):
 
 
 def test_readme_best_configuration_query(parsed_workdir):
-    run = run_patas(*argv(QUERIES[2]), cwd=parsed_workdir)
+    run = invoke_patas(*argv(QUERIES[2]), cwd=parsed_workdir)
     assert run.code == 0, run.stderr
     rows = markdown_rows(run.stdout)
     assert rows[0] == ["in_activation", "in_neurons", "train_acc", "test_acc"]
@@ -51,16 +51,16 @@ def test_readme_best_configuration_query(parsed_workdir):
 
 def test_csv_when_piped_and_json(parsed_workdir):
     sql = "SELECT in_activation, AVG(out_loss) AS loss FROM grid GROUP BY 1 ORDER BY 1"
-    run = run_patas("query", sql, cwd=parsed_workdir)
+    run = invoke_patas("query", sql, cwd=parsed_workdir)
     rows = list(csv.reader(io.StringIO(run.stdout)))
     assert rows[0] == ["in_activation", "loss"] and [r[0] for r in rows[1:]] == ["leaky_relu", "relu", "sigmoid", "tanh"]
     assert float(rows[1][1]) == pytest.approx(query(sql, [parsed_workdir / "pataslab"]).loss[0], rel=1e-12)
-    data = json.loads(run_patas("query", sql, "--format", "json", cwd=parsed_workdir).stdout)
+    data = json.loads(invoke_patas("query", sql, "--format", "json", cwd=parsed_workdir).stdout)
     assert [d["in_activation"] for d in data] == ["leaky_relu", "relu", "sigmoid", "tanh"]
 
 
 def test_terminal_table_format(parsed_workdir):
-    run = run_patas("query", "SELECT 'a|b' AS s, 1.5 AS x, NULL AS n", "--format", "table", cwd=parsed_workdir)
+    run = invoke_patas("query", "SELECT 'a|b' AS s, 1.5 AS x, NULL AS n", "--format", "table", cwd=parsed_workdir)
     assert run.stdout.splitlines() == ["s      x  n", "───  ───  ─", "a|b  1.5", "(1 row)"]
 
 
