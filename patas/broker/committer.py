@@ -28,8 +28,8 @@ MAX_PENDING_BATCHES = 64
 @dataclass(frozen=True)
 class OutputFile:
     handle: IO[bytes]
-    path: Path
-    target: Path | None  # where it goes when committed; None: it stays where it is
+    path: str
+    target: str | None  # where it goes when committed; None: it stays where it is
 
 
 @dataclass(frozen=True)
@@ -121,7 +121,7 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view) :]
 
 
-def guard(action: Callable[[], T], path: Path) -> T:
+def guard(action: Callable[[], T], path: str | Path) -> T:
     """Run a file operation; turn an OS error into a LabError naming the path and the fix."""
     try:
         return action()
@@ -129,7 +129,7 @@ def guard(action: Callable[[], T], path: Path) -> T:
         raise lab_error(error, path) from error
 
 
-def lab_error(error: OSError, path: Path) -> LabError:
+def lab_error(error: OSError, path: str | Path) -> LabError:
     reason = error.strerror or str(error)
     hint = " (free some space, or use -o to write elsewhere)" if error.errno == errno.ENOSPC else ""
     return LabError(f"{path}: {reason}{hint}")

@@ -9,8 +9,8 @@ being written, apart from a short tail kept to show the user why an attempt fail
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import IO
 
 from patas.broker.committer import Commit, Committer, OutputFile, guard, lab_error
@@ -22,16 +22,21 @@ TAIL_BYTES = 2048
 
 @dataclass
 class OpenAttempt:
+    """An attempt being written. Paths are plain strings: this runs for every task, and pathlib
+    objects cost more than the system calls they name."""
+
     experiment_id: int
-    lab: ExperimentLab
-    task_id: int
+    folder: str  # the task's folder
     attempt: int
     files: dict[str, IO[bytes]] = field(default_factory=dict)
     sizes: dict[str, int] = field(default_factory=lambda: {STDOUT: 0, STDERR: 0})
     tails: dict[str, bytes] = field(default_factory=lambda: {STDOUT: b"", STDERR: b""})
 
-    def path(self, stream: str) -> Path:
-        return self.lab.attempt_path(self.task_id, self.attempt, stream)
+    def path(self, stream: str) -> str:
+        return f"{self.folder}/attempt-{self.attempt}.{stream}"
+
+    def committed_path(self, stream: str) -> str:
+        return f"{self.folder}/{stream}"
 
 
 class OutputStore:
@@ -44,12 +49,18 @@ class OutputStore:
         for lab in labs:
             guard(lambda: lab.path.mkdir(parents=True, exist_ok=True), lab.path)
             lab.drop_torn_journal_line()
+        self._folders = [str(lab.path) for lab in labs]
         self._committer = Committer([lab.journal_path for lab in labs], sync)
 
     def open(self, lease_id: int, experiment_id: int, task_id: int, attempt: int) -> None:
-        lab = self._labs[experiment_id]
-        guard(lambda: lab.task_dir(task_id).mkdir(exist_ok=True), lab.path)
-        self._open[lease_id] = OpenAttempt(experiment_id, lab, task_id, attempt)
+        folder = f"{self._folders[experiment_id]}/{task_id}"
+        try:
+            os.mkdir(folder)
+        except FileExistsError:
+            pass  # an earlier attempt's
+        except OSError as error:
+            raise lab_error(error, folder) from error
+        self._open[lease_id] = OpenAttempt(experiment_id, folder, attempt)
 
     def write(self, lease_id: int, stream_index: int, data: bytes) -> None:
         if not data:
@@ -79,7 +90,7 @@ class OutputStore:
             # A task that printed nothing still gets its (empty) stdout, so every done task has one.
             self._create(attempt, STDOUT)
         files = tuple(
-            OutputFile(handle, attempt.path(stream), attempt.lab.committed_path(attempt.task_id, stream) if commit else None)
+            OutputFile(handle, attempt.path(stream), attempt.committed_path(stream) if commit else None)
             for stream, handle in attempt.files.items()
         )
         self._batch.append(Commit(files, attempt.experiment_id, record.to_json() + "\n"))
