@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -76,7 +77,7 @@ def main() -> int:
         from tests.sshcluster import ClusterUnavailable, build_cluster
 
         try:
-            cluster = build_cluster(4, workdir=Path(tempfile.mkdtemp(prefix="patas-bench-cluster-")))
+            cluster = build_cluster(4, workdir=Path(tempfile.mkdtemp(prefix="patas-bench-cluster-")))  # removed below
         except ClusterUnavailable as error:
             print(f"no simulated cluster ({error.reason}); try --local")
             return 0
@@ -92,6 +93,7 @@ def main() -> int:
     finally:
         if cluster is not None:
             cluster.close()
+            shutil.rmtree(cluster.workdir, ignore_errors=True)  # it holds the nodes' private key
     print(f"Time to first task, {where}, {options.rounds} rounds (seconds, from launching the CLI):")
     print(f"  {'':36} {'best':>6} {'median':>7}")
     print(f"  {'explore, agents started for the run':36} {min(cold):6.2f} {statistics.median(cold):7.2f}")

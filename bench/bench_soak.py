@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
+import shutil
 import random
 import subprocess
 import sys
@@ -115,7 +115,7 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=1)
     options = parser.parse_args()
     try:
-        cluster = build_cluster(4, workdir=Path(tempfile.mkdtemp(prefix="patas-soak-cluster-")))
+        cluster = build_cluster(4, workdir=Path(tempfile.mkdtemp(prefix="patas-soak-cluster-")))  # removed below
     except ClusterUnavailable as error:
         print(f"no simulated cluster: {error.reason}")
         return 0
@@ -128,7 +128,8 @@ def main() -> int:
         result = audit(scratch / "faulty" / "pataslab" / "grid", options.tasks)
     finally:
         cluster.close()
-        subprocess.run(["rm", "-rf", str(scratch)])
+        shutil.rmtree(cluster.workdir, ignore_errors=True)  # it holds the nodes' private key
+        shutil.rmtree(scratch, ignore_errors=True)
     print(f"Soak: {options.tasks:,} tasks over 4 simulated SSH nodes x 2 slots, seed {options.seed}")
     for event in faults.events:
         print(f"  {event}")

@@ -13,6 +13,7 @@ import hashlib
 import io
 import sysconfig
 import tarfile
+import threading
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -42,14 +43,29 @@ class Platform:
     machine: str
 
 
-@dataclass(frozen=True)
 class Payload:
-    digest: str
-    archive: bytes
+    """The files to ship, named by a digest of their contents; the archive is built only for a
+    node that does not have this payload cached yet (most runs need only the name)."""
+
+    def __init__(self, files: list[tuple[str, Path]]) -> None:
+        self.files = files
+        digest = hashlib.sha256()
+        for name, path in files:
+            digest.update(name.encode() + b"\0" + path.read_bytes())
+        self.digest = digest.hexdigest()[:16]
+        self._archive: bytes | None = None
+        self._lock = threading.Lock()
 
     @property
     def directory_name(self) -> str:
         return f"agent-{self.digest}"
+
+    @property
+    def archive(self) -> bytes:
+        with self._lock:  # nodes are bootstrapped in parallel threads: build it once
+            if self._archive is None:
+                self._archive = _archive(self.files)
+            return self._archive
 
 
 LOCAL_PLATFORM = Platform(sysconfig.get_config_var("SOABI") or "", system(), machine())
@@ -59,9 +75,17 @@ class MissingDependencies(Exception):
     """The node needs pyzmq and msgpack that patas cannot ship to it."""
 
 
-@lru_cache(maxsize=None)
+_PAYLOADS_LOCK = threading.Lock()
+
+
 def payload_for(node_platform: Platform, node_has_dependencies: bool) -> Payload:
-    """The payload a node with this platform needs (built once per run and platform)."""
+    """The payload a node with this platform needs (made once per process, even from threads)."""
+    with _PAYLOADS_LOCK:
+        return _payload_for(node_platform, node_has_dependencies)
+
+
+@lru_cache(maxsize=None)
+def _payload_for(node_platform: Platform, node_has_dependencies: bool) -> Payload:
     files = _agent_files()
     if not node_has_dependencies:
         if node_platform != LOCAL_PLATFORM:
@@ -72,7 +96,7 @@ def payload_for(node_platform: Platform, node_has_dependencies: bool) -> Payload
                 " python3 -m pip install --user pyzmq msgpack"
             )
         files += _dependency_files()
-    return _archive(files)
+    return Payload(files)
 
 
 def _agent_files() -> list[tuple[str, Path]]:
@@ -99,15 +123,13 @@ def _package_dirs(zmq_dir: Path) -> list[Path]:
     return [zmq_dir] + [s for s in siblings if s.is_dir()]
 
 
-def _archive(files: list[tuple[str, Path]]) -> Payload:
-    digest = hashlib.sha256()
+def _archive(files: list[tuple[str, Path]]) -> bytes:
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz", compresslevel=1) as tar:
         for name, path in files:
             data = path.read_bytes()
-            digest.update(name.encode() + b"\0" + data)
             info = tarfile.TarInfo(name)
             info.size = len(data)
             info.mode = 0o755 if path.suffix in (".so", "") or ".so." in path.name else 0o644
             tar.addfile(info, io.BytesIO(data))
-    return Payload(digest.hexdigest()[:16], buffer.getvalue())
+    return buffer.getvalue()

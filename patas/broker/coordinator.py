@@ -132,7 +132,7 @@ class Coordinator:
         self.sessions = sessions
         self.observer = observer
         self.settings = settings
-        self.scheduler = Scheduler(pending, counts)
+        self.scheduler = Scheduler(pending, counts, sum(p.slots for p in placements))
         self.store = OutputStore([plan.lab for plan in plans], sync=settings.sync)
         self.agents: dict[str, AgentLink] = {}
         self.result = RunResult(counts)

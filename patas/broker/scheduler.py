@@ -52,9 +52,9 @@ class AgentSlots:
     failure_streak: int = 0
     successes_before_streak: int = 0  # the run's successes when the streak began
 
-    @property
-    def room(self) -> int:
-        return self.slots * (1 + PREFETCH_PER_SLOT) - len(self.leases)
+    def room(self, prefetch: bool) -> int:
+        """Tasks it can take now: up to its slots, or beyond them (queued) with `prefetch`."""
+        return self.slots * (1 + PREFETCH_PER_SLOT if prefetch else 1) - len(self.leases)
 
 
 @dataclass
@@ -82,7 +82,7 @@ class Counts:
 
 
 class Scheduler:
-    def __init__(self, pending: Iterator[PlannedTask], counts: Counts) -> None:
+    def __init__(self, pending: Iterator[PlannedTask], counts: Counts, total_slots: int) -> None:
         self._pending = pending
         self._retries: deque[Retry] = deque()
         self._agents: dict[str, AgentSlots] = {}
@@ -93,6 +93,7 @@ class Scheduler:
         self._draining = False
         self._successes = 0
         self.counts = counts
+        self.total_slots = total_slots  # of every node in the run, connected or not yet
 
     # --- agents -----------------------------------------------------------------------------
 
@@ -125,22 +126,43 @@ class Scheduler:
     # --- dispatch ---------------------------------------------------------------------------
 
     def assign(self) -> list[Lease]:
-        """Give every agent with room its next tasks; the new leases to send."""
-        leases = []
-        for agent in self._agents.values():
-            while agent.room > 0 and not self._draining:
-                retry = self._next_task()
-                if retry is None:
+        """Give agents their next tasks, round-robin; the new leases to send.
+
+        Free slots are filled first, across all agents. Tasks are queued on agents beyond their
+        slots only while more tasks wait than the run has slots in all: otherwise the first agents
+        to connect would hoard the last few (long) tasks while others stand idle."""
+        leases: list[Lease] = []
+        for prefetch in (False, self._unassigned() > self.total_slots):
+            while not self._draining:
+                given = self._one_round(prefetch, leases)
+                if given is None:
                     return leases
-                lease = Lease(self._next_lease, retry.planned, retry.attempt, retry.tries + 1, agent.agent_id)
-                self._next_lease += 1
-                self._leases[lease.id] = lease
-                if retry.lost:
-                    self._lost[lease.id] = retry.lost
-                agent.leases.add(lease.id)
-                self.counts.running += 1
-                leases.append(lease)
+                if not given:
+                    break
         return leases
+
+    def _one_round(self, prefetch: bool, leases: list[Lease]) -> int | None:
+        """One task to each agent with room; how many were given (None: no task is left)."""
+        given = 0
+        for agent in self._agents.values():
+            if agent.room(prefetch) <= 0:
+                continue
+            retry = self._next_task()
+            if retry is None:
+                return None
+            lease = Lease(self._next_lease, retry.planned, retry.attempt, retry.tries + 1, agent.agent_id)
+            self._next_lease += 1
+            self._leases[lease.id] = lease
+            if retry.lost:
+                self._lost[lease.id] = retry.lost
+            agent.leases.add(lease.id)
+            self.counts.running += 1
+            leases.append(lease)
+            given += 1
+        return given
+
+    def _unassigned(self) -> int:
+        return self.counts.remaining - self.counts.running
 
     def _next_task(self) -> Retry | None:
         if self._retries:
@@ -205,7 +227,8 @@ class Scheduler:
             return False
         if self._draining:
             return True
-        return not self._retries and self._exhausted
+        self.prime()  # is the source of tasks empty? Look one task ahead to know.
+        return not self._retries
 
     def prime(self) -> None:
         """Look ahead one task so `finished` is true at once for a run with nothing to do."""

@@ -7,10 +7,10 @@ from patas.common.sweep import tasks
 from patas.common.variables import arithmetic_variable
 
 
-def scheduler(task_count: int, max_tries: int = 3) -> Scheduler:
+def scheduler(task_count: int, max_tries: int = 3, total_slots: int = 3) -> Scheduler:
     experiment = experiment_from_flags("grid", ["run {i}"], [arithmetic_variable("i", 0, task_count, 1, "t")], 1, max_tries, ".", None)
     planned = (PlannedTask(0, experiment, task, i, 1) for i, task in enumerate(tasks(experiment)))
-    return Scheduler(planned, Counts(total=task_count))
+    return Scheduler(planned, Counts(total=task_count), total_slots)
 
 
 def test_agents_get_their_slots_plus_a_prefetched_task_each():
@@ -23,6 +23,15 @@ def test_agents_get_their_slots_plus_a_prefetched_task_each():
     assert s.assign() == []  # no room until something finishes
     s.finish(leases[0].id, True)
     assert [lease.agent_id for lease in s.assign()] == [leases[0].agent_id]
+
+
+def test_the_last_tasks_spread_over_every_agent_instead_of_queueing_on_the_first():
+    s = scheduler(8, total_slots=8)
+    s.add_agent("first", 2)
+    assert len(s.assign()) == 2  # no queueing: 8 tasks for 8 slots
+    for late in ("second", "third", "fourth"):
+        s.add_agent(late, 2)
+    assert sorted(lease.agent_id for lease in s.assign()) == ["fourth", "fourth", "second", "second", "third", "third"]
 
 
 def test_failed_attempts_retry_up_to_max_tries_then_give_up():
