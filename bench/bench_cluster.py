@@ -61,6 +61,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from benchmarks_doc import DOCS_FILE, write_section  # bench/ is on sys.path as the script's folder
+
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # for tests.sshcluster
 
@@ -76,9 +78,7 @@ RATIO_TARGET = 3.0
 RUN_TIMEOUT_S = 900.0  # GNU parallel needs ~2 minutes for 2,000 tasks here
 IDLE_TIMEOUT_S = 15.0
 TIMING_SCRIPT = Path(__file__).with_name("cluster_timing.py")
-DOCS_FILE = REPO / "docs" / "benchmarks.md"
 DOCS_HEADING = "## cluster"
-DOCS_INTRO = "# Benchmarks\n\nMeasured costs of patas next to common tools; each section says how to reproduce it.\n"
 READY_LINE = re.compile(r"^(\S+): ready on \S+ with \d+ workers")
 NODES_LINE = re.compile(r"^(Nodes:|\d+/\d+ nodes up:)")
 PATAS_SUMMARY = re.compile(r" in ([\d.]+) s \(")
@@ -806,18 +806,7 @@ each, own network, mount and UTS namespaces, reached over a bridge) x 2 slots, o
 
 
 def write_docs(section: str) -> None:
-    """Replace the `## cluster` section of docs/benchmarks.md; other sections stay as they are."""
-    text = DOCS_FILE.read_text() if DOCS_FILE.exists() else DOCS_INTRO
-    lines = text.splitlines(keepends=True)
-    start = next((i for i, line in enumerate(lines) if line.rstrip() == DOCS_HEADING), None)
-    if start is None:
-        text = text.rstrip("\n") + "\n\n" + section
-    else:
-        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
-        rest = "".join(lines[end:])
-        text = "".join(lines[:start]) + section + ("\n" + rest if rest else "")
-    DOCS_FILE.parent.mkdir(parents=True, exist_ok=True)
-    DOCS_FILE.write_text(text)
+    write_section(DOCS_HEADING, section)
 
 
 def main() -> int:

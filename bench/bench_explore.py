@@ -51,13 +51,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+# bench/ is on sys.path as the script's own folder
+from benchmarks_doc import DOCS_FILE, write_section
 from linux_processes import ProcessId, cpu_seconds, descendants, kill, memory_kb, still_running
 
 SLOTS = 2
 REPO = Path(__file__).resolve().parent.parent
-DOCS_FILE = REPO / "docs" / "benchmarks.md"
 DOCS_HEADING = "## explore"
-DOCS_INTRO = "# Benchmarks\n\nMeasured costs of patas next to common tools; each section says how to reproduce it.\n"
 OUT = "out"  # every tool writes its outputs to this folder, relative to the scratch folder
 USAGE_FILE = "coordinator_usage"  # where COORDINATOR writes the coordinator's peak RSS and CPU
 APT_INSTALL = "apt-get install -y parallel"
@@ -850,18 +850,7 @@ def patas_revision() -> str:
 
 
 def write_docs(section: str) -> None:
-    """Replace the `## explore` section of docs/benchmarks.md; other sections stay as they are."""
-    text = DOCS_FILE.read_text() if DOCS_FILE.exists() else DOCS_INTRO
-    lines = text.splitlines(keepends=True)
-    start = next((i for i, line in enumerate(lines) if line.rstrip() == DOCS_HEADING), None)
-    if start is None:
-        text = text.rstrip("\n") + "\n\n" + section
-    else:
-        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
-        rest = "".join(lines[end:])
-        text = "".join(lines[:start]) + section + ("\n" + rest if rest else "")
-    DOCS_FILE.parent.mkdir(parents=True, exist_ok=True)
-    DOCS_FILE.write_text(text)
+    write_section(DOCS_HEADING, section)
 
 
 # --- main ------------------------------------------------------------------------------------

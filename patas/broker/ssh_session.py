@@ -49,9 +49,9 @@ try:
     deps = zmq.pyzmq_version_info() >= (22,) and msgpack.version >= (1, 0) and zmq.has("curve")
 except Exception:
     deps = False
-print(json.dumps({"python": list(sys.version_info[:3]), "abi": sysconfig.get_config_var("SOABI") or "",
+sys.stdout.write(json.dumps({"python": list(sys.version_info[:3]), "abi": sysconfig.get_config_var("SOABI") or "",
     "system": platform.system(), "machine": platform.machine(), "cpus": os.cpu_count() or 1,
-    "home": os.path.expanduser("~"), "deps": deps, "cached": cached}))
+    "home": os.path.expanduser("~"), "deps": deps, "cached": cached}) + "\n")
 """
 
 # Unpacks the uploaded payload into its final folder in one rename, so a half-unpacked folder is
