@@ -3,8 +3,8 @@ when the node's Python lacks them.
 
 The payload is a gzipped tar named by a digest of its contents, unpacked on the node into
 `~/.cache/patas/agent-<digest>/`: a node that has the same payload from an earlier run reuses it
-and nothing is sent. pyzmq has compiled parts, so the copy installed here is shipped only to a
-node with the same Python ABI, OS and machine; another node needs pyzmq installed in its Python.
+and nothing is sent. pyzmq has compiled parts: a node with our Python ABI, OS and machine gets
+the copy installed here, another Linux node the wheel built for it (patas.broker.wheels).
 """
 
 from __future__ import annotations
@@ -17,9 +17,10 @@ import threading
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from platform import machine, system
+from platform import libc_ver, machine, system
 
 import patas
+from patas.broker.wheels import WheelError, pyzmq_for
 
 # The modules an agent imports, relative to the patas package (keep in step with patas/agent).
 AGENT_MODULES = (
@@ -41,6 +42,7 @@ class Platform:
     abi: str  # e.g. cpython-311-x86_64-linux-gnu
     system: str
     machine: str
+    libc: str = ""  # e.g. "glibc 2.36"
 
 
 class Payload:
@@ -68,7 +70,7 @@ class Payload:
             return self._archive
 
 
-LOCAL_PLATFORM = Platform(sysconfig.get_config_var("SOABI") or "", system(), machine())
+LOCAL_PLATFORM = Platform(sysconfig.get_config_var("SOABI") or "", system(), machine(), " ".join(libc_ver()))
 
 
 class MissingDependencies(Exception):
@@ -88,15 +90,23 @@ def payload_for(node_platform: Platform, node_has_dependencies: bool) -> Payload
 def _payload_for(node_platform: Platform, node_has_dependencies: bool) -> Payload:
     files = _agent_files()
     if not node_has_dependencies:
-        if node_platform != LOCAL_PLATFORM:
-            raise MissingDependencies(
-                f"its Python ({node_platform.abi or 'unknown ABI'}, {node_platform.system} {node_platform.machine})"
-                f" lacks pyzmq and msgpack, and the copies here are for {LOCAL_PLATFORM.abi}"
-                f" ({LOCAL_PLATFORM.system} {LOCAL_PLATFORM.machine}); install them on the node:"
-                " python3 -m pip install --user pyzmq msgpack"
-            )
-        files += _dependency_files()
+        files += _dependency_files(_zmq_home(node_platform))
     return Payload(files)
+
+
+def _zmq_home(node_platform: Platform) -> Path:
+    """The folder holding a `zmq` package (and its libraries) that runs on that node."""
+    if node_platform == LOCAL_PLATFORM:
+        import zmq
+
+        return Path(zmq.__file__).parent.parent
+    try:
+        return pyzmq_for(node_platform.abi, node_platform.system, node_platform.machine, node_platform.libc)
+    except WheelError as error:
+        raise MissingDependencies(
+            f"its Python lacks pyzmq and msgpack, and {error}; install them on the node:"
+            " python3 -m pip install --user pyzmq msgpack"
+        ) from None
 
 
 def _agent_files() -> list[tuple[str, Path]]:
@@ -104,12 +114,12 @@ def _agent_files() -> list[tuple[str, Path]]:
     return [(f"patas/{name}", root / name) for name in AGENT_MODULES]
 
 
-def _dependency_files() -> list[tuple[str, Path]]:
+def _dependency_files(zmq_home: Path) -> list[tuple[str, Path]]:
+    # Our msgpack goes everywhere: where its compiled part does not fit, it runs in pure Python.
     import msgpack
-    import zmq
 
     files = []
-    for package_dir in _package_dirs(Path(zmq.__file__).parent) + [Path(msgpack.__file__).parent]:
+    for package_dir in _package_dirs(zmq_home / "zmq") + [Path(msgpack.__file__).parent]:
         base = package_dir.parent
         for path in sorted(package_dir.rglob("*")):
             if path.is_file() and "__pycache__" not in path.parts and not path.name.endswith((".pyi", ".pxd", ".pyx")):

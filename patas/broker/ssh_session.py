@@ -50,7 +50,8 @@ try:
 except Exception:
     deps = False
 sys.stdout.write(json.dumps({"python": list(sys.version_info[:3]), "abi": sysconfig.get_config_var("SOABI") or "",
-    "system": platform.system(), "machine": platform.machine(), "cpus": os.cpu_count() or 1,
+    "system": platform.system(), "machine": platform.machine(), "libc": " ".join(platform.libc_ver()),
+    "cpus": os.cpu_count() or 1,
     "home": os.path.expanduser("~"), "deps": deps, "cached": cached}) + "\n")
 """
 
@@ -122,7 +123,7 @@ class SSHSession:
             found, needed = ".".join(map(str, python[:2])), ".".join(map(str, MIN_PYTHON))
             raise NodeError(f"python3 is {found}; the agent needs >= {needed} (install a newer Python on the node)")
         return NodeFacts(
-            python, Platform(data["abi"], data["system"], data["machine"]), int(data["cpus"]), data["home"],
+            python, Platform(data["abi"], data["system"], data["machine"], data.get("libc", "")), int(data["cpus"]), data["home"],
             bool(data["deps"]), tuple(data["cached"]),
         )  # fmt: skip
 
