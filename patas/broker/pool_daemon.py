@@ -170,8 +170,12 @@ class PoolDaemon:
                 self._lose(agent)
             elif agent.ready and now - agent.last_sent >= HEARTBEAT_INTERVAL_S:
                 self._to_agent(agent, Heartbeat())
-            if agent.ready and agent.draining and not agent.proxies:
+            if agent.ready and agent.draining and not any(p.leases for p in agent.proxies):
+                # Drained: what it ran is done. Its loans end by silence, so each run declares
+                # it lost and runs the tasks it had still queued for it elsewhere.
                 self._to_agent(agent, Shutdown("the pool is draining"))
+                for proxy in list(agent.proxies):
+                    self._close(proxy, cancel=False)
                 agent.ready, agent.stopped = False, True
             for proxy in list(agent.proxies):
                 if now - proxy.last_heard > RUN_TIMEOUT_S:
@@ -256,6 +260,8 @@ class PoolDaemon:
                 return  # closed by that message
 
     def _on_assign(self, proxy: Proxy, assign: Assign) -> None:
+        if proxy.agent.draining:
+            return  # takes no new task; the run gets this one back when the loan ends
         lease = self.next_lease
         self.next_lease += 1
         self.leases[lease] = (proxy, assign.lease)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -173,3 +174,28 @@ def test_a_pool_on_ssh_nodes_outlives_the_ssh_session_and_goes_down_cleanly(pool
     while any(cluster.processes_of(node) for node in cluster.nodes) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert {node.name: cluster.processes_of(node) for node in cluster.nodes if cluster.processes_of(node)} == {}
+
+
+def test_draining_an_agent_mid_run_moves_its_future_tasks_to_the_others(pools, tmp_path):
+    root, env = pools
+    up = run(env, tmp_path, "pool", "up", "--name", POOL, "--node", "localhost", "1", "--node", "127.0.0.1", "1")
+    assert up.returncode == 0 and "2/2 agents ready" in up.stderr, up.stderr
+    (tmp_path / "work").mkdir()
+    sweep_process = subprocess.Popen(
+        [sys.executable, "-m", "patas", "explore", "--pool", POOL, "--cmd", "sleep 0.2; echo $PATAS_NODE_NAME {i}",
+         "--va", "i", "0", "40", "1", "--agent-timeout", "2", "-y"],
+        env=env, cwd=tmp_path / "work", stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    lab = tmp_path / "work/pataslab/grid"
+    wait_for(lambda: len(done_ids(lab)) >= 6)
+    assert run(env, tmp_path, "pool", "drain", "--name", POOL, "node0").returncode == 0
+    _, stderr = sweep_process.communicate(timeout=120)
+    assert sweep_process.returncode == 0, stderr
+    assert "node0: lost" in stderr
+    exactly_once(lab, {i: (lab / str(i) / "stdout").read_text() for i in range(40)})
+    outputs = [(lab / str(i) / "stdout").read_text().split() for i in range(40)]
+    assert [int(out[1]) for out in outputs] == list(range(40))
+    last_on_node0 = max(i for i, out in enumerate(outputs) if out[0] == "node0")
+    assert any(out[0] == "node1" for out in outputs[last_on_node0:])
+    status = run(env, tmp_path, "pool", "status", "--name", POOL).stdout
+    assert re.search(r"node0 .* stopped", status) and re.search(r"node1 .* ready", status), status
