@@ -31,6 +31,8 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from original_patas import ORIGINAL_VERSION, original_patas  # bench/ is on sys.path as the script's folder
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
@@ -41,7 +43,6 @@ from patas.common.lab import AttemptRecord, ExperimentLab, Outcome
 from patas.common.sweep import tasks
 from patas.common.variables import arithmetic_variable, list_variable
 
-ORIGINAL_VERSION = "2.0.6"
 PATTERNS = {
     "train_time": r"Time to train \(ms\): (@float@)",
     "test_time": r"Time to test \(ms\):  (@float@)",
@@ -280,7 +281,7 @@ def _matching(lab: ExperimentLab, strategy: Matcher) -> None:
 
 
 def _time_original(args: argparse.Namespace, original: Path, expected: float, record: Callable[..., None]) -> None:
-    patas = _original_patas(args.workdir)
+    patas = original_patas(args.workdir)
     if patas is None:
         return
     command = [str(patas), "parse", "-e", str(original)]
@@ -293,24 +294,6 @@ def _time_original(args: argparse.Namespace, original: Path, expected: float, re
         return
     record(f"original patas {ORIGINAL_VERSION} (CLI)", seconds, "(1 run)")
     _check_agree(f"patas {ORIGINAL_VERSION}", expected, _column_sum(original / "grid.csv", "out_test_acc"))
-
-
-def _original_patas(workdir: Path) -> Path | None:
-    """patas 2.0.6's command in its own venv, installed on first use; None if that fails."""
-    venv = workdir / f"venv-patas-{ORIGINAL_VERSION}"
-    patas = venv / "bin" / "patas"
-    if patas.exists():
-        return patas
-    print(f"installing patas=={ORIGINAL_VERSION} into {venv} (once) ...", flush=True)
-    try:
-        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-        # 2.0.6 imports yaml but does not declare PyYAML as a dependency.
-        pip = [str(venv / "bin" / "pip"), "install", "-q", f"patas=={ORIGINAL_VERSION}", "pyyaml"]
-        subprocess.run(pip, check=True)
-    except subprocess.CalledProcessError as error:
-        print(f"  original patas {ORIGINAL_VERSION}: could not be installed ({error}); skipped")
-        return None
-    return patas
 
 
 def _column_sum(path: Path, column: str) -> float:

@@ -25,7 +25,8 @@ import sys
 import time
 from pathlib import Path
 
-ORIGINAL_VERSION = "2.0.6"
+from original_patas import original_patas  # bench/ is on sys.path as the script's folder
+
 QUERIES = {
     "README average by activation and neurons": """
         SELECT in_activation, in_neurons, AVG(out_train_acc) AS avg_train_acc, AVG(out_test_acc) AS avg_test_acc
@@ -51,7 +52,7 @@ def main() -> None:
     lab = args.workdir / f"query-{args.rows}" / "pataslab"
     table = build_table(lab / "grid" / "grid.csv", args.rows)
     print(f"{args.rows:,} rows ({table.stat().st_size / 1e6:.0f} MB CSV); median of {args.runs} runs")
-    original = None if args.skip_original else _original_patas(args.workdir)
+    original = None if args.skip_original else original_patas(args.workdir)
     lines = ["| query | `patas query` s | DuckDB alone s | patas / DuckDB | original 2.0.6 s (peak memory) |",
              "| --- | ---: | ---: | ---: | ---: |"]  # fmt: skip
     for name, sql in QUERIES.items():
@@ -132,22 +133,6 @@ def _time_original(patas: Path, sql: str, lab: Path) -> str:
     if code != "0":
         return f"failed (exit {code})"
     return f"{float(seconds):.1f} ({int(peak_kib) / 1024**2:.1f} GiB)"
-
-
-def _original_patas(workdir: Path) -> Path | None:
-    venv = workdir / f"venv-patas-{ORIGINAL_VERSION}"
-    patas = venv / "bin" / "patas"
-    if patas.exists():
-        return patas
-    print(f"installing patas=={ORIGINAL_VERSION} into {venv} (once) ...", flush=True)
-    try:
-        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-        # 2.0.6 imports yaml but does not declare PyYAML as a dependency.
-        subprocess.run([str(venv / "bin" / "pip"), "install", "-q", f"patas=={ORIGINAL_VERSION}", "pyyaml"], check=True)
-    except subprocess.CalledProcessError as error:
-        print(f"original patas {ORIGINAL_VERSION} could not be installed ({error}); skipped")
-        return None
-    return patas
 
 
 if __name__ == "__main__":
