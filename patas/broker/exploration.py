@@ -10,6 +10,7 @@ starting anything, so the CLI can show it and ask for confirmation.
 from __future__ import annotations
 
 import itertools
+from functools import cached_property
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,12 +53,17 @@ class Exploration:
         return sum(p.slots for p in self.placements)
 
     def counts(self) -> Counts:
+        """Fresh counts for a run of this plan (the run updates the object it is given)."""
         if self.task_filter is None:
             to_run = sum(plan.to_run for plan in self.plans)
             skipped = sum(0 if plan.redo else plan.done for plan in self.plans)
             return Counts(total=to_run + skipped, skipped=skipped)
-        # A filter selects by task id, which is known only task by task.
-        return Counts(total=sum(1 for _ in self._pending()))
+        return Counts(total=self._filtered_total)
+
+    @cached_property
+    def _filtered_total(self) -> int:
+        # A filter selects by task id, which is known only task by task: count them once.
+        return sum(1 for _ in self._pending())
 
     def _pending(self) -> Iterator[PlannedTask]:
         return itertools.chain.from_iterable(plan.pending(self.task_filter) for plan in self.plans)
