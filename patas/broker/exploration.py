@@ -30,7 +30,6 @@ from patas.common.lab import ExperimentLab
 @dataclass
 class Exploration:
     plans: list[ExperimentPlan]
-    clusters: list[Cluster]
     placements: list[Placement]
     sessions: dict[str, NodeSession]  # by agent id
     node_failures: list[NodeFailure]
@@ -119,7 +118,7 @@ def prepare(
         raise NoAgentsError("no node can be used: " + "; ".join(str(f) for f in failures))
     placements = place(clusters, {index: session.slots for index, session in live.items()})
     sessions = {p.agent_id: live[(p.cluster_in_lab, p.node_in_cluster)] for p in placements}
-    return Exploration(plans, clusters, placements, sessions, failures, task_filter, settings)
+    return Exploration(plans, placements, sessions, failures, task_filter, settings)
 
 
 def _ssh_session(node: Node, ssh: SSHOptions) -> NodeSession:
