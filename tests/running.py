@@ -54,8 +54,9 @@ def done_ids(experiment_dir: Path) -> list[int]:
     return sorted(r["task_id"] for r in journal(experiment_dir) if r["outcome"] == "done")
 
 
-def processes_with(marker: str) -> list[int]:
-    """PIDs of live (not zombie) processes whose command line contains `marker`."""
+def processes_with(marker: str, cwd: Path | None = None) -> list[int]:
+    """PIDs of live (not zombie) processes whose command line contains `marker` (and, given
+    `cwd`, that run in that folder: other work on the machine may run patas too)."""
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -65,9 +66,16 @@ def processes_with(marker: str) -> list[int]:
             state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
         except (FileNotFoundError, ProcessLookupError, PermissionError):
             continue
-        if marker in cmdline and state != "Z":
+        if marker in cmdline and state != "Z" and (cwd is None or _cwd(entry) == cwd):
             found.append(int(entry.name))
     return found
+
+
+def _cwd(process: Path) -> Path | None:
+    try:
+        return Path(os.readlink(process / "cwd"))
+    except OSError:
+        return None
 
 
 def children_running(parent: int, marker: str) -> list[int]:

@@ -81,7 +81,7 @@ def test_the_coordinator_can_be_killed_at_any_moment_and_resumed(tmp_path):
         time.sleep(rng.uniform(0.3, 1.2))
         process.send_signal(signal.SIGKILL)
         process.wait(10)
-        wait_for(lambda: processes_with(marker) == [] and processes_with("patas.agent") == [], what="the agent to exit")
+        wait_for(lambda: processes_with(marker) == [] and processes_with("patas.agent", cwd=tmp_path) == [], what="the agent to exit")
     final = patas(*sweep(marker, 120, "0.01"), cwd=tmp_path)
     assert final.code == 0, final.stderr
     exactly_once(lab, expected(120))
