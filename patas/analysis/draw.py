@@ -34,6 +34,7 @@ AGGREGATIONS = {"mean": "mean", "median": "median", "sum": "sum", "product": "pr
                 "min": "min", "max": "max", "count": "count"}  # fmt: skip
 ERRORBARS = ("sd", "se", "pi", "ci")
 ERR_STYLES = ("band", "bars")
+SUGGESTED_COLUMNS = 5  # numeric columns named when a column is not numbers
 MAX_TICKS = 30  # a lines plot gets a tick at every x value when there are at most this many
 
 
@@ -179,7 +180,10 @@ def check_numbers(frame: pd.DataFrame, role: str, column: str, plot: str) -> Non
     if pd.api.types.is_numeric_dtype(values):
         return
     numeric = [str(c) for c in frame.columns if pd.api.types.is_numeric_dtype(frame[c]) and frame[c].notna().any()]
-    shown = f" (numeric columns: {', '.join(numeric)})" if numeric else ""
+    # The values a sweep is about first: outputs, then inputs, then the metadata.
+    numeric.sort(key=lambda name: (not name.startswith("out_"), not name.startswith("in_")))
+    more = ", ..." if len(numeric) > SUGGESTED_COLUMNS else ""
+    shown = f" (numeric columns: {', '.join(numeric[:SUGGESTED_COLUMNS])}{more})" if numeric else ""
     raise DrawError(f"--{role}-column {column}: {_kind(values)}, not numbers; a {plot} plot needs numbers for {role}{shown}")
 
 

@@ -74,3 +74,41 @@ def test_breaker_may_have_any_groups_but_must_be_valid():
     assert compile_breaker("^Epoch (a)(b)").groups == 2
     with pytest.raises(PatternError, match=r"^-n 'Epoch \[': invalid regex: "):
         compile_breaker("Epoch [")
+
+
+def test_unknown_placeholder_is_an_error_listing_the_placeholders():
+    with pytest.raises(PatternError) as error:
+        compile_pattern("acc", "Test accuracy: (@flaot@)")
+    assert str(error.value) == (
+        "-p acc 'Test accuracy: (@flaot@)': unknown placeholder @flaot@ (did you mean @float@?);"
+        " the placeholders are @float@ @int@ @slug@ @str@"
+    )
+    assert first_group(r"user\@host@ (@int@)", "user@host@ 3") == "3"  # a literal @word@ is escaped
+
+
+@pytest.mark.parametrize(
+    "regex, kind",
+    [
+        (r"acc: (@float@)%", "number"),
+        (r"(?:epoch|step) (@int@)", "integer"),
+        (r"[(](@slug@)[)]", "string"),
+        (r"model (@str@)", "string"),
+        (r"x (?P<v>@float@)", "number"),
+        (r"\((@int@)\)", "integer"),
+        (r"[]()](@int@)", "integer"),
+        (r"(@float@|n/a)", None),
+        (r"(\d+) ms", None),
+    ],
+)
+def test_a_group_that_is_one_placeholder_gives_the_column_its_type(regex, kind):
+    pattern = compile_pattern("v", regex)
+    assert (pattern.kind.value if pattern.kind else None) == kind
+
+
+def test_carriage_returns_end_lines_for_anchors():
+    from patas.analysis.patterns import line_text
+
+    text = line_text(" 10%\r 55%\r100%\r\nratio 3\r\n")
+    assert text == " 10%\n 55%\n100%\nratio 3\n"
+    assert compile_pattern("p", r"^ *(@int@)%$").regex.findall(text) == ["10", "55", "100"]
+    assert line_text("plain\n") == "plain\n"
