@@ -1,4 +1,6 @@
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from patas.analysis.patterns import PatternError, compile_breaker, compile_pattern, compile_patterns
 
@@ -112,3 +114,32 @@ def test_carriage_returns_end_lines_for_anchors():
     assert text == " 10%\n 55%\n100%\nratio 3\n"
     assert compile_pattern("p", r"^ *(@int@)%$").regex.findall(text) == ["10", "55", "100"]
     assert line_text("plain\n") == "plain\n"
+
+
+# Regex pieces that hold no capturing group, some with parentheses that are not one.
+_NON_CAPTURING = [r"\(", r"\)", r"[(]", r"[)(]", r"[]()]", r"[^]()]", r"(?:a|b)", r"(?i:x)", r"(?=y)", r"(?<!z)",
+                  r"\\", r"[\]()]", "abc", " +", r"\d+", r"(?:(?:a))", "@float@", "@int@"]  # fmt: skip
+
+
+@given(
+    prefix=st.lists(st.sampled_from(_NON_CAPTURING), max_size=4),
+    body=st.lists(st.sampled_from(_NON_CAPTURING + ["@float@", "@slug@"]), min_size=1, max_size=3),
+    suffix=st.lists(st.sampled_from(_NON_CAPTURING), max_size=4),
+    named=st.booleans(),
+)
+def test_group_text_finds_the_one_capturing_group_whatever_surrounds_it(prefix, body, suffix, named):
+    from patas.analysis.patterns import group_text
+
+    inner = "".join(body)
+    text = "".join(prefix) + ("(?P<v>" if named else "(") + inner + ")" + "".join(suffix)
+    assert compile_pattern("v", text).regex.groups == 1  # the premise: Python sees one group
+    assert group_text(text) == inner
+
+
+@given(st.text(alphabet="ab \r\n", max_size=40))
+def test_line_text_breaks_lines_where_a_terminal_would(text):
+    import re
+
+    from patas.analysis.patterns import line_text
+
+    assert line_text(text).split("\n") == re.split(r"\r\n|\r|\n", text)
