@@ -1,7 +1,9 @@
 """`patas draw`: quick seaborn plots of a parsed table: heatmap, categories (bars) and lines.
 
 Each function returns a matplotlib Figure and, given `output`, writes it in the format its
-extension names (.png, .svg, .pdf, .jpg), whole or not at all. Figures are built without pyplot,
+extension names (.png, .svg, .pdf, .jpg), whole or not at all. The values plotted (y of lines and
+categories, z of a heatmap) must be numbers and not all empty: a text or empty column is refused
+rather than drawn as nothing or as a flat line. Figures are built without pyplot,
 so nothing needs a display and no global plotting state is touched; the seaborn look is applied
 only while the figure is drawn and saved.
 """
@@ -32,6 +34,7 @@ AGGREGATIONS = {"mean": "mean", "median": "median", "sum": "sum", "product": "pr
                 "min": "min", "max": "max", "count": "count"}  # fmt: skip
 ERRORBARS = ("sd", "se", "pi", "ci")
 ERR_STYLES = ("band", "bars")
+SUGGESTED_COLUMNS = 5  # numeric columns named when a column is not numbers
 MAX_TICKS = 30  # a lines plot gets a tick at every x value when there are at most this many
 
 
@@ -66,6 +69,7 @@ def heatmap(
     _check_choice("--aggfunc", aggfunc, tuple(AGGREGATIONS))
     _check_fmt(fmt)
     frame = prepare(data, {"x": x, "y": y, "z": z}, {"x": x_change, "y": y_change, "z": z_change})
+    check_numbers(frame, "z", z, "heatmap")
     grid = _pivot(frame, x, y, z, aggfunc)
     low, high = z_range if z_range is not None else (None, None)
     if z_range is not None and not low < high:
@@ -94,6 +98,7 @@ def categories(
     _check_choice("--errorbar", errorbar, ERRORBARS)
     _check_legend(look, hue)
     frame = prepare(data, {"x": x, "y": y, "hue": hue}, {"x": x_change, "y": y_change, "hue": hue_change})
+    check_numbers(frame, "y", y, "categories")
     with _theme(), _drawing(look, output) as (figure, axes):
         import seaborn as sns
 
@@ -120,6 +125,7 @@ def lines(
     _check_legend(look, hue or style)
     columns = {"x": x, "y": y, "hue": hue, "style": style}
     frame = prepare(data, columns, {"x": x_change, "y": y_change, "hue": hue_change, "style": style_change})
+    check_numbers(frame, "y", y, "lines")
     with _theme(), _drawing(look, output) as (figure, axes):
         import seaborn as sns
 
@@ -139,6 +145,8 @@ def load_table(data: str | Path | pd.DataFrame) -> pd.DataFrame:
     if isinstance(data, pd.DataFrame):
         return data
     path = Path(data)
+    if path.is_dir():
+        raise DrawError(_folder_hint(data))
     if not path.is_file():
         hint = " (run `patas parse` first)" if path.suffix.lower() == ".csv" else ""
         raise DrawError(f"--input {data}: no such file{hint}")
@@ -148,6 +156,41 @@ def load_table(data: str | Path | pd.DataFrame) -> pd.DataFrame:
         return pd.read_csv(path)
     except (ValueError, OSError, ImportError) as error:
         raise DrawError(f"--input {data}: cannot read the table ({str(error).splitlines()[0]})") from None
+
+
+def _folder_hint(folder: str | Path) -> str:
+    """What to give instead of a folder: the parsed tables in it (or under it, for a pataslab)."""
+    from patas.analysis.query import find_tables
+
+    tables = [str(t.path) for t in find_tables([folder])]
+    if len(tables) == 1:
+        return f"--input {folder}: a folder, not a table; use --input {tables[0]}"
+    if tables:
+        return f"--input {folder}: a folder, not a table; use one of {', '.join(tables)}"
+    return f"--input {folder}: a folder without a parsed table (give a .csv or .parquet file; `patas parse` writes one)"
+
+
+def check_numbers(frame: pd.DataFrame, role: str, column: str, plot: str) -> None:
+    """Refuse a plotted value column that is empty or not numbers, naming it and what it holds."""
+    import pandas as pd
+
+    values = frame[column]
+    if not values.notna().any():
+        raise DrawError(f"--{role}-column {column}: empty (no row has a value), so there is nothing to plot")
+    if pd.api.types.is_numeric_dtype(values):
+        return
+    numeric = [str(c) for c in frame.columns if pd.api.types.is_numeric_dtype(frame[c]) and frame[c].notna().any()]
+    # The values a sweep is about first: outputs, then inputs, then the metadata.
+    numeric.sort(key=lambda name: (not name.startswith("out_"), not name.startswith("in_")))
+    more = ", ..." if len(numeric) > SUGGESTED_COLUMNS else ""
+    shown = f" (numeric columns: {', '.join(numeric[:SUGGESTED_COLUMNS])}{more})" if numeric else ""
+    raise DrawError(f"--{role}-column {column}: {_kind(values)}, not numbers; a {plot} plot needs numbers for {role}{shown}")
+
+
+def _kind(values: pd.Series) -> str:
+    """What a non-numeric column holds, in words."""
+    names = {"M": "timestamps", "m": "durations"}
+    return names.get(values.dtype.kind, "text")
 
 
 def prepare(data: str | Path | pd.DataFrame, columns: dict[str, str | None], changes: dict[str, str | None]) -> pd.DataFrame:
@@ -212,13 +255,9 @@ def _check_legend(look: Look, grouped_by: str | None) -> None:
 
 
 def _pivot(frame: pd.DataFrame, x: str, y: str, z: str, aggfunc: str) -> pd.DataFrame:
-    import pandas as pd
-
-    if not pd.api.types.is_numeric_dtype(frame[z]):
-        raise DrawError(f"--z-column {z}: not numbers, so its cells cannot be coloured (use a numeric column)")
     grid = frame.pivot_table(values=z, index=y, columns=x, aggfunc=AGGREGATIONS[aggfunc], observed=True)
     if grid.empty:
-        raise DrawError(f"--z-column {z}: no values to plot (is the column empty?)")
+        raise DrawError(f"--z-column {z}: no row has an x, a y and a z value, so there is nothing to plot")
     return grid.astype(float)
 
 

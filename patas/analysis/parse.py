@@ -18,9 +18,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from patas.analysis.patterns import Pattern, compile_breaker, compile_patterns
-from patas.analysis.scan import Scan, ScanJob, Values, scan
-from patas.analysis.table import Table, check_destination, typed
+from patas.analysis.patterns import Pattern, UnmatchedError, compile_breaker, compile_patterns, shell_quoted
+from patas.analysis.scan import Scan, ScanJob, Values, read_text, scan
+from patas.analysis.table import ColumnType, Table, check_destination, typed, value_type
 from patas.common.errors import LabError
 from patas.common.lab import DEFINITION_FILE, JOURNAL_FILE, STDERR, STDOUT, AttemptRecord, ExperimentLab, Outcome
 
@@ -30,13 +30,19 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 INPUT_PREFIX = "in_"
-# The original patas's extra columns, in its order.
-EXTRA_COLUMNS = (
-    "break_id", "task_id", "repeat_id", "combination_id", "experiment_id", "experiment_name",
-    "tries", "max_tries", "duration", "started_at", "ended_at", "cluster_name", "node_name",
-    "cluster_in_lab", "node_in_lab", "node_in_cluster", "worker_in_lab", "worker_in_cluster",
-    "worker_in_node", "output_dir", "work_dir",
-)  # fmt: skip
+# The original patas's extra columns, in its order, with their types (so that even a table
+# without rows has them, e.g. for DuckDB reading its CSV).
+EXTRA_COLUMN_TYPES = {
+    "break_id": ColumnType.INTEGER, "task_id": ColumnType.INTEGER, "repeat_id": ColumnType.INTEGER,
+    "combination_id": ColumnType.INTEGER, "experiment_id": ColumnType.INTEGER,
+    "experiment_name": ColumnType.STRING, "tries": ColumnType.INTEGER, "max_tries": ColumnType.INTEGER,
+    "duration": ColumnType.NUMBER, "started_at": ColumnType.DATETIME, "ended_at": ColumnType.DATETIME,
+    "cluster_name": ColumnType.STRING, "node_name": ColumnType.STRING, "cluster_in_lab": ColumnType.INTEGER,
+    "node_in_lab": ColumnType.INTEGER, "node_in_cluster": ColumnType.INTEGER,
+    "worker_in_lab": ColumnType.INTEGER, "worker_in_cluster": ColumnType.INTEGER,
+    "worker_in_node": ColumnType.INTEGER, "output_dir": ColumnType.STRING, "work_dir": ColumnType.STRING,
+}  # fmt: skip
+EXTRA_COLUMNS = tuple(EXTRA_COLUMN_TYPES)
 OUTCOME_COLUMN = "outcome"  # only with include_unfinished, to tell unfinished rows apart
 PENDING = "pending"  # in the definition, no attempt finished yet (not run, or running)
 
@@ -55,16 +61,16 @@ class Streams(enum.Enum):
 
 @dataclass(frozen=True)
 class ParseResult:
-    """The table written, and what was left out of it or found nothing."""
+    """The table (and where it was written, if it was), and what was left out of it or found nothing."""
 
     table: Table
-    path: Path
+    path: Path | None  # None: not written
     tasks: int  # tasks in the table
     unfinished: dict[str, int] = field(default_factory=dict)  # outcome (or "pending") → tasks
     unfinished_included: bool = False
     obsolete: int = 0  # done tasks of an earlier definition
     obsolete_included: bool = False
-    unmatched: tuple[Pattern, ...] = ()  # patterns that matched in no task
+    unmatched: tuple[Pattern, ...] = ()  # patterns that matched in no task (only with allow_empty)
 
     def to_frame(self) -> pd.DataFrame:
         return self.table.to_frame()
@@ -73,13 +79,25 @@ class ParseResult:
 def parse(
     experiment_dir: str | Path,
     patterns: Mapping[str, str] | Iterable[tuple[str, str]],
-    **options: object,
+    *,
+    breakers: Sequence[str] = (),
+    output: str | Path | None = None,
+    streams: Streams | str = Streams.STDOUT,
+    include_unfinished: bool = False,
+    include_obsolete: bool = False,
+    allow_empty: bool = False,
+    workers: int | None = None,
 ) -> pd.DataFrame:
-    """The parsed table of an experiment as a DataFrame (also written, see `parse_experiment`).
+    """The parsed table of an experiment as a DataFrame, also written to `output` when given.
 
+    Warnings (tasks left out) are logged; errors are `PatasError`s, see `parse_experiment`.
     Example: parse("pataslab/grid", {"test_acc": r"Test accuracy: +(@float@)"})
     """
-    result = parse_experiment(experiment_dir, patterns, **options)  # type: ignore[arg-type]
+    result = parse_experiment(
+        experiment_dir, patterns, breakers=breakers, output=output, streams=streams,
+        include_unfinished=include_unfinished, include_obsolete=include_obsolete,
+        allow_empty=allow_empty, workers=workers,
+    )  # fmt: skip
     for line in report_lines(result):
         log.warning(line)
     return result.to_frame()
@@ -91,22 +109,27 @@ def parse_experiment(
     *,
     breakers: Sequence[str] = (),
     output: str | Path | None = None,
-    streams: Streams = Streams.STDOUT,
+    streams: Streams | str = Streams.STDOUT,
     include_unfinished: bool = False,
     include_obsolete: bool = False,
+    allow_empty: bool = False,
     workers: int | None = None,
 ) -> ParseResult:
-    """Collect each pattern's value from every task's output and write the table.
+    """Collect each pattern's value from every task's output into a table.
 
-    The table goes to `output` (CSV, or Parquet for .parquet), by default
-    `<experiment_dir>/<experiment>.csv`, replaced only once complete.
+    The table is written only when `output` is given (CSV and its schema, or Parquet for
+    .parquet; see `default_output`), replacing the old file only once complete, and only when
+    every pattern matched somewhere: a pattern or breaker that matches in no task raises
+    `UnmatchedError` and leaves the old table as it was, unless `allow_empty`.
     """
     compiled = compile_patterns(patterns)
     regexes = [p.regex for p in compiled]
     breaker_regexes = [compile_breaker(b) for b in breakers]
+    streams = Streams(streams)
     lab = open_experiment(experiment_dir)
-    path = Path(output) if output is not None else lab.path / f"{lab.name}.csv"
-    check_destination(path)
+    path = Path(output) if output is not None else None
+    if path is not None:
+        check_destination(path)
     folders = lab.task_folders()
     jobs = [ScanJob(t, _output_paths(lab, t, None, streams)) for t in sorted(folders)]
     # The pool reads the outputs while this process reads the journal and the definition.
@@ -117,13 +140,79 @@ def parse_experiment(
     jobs = [ScanJob(r.task_id, _output_paths(lab, r.task_id, r.attempt, streams)) for r in unfinished]
     found.update(scan(jobs, regexes, breaker_regexes, workers=1))
     table = build_table(lab, selection, compiled, found, include_unfinished)
-    table.write(path)
-    # With no rows at all, every pattern "matched nothing"; the unfinished-tasks line says why.
-    unmatched = tuple(p for p in compiled if len(table) and all(v is None for v in table.columns[p.column]))
+    unmatched = unmatched_patterns(compiled, [found.get(r.task_id, []) for r in selection.records])
+    if not allow_empty and selection.records:
+        check_matched(Found(Path(experiment_dir), lab, selection.records, streams), unmatched, breakers, len(table))
+    if path is not None:
+        table.write(path)
     return ParseResult(
         table, path, len(selection.records), selection.unfinished, include_unfinished,
         selection.obsolete, include_obsolete, unmatched,
     )  # fmt: skip
+
+
+def unmatched_patterns(patterns: Sequence[Pattern], rows: Iterable[list[Values]]) -> tuple[Pattern, ...]:
+    """The patterns that matched in none of the rows (an empty match is a match).
+
+    With no rows at all none is reported: the lines about tasks left out say why the table is empty.
+    """
+    missing = set(range(len(patterns)))
+    seen = False
+    for task_rows in rows:
+        for row in task_rows:
+            seen = True
+            missing.difference_update([i for i in missing if row[i] is not None])
+            if not missing:
+                return ()
+    return tuple(patterns[i] for i in sorted(missing)) if seen else ()
+
+
+def default_output(experiment_dir: str | Path) -> Path:
+    """Where `patas parse` writes an experiment's table: `<experiment_dir>/<experiment>.csv`."""
+    lab = open_experiment(experiment_dir)
+    return lab.path / f"{lab.name}.csv"
+
+
+@dataclass(frozen=True)
+class Found:
+    """Where the patterns were searched: for the messages of `check_matched`."""
+
+    given: Path  # the experiment folder as the user wrote it
+    lab: ExperimentLab
+    records: list[AttemptRecord]
+    streams: Streams
+
+
+def check_matched(where: Found, unmatched: Sequence[Pattern], breakers: Sequence[str], rows: int) -> None:
+    """Raise `UnmatchedError` when the breakers cut no row or some pattern has no value in any row."""
+    tasks = f"{len(where.records)} task{'' if len(where.records) == 1 else 's'}"
+    output = "output" if where.streams is Streams.BOTH else where.streams.value
+    if breakers and rows == 0:
+        named = " or ".join(f"-n {shell_quoted(b)}" for b in breakers)
+        raise UnmatchedError(f"{named}: matched no line in the {output} of any of the {tasks} (so there is no row)")
+    if not unmatched:
+        return
+    named = " and ".join(f"-p {p.name} {shell_quoted(p.text)}" for p in unmatched)
+    blocks = "any block (a -n line ends one; what follows the last is no row) of " if breakers else ""
+    message = f"{named}: matched nothing in {blocks}the {output} of any of the {tasks}"
+    other = _other_stream(where, unmatched)
+    if other is not None:
+        raise UnmatchedError(f"{message}, but matches in their {other.value} (add --stream both)")
+    sample = where.given / str(where.records[0].task_id) / where.streams.files[0]
+    raise UnmatchedError(f"{message} (compare it with {sample}, or add --allow-empty to keep the column empty)")
+
+
+def _other_stream(where: Found, patterns: Sequence[Pattern]) -> Streams | None:
+    """The stream not searched, if some pattern matches there in some task (read only on this error path)."""
+    if where.streams is Streams.BOTH:
+        return None
+    other = Streams.STDERR if where.streams is Streams.STDOUT else Streams.STDOUT
+    for record in where.records:
+        attempt = None if record.outcome is Outcome.DONE else record.attempt
+        text = read_text(_output_paths(where.lab, record.task_id, attempt, other))
+        if any(p.regex.search(text) for p in patterns):
+            return other
+    return None
 
 
 def report_lines(result: ParseResult) -> list[str]:
@@ -256,11 +345,17 @@ def build_table(
             extra = _extra_values(root, record, break_id)
             rows.append(inputs + list(values) + extra + ([record.outcome.value] if with_outcome else []))
     columns = list(zip(*rows)) if rows else [()] * len(names)
-    data = {}
+    declared = {p.column: p.kind for p in patterns} | EXTRA_COLUMN_TYPES | {OUTCOME_COLUMN: ColumnType.STRING}
+    data, types = {}, {}
     for index, name in enumerate(names):
         values = list(columns[index])
-        data[name] = typed(values) if index < len(selection.variables) + len(patterns) else values
-    return Table(data)
+        if index < len(selection.variables) + len(patterns):
+            data[name], kind = typed(values, declared.get(name))
+        else:
+            data[name], kind = values, declared.get(name) or value_type(values)
+        if kind is not None:
+            types[name] = kind
+    return Table(data, types)
 
 
 def _extra_values(root: str, record: AttemptRecord, break_id: int) -> list[object]:

@@ -1,4 +1,4 @@
-"""Parse patterns: a name and a regular expression whose one capture group is the value to collect.
+r"""Parse patterns: a name and a regular expression whose one capture group is the value to collect.
 
 Placeholders stand for the values programs usually print, so a pattern reads like the output line:
 
@@ -7,7 +7,14 @@ Placeholders stand for the values programs usually print, so a pattern reads lik
     @slug@    a word: letters, digits, - and _ (relu, leaky_relu, run-3)
     @str@     a double-quoted string on one line; `(@str@)` captures it without its quotes
 
-Patterns are compiled with `re.MULTILINE`, so `^` and `$` match at the start and end of each line.
+Any other `@word@` is a typo (`@flaot@`) and an error; write `\@` for a literal `@` before a word
+and `@`. A group that is exactly one placeholder gives its column a type (`(@float@)` → numbers,
+`(@int@)` → whole numbers, `(@slug@)` and `(@str@)` → text) that holds even when no task printed
+a value, so `AVG(out_x)` is an average of nothing rather than an error.
+
+Patterns are compiled with `re.MULTILINE`, so `^` and `$` match at the start and end of each line;
+outputs are matched as `line_text` gives them, where a carriage return also ends a line (progress
+bars redraw a line with `\r`), so `^` and `$` anchor there too.
 """
 
 from __future__ import annotations
@@ -16,7 +23,8 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from patas.common.errors import PatasError
+from patas.analysis.table import ColumnType
+from patas.common.errors import PatasError, did_you_mean
 
 _FLOAT = r"[-+]?(?:(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?|(?i:nan|inf(?:inity)?)(?![A-Za-z]))"
 PLACEHOLDERS = {
@@ -27,12 +35,25 @@ PLACEHOLDERS = {
     "@int@": r"[-+]?\d+",
     "@slug@": r"[-0-9A-Za-z_]+",
 }
+# The type of a column whose group is exactly one placeholder, e.g. `(@float@)`.
+PLACEHOLDER_TYPES = {
+    "@float@": ColumnType.NUMBER,
+    "@int@": ColumnType.INTEGER,
+    "@slug@": ColumnType.STRING,
+    "@str@": ColumnType.STRING,
+}
+# `@word@` not preceded by a backslash: a placeholder, known or mistyped.
+_PLACEHOLDER = re.compile(r"(?<!\\)@[A-Za-z_]\w*@")
 _NAME = re.compile(r"[A-Za-z0-9_]+\Z")
 OUTPUT_PREFIX = "out_"
 
 
 class PatternError(PatasError):
     """A -p pattern or -n line breaker is not a usable regular expression."""
+
+
+class UnmatchedError(PatasError):
+    """A -p pattern or -n line breaker matched nothing in any task: a typo or a changed output."""
 
 
 @dataclass(frozen=True)
@@ -42,6 +63,7 @@ class Pattern:
     name: str
     text: str  # as the user wrote it, for messages
     regex: re.Pattern[str]
+    kind: ColumnType | None = None  # from the group's placeholder; None: inferred from the values
 
     @property
     def column(self) -> str:
@@ -57,9 +79,10 @@ def expand_placeholders(text: str) -> str:
 
 def compile_pattern(name: str, text: str) -> Pattern:
     """A checked pattern; a bad name, a bad regex or a group count other than one is an error."""
-    where = f"-p {name} {_quote(text)}"
+    where = f"-p {name} {shell_quoted(text)}"
     if not _NAME.match(name):
         raise PatternError(f"{where}: the name must be letters, digits and _ (it becomes column out_{name})")
+    _check_placeholders(text, where)
     regex = _compile(text, where)
     if regex.groups == 0:
         raise PatternError(
@@ -70,7 +93,65 @@ def compile_pattern(name: str, text: str) -> Pattern:
             f"{where}: {regex.groups} capture groups, expected one;"
             " make the others non-capturing with (?:...)"
         )
-    return Pattern(name, text, regex)
+    return Pattern(name, text, regex, placeholder_type(text))
+
+
+def placeholder_type(text: str) -> ColumnType | None:
+    """The column type a pattern's group gives its values, when the group is one placeholder."""
+    if "(@str@)" in text:
+        return ColumnType.STRING
+    return PLACEHOLDER_TYPES.get(group_text(text) or "")
+
+
+def group_text(text: str) -> str | None:
+    """What the first capturing group holds, as written: `acc: (@float@)%` gives `@float@`.
+
+    A small scan of the regex syntax that can hide a parenthesis: escapes, character classes
+    and `(?...)` groups, which do not capture unless named (`(?P<name>...)`).
+    """
+    start: int | None = None
+    depth = 0  # parentheses open inside the group, itself included
+    index = 0
+    while index < len(text):
+        char = text[index]
+        if char == "\\":
+            index += 1
+        elif char == "[":
+            index = _class_end(text, index)
+        elif char == "(":
+            named = text.startswith("?P<", index + 1)
+            if start is None and (named or not text.startswith("?", index + 1)):
+                start = text.find(">", index) + 1 if named else index + 1
+            depth += start is not None
+        elif char == ")" and start is not None:
+            depth -= 1
+            if depth == 0:
+                return text[start:index]
+        index += 1
+    return None
+
+
+def _class_end(text: str, start: int) -> int:
+    """The index of the `]` closing the character class opened at `start` (a leading `]` or `^]` is literal)."""
+    index = start + 1
+    if text.startswith("^", index):
+        index += 1
+    if text.startswith("]", index):
+        index += 1
+    while index < len(text) and text[index] != "]":
+        index += 2 if text[index] == "\\" else 1
+    return index
+
+
+def line_text(text: str) -> str:
+    r"""An output as its patterns see it: a carriage return (alone or before a newline) ends a line.
+
+    A progress bar redraws its line after each `\r`; `re.MULTILINE` knows only `\n`, so without
+    this `^`/`$` would not anchor at the redrawn lines and `.` would run across them.
+    """
+    if "\r" not in text:  # the usual case costs one C-level scan
+        return text
+    return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
 def compile_patterns(pairs: Mapping[str, str] | Iterable[tuple[str, str]]) -> tuple[Pattern, ...]:
@@ -86,7 +167,16 @@ def compile_patterns(pairs: Mapping[str, str] | Iterable[tuple[str, str]]) -> tu
 
 def compile_breaker(text: str) -> re.Pattern[str]:
     """A line-breaker regex (-n): any number of groups is fine, it only has to match."""
-    return _compile(text, f"-n {_quote(text)}")
+    return _compile(text, f"-n {shell_quoted(text)}")
+
+
+def _check_placeholders(text: str, where: str) -> None:
+    known = tuple(PLACEHOLDER_TYPES)
+    for match in _PLACEHOLDER.finditer(text):
+        word = match.group()
+        if word not in known:
+            suggestion = did_you_mean(word, known).replace("'", "")
+            raise PatternError(f"{where}: unknown placeholder {word}{suggestion}; the placeholders are {' '.join(known)}")
 
 
 def _compile(text: str, where: str) -> re.Pattern[str]:
@@ -98,5 +188,6 @@ def _compile(text: str, where: str) -> re.Pattern[str]:
         raise PatternError(f"{where}: invalid regex: {error.msg}") from None
 
 
-def _quote(text: str) -> str:
+def shell_quoted(text: str) -> str:
+    """The text in single quotes as a shell reads it back, as the user typed the option."""
     return "'" + text.replace("'", "'\\''") + "'"

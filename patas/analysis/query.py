@@ -2,20 +2,23 @@
 
 Every parsed table `pataslab/<experiment>/<experiment>.csv` (or `.parquet`) becomes a view named
 after its experiment. A view costs nothing until the query reads it, and then DuckDB reads the
-file itself, in parallel, inferring column types (so `AVG(out_test_acc)` works). Any other CSV or
-Parquet file can be named as an input (its view is named after the file) or read directly in the
-SQL: `SELECT * FROM 'results.csv'`.
+file itself, in parallel. A CSV's column types are those `patas parse` recorded beside it
+(`table.read_schema`), so a column no task filled is still numbers; DuckDB infers the others (and
+all of them for a CSV without its schema). Any other CSV or Parquet file can be named as an input
+(its view is named after the file) or read directly in the SQL: `SELECT * FROM 'results.csv'`.
+From Python, DataFrames can be queried too, by the names they are given.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, TextIO, Union
 
 from patas.analysis.formats import Format, write_result
+from patas.analysis.table import read_schema
 from patas.common.errors import PatasError
 
 if TYPE_CHECKING:
@@ -25,6 +28,8 @@ if TYPE_CHECKING:
 DEFAULT_LAB = Path("pataslab")
 READERS = {".csv": "read_csv_auto", ".tsv": "read_csv_auto", ".parquet": "read_parquet", ".pq": "read_parquet"}
 PARSE_HINT = "run `patas parse -e pataslab/<experiment> -p NAME REGEX` first"
+# Where the tables are: one path (a pataslab folder, an experiment folder, a table file) or several.
+Inputs = Union[str, Path, Iterable[Union[str, Path]]]
 
 
 class QueryError(PatasError):
@@ -43,10 +48,15 @@ class TableFile:
         return READERS[self.path.suffix.lower()]
 
 
-def find_tables(inputs: Iterable[str | Path] = (DEFAULT_LAB,)) -> list[TableFile]:
+def input_paths(inputs: Inputs) -> list[str | Path]:
+    """The inputs as a list: one path given alone is one input, not a sequence of letters."""
+    return [inputs] if isinstance(inputs, (str, Path)) else list(inputs)
+
+
+def find_tables(inputs: Inputs = (DEFAULT_LAB,)) -> list[TableFile]:
     """The tables in each input: a pataslab folder, one experiment's folder, or a table file."""
     found: dict[str, TableFile] = {}
-    for given in inputs:
+    for given in input_paths(inputs):
         path = Path(given).expanduser()
         if path.is_file():
             tables = [_table_file(path, path.stem)]
@@ -84,33 +94,53 @@ def _table_file(path: Path, name: str) -> TableFile:
     return TableFile(name, path)
 
 
-def connect(tables: Sequence[TableFile]) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB with one view per table; files are read only when a query uses them."""
+def connect(tables: Sequence[TableFile], frames: Mapping[str, pd.DataFrame] | None = None) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB with one view per table (files are read only when a query uses them)
+    and the DataFrames under their names, which hide a table file of the same name."""
     import duckdb
 
     connection = duckdb.connect()
     # A progress bar would land in the middle of the output of long queries.
     connection.execute("SET enable_progress_bar = false")
+    frames = frames or {}
     for table in tables:
-        name = table.name.replace('"', '""')
-        source = str(table.path.absolute()).replace("'", "''")
-        connection.execute(f"CREATE VIEW \"{name}\" AS SELECT * FROM {table.reader}('{source}')")
+        if table.name not in frames:
+            connection.execute(f"CREATE VIEW {_identifier(table.name)} AS SELECT * FROM {_reader_call(table)}")
+    for name, frame in frames.items():
+        connection.register(name, frame)
     return connection
 
 
+def _reader_call(table: TableFile) -> str:
+    """DuckDB's call reading the table, with the types its schema records (CSV only)."""
+    source = _literal(str(table.path.absolute()))
+    types = read_schema(table.path) if table.reader == "read_csv_auto" else None
+    if not types:
+        return f"{table.reader}({source})"
+    declared = ", ".join(f"{_literal(name)}: {_literal(kind.sql)}" for name, kind in types.items())
+    return f"{table.reader}({source}, types={{{declared}}})"
+
+
+def _identifier(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
 @contextmanager
-def sql_errors(tables: Sequence[TableFile], inputs: Iterable[str | Path]) -> Iterator[None]:
+def sql_errors(names: Sequence[str], inputs: Inputs) -> Iterator[None]:
     """DuckDB's errors, while running or fetching, as one-line `QueryError`s."""
     import duckdb
 
     try:
         yield
     except duckdb.CatalogException as error:
-        if not tables:
-            searched = ", ".join(str(i) for i in inputs)
+        if not names:
+            searched = ", ".join(str(i) for i in input_paths(inputs))
             raise QueryError(f"no parsed experiment in {searched} ({PARSE_HINT})") from None
-        names = ", ".join(t.name for t in tables)
-        raise QueryError(f"{one_line(error)} (tables: {names})") from None
+        raise QueryError(f"{one_line(error)} (tables: {', '.join(names)})") from None
     except duckdb.Error as error:
         raise QueryError(one_line(error)) from None
 
@@ -128,23 +158,26 @@ def _relation(connection: duckdb.DuckDBPyConnection, sql: str) -> duckdb.DuckDBP
     return connection.sql(sql)
 
 
-def query(sql: str, inputs: Iterable[str | Path] = (DEFAULT_LAB,)) -> pd.DataFrame:
-    """The result of `sql` over the parsed experiments in `inputs`, as a DataFrame.
+def query(sql: str, inputs: Inputs = (DEFAULT_LAB,), *, tables: Mapping[str, pd.DataFrame] | None = None) -> pd.DataFrame:
+    """The result of `sql` over the parsed experiments in `inputs` and the DataFrames in `tables`
+    (each queried by its name; it hides a parsed table of the same name), as a DataFrame.
 
     Example: query("SELECT in_activation, AVG(out_test_acc) FROM grid GROUP BY 1")
+             query("SELECT * FROM runs WHERE out_loss < 0.1", tables={"runs": frame})
     """
     import pandas as pd
 
-    tables = find_tables(inputs)
-    with sql_errors(tables, inputs):
-        relation = _relation(connect(tables), sql)
+    files = find_tables(inputs)
+    frames = dict(tables or {})
+    with sql_errors(sorted({t.name for t in files} | set(frames)), inputs):
+        relation = _relation(connect(files, frames), sql)
         return relation.df() if relation is not None else pd.DataFrame()
 
 
-def print_query(sql: str, inputs: Iterable[str | Path], form: Format, stream: TextIO) -> None:
+def print_query(sql: str, inputs: Inputs, form: Format, stream: TextIO) -> None:
     """Run `sql` over the parsed experiments in `inputs` and write its result to `stream`."""
-    tables = find_tables(inputs)
-    with sql_errors(tables, inputs):
-        relation = _relation(connect(tables), sql)
+    files = find_tables(inputs)
+    with sql_errors([t.name for t in files], inputs):
+        relation = _relation(connect(files), sql)
         if relation is not None:
             write_result(relation, form, stream)

@@ -21,6 +21,8 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from patas.analysis.patterns import line_text
+
 if TYPE_CHECKING:
     from concurrent.futures import ProcessPoolExecutor
 
@@ -113,7 +115,8 @@ def scan_chunk(
 
 
 def read_text(paths: Sequence[str]) -> str:
-    """The files' texts joined by a line break; a missing file reads as empty (nothing written)."""
+    r"""The files' texts joined by a line break, as patterns see them (`line_text`: `\r` ends a line
+    too); a missing file reads as empty (nothing written)."""
     texts = []
     for path in paths:
         try:
@@ -122,8 +125,8 @@ def read_text(paths: Sequence[str]) -> str:
         except FileNotFoundError:
             continue
     if len(texts) == 1:
-        return texts[0]
-    return "".join(t if not t or t.endswith("\n") else t + "\n" for t in texts)
+        return line_text(texts[0])
+    return line_text("".join(t if not t or t.endswith("\n") else t + "\n" for t in texts))
 
 
 def scan_text(text: str, patterns: Sequence[re.Pattern[str]], breakers: Sequence[re.Pattern[str]]) -> list[Values]:

@@ -1,6 +1,7 @@
 """`patas draw heatmap|categories|lines`: the command-line face of `patas.analysis.draw`.
 
-Options keep the original patas's names. Without --output the image is written to the current
+Options keep the original patas's names. The table is a file (--input) or the result of SQL over
+./pataslab's parsed tables (--query). Without --output the image is written to the current
 folder as `<plot>-<columns>.png` (e.g. heatmap-in_neurons-in_activation-out_test_acc.png), so
 plots of different columns never overwrite each other, and the path is printed on stderr.
 """
@@ -54,8 +55,11 @@ def _fig_size(default: tuple[float, float]) -> Decorator:
 
 
 common = _options(
-    click.option("--input", "input_path", required=True, type=click.Path(path_type=Path), metavar="FILE",
+    click.option("--input", "input_path", type=click.Path(path_type=Path), metavar="FILE",
                  help="Table to plot (.csv or .parquet), e.g. pataslab/grid/grid.csv."),
+    click.option("--query", "sql", metavar="SQL",
+                 help="Plot the result of this SQL over ./pataslab's tables instead of a file "
+                      "(as `patas query`), e.g. 'SELECT * FROM grid WHERE in_neurons > 10'."),
     click.option("--output", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
                  help="Image to write: .png, .svg or .pdf.  [default: <plot>-<columns>.png here]"),
     click.option("--title", metavar="TEXT", help="Title above the plot."),
@@ -81,6 +85,8 @@ def draw() -> None:
       patas draw lines --input pataslab/grid/grid.csv \\
           --x-column in_neurons --y-column out_test_acc --hue-column in_activation \\
           --errorbar sd --output lines.png
+      patas draw categories --x-column in_activation --y-column acc \\
+          --query 'SELECT in_activation, out_test_acc * 100 AS acc FROM grid WHERE in_neurons > 10'
     """
 
 
@@ -152,12 +158,24 @@ def _render(function: Callable[..., Any], plot: str, column_options: tuple[str, 
     columns = [options[name] for name in column_options if options.get(name)]
     output = options.pop("output") or Path("-".join([plot, *columns]) + DEFAULT_IMAGE_SUFFIX)
     arguments = {_argument(name): value for name, value in options.items()}
-    figure = function(arguments.pop("input_path"), output=output, **arguments)
+    figure = function(_table(arguments.pop("input_path"), arguments.pop("sql")), output=output, **arguments)
     inches = figure.get_size_inches()
     size = "x".join(f"{side:g}" for side in inches) + " in"
     if Path(output).suffix.lower() not in (".svg", ".pdf"):
         size += ", " + "x".join(str(round(side * figure.dpi)) for side in inches) + " px"
     click.echo(f"Wrote {output} ({size})", err=True)
+
+
+def _table(input_path: Path | None, sql: str | None) -> Any:
+    """The table to plot: the --input file's path, or the --query result (a DataFrame)."""
+    if (input_path is None) == (sql is None):
+        given = "both --input and --query" if sql else "neither --input nor --query"
+        raise click.UsageError(f"{given}: give one, the table file or the SQL that makes the table")
+    if sql is None:
+        return input_path
+    from patas.analysis.query import query
+
+    return query(sql)
 
 
 def _argument(option: str) -> str:

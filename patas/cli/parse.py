@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from patas.analysis.parse import Streams, parse_experiment, report_lines
+from patas.analysis.parse import Streams, default_output, parse_experiment, report_lines
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -32,6 +32,10 @@ from patas.analysis.parse import Streams, parse_experiment, report_lines
     "--stream", type=click.Choice([s.value for s in Streams]), default=Streams.STDOUT.value,
     show_default=True, help="Which task output the patterns search.",
 )  # fmt: skip
+@click.option(
+    "--allow-empty", is_flag=True,
+    help="Write the table even if a pattern matched in no task (its column is empty); otherwise that is an error.",
+)  # fmt: skip
 @click.option("--include-unfinished", is_flag=True, help="Also parse failed, timed-out and lost tasks (adds column outcome).")
 @click.option("--include-obsolete", is_flag=True, help="Also keep done tasks that the current experiment definition no longer has.")
 @click.option("-j", "--jobs", type=click.IntRange(min=1), help="Processes reading outputs, this one included.  [default: CPU count]")
@@ -41,6 +45,7 @@ def parse(
     breakers: tuple[str, ...],
     output: Path | None,
     stream: str,
+    allow_empty: bool,
     include_unfinished: bool,
     include_obsolete: bool,
     jobs: int | None,
@@ -49,7 +54,8 @@ def parse(
 
     Each -p names a column and gives a regular expression with one group; the group's last match
     in a task's output is the value. Rows hold the task's inputs (in_*), the values (out_*) and
-    its metadata (task_id, tries, duration, node_name, ...).
+    its metadata (task_id, tries, duration, node_name, ...). A pattern that matches in no task is
+    an error and the old table stays as it was (unless --allow-empty).
 
     \b
     Example:
@@ -58,12 +64,14 @@ def parse(
           -p test_acc  'Test accuracy: +(@float@)'
       patas query 'SELECT AVG(out_test_acc) FROM grid'
     """
+    target = output or default_output(experiment_dir)
     result = parse_experiment(
         experiment_dir,
         patterns,
         breakers=breakers,
-        output=output,
+        output=target,
         streams=Streams(stream),
+        allow_empty=allow_empty,
         include_unfinished=include_unfinished,
         include_obsolete=include_obsolete,
         workers=jobs,
@@ -72,7 +80,7 @@ def parse(
         click.echo(f"Warning: {line}", err=True)
     table = result.table
     click.echo(
-        f"Wrote {_shown(result.path)}: {len(table)} rows from {result.tasks} tasks, {len(table.names)} columns",
+        f"Wrote {_shown(target)}: {len(table)} rows from {result.tasks} tasks, {len(table.names)} columns",
         err=True,
     )
 

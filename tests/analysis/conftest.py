@@ -63,7 +63,7 @@ def parsed_workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     root = tmp_path_factory.mktemp("workdir")
     lab = write_lab(root / "pataslab", small_grid())
-    parse_experiment(lab.path, README_PATTERNS)
+    parse_experiment(lab.path, README_PATTERNS, output=lab.path / "grid.csv")
     return root
 
 

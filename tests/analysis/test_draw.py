@@ -7,6 +7,7 @@ from PIL import Image, ImageStat
 
 from patas.analysis.changes import ChangeError
 from patas.analysis.draw import DrawError, categories, heatmap, lines
+from patas.analysis.query import query
 from patas.cli.main import cli
 
 from .conftest import run_patas
@@ -123,7 +124,7 @@ def test_bad_heatmap_options(table, options, message):
 
 
 def test_non_numeric_z_and_missing_input(table, tmp_path):
-    with pytest.raises(DrawError, match="--z-column in_preprocessing: not numbers"):
+    with pytest.raises(DrawError, match="^--z-column in_preprocessing: text, not numbers; a heatmap plot needs numbers for z"):
         heatmap(table, "in_neurons", "in_activation", "in_preprocessing")
     with pytest.raises(DrawError, match=r"^--input .*none.csv: no such file \(run `patas parse` first\)$"):
         lines(tmp_path / "none.csv", "a", "b")
@@ -168,3 +169,60 @@ def test_seaborn_refusals_become_one_line_errors(table, monkeypatch):
     monkeypatch.setattr(sns, "barplot", refuse)
     with pytest.raises(DrawError, match=r"^cannot draw this plot: Could not interpret value `x` for `hue`$"):
         categories(table, "in_activation", "out_test_acc")
+
+
+@pytest.mark.parametrize("plot", [lines, categories])
+def test_a_text_or_empty_y_is_refused_not_drawn_flat(table, plot):
+    import pandas as pd
+
+    name = plot.__name__
+    with pytest.raises(DrawError) as error:
+        plot(table, "in_neurons", "in_activation")
+    assert str(error.value) == (
+        f"--y-column in_activation: text, not numbers; a {name} plot needs numbers for y"
+        " (numeric columns: out_train_time, out_test_time, out_train_acc, out_test_acc, out_loss, ...)"
+    )
+    with pytest.raises(DrawError, match=r"^--y-column started_at: timestamps, not numbers"):
+        plot(pd.read_csv(table, parse_dates=["started_at"]), "in_neurons", "started_at")
+    empty = pd.read_csv(table).assign(out_f1=float("nan"))  # a pattern no task matched (parse --allow-empty)
+    with pytest.raises(DrawError, match=r"^--y-column out_f1: empty \(no row has a value\), so there is nothing to plot$"):
+        plot(empty, "in_neurons", "out_f1")
+
+
+def test_an_empty_z_is_refused(table):
+    import pandas as pd
+
+    empty = pd.read_csv(table).assign(out_f1=float("nan"))
+    with pytest.raises(DrawError, match=r"^--z-column out_f1: empty"):
+        heatmap(empty, "in_neurons", "in_activation", "out_f1")
+
+
+def test_a_folder_as_input_names_the_table_to_give(parsed_workdir, tmp_path):
+    for folder in ("pataslab/grid", "pataslab"):
+        run = run_patas("draw", "lines", "--input", folder, "--x-column", "in_neurons", "--y-column", "out_test_acc", cwd=parsed_workdir)
+        assert (run.code, run.stderr) == (1, f"Error: --input {folder}: a folder, not a table; use --input pataslab/grid/grid.csv\n")
+    with pytest.raises(DrawError, match=r"a folder without a parsed table \(give a .csv or .parquet file"):
+        lines(tmp_path, "a", "b")
+
+
+def test_query_plots_the_result_of_sql(workdir):
+    sql = "SELECT in_neurons, out_test_acc * 100 AS acc FROM grid WHERE in_neurons > 10"
+    result = CliRunner().invoke(cli, ["draw", "lines", "--query", sql, "--x-column", "in_neurons", "--y-column", "acc",
+                                      "--output", "q.svg"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "Wrote q.svg (" in result.output
+    svg = (workdir / "q.svg").read_text()
+    assert ">13<" in svg or ">13\n" in svg
+    (workdir / "q.svg").unlink()
+    figure = lines(query(sql, workdir / "pataslab"), "in_neurons", "acc")
+    assert sorted(figure.axes[0].lines[0].get_xdata()) == [13, 17]
+
+
+def test_query_and_input_are_one_or_the_other(parsed_workdir):
+    base = ["draw", "lines", "--x-column", "in_neurons", "--y-column", "out_test_acc"]
+    run = run_patas(*base, cwd=parsed_workdir)
+    assert run.code == 2 and "Error: neither --input nor --query: give one" in run.stderr
+    run = run_patas(*base, "--input", "pataslab/grid/grid.csv", "--query", "SELECT * FROM grid", cwd=parsed_workdir)
+    assert run.code == 2 and "Error: both --input and --query: give one" in run.stderr
+    run = run_patas(*base, "--query", "SELECT * FROM gird", cwd=parsed_workdir)
+    assert run.code == 1 and run.stderr.startswith("Error: Catalog Error: Table with name gird does not exist!")

@@ -5,8 +5,9 @@ from pathlib import Path
 import pytest
 
 from patas.analysis import table as table_module
-from patas.analysis.parse import EXTRA_COLUMNS, Streams, parse, parse_experiment, report_lines
-from patas.analysis.table import TableError
+from patas.analysis.parse import EXTRA_COLUMNS, Streams, default_output, parse, parse_experiment, report_lines
+from patas.analysis.patterns import UnmatchedError
+from patas.analysis.table import TableError, read_schema
 from patas.common.errors import LabError
 from patas.common.lab import Outcome
 
@@ -28,7 +29,8 @@ def read_csv(path: Path) -> list[dict[str, str]]:
 
 
 def test_readme_patterns_give_the_readme_columns_one_row_per_task(grid_lab):
-    result = parse_experiment(str(grid_lab.path) + "/", README_PATTERNS)
+    given = str(grid_lab.path) + "/"
+    result = parse_experiment(given, README_PATTERNS, output=default_output(given))
     assert result.path == grid_lab.path / "grid.csv"
     rows = read_csv(result.path)
     assert list(rows[0]) == README_COLUMNS
@@ -124,14 +126,95 @@ def test_stderr_stream(tmp_path):
         (lab.task_dir(task_id) / "stderr").write_text(f"warning: value {task_id + 10}\n")
     frame = parse(lab.path, {"v": r"value (@int@)"}, streams=Streams.STDERR)
     assert frame.out_v.tolist()[:2] == [10, 11] and frame.out_v[2:].isna().all()
-    both = parse(lab.path, {"v": r"value (@int@)"}, streams=Streams.BOTH)
+    both = parse(lab.path, {"v": r"value (@int@)"}, streams="both")
     assert both.out_v.tolist()[:2] == [10, 11]
-    assert parse(lab.path, {"v": r"value (@int@)"}).out_v.isna().all()
+    assert parse(lab.path, {"v": r"value (@int@)"}, allow_empty=True).out_v.isna().all()
 
 
-def test_unmatched_pattern_is_reported(grid_lab):
-    result = parse_experiment(grid_lab.path, {"acc": r"accuracy: +(@float@)", "f1": r"F1: (@float@)"})
+def test_a_pattern_matching_nothing_is_an_error_naming_it_and_the_table_stays(grid_lab):
+    target = grid_lab.path / "grid.csv"
+    parse_experiment(grid_lab.path, README_PATTERNS, output=target)
+    before = target.read_bytes(), (grid_lab.path / "grid.schema.json").read_bytes()
+    with pytest.raises(UnmatchedError) as error:
+        parse_experiment(grid_lab.path, {"acc": r"accuracy: +(@float@)", "f1": r"F1: (@float@)"}, output=target)
+    assert str(error.value) == (
+        f"-p f1 'F1: (@float@)': matched nothing in the stdout of any of the 120 tasks"
+        f" (compare it with {grid_lab.path}/0/stdout, or add --allow-empty to keep the column empty)"
+    )
+    assert (target.read_bytes(), (grid_lab.path / "grid.schema.json").read_bytes()) == before
+    result = parse_experiment(grid_lab.path, {"acc": r"accuracy: +(@float@)", "f1": r"F1: (@float@)"}, allow_empty=True)
     assert report_lines(result) == ["pattern 'f1' matched nothing in any task (column out_f1 is empty)"]
+
+
+def test_matches_in_the_other_stream_suggest_both(tmp_path):
+    lab = write_lab(tmp_path / "pataslab", small_grid(), output=lambda task: "nothing here\n")
+    (lab.task_dir(5) / "stderr").write_text("value 3\n")
+    with pytest.raises(UnmatchedError) as error:
+        parse(lab.path, {"a": r"nothing (@slug@)", "v": r"value (@int@)"})
+    assert str(error.value) == (
+        "-p v 'value (@int@)': matched nothing in the stdout of any of the 120 tasks,"
+        " but matches in their stderr (add --stream both)"
+    )
+    with pytest.raises(UnmatchedError, match=r"^-p a 'nothing \(@slug@\)': .* stderr .*, but matches in their stdout"):
+        parse(lab.path, {"a": r"nothing (@slug@)"}, streams=Streams.STDERR)
+
+
+def test_a_breaker_matching_nothing_is_an_error(grid_lab):
+    with pytest.raises(UnmatchedError, match=r"^-n '\^Epcoh': matched no line in the stdout of any of the 120 tasks"):
+        parse(grid_lab.path, {"loss": r"loss (@float@)"}, breakers=[r"^Epcoh"])
+    # Test accuracy is printed after the last epoch line, so it is in no block (no row).
+    with pytest.raises(UnmatchedError, match=r"^-p acc 'Test accuracy: \+\(@float@\)': matched nothing in any block"):
+        parse(grid_lab.path, {"acc": r"Test accuracy: +(@float@)"}, breakers=[r"^Epoch"])
+
+
+def test_with_no_done_task_there_is_nothing_to_match(tmp_path):
+    lab = write_lab(tmp_path / "pataslab", small_grid(), outcome=lambda t: Outcome.FAILED)
+    result = parse_experiment(lab.path, {"f1": r"F1: (@float@)"})
+    assert result.tasks == 0 and report_lines(result)[0].startswith("120 tasks are not done (120 failed)")
+
+
+def test_columns_take_the_placeholder_type_even_when_empty(grid_lab, tmp_path):
+    patterns = {"f1": r"F1: (@float@)", "epochs": r"Epochs: (@int@)", "name": r"model (@slug@)",
+                "acc": r"Test accuracy: +(@float@)", "n": r"Epoch (@int@)/", "when": r"(@float@|never)"}  # fmt: skip
+    result = parse_experiment(grid_lab.path, patterns, allow_empty=True, output=tmp_path / "t.csv")
+    types = {name: kind.value for name, kind in result.table.types.items() if name.startswith("out_")}
+    assert types == {"out_f1": "number", "out_epochs": "integer", "out_name": "string", "out_acc": "number",
+                     "out_n": "integer", "out_when": "number"}  # fmt: skip  (when: inferred)
+    assert read_schema(tmp_path / "t.csv") == result.table.types
+    frame = result.to_frame()
+    assert frame.out_f1.dtype == "float64" and frame.out_epochs.dtype == "Int64"
+    parquet = tmp_path / "t.parquet"
+    parse_experiment(grid_lab.path, patterns, allow_empty=True, output=parquet)
+    import pyarrow.parquet
+
+    schema = pyarrow.parquet.read_schema(parquet)
+    assert (str(schema.field("out_f1").type), str(schema.field("out_epochs").type)) == ("double", "int64")
+    assert str(schema.field("out_name").type) == "string"
+
+
+def test_a_table_without_rows_keeps_its_types(tmp_path):
+    lab = write_lab(tmp_path / "pataslab", small_grid(), outcome=lambda t: Outcome.FAILED)
+    result = parse_experiment(lab.path, {"acc": r"accuracy: (@float@)"}, output=tmp_path / "t.csv")
+    assert len(result.table) == 0
+    assert result.table.types["out_acc"].value == "number" and result.table.types["task_id"].value == "integer"
+    assert result.table.types["started_at"].value == "datetime"
+
+
+def test_parse_writes_nothing_unless_asked(grid_lab):
+    before = sorted(p.name for p in grid_lab.path.iterdir())
+    frame = parse(grid_lab.path, README_PATTERNS)
+    assert len(frame) == 120
+    assert sorted(p.name for p in grid_lab.path.iterdir()) == before
+
+
+def test_progress_bars_redrawn_with_carriage_returns_anchor_at_each_redraw(tmp_path):
+    # zstd --progress: the line is redrawn after each \r; the last redraw is the final state.
+    bar = "\r".join(f"{percent:3d}% compressed" for percent in (10, 55, 100)) + "\r\nratio 3.2\r\n"
+    lab = write_lab(tmp_path / "pataslab", small_grid(), output=lambda task: bar)
+    frame = parse(lab.path, {"done": r"^ *(@int@)% compressed$", "ratio": r"^ratio (@float@)$", "rest": r"10% compressed(.*)"})
+    assert frame.out_done.tolist() == [100] * 120
+    assert frame.out_ratio.tolist() == [3.2] * 120
+    assert frame.out_rest.isna().all()  # an empty match: `.` does not run on into the next redraw
 
 
 def test_missing_folder_and_non_experiment_folder_are_errors(grid_lab, tmp_path):
@@ -142,7 +225,7 @@ def test_missing_folder_and_non_experiment_folder_are_errors(grid_lab, tmp_path)
 
 
 def test_a_crash_while_writing_leaves_the_old_table_whole(grid_lab, monkeypatch):
-    result = parse_experiment(grid_lab.path, README_PATTERNS)
+    result = parse_experiment(grid_lab.path, README_PATTERNS, output=grid_lab.path / "grid.csv")
     before = result.path.read_bytes()
 
     def crash(self, path):
@@ -151,7 +234,7 @@ def test_a_crash_while_writing_leaves_the_old_table_whole(grid_lab, monkeypatch)
 
     monkeypatch.setattr(table_module.Table, "_write_csv", crash)
     with pytest.raises(TableError, match=r"grid.csv: cannot write the table \(No space left on device\)$"):
-        parse_experiment(grid_lab.path, README_PATTERNS)
+        parse_experiment(grid_lab.path, README_PATTERNS, output=result.path)
     assert result.path.read_bytes() == before
     assert [p.name for p in grid_lab.path.iterdir() if p.name.startswith(".")] == []
 
@@ -175,7 +258,7 @@ def test_an_output_folder_that_does_not_exist_is_an_error_before_any_work(grid_l
 
 def test_parse_logs_the_warnings_for_python_callers(grid_lab, caplog):
     with caplog.at_level("WARNING", logger="patas.analysis.parse"):
-        frame = parse(grid_lab.path, {"f1": r"F1: (@float@)"})
+        frame = parse(grid_lab.path, {"f1": r"F1: (@float@)"}, allow_empty=True)
     assert frame.out_f1.isna().all()
     assert [r.getMessage() for r in caplog.records] == [
         "pattern 'f1' matched nothing in any task (column out_f1 is empty)"

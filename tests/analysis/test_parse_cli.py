@@ -47,7 +47,7 @@ def test_warnings_for_unfinished_tasks_and_empty_patterns(tmp_path):
     from patas.common.lab import Outcome
 
     write_lab(tmp_path / "pataslab", small_grid(), outcome=lambda t: Outcome.LOST if t == 0 else Outcome.DONE)
-    run = invoke_patas("parse", "-e", "pataslab/grid", "-p", "f1", "F1: (@float@)", cwd=tmp_path)
+    run = invoke_patas("parse", "-e", "pataslab/grid", "-p", "f1", "F1: (@float@)", "--allow-empty", cwd=tmp_path)
     assert run.code == 0
     assert run.stderr.splitlines() == [
         "Warning: 1 task is not done (1 lost); left out (add --include-unfinished to keep them)",
@@ -82,3 +82,25 @@ def test_options_reach_the_library(tmp_path):
     frame = pd.read_parquet(tmp_path / "epochs.parquet")
     assert frame.out_epoch.tolist() == [1, 2] and frame.break_id.tolist() == [0, 1]
     assert frame.columns[-1] == "outcome"
+
+
+def test_a_pattern_matching_nothing_is_one_error_line_and_the_table_stays(grid_lab, tmp_path):
+    assert run_patas(*argv(PARSE), cwd=tmp_path).code == 0
+    table = tmp_path / "pataslab/grid/grid.csv"
+    before = table.read_bytes()
+    run = run_patas("parse", "-e", "pataslab/grid", "-p", "f1", "F1: (@float@)", cwd=tmp_path)
+    assert (run.code, run.stdout) == (1, "")
+    assert run.stderr == (
+        "Error: -p f1 'F1: (@float@)': matched nothing in the stdout of any of the 120 tasks"
+        " (compare it with pataslab/grid/0/stdout, or add --allow-empty to keep the column empty)\n"
+    )
+    assert table.read_bytes() == before
+
+
+def test_unknown_placeholder_lists_the_placeholders(grid_lab, tmp_path):
+    run = run_patas("parse", "-e", "pataslab/grid", "-p", "acc", "Test accuracy: +(@flaot@)", cwd=tmp_path)
+    assert run.code == 1
+    assert run.stderr == (
+        "Error: -p acc 'Test accuracy: +(@flaot@)': unknown placeholder @flaot@ (did you mean @float@?);"
+        " the placeholders are @float@ @int@ @slug@ @str@\n"
+    )

@@ -1,4 +1,6 @@
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from patas.analysis.patterns import PatternError, compile_breaker, compile_pattern, compile_patterns
 
@@ -74,3 +76,70 @@ def test_breaker_may_have_any_groups_but_must_be_valid():
     assert compile_breaker("^Epoch (a)(b)").groups == 2
     with pytest.raises(PatternError, match=r"^-n 'Epoch \[': invalid regex: "):
         compile_breaker("Epoch [")
+
+
+def test_unknown_placeholder_is_an_error_listing_the_placeholders():
+    with pytest.raises(PatternError) as error:
+        compile_pattern("acc", "Test accuracy: (@flaot@)")
+    assert str(error.value) == (
+        "-p acc 'Test accuracy: (@flaot@)': unknown placeholder @flaot@ (did you mean @float@?);"
+        " the placeholders are @float@ @int@ @slug@ @str@"
+    )
+    assert first_group(r"user\@host@ (@int@)", "user@host@ 3") == "3"  # a literal @word@ is escaped
+
+
+@pytest.mark.parametrize(
+    "regex, kind",
+    [
+        (r"acc: (@float@)%", "number"),
+        (r"(?:epoch|step) (@int@)", "integer"),
+        (r"[(](@slug@)[)]", "string"),
+        (r"model (@str@)", "string"),
+        (r"x (?P<v>@float@)", "number"),
+        (r"\((@int@)\)", "integer"),
+        (r"[]()](@int@)", "integer"),
+        (r"(@float@|n/a)", None),
+        (r"(\d+) ms", None),
+    ],
+)
+def test_a_group_that_is_one_placeholder_gives_the_column_its_type(regex, kind):
+    pattern = compile_pattern("v", regex)
+    assert (pattern.kind.value if pattern.kind else None) == kind
+
+
+def test_carriage_returns_end_lines_for_anchors():
+    from patas.analysis.patterns import line_text
+
+    text = line_text(" 10%\r 55%\r100%\r\nratio 3\r\n")
+    assert text == " 10%\n 55%\n100%\nratio 3\n"
+    assert compile_pattern("p", r"^ *(@int@)%$").regex.findall(text) == ["10", "55", "100"]
+    assert line_text("plain\n") == "plain\n"
+
+
+# Regex pieces that hold no capturing group, some with parentheses that are not one.
+_NON_CAPTURING = [r"\(", r"\)", r"[(]", r"[)(]", r"[]()]", r"[^]()]", r"(?:a|b)", r"(?i:x)", r"(?=y)", r"(?<!z)",
+                  r"\\", r"[\]()]", "abc", " +", r"\d+", r"(?:(?:a))", "@float@", "@int@"]  # fmt: skip
+
+
+@given(
+    prefix=st.lists(st.sampled_from(_NON_CAPTURING), max_size=4),
+    body=st.lists(st.sampled_from(_NON_CAPTURING + ["@float@", "@slug@"]), min_size=1, max_size=3),
+    suffix=st.lists(st.sampled_from(_NON_CAPTURING), max_size=4),
+    named=st.booleans(),
+)
+def test_group_text_finds_the_one_capturing_group_whatever_surrounds_it(prefix, body, suffix, named):
+    from patas.analysis.patterns import group_text
+
+    inner = "".join(body)
+    text = "".join(prefix) + ("(?P<v>" if named else "(") + inner + ")" + "".join(suffix)
+    assert compile_pattern("v", text).regex.groups == 1  # the premise: Python sees one group
+    assert group_text(text) == inner
+
+
+@given(st.text(alphabet="ab \r\n", max_size=40))
+def test_line_text_breaks_lines_where_a_terminal_would(text):
+    import re
+
+    from patas.analysis.patterns import line_text
+
+    assert line_text(text).split("\n") == re.split(r"\r\n|\r|\n", text)

@@ -154,3 +154,48 @@ def test_csv_through_click_and_to_a_text_only_stream(parsed_workdir, monkeypatch
 def test_errors_while_reading_rows_are_query_errors(parsed_workdir):
     with pytest.raises(QueryError, match=r'^Conversion Error: .*Could not convert string "relu" to .INTEGER.$'):
         query("SELECT in_activation::INTEGER FROM grid", [parsed_workdir / "pataslab"])
+
+
+def test_a_column_no_task_filled_is_still_a_number_column(grid_lab, tmp_path):
+    from patas.analysis.parse import parse_experiment
+
+    patterns = {"acc": r"Test accuracy: +(@float@)", "f1": r"F1: (@float@)", "epochs": r"Epochs: (@int@)"}
+    parse_experiment(grid_lab.path, patterns, allow_empty=True, output=grid_lab.path / "grid.csv")
+    run = invoke_patas("query", "SELECT AVG(out_f1) AS f1, SUM(out_epochs) AS e, typeof(AVG(out_f1)) AS t FROM grid",
+                       "--format", "json", cwd=tmp_path)  # fmt: skip
+    assert run.code == 0, run.stderr
+    assert json.loads(run.stdout) == [{"f1": None, "e": None, "t": "DOUBLE"}]
+    types = query("SELECT typeof(out_epochs) AS e, typeof(task_id) AS t FROM grid LIMIT 1", tmp_path / "pataslab")
+    assert types.iloc[0].tolist() == ["BIGINT", "BIGINT"]
+
+
+def test_an_edited_csv_is_read_with_inferred_types(grid_lab, tmp_path):
+    from patas.analysis.parse import parse_experiment
+
+    table = grid_lab.path / "grid.csv"
+    parse_experiment(grid_lab.path, {"f1": r"F1: (@float@)"}, allow_empty=True, output=table)
+    lines = table.read_text().splitlines()
+    header = lines[0].split(",")
+    column = header.index("out_f1")
+    edited = [",".join("n/a" if i == column else cell for i, cell in enumerate(line.split(","))) for line in lines[1:]]
+    table.write_text("\n".join([lines[0], *edited]) + "\n")  # the schema says DOUBLE; the file is text now
+    assert query("SELECT DISTINCT out_f1 FROM grid", tmp_path / "pataslab").out_f1.tolist() == ["n/a"]
+
+
+def test_dataframes_are_queried_by_name_and_hide_a_table_file(parsed_workdir):
+    import pandas as pd
+
+    runs = pd.DataFrame({"a": [1, 2, 3], "b": ["x", "y", "y"]})
+    result = query("SELECT b, SUM(a) AS s FROM runs GROUP BY b ORDER BY b", tables={"runs": runs})
+    assert result.to_dict("list") == {"b": ["x", "y"], "s": [1, 5]}
+    lab = parsed_workdir / "pataslab"
+    both = query("SELECT (SELECT COUNT(*) FROM grid) AS g, (SELECT COUNT(*) FROM runs) AS r", lab, tables={"runs": runs})
+    assert both.iloc[0].tolist() == [120, 3]
+    assert query("SELECT COUNT(*) AS n FROM grid", lab, tables={"grid": runs}).n[0] == 3
+    with pytest.raises(QueryError, match=r"Table with name nope does not exist.* \(tables: grid, runs\)$"):
+        query("SELECT * FROM nope", lab, tables={"runs": runs})
+
+
+def test_one_input_path_given_alone(parsed_workdir):
+    assert len(query("SELECT * FROM grid", str(parsed_workdir / "pataslab"))) == 120
+    assert len(query("SELECT * FROM grid", parsed_workdir / "pataslab" / "grid")) == 120
