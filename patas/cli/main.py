@@ -11,13 +11,14 @@ import sys
 import click
 
 from patas import __version__
-from patas.common.errors import EXIT_ERROR, EXIT_INTERRUPTED, PatasError
+from patas.common.errors import EXIT_ERROR, EXIT_INTERRUPTED, PatasError, did_you_mean
 
 # name → (module, attribute, one-line help). The help is here so `patas --help` imports nothing.
 COMMANDS = {
     "explore": ("patas.cli.explore", "explore", "Run a command for every combination of variables."),
     "parse": ("patas.cli.parse", "parse", "Collect values from task outputs into a table (CSV)."),
     "query": ("patas.cli.query", "query", "Run SQL on parsed experiments (DuckDB)."),
+    "summary": ("patas.cli.summary", "summary", "A metric per configuration, with confidence intervals."),
     "draw": ("patas.cli.draw", "draw", "Plot a parsed table: heatmap, categories, lines."),
     "pool": ("patas.cli.pool", "pool", "Start agents once and run sweep after sweep on them."),
     "agent": ("patas.cli.agent", "agent", "Run a pool agent on this node (systemd, batch jobs)."),
@@ -35,6 +36,12 @@ class LazyGroup(click.Group):
             return None
         module, attribute, _ = COMMANDS[name]
         return getattr(importlib.import_module(module), attribute)
+
+    def resolve_command(self, ctx: click.Context, args: list[str]) -> tuple[str | None, click.Command | None, list[str]]:
+        name = args[0]
+        if self.get_command(ctx, name) is None and not name.startswith("-") and not ctx.resilient_parsing:
+            ctx.fail(f"No such command '{name}'{did_you_mean(name, self.list_commands(ctx))}.")
+        return super().resolve_command(ctx, args)
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         rows = [(name, COMMANDS[name][2]) for name in self.list_commands(ctx)]
