@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from patas.analysis.summary import SummaryError, summarize
 from tests.running import REPO, patas
@@ -149,3 +151,45 @@ def test_cli_formats_are_those_of_query(deterministic):
 def test_cli_refuses_two_formats(deterministic):
     run = patas("summary", "-e", "pataslab/grid", "--metric", "acc", "-m", "--format", "json", cwd=deterministic)
     assert run.code == 2 and "Error: -m asks for markdown but --format asks for json; give one of them" in run.stderr
+
+
+values = st.one_of(st.none(), st.just(math.nan), st.floats(min_value=-1e6, max_value=1e6, allow_nan=False))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["p", "q", "r"]), values), min_size=1, max_size=40), st.booleans())
+def test_any_table_matches_the_statistics_module(rows, maximize):
+    frame = pd.DataFrame({"in_g": [g for g, _ in rows], "out_m": [v for _, v in rows]}, dtype=object)
+    frame["out_m"] = frame["out_m"].astype(float)
+    result = summarize(frame, "m", maximize=maximize)
+    groups = {g: [v for h, v in rows if h == g] for g, _ in rows}
+    assert sorted(result["in_g"]) == sorted(groups)
+    for row in result.itertuples():
+        present = [v for v in groups[row.in_g] if v is not None and not math.isnan(v)]
+        assert (row.n, row.missing) == (len(present), len(groups[row.in_g]) - len(present))
+        if present:
+            assert row.mean == pytest.approx(statistics.fmean(present), rel=1e-9, abs=1e-6)
+            assert (row.min, row.max) == (min(present), max(present))
+        if len(present) >= 2:
+            assert row.std == pytest.approx(statistics.stdev(present), rel=1e-6, abs=1e-6)
+            assert row.ci_low <= row.mean <= row.ci_high
+        else:
+            assert math.isnan(row.ci_low) and math.isnan(row.ci_high)
+    means = [m for m in result["mean"] if not math.isnan(m)]
+    assert means == sorted(means, reverse=maximize)
+    verdicts = list(result["verdict"].fillna(""))
+    assert verdicts[0] == ("best" if means else "") and "best" not in verdicts[1:]
+    first = result.iloc[0]
+    for row in result.iloc[1:].itertuples():
+        comparable = not any(math.isnan(x) for x in (first.ci_low, first.ci_high, row.ci_low, row.ci_high))
+        overlaps = comparable and row.ci_low <= first.ci_high and row.ci_high >= first.ci_low
+        assert verdicts[row.Index] == ("" if not comparable else "tied" if overlaps else "worse")
+
+
+def test_a_lab_of_several_parsed_experiments_asks_for_one(tmp_path):
+    for name in ("a", "b"):
+        (tmp_path / "lab" / name).mkdir(parents=True)
+        (tmp_path / "lab" / name / f"{name}.csv").write_text("in_x,out_m\n1,2.0\n")
+    with pytest.raises(SummaryError, match=r"-e .*lab: holds several parsed experiments \(a, b\); give one, e.g. -e .*lab/a$"):
+        summarize(tmp_path / "lab", "m")
+    assert summarize(tmp_path / "lab" / "b", "m")["n"].tolist() == [1]
