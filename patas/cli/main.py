@@ -68,6 +68,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
           --va neurons 1 51 2 --vl activation relu tanh --repeat 10
       patas parse -e pataslab/grid -p test_acc 'Test accuracy: +(@float@)'
       patas query 'SELECT in_activation, AVG(out_test_acc) FROM grid GROUP BY 1' -m
+      patas summary -e pataslab/grid --metric test_acc -m
     """
     ctx.obj = {"debug": debug}
     logging.basicConfig(
