@@ -11,7 +11,8 @@ import sys
 import click
 
 from patas import __version__
-from patas.common.errors import EXIT_ERROR, EXIT_INTERRUPTED, PatasError, did_you_mean
+from patas.cli.groups import SuggestingGroup
+from patas.common.errors import EXIT_ERROR, EXIT_INTERRUPTED, PatasError
 
 # name → (module, attribute, one-line help). The help is here so `patas --help` imports nothing.
 COMMANDS = {
@@ -25,7 +26,7 @@ COMMANDS = {
 }
 
 
-class LazyGroup(click.Group):
+class LazyGroup(SuggestingGroup):
     """A group whose subcommands are imported on first use."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
@@ -36,12 +37,6 @@ class LazyGroup(click.Group):
             return None
         module, attribute, _ = COMMANDS[name]
         return getattr(importlib.import_module(module), attribute)
-
-    def resolve_command(self, ctx: click.Context, args: list[str]) -> tuple[str | None, click.Command | None, list[str]]:
-        name = args[0]
-        if self.get_command(ctx, name) is None and not name.startswith("-") and not ctx.resilient_parsing:
-            ctx.fail(f"No such command '{name}'{did_you_mean(name, self.list_commands(ctx))}.")
-        return super().resolve_command(ctx, args)
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         rows = [(name, COMMANDS[name][2]) for name in self.list_commands(ctx)]

@@ -28,3 +28,10 @@ def test_help_of_the_group_and_of_summary_import_nothing_heavy(tmp_path):
     )
     done = subprocess.run([sys.executable, "-c", code], env=ENV, capture_output=True, text=True, cwd=tmp_path)
     assert done.stdout.strip() == "[]", done.stderr
+
+
+def test_a_mistyped_subcommand_suggests_the_right_one(tmp_path):
+    for args, expected in ((["draw", "heatmp"], "heatmap"), (["pool", "stauts"], "status")):
+        run = patas(*args, cwd=tmp_path)
+        assert run.code == 2
+        assert run.stderr.splitlines()[-1] == f"Error: No such command '{args[1]}' (did you mean '{expected}'?).", run.stderr
