@@ -10,7 +10,7 @@ from tests.running import REPO
 
 def setup_command(label: str) -> str:
     text = (REPO / "README.md").read_text()
-    match = re.search(rf"\*\*{label}\*\*.*?\n\n    (.+?)\n", text, re.S)
+    match = re.search(rf"\*\*{label}\*\*.*?```sh\n(.+?)\n```", text, re.S)
     assert match, f"README.md has no '{label}' command"
     return match.group(1)
 

@@ -14,6 +14,7 @@ from typing import Any, Callable
 import click
 
 from patas.analysis.draw import AGGREGATIONS, DPI, ERR_STYLES, ERRORBARS, FIG_SIZE, HEATMAP_FIG_SIZE
+from patas.cli.groups import SuggestingGroup
 
 Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
 DEFAULT_IMAGE_SUFFIX = ".png"
@@ -76,7 +77,7 @@ errorbar = click.option(
 )  # fmt: skip
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=SuggestingGroup, context_settings={"help_option_names": ["-h", "--help"]})
 def draw() -> None:
     """Plot a parsed table: heatmap, categories, lines.
 

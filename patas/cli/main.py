@@ -11,6 +11,7 @@ import sys
 import click
 
 from patas import __version__
+from patas.cli.groups import SuggestingGroup
 from patas.common.errors import EXIT_ERROR, EXIT_INTERRUPTED, PatasError
 
 # name → (module, attribute, one-line help). The help is here so `patas --help` imports nothing.
@@ -18,13 +19,14 @@ COMMANDS = {
     "explore": ("patas.cli.explore", "explore", "Run a command for every combination of variables."),
     "parse": ("patas.cli.parse", "parse", "Collect values from task outputs into a table (CSV)."),
     "query": ("patas.cli.query", "query", "Run SQL on parsed experiments (DuckDB)."),
+    "summary": ("patas.cli.summary", "summary", "A metric per configuration, with confidence intervals."),
     "draw": ("patas.cli.draw", "draw", "Plot a parsed table: heatmap, categories, lines."),
     "pool": ("patas.cli.pool", "pool", "Start agents once and run sweep after sweep on them."),
     "agent": ("patas.cli.agent", "agent", "Run a pool agent on this node (systemd, batch jobs)."),
 }
 
 
-class LazyGroup(click.Group):
+class LazyGroup(SuggestingGroup):
     """A group whose subcommands are imported on first use."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
@@ -61,6 +63,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
           --va neurons 1 51 2 --vl activation relu tanh --repeat 10
       patas parse -e pataslab/grid -p test_acc 'Test accuracy: +(@float@)'
       patas query 'SELECT in_activation, AVG(out_test_acc) FROM grid GROUP BY 1' -m
+      patas summary -e pataslab/grid --metric test_acc -m
     """
     ctx.obj = {"debug": debug}
     logging.basicConfig(

@@ -6,12 +6,13 @@ import sys
 
 import click
 
+from patas.cli.groups import SuggestingGroup
 from patas.cli.nodes import clusters_from, node_options, ssh_options_from
 
 NAME = click.option("--name", default="default", show_default=True, help="The pool's name.")
 
 
-@click.group(epilog="""
+@click.group(cls=SuggestingGroup, epilog="""
 \b
 Example:
   patas pool up --name lab --cluster cluster.yaml

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import sys
-
 import click
 
 from patas.analysis.formats import Format
 from patas.analysis.query import DEFAULT_LAB, print_query
+from patas.cli.output import table_format_options
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -16,12 +15,8 @@ from patas.analysis.query import DEFAULT_LAB, print_query
     "-i", "--input", "inputs", multiple=True, default=[str(DEFAULT_LAB)], show_default=True,
     metavar="PATH", help="A pataslab folder, an experiment folder or a .csv/.parquet file (repeatable).",
 )  # fmt: skip
-@click.option("-m", "--markdown", is_flag=True, help="Print a markdown table (same as --format markdown).")
-@click.option(
-    "--format", "form", type=click.Choice([f.value for f in Format]),
-    help="Output format.  [default: table on a terminal, csv otherwise]",
-)  # fmt: skip
-def query(sql: str, inputs: tuple[str, ...], markdown: bool, form: str | None) -> None:
+@table_format_options
+def query(sql: str, inputs: tuple[str, ...], form: Format) -> None:
     """Run SQL on parsed experiments (DuckDB).
 
     Each parsed experiment is a table named after it (pataslab/grid/grid.csv is `grid`); its
@@ -33,9 +28,4 @@ def query(sql: str, inputs: tuple[str, ...], markdown: bool, form: str | None) -
       patas query 'SELECT in_activation, AVG(out_test_acc) AS acc
                    FROM grid GROUP BY in_activation ORDER BY acc DESC' -m
     """
-    if markdown and form not in (None, Format.MARKDOWN.value):
-        raise click.UsageError(f"-m asks for markdown but --format asks for {form}; give one of them")
-    chosen = Format.MARKDOWN if markdown else Format(form) if form else None
-    if chosen is None:
-        chosen = Format.TABLE if sys.stdout.isatty() else Format.CSV
-    print_query(sql, inputs, chosen, click.get_text_stream("stdout"))
+    print_query(sql, inputs, form, click.get_text_stream("stdout"))

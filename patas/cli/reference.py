@@ -40,7 +40,7 @@ def help_text(name: str, command: click.Command) -> str:
 def reference() -> str:
     sections = ["# Command-line reference\n", "Made from `--help` by `COLUMNS=100 python -m patas.cli.reference > docs/cli.md` (a test checks it is up to date).\n"]
     for name, command in commands():
-        sections.append(f"## {name}\n\n```\n{help_text(name, command).rstrip()}\n```\n")
+        sections.append(f"## {name}\n\n```text\n{help_text(name, command).rstrip()}\n```\n")
     return "\n".join(sections)
 
 

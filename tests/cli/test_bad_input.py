@@ -23,6 +23,7 @@ FILES = {
     "bad-port.yaml": "nodes:\n  - {hostname: h, port: 70000}\n",
     "no-nodes.yaml": "nodes: []\n",
     "missing-key.yaml": "nodes:\n  - {hostname: 127.0.0.1, port: 1, private_key: /nonexistent/id_ed25519}\n",
+    "unparsed/journal.jsonl": "",
 }
 
 
@@ -43,6 +44,7 @@ def prepared(tmp_path_factory: pytest.TempPathFactory) -> Path:
     assert patas("explore", "--cmd", "echo 'Test accuracy: 0.{i}'", "--va", "i", "1", "5", "1", "-y", cwd=folder).code == 0
     assert patas("parse", "-e", "pataslab/grid", "-p", "acc", r"Test accuracy: (@float@)", cwd=folder).code == 0
     for name, text in FILES.items():
+        (folder / name).parent.mkdir(exist_ok=True)
         (folder / name).write_text(text)
     shutil.copy(folder / "pataslab/grid/grid.csv", folder / "grid.csv")
     return folder

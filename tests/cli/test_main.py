@@ -1,0 +1,37 @@
+"""The `patas` group itself: unknown commands."""
+
+from tests.running import patas
+
+
+def test_a_mistyped_command_suggests_the_right_one(tmp_path):
+    run = patas("querry", "select 1", cwd=tmp_path)
+    assert run.code == 2
+    assert run.stderr.splitlines()[-1] == "Error: No such command 'querry' (did you mean 'query'?)."
+
+
+def test_an_unknown_command_without_a_close_one(tmp_path):
+    run = patas("nope", cwd=tmp_path)
+    assert run.code == 2
+    assert run.stderr.splitlines()[-1] == "Error: No such command 'nope'."
+
+
+def test_help_of_the_group_and_of_summary_import_nothing_heavy(tmp_path):
+    import subprocess
+    import sys
+
+    from tests.running import ENV
+
+    code = (
+        "import sys\nfrom click.testing import CliRunner\nfrom patas.cli.main import cli\n"
+        "for args in (['--help'], ['summary', '--help']): assert CliRunner().invoke(cli, args).exit_code == 0\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'pandas', 'duckdb', 'seaborn', 'zmq', 'matplotlib', 'scipy'}))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], env=ENV, capture_output=True, text=True, cwd=tmp_path)
+    assert done.stdout.strip() == "[]", done.stderr
+
+
+def test_a_mistyped_subcommand_suggests_the_right_one(tmp_path):
+    for args, expected in ((["draw", "heatmp"], "heatmap"), (["pool", "stauts"], "status")):
+        run = patas(*args, cwd=tmp_path)
+        assert run.code == 2
+        assert run.stderr.splitlines()[-1] == f"Error: No such command '{args[1]}' (did you mean '{expected}'?).", run.stderr
