@@ -15,7 +15,7 @@ and `\\$` in a backtick body before it parses the body, so each enclosing backti
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 
 HOLE = "\0"
@@ -34,6 +34,7 @@ _CONDITIONAL_ARITHMETIC_OPERATORS = frozenset({"-eq", "-ne", "-lt", "-le", "-gt"
 _CONDITIONAL_NAME_OPERATORS = frozenset({"-v", "-R"})
 # Programs and builtins that parse a text they are given as shell code.
 NESTED_SHELLS = frozenset({"bash", "sh", "dash", "zsh", "ksh", "mksh", "ash", "busybox", "ssh", "su", "eval"})
+_SHELLS_WITH_ANSI_C_QUOTES = frozenset({"bash", "zsh", "ksh", "mksh"})
 _SHELL_COMMAND_OPTION = re.compile(r"-[A-Za-z]*c[A-Za-z]*\Z")  # `-c`, `-lc`, `-ec`: run the next word
 
 
@@ -71,11 +72,13 @@ _DATA_CONTEXTS = frozenset(
 @dataclass(frozen=True)
 class Placement:
     """Where one hole lands: its context, how many backtick bodies enclose it, and the nested
-    shell (a program that parses its arguments as code, e.g. `bash -c`) that receives it, if any."""
+    shell (a program that parses its arguments as code, e.g. `bash -c`) that receives it, if any,
+    with where it lands there when that can be read (the word after `-c` expands nothing else)."""
 
     context: Context
     backticks: int = 0
     nested_shell: str | None = None
+    inner: Placement | None = None  # where it lands in the command string the nested shell reads
 
 
 class _Lost(Exception):
@@ -407,9 +410,25 @@ class _Lexer:
             else:
                 self.i += 1
         self.nested_shell = outer_shell
-        text = self.text[start : self.i]
-        command_words.append(text)
-        return _Word(text, placed)
+        word = _Word(self.text[start : self.i], placed)
+        if placed and refuse is None:
+            self.place_in_command_string(word, command_words)
+        command_words.append(word.text)
+        return word
+
+    def place_in_command_string(self, word: _Word, command_words: list[str]) -> None:
+        """For the word after `bash -c` (a command string) whose only expansions are holes:
+        where each hole lands in the command the second shell reads."""
+        shell = _nested_shell(command_words)
+        if shell is None or shell in ("ssh", "eval") or not _SHELL_COMMAND_OPTION.match(command_words[-1]):
+            return
+        inner_text = _unquoted(word.text)
+        if inner_text is None:
+            return
+        for index, inner in zip(word.placed, place_holes(inner_text)):
+            if inner.context is Context.ANSI_C_QUOTES and shell not in _SHELLS_WITH_ANSI_C_QUOTES:
+                inner = Placement(Context.UNKNOWN)
+            self.placements[index] = replace(self.placements[index], inner=inner)
 
     def in_subscript(self, start: int) -> bool:
         """Inside `name[...` at the start of a word (an assignment's subscript is arithmetic)."""
@@ -543,6 +562,34 @@ class _Lexer:
             else:
                 depth += (char == opener) - (char == closer)
                 self.i += 1
+
+
+def _unquoted(word: str) -> str | None:
+    """What `word` reads as after quote removal, if nothing in it expands (holes aside)."""
+    out, i = [], 0
+    while i < len(word):
+        char = word[i]
+        if char == "'":
+            end = word.find("'", i + 1)
+            out.append(word[i + 1 : end])
+            i = end + 1
+        elif char == '"':
+            end = i + 1
+            while word[end] != '"':
+                end += 2 if word[end] == "\\" else 1
+            if re.search(r"(?<!\\)(?:\\\\)*[$`]", word[i + 1 : end]):
+                return None
+            out.append(re.sub(r'\\\n|\\([\\"$`])', r"\1", word[i + 1 : end]))
+            i = end + 1
+        elif char == "\\":
+            out.append("" if word[i + 1] == "\n" else word[i + 1])
+            i += 2
+        elif char in "$`~*?[{":
+            return None
+        else:
+            out.append(char)
+            i += 1
+    return "".join(out)
 
 
 def _nested_shell(words: list[str]) -> str | None:

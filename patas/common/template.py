@@ -94,23 +94,34 @@ def _check_known(name: str, variables: tuple[str, ...] | list[str], text: str, w
 
 
 def _check_takes_data(slot: Slot, text: str, where: str) -> None:
-    context = slot.placement.context
-    if not context.takes_data:
-        raise TemplateError(
-            f"{where}: command '{text}' puts {{{slot.name}}} in {context.value}, where a value can run as code"
-            f' or change meaning; use "$PATAS_VAR_{slot.name}" there instead'
-        )
+    placement: Placement | None = slot.placement
+    shells = ""
+    while placement is not None:
+        if not placement.context.takes_data:
+            raise TemplateError(
+                f"{where}: command '{text}' puts {{{slot.name}}} in {placement.context.value}{shells}, where a value"
+                f' can run as code or change meaning; use "$PATAS_VAR_{slot.name}" there instead'
+            )
+        shells += f" of the command {placement.nested_shell} runs" if placement.inner else ""
+        placement = placement.inner
 
 
 def _warning(slot: Slot, text: str, where: str) -> str:
+    shell = slot.placement.nested_shell
+    if slot.placement.inner is not None:
+        protection = f"patas quotes it for {shell} too, as the command string is written out in full"
+    else:
+        protection = f"patas cannot see how {shell} reads it, so a value can run as code there"
     return (
-        f"{where}: command '{text}' hands {{{slot.name}}} to another shell ({slot.placement.nested_shell}),"
-        f' which parses it again, so its quoting cannot protect it; use "$PATAS_VAR_{slot.name}" in the inner command'
+        f"{where}: command '{text}' hands {{{slot.name}}} to another shell ({shell}), which parses it again;"
+        f' {protection}; write "$PATAS_VAR_{slot.name}" inside the inner command instead, which that shell expands as data'
     )
 
 
 def quote(value: str, placement: Placement) -> str:
     """`value` written so that bash reads it back exactly at `placement`."""
+    if placement.inner is not None:
+        value = quote(value, placement.inner)  # for the nested shell first, then for this one
     context = placement.context
     if context is Context.SINGLE_QUOTES:
         quoted = value.replace("'", "'\\''")

@@ -58,7 +58,16 @@ def _backticked(inner: str, in_double_quotes: bool) -> str:
     return f'"`{escaped}`"' if in_double_quotes else f"`{escaped}`"
 
 
+def _nested_shell(inner: str, quote: str) -> str:
+    """`bash -c` with `inner` as its command string, written in '...' or "..."."""
+    if quote == "'":
+        return "bash -c '" + inner.replace("'", "'\\''") + "'"
+    return 'bash -c "' + re.sub(r'([\\"$`])', r"\\\1", inner) + '"'
+
+
 WRAPPERS: list[Callable[[str], str]] = [
+    lambda c: _nested_shell(c, "'"),
+    lambda c: _nested_shell(c, '"'),
     lambda c: c,
     lambda c: f'echo "$( {c})"',  # `$((` would start arithmetic
     lambda c: f"echo $( {c})",
