@@ -83,11 +83,16 @@ def compile_template(text: str, variables: tuple[str, ...] | list[str], where: s
     return Template(text, parts, warnings)
 
 
+def _shown(text: str) -> str:
+    """The command on one line: a message is one line even for a multi-line command."""
+    return text.replace("\\", "\\\\").replace("\n", "\\n") if "\n" in text else text
+
+
 def _check_known(name: str, variables: tuple[str, ...] | list[str], text: str, where: str) -> None:
     if name not in variables:
         known = ", ".join(variables) if variables else "none"
         raise TemplateError(
-            f"{where}: command '{text}' uses {{{name}}} but no variable is named '{name}'"
+            f"{where}: command '{_shown(text)}' uses {{{name}}} but no variable is named '{name}'"
             f"{did_you_mean(name, tuple(variables))} (variables: {known};"
             f" write {{{{{name}}}}} for a literal {{{name}}})"
         )
@@ -99,7 +104,7 @@ def _check_takes_data(slot: Slot, text: str, where: str) -> None:
     while placement is not None:
         if not placement.context.takes_data:
             raise TemplateError(
-                f"{where}: command '{text}' puts {{{slot.name}}} in {placement.context.value}{shells}, where a value"
+                f"{where}: command '{_shown(text)}' puts {{{slot.name}}} in {placement.context.value}{shells}, where a value"
                 f' can run as code or change meaning; use "$PATAS_VAR_{slot.name}" there instead'
             )
         shells += f" of the command {placement.nested_shell} runs" if placement.inner else ""
@@ -113,7 +118,7 @@ def _warning(slot: Slot, text: str, where: str) -> str:
     else:
         protection = f"patas cannot see how {shell} reads it, so a value can run as code there"
     return (
-        f"{where}: command '{text}' hands {{{slot.name}}} to another shell ({shell}), which parses it again;"
+        f"{where}: command '{_shown(text)}' hands {{{slot.name}}} to another shell ({shell}), which parses it again;"
         f' {protection}; write "$PATAS_VAR_{slot.name}" inside the inner command instead, which that shell expands as data'
     )
 
