@@ -34,6 +34,10 @@ _CONDITIONAL_ARITHMETIC_OPERATORS = frozenset({"-eq", "-ne", "-lt", "-le", "-gt"
 _CONDITIONAL_NAME_OPERATORS = frozenset({"-v", "-R"})
 # Programs and builtins that parse a text they are given as shell code.
 NESTED_SHELLS = frozenset({"bash", "sh", "dash", "zsh", "ksh", "mksh", "ash", "busybox", "ssh", "su", "eval"})
+# Builtins whose every argument is arithmetic, code or a variable name (whose subscript is arithmetic).
+_EVALUATING_BUILTINS = frozenset({"let", "trap", "compgen", "read", "mapfile", "readarray", "unset"})
+# Builtins that make their assignments arithmetic (-i) or a name reference (-n).
+_DECLARING_BUILTINS = frozenset({"declare", "typeset", "local", "readonly", "export"})
 _SHELLS_WITH_ANSI_C_QUOTES = frozenset({"bash", "zsh", "ksh", "mksh"})
 _SHELL_COMMAND_OPTION = re.compile(r"-[A-Za-z]*c[A-Za-z]*\Z")  # `-c`, `-lc`, `-ec`: run the next word
 
@@ -53,6 +57,7 @@ class Context(Enum):
     HEREDOC_DELIMITER = "a here-document delimiter"
     ARITHMETIC = "arithmetic"
     SUBSCRIPT = "an array subscript (arithmetic)"
+    EVALUATED_ARGUMENT = "an argument bash evaluates (of let, read, trap, printf -v, test -v, declare -i/-n)"
     PARAMETER_EXPANSION = "a parameter expansion ${...}"
     PATTERN = "a pattern ([[ == ]], [[ =~ ]] or case)"
     VARIABLE_NAME = "a variable name ([[ -v ]])"
@@ -235,6 +240,8 @@ class _Lexer:
             return "esac"
         command.empty = word.bare in _NEEDS_A_COMMAND
         command.start = word.bare in _COMMAND_PREFIXES or _is_assignment(word.text)
+        if word.bare in _COMMAND_PREFIXES:
+            command.words.clear()  # `if`, `{`, `!`...: the simple command starts after them
         if word.bare == "[[":
             self.conditional()
         elif word.bare == "case":
@@ -383,6 +390,8 @@ class _Lexer:
         """One shell word; holes in it are data unless `refuse` says what they land in instead."""
         start, placed = self.i, []
         tilde = self.peek() == "~"
+        if refuse is None and _evaluates_next_argument(command_words):
+            refuse = Context.EVALUATED_ARGUMENT
         outer_shell = self.nested_shell
         self.nested_shell = outer_shell or _nested_shell(command_words)
         while (char := self.peek()) != "" and char not in _METACHARACTERS:
@@ -590,6 +599,22 @@ def _unquoted(word: str) -> str | None:
             out.append(char)
             i += 1
     return "".join(out)
+
+
+def _evaluates_next_argument(words: list[str]) -> bool:
+    """Whether the builtin these words start parses its next argument as arithmetic, a variable
+    name with a subscript (arithmetic too) or code, even when that argument is quoted."""
+    words = [w for w in words if not _is_assignment(w)]
+    while words and words[0] in ("builtin", "command"):
+        words = words[1:]
+    if not words:
+        return False
+    name, options = words[0], [w for w in words[1:] if w.startswith("-")]
+    if name in _EVALUATING_BUILTINS:
+        return True
+    if name in _DECLARING_BUILTINS:
+        return any("i" in o or "n" in o for o in options)
+    return name in ("printf", "test", "[") and words[-1] == "-v"
 
 
 def _nested_shell(words: list[str]) -> str | None:

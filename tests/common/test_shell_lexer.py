@@ -39,6 +39,8 @@ def contexts(text: str) -> list[Context]:
         ("echo \\@ \"\\@\" $'\\@'", [C.ESCAPED] * 3),
         ("echo $\"@\"", [C.LOCALE_STRING]),
         ("f() { echo @; }; f @", [C.WORD, C.WORD]),
+        ("let @; read @; printf -v @ %s; test -v '@'; declare -i n=@; local -n r=\"@\"", [C.EVALUATED_ARGUMENT] * 6),
+        ("printf %s @; export A=@; [ @ -eq 1 ]", [C.WORD] * 3),  # data: nothing evaluates these
     ],
 )
 def test_each_hole_is_placed_in_its_context(text, expected):
