@@ -18,6 +18,15 @@ import re
 from dataclasses import dataclass, field, replace
 from enum import Enum
 
+from patas.common.shell_commands import (
+    SHELLS_WITH_ANSI_C_QUOTES,
+    command_string_shell,
+    evaluates_next_argument,
+    is_assignment,
+    nested_shell,
+    unquoted,
+)
+
 HOLE = "\0"
 
 _BLANKS = " \t"
@@ -32,14 +41,6 @@ _NEEDS_A_COMMAND = frozenset({"!", "{", "then", "else", "elif", "do", "if", "whi
 _CONDITIONAL_PATTERN_OPERATORS = frozenset({"==", "=", "!=", "=~"})
 _CONDITIONAL_ARITHMETIC_OPERATORS = frozenset({"-eq", "-ne", "-lt", "-le", "-gt", "-ge"})
 _CONDITIONAL_NAME_OPERATORS = frozenset({"-v", "-R"})
-# Programs and builtins that parse a text they are given as shell code.
-NESTED_SHELLS = frozenset({"bash", "sh", "dash", "zsh", "ksh", "mksh", "ash", "busybox", "ssh", "su", "eval"})
-# Builtins whose every argument is arithmetic, code or a variable name (whose subscript is arithmetic).
-_EVALUATING_BUILTINS = frozenset({"let", "trap", "compgen", "read", "mapfile", "readarray", "unset"})
-# Builtins that make their assignments arithmetic (-i) or a name reference (-n).
-_DECLARING_BUILTINS = frozenset({"declare", "typeset", "local", "readonly", "export"})
-_SHELLS_WITH_ANSI_C_QUOTES = frozenset({"bash", "zsh", "ksh", "mksh"})
-_SHELL_COMMAND_OPTION = re.compile(r"-[A-Za-z]*c[A-Za-z]*\Z")  # `-c`, `-lc`, `-ec`: run the next word
 
 
 class Context(Enum):
@@ -239,7 +240,7 @@ class _Lexer:
         if word.bare == "esac":
             return "esac"
         command.empty = word.bare in _NEEDS_A_COMMAND
-        command.start = word.bare in _COMMAND_PREFIXES or _is_assignment(word.text)
+        command.start = word.bare in _COMMAND_PREFIXES or is_assignment(word.text)
         if word.bare in _COMMAND_PREFIXES:
             command.words.clear()  # `if`, `{`, `!`...: the simple command starts after them
         if word.bare == "[[":
@@ -390,10 +391,10 @@ class _Lexer:
         """One shell word; holes in it are data unless `refuse` says what they land in instead."""
         start, placed = self.i, []
         tilde = self.peek() == "~"
-        if refuse is None and _evaluates_next_argument(command_words):
+        if refuse is None and evaluates_next_argument(command_words):
             refuse = Context.EVALUATED_ARGUMENT
         outer_shell = self.nested_shell
-        self.nested_shell = outer_shell or _nested_shell(command_words)
+        self.nested_shell = outer_shell or nested_shell(command_words)
         while (char := self.peek()) != "" and char not in _METACHARACTERS:
             if char == HOLE:
                 if refuse is not None:
@@ -428,14 +429,12 @@ class _Lexer:
     def place_in_command_string(self, word: _Word, command_words: list[str]) -> None:
         """For the word after `bash -c` (a command string) whose only expansions are holes:
         where each hole lands in the command the second shell reads."""
-        shell = _nested_shell(command_words)
-        if shell is None or shell in ("ssh", "eval") or not _SHELL_COMMAND_OPTION.match(command_words[-1]):
-            return
-        inner_text = _unquoted(word.text)
-        if inner_text is None:
+        shell = command_string_shell(command_words)
+        inner_text = unquoted(word.text)
+        if shell is None or inner_text is None:
             return
         for index, inner in zip(word.placed, place_holes(inner_text)):
-            if inner.context is Context.ANSI_C_QUOTES and shell not in _SHELLS_WITH_ANSI_C_QUOTES:
+            if inner.context is Context.ANSI_C_QUOTES and shell not in SHELLS_WITH_ANSI_C_QUOTES:
                 inner = Placement(Context.UNKNOWN)
             self.placements[index] = replace(self.placements[index], inner=inner)
 
@@ -571,64 +570,3 @@ class _Lexer:
             else:
                 depth += (char == opener) - (char == closer)
                 self.i += 1
-
-
-def _unquoted(word: str) -> str | None:
-    """What `word` reads as after quote removal, if nothing in it expands (holes aside)."""
-    out, i = [], 0
-    while i < len(word):
-        char = word[i]
-        if char == "'":
-            end = word.find("'", i + 1)
-            out.append(word[i + 1 : end])
-            i = end + 1
-        elif char == '"':
-            end = i + 1
-            while word[end] != '"':
-                end += 2 if word[end] == "\\" else 1
-            if re.search(r"(?<!\\)(?:\\\\)*[$`]", word[i + 1 : end]):
-                return None
-            out.append(re.sub(r'\\\n|\\([\\"$`])', r"\1", word[i + 1 : end]))
-            i = end + 1
-        elif char == "\\":
-            out.append("" if word[i + 1] == "\n" else word[i + 1])
-            i += 2
-        elif char in "$`~*?[{":
-            return None
-        else:
-            out.append(char)
-            i += 1
-    return "".join(out)
-
-
-def _evaluates_next_argument(words: list[str]) -> bool:
-    """Whether the builtin these words start parses its next argument as arithmetic, a variable
-    name with a subscript (arithmetic too) or code, even when that argument is quoted."""
-    words = [w for w in words if not _is_assignment(w)]
-    while words and words[0] in ("builtin", "command"):
-        words = words[1:]
-    if not words:
-        return False
-    name, options = words[0], [w for w in words[1:] if w.startswith("-")]
-    if name in _EVALUATING_BUILTINS:
-        return True
-    if name in _DECLARING_BUILTINS:
-        return any("i" in o or "n" in o for o in options)
-    return name in ("printf", "test", "[") and words[-1] == "-v"
-
-
-def _nested_shell(words: list[str]) -> str | None:
-    """The program among a simple command's first words that will parse a later word as code."""
-    for index, word in enumerate(words):
-        name = word.rsplit("/", 1)[-1]
-        if name in ("ssh", "eval"):
-            return name
-        if name in NESTED_SHELLS and any(_SHELL_COMMAND_OPTION.match(w) for w in words[index + 1 :]):
-            return name
-    return None
-
-
-def _is_assignment(word: str) -> bool:
-    return re.match(r"[A-Za-z_][A-Za-z0-9_]*(\[[^\]]*\])?\+?=", word) is not None
-
-
