@@ -252,6 +252,13 @@ class _Lexer:
             if self.at("(("):
                 self.i += 2
                 self.region(Context.ARITHMETIC, "(", ")", depth=2)
+        elif word.bare == "function":
+            self.skip_blanks()
+            self.word([])  # the name; the body that follows is a command
+            self.skip_blanks()
+            if self.at("()"):
+                self.i += 2
+            command.start, command.empty = True, True
         return None
 
     def nested(self, closer: str) -> None:

@@ -39,6 +39,7 @@ def contexts(text: str) -> list[Context]:
         ("echo \\@ \"\\@\" $'\\@'", [C.ESCAPED] * 3),
         ("echo $\"@\"", [C.LOCALE_STRING]),
         ("f() { echo @; }; f @", [C.WORD, C.WORD]),
+        ("function f { [[ @ -eq 1 ]]; }; function g() { (( @ )); }", [C.ARITHMETIC, C.ARITHMETIC]),
         ("let @; read @; printf -v @ %s; test -v '@'; declare -i n=@; local -n r=\"@\"", [C.EVALUATED_ARGUMENT] * 6),
         ("printf %s @; export A=@; [ @ -eq 1 ]", [C.WORD] * 3),  # data: nothing evaluates these
     ],

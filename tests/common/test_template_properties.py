@@ -5,7 +5,7 @@ Templates are built from a grammar: an argument shape (how the placeholder is wr
 word), wrapped in commands that nest it (`$(...)`, backticks, "...", subshells, `case`, loops,
 comments and here-documents around it), optionally with a second use of the value in a place
 where it must be refused (arithmetic, `${...}`, a comment, a here-document body, a pattern).
-Every rendered command runs through real bash (`bash -c`, as patas runs it).
+Every rendered command runs through real bash (see tests/common/bash_argv.py).
 """
 
 from __future__ import annotations
@@ -80,6 +80,7 @@ WRAPPERS: list[Callable[[str], str]] = [
     lambda c: f"false || {c}",
     lambda c: f"{c} | cat",
     lambda c: f"for i in 1; do {c}; done",
+    lambda c: f"function f {{ {c}; }}; f",
     lambda c: f"case x in x) {c};; y) echo ')';; esac",
     lambda c: f"case \"$( {c})\" in *) ;; esac",
     lambda c: f"# don't forget ` $( \"\n{c}",
