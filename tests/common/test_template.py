@@ -114,3 +114,8 @@ def test_values_in_backticks_are_escaped_for_each_level(tmp_path):
     for value in ["a`b", "a\\b", "$(touch PWNED)", "'\"", "`touch PWNED`"]:
         assert run_in(tmp_path, template.render({"v": value})) == value + "\n"
     assert not (tmp_path / "PWNED").exists()
+
+
+def test_a_nul_character_in_a_command_is_an_error():
+    with pytest.raises(TemplateError, match="contains a NUL character"):
+        compile_template("echo a\0b {v}", ["v"], "experiment.yaml")
