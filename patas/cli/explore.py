@@ -77,6 +77,8 @@ def explore(**options: object) -> None:
     from patas.cli.progress import RunReporter, confirm, describe_plan
 
     experiments = _experiments(options)
+    for warning in dict.fromkeys(w for e in experiments for t in e.commands for w in t.warnings):
+        click.echo(f"Warning: {warning}", err=True)
     pool = options["pool"]
     if pool and (options["cluster_files"] or options["node_specs"]):
         raise ConfigError("--pool runs on the pool's agents; leave out --cluster and --node")

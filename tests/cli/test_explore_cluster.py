@@ -148,7 +148,7 @@ def test_secrets_never_appear_on_a_command_line(clean_sim_cluster, tmp_path):
 
 def test_no_orphans_when_the_coordinator_is_killed(clean_sim_cluster, tmp_path):
     cluster = clean_sim_cluster
-    process = start_patas("explore", "--cmd", "sleep 600 # {i}", "--va", "i", "0", "8", "1", "--workdir", "~", *nodes_args(cluster, 1), "-y", cwd=tmp_path)
+    process = start_patas("explore", "--cmd", "sleep 60{i}", "--va", "i", "0", "8", "1", "--workdir", "~", *nodes_args(cluster, 1), "-y", cwd=tmp_path)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and sum(len(cluster.processes_of(n)) > 2 for n in cluster.nodes) < 4:
         time.sleep(0.1)
