@@ -301,8 +301,12 @@ class Coordinator:
         self._requeue(link.placement.agent_id)
 
     def _requeue(self, agent_id: str) -> None:
+        node_name = self.agents[agent_id].placement.node.name if agent_id in self.agents else agent_id
         for lease in self.scheduler.remove_agent(agent_id):
             self.store.abandon(lease.id)
+        for lease in self.scheduler.take_given_up_lost():
+            stderr = self.plans[lease.planned.experiment_id].lab.attempt_path(lease.planned.task_id, lease.attempt, STDERR)
+            self._failed(lease, Outcome.LOST, None, "", node_name, Verdict.GIVE_UP, "", stderr.exists())
 
     def _release_agents(self) -> None:
         for agent_id, link in self.agents.items():
@@ -352,16 +356,24 @@ class Coordinator:
             self._send(link, Shutdown("taken out of rotation"))
             self._lose(link, "taken out of rotation: its recent tasks all failed while they succeed on other nodes")
         if verdict is not Verdict.DONE:
-            planned = lease.planned
-            stream = STDERR if record.stderr_bytes or not record.stdout_bytes else STDOUT
-            failure = AttemptFailure(
-                planned.experiment.name, planned.task_id, planned.task.values, lease.attempt, lease.tries,
-                planned.max_tries, outcome, finished.exit_code, finished.error, link.placement.node.name, verdict, tail,
-                "\n".join(planned.task.commands),
-                str(self.plans[planned.experiment_id].lab.attempt_path(planned.task_id, lease.attempt, stream)),
-            )
-            self.result.failures.add(failure)
-            self.observer.attempt_failed(failure)
+            has_stderr = record.stderr_bytes > 0 or not record.stdout_bytes
+            self._failed(lease, outcome, finished.exit_code, finished.error, link.placement.node.name, verdict, tail, has_stderr)
+
+    def _failed(
+        self, lease: Lease, outcome: Outcome, exit_code: int | None, error: str, node_name: str, verdict: Verdict,
+        tail: str, has_stderr: bool,
+    ) -> None:  # fmt: skip
+        """Tally an attempt that did not succeed and tell the observer."""
+        planned = lease.planned
+        lab = self.plans[planned.experiment_id].lab
+        output = lab.attempt_path(planned.task_id, lease.attempt, STDERR if has_stderr else STDOUT)
+        failure = AttemptFailure(
+            planned.experiment.name, planned.task_id, planned.task.values, lease.attempt, lease.tries,
+            planned.max_tries, outcome, exit_code, error, node_name, verdict, tail, "\n".join(planned.task.commands),
+            str(output),
+        )  # fmt: skip
+        self.result.failures.add(failure)
+        self.observer.attempt_failed(failure)
 
     def _tail(self, lease_id: int) -> str:
         stderr = self.store.tail(lease_id, STDERR)

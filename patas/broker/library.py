@@ -100,7 +100,7 @@ def explore(
         plan = exploration.plans[0]
         result = exploration.run(_Log())
     counts = result.counts
-    failures = {t.kind: [i for ids in t.given_up.values() for i in ids] for t in result.failures.given_up()}
+    failures = {t.kind: sorted(i for ids in t.given_up.values() for i in ids) for t in result.failures.given_up()}
     return ExploreResult(
         counts.total, counts.skipped, counts.done, counts.failed, counts.retried, counts.remaining,
         result.interrupted, result.halt.reason if result.halt else None, result.elapsed_s, plan.lab.path, failures,

@@ -108,6 +108,7 @@ class Scheduler:
         self.total_slots = total_slots  # of every node in the run, connected or not yet
         self.halt_policy = halt_policy
         self._fail_fast = FailFast() if halt_policy.fail_fast else None
+        self._given_up_lost: list[Lease] = []  # given up because their agents were lost, not yet reported
         self.halt: Halt | None = None  # set once the run must stop early; it starts nothing new then
 
     # --- agents -----------------------------------------------------------------------------
@@ -126,11 +127,17 @@ class Scheduler:
             times_lost = self._lost.pop(lease.id, 0) + 1
             if times_lost >= MAX_LOST_ATTEMPTS:
                 self.counts.failed += 1
+                self._given_up_lost.append(lease)
                 self._check_halt()
             else:
                 # Losing a node is not the task's fault: it keeps its tries.
                 self._retries.append(Retry(lease.planned, lease.attempt + 1, lease.tries - 1, times_lost))
         return lost
+
+    def take_given_up_lost(self) -> list[Lease]:
+        """The tasks `remove_agent` gave up since the last call (they lost MAX_LOST_ATTEMPTS agents)."""
+        given_up, self._given_up_lost = self._given_up_lost, []
+        return given_up
 
     def has_agent(self, agent_id: str) -> bool:
         return agent_id in self._agents

@@ -68,6 +68,8 @@ def test_a_task_that_keeps_losing_its_agent_is_given_up():
         assert len(s.assign()) == 1
         s.remove_agent(f"agent{round_}")
     assert s.finished and s.counts.failed == 1
+    (given_up,) = s.take_given_up_lost()  # for the summary to name it
+    assert given_up.planned.task_id == 0 and s.take_given_up_lost() == []
 
 
 def test_drain_starts_nothing_new_and_finishes_when_running_tasks_end():

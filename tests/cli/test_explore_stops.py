@@ -24,16 +24,17 @@ def test_a_typo_in_the_readme_command_stops_after_ten_tasks_and_says_why(tmp_pat
     records = journal(lab)
     assert len(records) == 10 and {r["attempt"] for r in records} == {1}  # exit 127 is not retried
     assert len([p for p in lab.iterdir() if p.is_dir()]) <= 10 + 2 * 2 * os.cpu_count()  # + what was running
-    stopped = next(line for line in run.stderr.splitlines() if line.startswith("Stopped:"))
-    assert re.fullmatch(
+    # Two workers: which ten tasks end first may vary a little (all but task 10 on share a command).
+    line = re.compile(
         r"Stopped: the first 10 tasks tried all failed; most common error: cannot run \(exit 127\), 10 times:"
-        r" \S*bash: line 1: ./mian.py: No such file or directory; command: ./mian.py 1 relu fast; exit status 3",
-        stopped,
-    ), stopped
+        r" \S*bash: line 1: ./mian.py: No such file or directory; command: ./mian.py \d+ relu fast; exit status 3"
+    )
+    stopped = next(line for line in run.stderr.splitlines() if line.startswith("Stopped:"))
+    assert line.fullmatch(stopped), stopped
     documented = next(line.strip() for line in DOC.splitlines() if line.strip().startswith("Stopped: the first 10"))
-    assert re.sub(r"\S*bash:", "bash:", stopped) == documented
+    assert line.fullmatch(documented), documented
     assert "2,990 tasks not run; run the same command again to run them." in run.stderr
-    assert "Failed 10 tasks:\n  cannot run (exit 127): 10 tasks (grid 0-9); see: cat pataslab/grid/" in run.stderr
+    assert re.search(r"Failed 10 tasks:\n  cannot run \(exit 127\): 10 tasks \(grid [\d, -]+\); see: cat pataslab/grid/\d+/attempt-1.stderr\n", run.stderr)
 
 
 def test_halt_never_runs_every_task_and_the_summary_names_them(tmp_path):
@@ -45,7 +46,8 @@ def test_halt_never_runs_every_task_and_the_summary_names_them(tmp_path):
     assert summary[1].startswith("  exit 1: 20 tasks (grid 1-2, 4-5, 7-8, 10-11, 13-14, 16-17 … (+8 more)); see: cat ")
     assert summary[2].startswith("  exit 2: 10 tasks (grid 0, 3, 6, 9, 12, 15, 18, 21, 24, 27); see: cat ")
     shown = summary[2].split("see: cat ")[1]
-    assert (tmp_path / shown).read_text() == "bad 27\n"
+    task_id = int(shown.split("/")[2])
+    assert task_id % 3 == 0 and (tmp_path / shown).read_text() == f"bad {task_id}\n"
 
 
 def test_halt_now_fail_1_kills_what_runs(tmp_path):
