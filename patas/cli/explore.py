@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from patas.broker.halt import FAIL_FAST_FIRST_TASKS
 from patas.cli.nodes import clusters_from, node_options, ssh_options_from
 from patas.cli.options import VariadicOption
 from patas.common.config import (
@@ -64,7 +65,7 @@ Example (from examples/basic_usage):
               help="Run N tasks at once on this machine: short for --node localhost N.")
 @click.option("--halt", default=None, metavar="WHEN,WHAT=N",
               help="Stop early, as GNU parallel: now|soon,fail|success|done=N or N%, or never.  "
-                   "[default: stop now if the first 10 tasks tried all fail]")
+                   f"[default: stop now if the first {FAIL_FAST_FIRST_TASKS} tasks tried all fail]")
 @click.option("--dry-run", is_flag=True, help="Show the plan and the first tasks' commands; run nothing, write nothing.")
 @click.option("--pool", default=None, metavar="NAME", help="Run on the agents of a pool started with `patas pool up`.")
 @click.option("--tunnel", is_flag=True, help="Agents reach the broker through their SSH connection (for nodes that cannot reach this machine).")
