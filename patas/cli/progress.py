@@ -175,6 +175,8 @@ class RunReporter:
         if self.quiet:
             return  # the summary names the failed tasks
         self.failures_shown += 1
+        if self.failures_shown == MAX_FAILURES_SHOWN + 1:
+            self.console.print("(further failures are counted, not shown)")
         if self.failures_shown > MAX_FAILURES_SHOWN:
             return
         values = " ".join(f"{k}={v}" for k, v in failure.values)
@@ -186,8 +188,6 @@ class RunReporter:
         self.console.print(head, style="yellow" if failure.verdict is Verdict.RETRY else "red", markup=False)
         for line in failure.tail.strip().splitlines()[-TAIL_LINES:]:
             self.console.print(f"    {line}", markup=False)
-        if self.failures_shown == MAX_FAILURES_SHOWN:
-            self.console.print("(further failures are counted, not shown)")
 
     def agent_event(self, node_name: str, message: str) -> None:
         if "lost" in message or not self.quiet:

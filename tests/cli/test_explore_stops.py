@@ -34,6 +34,7 @@ def test_a_typo_in_the_readme_command_stops_after_ten_tasks_and_says_why(tmp_pat
     documented = next(line.strip() for line in DOC.splitlines() if line.strip().startswith("Stopped: the first 10"))
     assert line.fullmatch(documented), documented
     assert "2,990 tasks not run; run the same command again to run them." in run.stderr
+    assert run.stderr.count("giving up") == 10 and "further failures" not in run.stderr
     assert re.search(r"Failed 10 tasks:\n  cannot run \(exit 127\): 10 tasks \(grid [\d, -]+\); see: cat pataslab/grid/\d+/attempt-1.stderr\n", run.stderr)
 
 
@@ -42,6 +43,7 @@ def test_halt_never_runs_every_task_and_the_summary_names_them(tmp_path):
     run = patas("explore", "--cmd", command, "--va", "i", "0", "30", "1", "--max-tries", "1", "--halt", "never", "-y", cwd=tmp_path)
     assert run.code == 3
     assert "30 failed" in run.stderr and "Stopped" not in run.stderr
+    assert run.stderr.count("giving up") == 10 and "(further failures are counted, not shown)" in run.stderr
     summary = run.stderr[run.stderr.index("Failed 30 tasks:") :].splitlines()
     assert summary[1].startswith("  exit 1: 20 tasks (grid 1-2, 4-5, 7-8, 10-11, 13-14, 16-17 … (+8 more)); see: cat ")
     assert summary[2].startswith("  exit 2: 10 tasks (grid 0, 3, 6, 9, 12, 15, 18, 21, 24, 27); see: cat ")
