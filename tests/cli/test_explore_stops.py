@@ -81,3 +81,11 @@ def test_halt_now_success_1_stops_at_the_first_success_and_exits_0(tmp_path):
     assert run.code == 3  # tasks 0-2 were given up before
     assert "Stopped: --halt now,success=1: 1 task done" in run.stderr
     assert patas("explore", "--cmd", "true {i}", "--va", "i", "0", "40", "1", "-j", "1", "--halt", "now,success=1", "-y", cwd=tmp_path).code == 0
+
+
+def test_a_program_that_is_not_executable_is_not_retried(tmp_path):
+    (tmp_path / "train.sh").write_text("#!/bin/sh\necho hi\n")  # no execute bit: exit 126
+    run = patas("explore", "--cmd", "./train.sh {i}", "--vl", "i", "1", "2", "--max-tries", "3", "-y", cwd=tmp_path)
+    assert run.code == 3
+    assert [(r["attempt"], r["exit_code"]) for r in journal(tmp_path / "pataslab/grid")] == [(1, 126), (1, 126)]
+    assert "cannot run (exit 126); giving up" in run.stderr and "will retry" not in run.stderr
