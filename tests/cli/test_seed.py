@@ -6,6 +6,8 @@ import re
 import shlex
 import shutil
 
+import pytest
+
 from tests.cli.test_explore import README_EXPLORE
 from tests.running import REPO, done_ids, patas
 
@@ -25,6 +27,8 @@ def test_the_docs_print_the_example_files_as_they_are():
     assert doc_block("# cluster.yaml\n").split("\n", 1)[1] == (EXAMPLE / "cluster.yaml").read_text()
 
 
+# 3,000 real processes: about 100 s on a quiet 2-core machine, several minutes on a busy one.
+@pytest.mark.timeout(900)
 def test_the_yaml_command_runs_verbatim_and_is_the_readme_grid(tmp_path):
     folder = tmp_path / "basic_usage"
     shutil.copytree(EXAMPLE, folder, ignore=shutil.ignore_patterns("pataslab"))
