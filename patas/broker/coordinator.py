@@ -18,11 +18,13 @@ from typing import Callable, Iterator, Protocol
 
 import zmq
 
+from patas.broker.failures import AttemptFailure, FailureTally
+from patas.broker.halt import FAIL_FAST, Halt, HaltPolicy, Urgency
 from patas.broker.launcher import AgentHandle, NodeSession
 from patas.broker.outputs import OutputStore
 from patas.broker.placement import Placement
 from patas.broker.plan import ExperimentPlan, PlannedTask
-from patas.broker.scheduler import Counts, Lease, Scheduler, Verdict
+from patas.broker.scheduler import Counts, Lease, Scheduler, Verdict, cannot_run
 from patas.broker.security import CurveServer
 from patas.broker.transport import BrokerSocket
 from patas.common.agent_config import AgentConfig
@@ -67,24 +69,7 @@ class RunSettings:
     sync: bool = True  # fdatasync committed output before marking it done
     bind_host: str | None = None  # listen here instead of where each node reaches us
     bind_port: int = 0  # 0: any free port
-
-
-@dataclass(frozen=True)
-class AttemptFailure:
-    """An attempt that did not succeed, for the user to see why."""
-
-    experiment_name: str
-    task_id: int
-    values: tuple[tuple[str, str], ...]
-    attempt: int
-    tries: int
-    max_tries: int
-    outcome: Outcome
-    exit_code: int | None
-    error: str
-    node_name: str
-    verdict: Verdict
-    tail: str
+    halt: HaltPolicy = FAIL_FAST  # when to stop early (--halt)
 
 
 class RunObserver(Protocol):
@@ -101,6 +86,13 @@ class RunResult:
     interrupted: bool = False
     agent_failures: list[str] = field(default_factory=list)
     elapsed_s: float = 0.0
+    halt: Halt | None = None  # why the run stopped early, if it did
+    failures: FailureTally = field(default_factory=FailureTally)
+
+    @property
+    def failed(self) -> bool:
+        """Tasks were given up, or the run stopped because tasks failed (exit status 3)."""
+        return self.counts.failed > 0 or (self.halt is not None and self.halt.by_failure)
 
 
 @dataclass
@@ -132,7 +124,7 @@ class Coordinator:
         self.sessions = sessions
         self.observer = observer
         self.settings = settings
-        self.scheduler = Scheduler(pending, counts, sum(p.slots for p in placements))
+        self.scheduler = Scheduler(pending, counts, sum(p.slots for p in placements), settings.halt)
         self.store = OutputStore([plan.lab for plan in plans], sync=settings.sync)
         self.agents: dict[str, AgentLink] = {}
         self.result = RunResult(counts)
@@ -170,8 +162,12 @@ class Coordinator:
                 if self._stop_requested:
                     self._interrupt()
                     break
+                if self.scheduler.halt is not None and self.scheduler.halt.urgency is Urgency.NOW:
+                    self._abandon_running()
+                    break
                 self._turn()
         finally:
+            self.result.halt = self.scheduler.halt
             self._restore(previous_handlers)
             self._release_agents()
             self.store.close_all()
@@ -305,8 +301,12 @@ class Coordinator:
         self._requeue(link.placement.agent_id)
 
     def _requeue(self, agent_id: str) -> None:
+        node_name = self.agents[agent_id].placement.node.name if agent_id in self.agents else agent_id
         for lease in self.scheduler.remove_agent(agent_id):
             self.store.abandon(lease.id)
+        for lease in self.scheduler.take_given_up_lost():
+            stderr = self.plans[lease.planned.experiment_id].lab.attempt_path(lease.planned.task_id, lease.attempt, STDERR)
+            self._failed(lease, Outcome.LOST, None, "", node_name, Verdict.GIVE_UP, "", stderr.exists())
 
     def _release_agents(self) -> None:
         for agent_id, link in self.agents.items():
@@ -350,18 +350,30 @@ class Coordinator:
         record = self._record(lease, finished, outcome, link.placement)
         tail = self._tail(lease.id)
         self.store.close(lease.id, record, commit=outcome is Outcome.DONE)
-        verdict = self.scheduler.finish(lease.id, outcome is Outcome.DONE)
+        retryable = outcome is Outcome.TIMEOUT or not cannot_run(finished.exit_code, finished.error)
+        verdict = self.scheduler.finish(lease.id, outcome is Outcome.DONE, retryable)
         if self.scheduler.is_failing(link.placement.agent_id):
             self._send(link, Shutdown("taken out of rotation"))
             self._lose(link, "taken out of rotation: its recent tasks all failed while they succeed on other nodes")
         if verdict is not Verdict.DONE:
-            planned = lease.planned
-            self.observer.attempt_failed(
-                AttemptFailure(
-                    planned.experiment.name, planned.task_id, planned.task.values, lease.attempt, lease.tries,
-                    planned.max_tries, outcome, finished.exit_code, finished.error, link.placement.node.name, verdict, tail,
-                )
-            )
+            has_stderr = record.stderr_bytes > 0 or not record.stdout_bytes
+            self._failed(lease, outcome, finished.exit_code, finished.error, link.placement.node.name, verdict, tail, has_stderr)
+
+    def _failed(
+        self, lease: Lease, outcome: Outcome, exit_code: int | None, error: str, node_name: str, verdict: Verdict,
+        tail: str, has_stderr: bool,
+    ) -> None:  # fmt: skip
+        """Tally an attempt that did not succeed and tell the observer."""
+        planned = lease.planned
+        lab = self.plans[planned.experiment_id].lab
+        output = lab.attempt_path(planned.task_id, lease.attempt, STDERR if has_stderr else STDOUT)
+        failure = AttemptFailure(
+            planned.experiment.name, planned.task_id, planned.task.values, lease.attempt, lease.tries,
+            planned.max_tries, outcome, exit_code, error, node_name, verdict, tail, "\n".join(planned.task.commands),
+            str(output),
+        )  # fmt: skip
+        self.result.failures.add(failure)
+        self.observer.attempt_failed(failure)
 
     def _tail(self, lease_id: int) -> str:
         stderr = self.store.tail(lease_id, STDERR)
@@ -417,8 +429,11 @@ class Coordinator:
             signal.signal(signum, handler)  # type: ignore[arg-type]
 
     def _interrupt(self) -> None:
-        """Stop now: agents kill their tasks; unfinished attempts stay uncommitted."""
         self.result.interrupted = True
+        self._abandon_running()
+
+    def _abandon_running(self) -> None:
+        """Stop now: agents kill their tasks (told at release); unfinished attempts stay uncommitted."""
         for lease in self.scheduler.drain():
             self.store.abandon(lease.id)
 

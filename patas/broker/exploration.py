@@ -92,17 +92,7 @@ def prepare(
 
     Starts no agent. A node that cannot be used is reported in `node_failures`; the run goes on
     without it, unless no node at all can be used."""
-    _check_unique([e.name for e in experiments], "experiment", "--name or 'name:'")
-    if task_filter is not None and task_filter.experiment is not None:
-        if task_filter.experiment not in [e.name for e in experiments]:
-            raise ConfigError(f"--filter-tasks: no experiment named '{task_filter.experiment}'")
-    if any(node.is_local for cluster in clusters for node in cluster.nodes):
-        for experiment in experiments:
-            _check_local_workdir(experiment)
-    plans = [
-        plan_experiment(i, experiment, ExperimentLab(lab_root, experiment.name), redo)
-        for i, experiment in enumerate(experiments)
-    ]
+    plans = plan_run(experiments, clusters, lab_root, redo, task_filter)
     if pool is not None:
         from patas.broker.pool import pool_sessions
 
@@ -119,6 +109,23 @@ def prepare(
     placements = place(clusters, {index: session.slots for index, session in live.items()})
     sessions = {p.agent_id: live[(p.cluster_in_lab, p.node_in_cluster)] for p in placements}
     return Exploration(plans, placements, sessions, failures, task_filter, settings)
+
+
+def plan_run(
+    experiments: list[Experiment], clusters: list[Cluster], lab_root: Path, redo: bool, task_filter: TaskFilter | None
+) -> list[ExperimentPlan]:
+    """Check the experiments and read what the pataslab holds of them; touches no node, writes nothing."""
+    _check_unique([e.name for e in experiments], "experiment", "--name or 'name:'")
+    if task_filter is not None and task_filter.experiment is not None:
+        if task_filter.experiment not in [e.name for e in experiments]:
+            raise ConfigError(f"--filter-tasks: no experiment named '{task_filter.experiment}'")
+    if any(node.is_local for cluster in clusters for node in cluster.nodes):
+        for experiment in experiments:
+            _check_local_workdir(experiment)
+    return [
+        plan_experiment(i, experiment, ExperimentLab(lab_root, experiment.name), redo)
+        for i, experiment in enumerate(experiments)
+    ]
 
 
 def _ssh_session(node: Node, ssh: SSHOptions) -> NodeSession:

@@ -13,6 +13,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Iterator
 
+from patas.broker.halt import FAIL_FAST, FailFast, Halt, HaltPolicy
 from patas.broker.plan import PlannedTask
 
 # A task whose agent was lost this many times is given up: it may be what kills its node.
@@ -23,6 +24,15 @@ PREFETCH_PER_SLOT = 1
 # An agent whose last this-many attempts all failed, while attempts succeeded on other agents
 # meanwhile, is taken out of rotation: the node is likely broken, not the tasks.
 FAILURES_BEFORE_QUARANTINE = 5
+# Exit statuses of a command that could not run at all (the shell's "not executable" and "not
+# found"): another try would fail the same way, so such an attempt is not retried.
+CANNOT_RUN_EXIT_CODES = frozenset({126, 127})
+
+
+def cannot_run(exit_code: int | None, error: str) -> bool:
+    """True when an attempt's command never ran: a missing or unexecutable program, or a spawn
+    failure the agent reports as `error` (no such workdir, no shell)."""
+    return bool(error) or exit_code in CANNOT_RUN_EXIT_CODES
 
 
 class Verdict(enum.Enum):
@@ -82,7 +92,9 @@ class Counts:
 
 
 class Scheduler:
-    def __init__(self, pending: Iterator[PlannedTask], counts: Counts, total_slots: int) -> None:
+    def __init__(
+        self, pending: Iterator[PlannedTask], counts: Counts, total_slots: int, halt_policy: HaltPolicy = FAIL_FAST
+    ) -> None:
         self._pending = pending
         self._retries: deque[Retry] = deque()
         self._agents: dict[str, AgentSlots] = {}
@@ -94,6 +106,10 @@ class Scheduler:
         self._successes = 0
         self.counts = counts
         self.total_slots = total_slots  # of every node in the run, connected or not yet
+        self.halt_policy = halt_policy
+        self._fail_fast = FailFast() if halt_policy.fail_fast else None
+        self._given_up_lost: list[Lease] = []  # given up because their agents were lost, not yet reported
+        self.halt: Halt | None = None  # set once the run must stop early; it starts nothing new then
 
     # --- agents -----------------------------------------------------------------------------
 
@@ -111,10 +127,17 @@ class Scheduler:
             times_lost = self._lost.pop(lease.id, 0) + 1
             if times_lost >= MAX_LOST_ATTEMPTS:
                 self.counts.failed += 1
+                self._given_up_lost.append(lease)
+                self._check_halt()
             else:
                 # Losing a node is not the task's fault: it keeps its tries.
                 self._retries.append(Retry(lease.planned, lease.attempt + 1, lease.tries - 1, times_lost))
         return lost
+
+    def take_given_up_lost(self) -> list[Lease]:
+        """The tasks `remove_agent` gave up since the last call (they lost MAX_LOST_ATTEMPTS agents)."""
+        given_up, self._given_up_lost = self._given_up_lost, []
+        return given_up
 
     def has_agent(self, agent_id: str) -> bool:
         return agent_id in self._agents
@@ -179,23 +202,40 @@ class Scheduler:
         """The current lease with this id, or None if it was fenced off (or never existed)."""
         return self._leases.get(lease_id)
 
-    def finish(self, lease_id: int, succeeded: bool) -> Verdict:
-        """Close a lease after its attempt ended; the caller checked `lease()` first."""
+    def finish(self, lease_id: int, succeeded: bool, retryable: bool = True) -> Verdict:
+        """Close a lease after its attempt ended; the caller checked `lease()` first.
+
+        A failed attempt is tried again unless the task used up its tries, the attempt is not
+        `retryable` (its program cannot run) or the run is stopping."""
         lease = self._leases.pop(lease_id)
         self._lost.pop(lease_id, None)
         agent = self._agents[lease.agent_id]
         agent.leases.discard(lease_id)
         self.counts.running -= 1
         self._track_streak(agent, succeeded)
+        if self._fail_fast is not None and self.halt is None:
+            self._stop(self._fail_fast.attempt_ended((lease.planned.experiment_id, lease.planned.task_id), succeeded))
         if succeeded:
             self.counts.done += 1
+            self._check_halt()
             return Verdict.DONE
-        if lease.tries < lease.planned.max_tries and not self._draining:
+        if retryable and lease.tries < lease.planned.max_tries and not self._draining:
             self.counts.retried += 1
             self._retries.append(Retry(lease.planned, lease.attempt + 1, lease.tries, 0))
             return Verdict.RETRY
         self.counts.failed += 1
+        self._check_halt()
         return Verdict.GIVE_UP
+
+    def _check_halt(self) -> None:
+        if self.halt is None:
+            counts = self.counts
+            self._stop(self.halt_policy.check(counts.total - counts.skipped, counts.done, counts.failed))
+
+    def _stop(self, halt: Halt | None) -> None:
+        if halt is not None and self.halt is None:
+            self.halt = halt
+            self._draining = True
 
     def _track_streak(self, agent: AgentSlots, succeeded: bool) -> None:
         if succeeded:

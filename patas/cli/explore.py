@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from patas.broker.halt import FAIL_FAST_FIRST_TASKS
 from patas.cli.nodes import clusters_from, node_options, ssh_options_from
 from patas.cli.options import VariadicOption
 from patas.common.config import (
@@ -18,7 +19,7 @@ from patas.common.config import (
     load_experiment,
     with_overrides,
 )
-from patas.common.errors import EXIT_INTERRUPTED, EXIT_TASKS_FAILED, ConfigError
+from patas.common.errors import EXIT_INTERRUPTED, EXIT_TASKS_FAILED, ConfigError, UsageError
 from patas.common.variables import Variable, arithmetic_variable, geometric_variable, list_variable
 
 EXAMPLE = """
@@ -60,6 +61,12 @@ Example (from examples/basic_usage):
 @click.option("--agent-timeout", type=float, default=None, metavar="SECONDS",
               help="Declare an agent lost after this long without a word; its tasks run elsewhere.  [default: 10]")
 @node_options
+@click.option("-j", "--jobs", type=click.IntRange(min=1), default=None, metavar="N",
+              help="Run N tasks at once on this machine: short for --node localhost N.")
+@click.option("--halt", default=None, metavar="WHEN,WHAT=N",
+              help="Stop early, as GNU parallel: now|soon,fail|success|done=N or N%, or never.  "
+                   f"[default: stop now if the first {FAIL_FAST_FIRST_TASKS} tasks tried all fail]")
+@click.option("--dry-run", is_flag=True, help="Show the plan and the first tasks' commands; run nothing, write nothing.")
 @click.option("--pool", default=None, metavar="NAME", help="Run on the agents of a pool started with `patas pool up`.")
 @click.option("--tunnel", is_flag=True, help="Agents reach the broker through their SSH connection (for nodes that cannot reach this machine).")
 @click.option("--bind", "bind_address", default=None, metavar="HOST[:PORT]",
@@ -82,30 +89,58 @@ def explore(**options: object) -> None:
     pool = options["pool"]
     if pool and (options["cluster_files"] or options["node_specs"]):
         raise ConfigError("--pool runs on the pool's agents; leave out --cluster and --node")
+    _jobs_as_node(options)
     clusters = [] if pool else clusters_from(options)
     settings, ssh = _run_settings(options)
     task_filter = TaskFilter.parse(str(options["task_filter"])) if options["task_filter"] else None
     lab_root = Path(str(options["lab_root"]))
+    quiet = bool(options["quiet"])
+    if options["dry_run"]:
+        _dry_run(experiments, clusters, lab_root, bool(options["redo"]), task_filter, pool, quiet)  # type: ignore[arg-type]
+        return
     with prepare(experiments, clusters, lab_root, bool(options["redo"]), task_filter, settings, ssh, pool) as exploration:  # type: ignore[arg-type]
-        click.echo(describe_plan(exploration), err=True)
+        if not quiet:
+            click.echo(describe_plan(exploration), err=True)
         counts = exploration.counts()
         if counts.total - counts.skipped == 0:
             click.echo("Nothing to run: every task is done (use --redo to run them again).", err=True)
             return
         if not options["yes"] and not confirm(exploration):
-            raise click.exceptions.Abort()
-        reporter = RunReporter(quiet=bool(options["quiet"]), workers=exploration.workers)
+            click.echo("Nothing was run.", err=True)
+            return
+        reporter = RunReporter(quiet=quiet, workers=exploration.workers)
         with reporter:
             result = exploration.run(reporter)
         reporter.summarize(result, exploration)
     if result.interrupted:
         sys.exit(EXIT_INTERRUPTED)
-    if result.counts.failed:
+    if result.failed:
         sys.exit(EXIT_TASKS_FAILED)
+
+
+def _jobs_as_node(options: dict[str, object]) -> None:
+    """`-j N` is `--node localhost N`; with other nodes it would be ambiguous."""
+    if options["jobs"] is None:
+        return
+    if options["cluster_files"] or options["node_specs"] or options["pool"]:
+        raise UsageError("-j N runs N tasks at once on this machine; leave out --node, --cluster and --pool (or add --node localhost N)")
+    options["node_specs"] = (("localhost", str(options["jobs"])),)
+
+
+def _dry_run(experiments, clusters, lab_root, redo, task_filter, pool, quiet) -> None:  # type: ignore[no-untyped-def]
+    from patas.broker.dry_run import dry_run
+    from patas.cli.progress import describe_dry_run
+
+    plan, commands = describe_dry_run(dry_run(experiments, clusters, lab_root, redo, task_filter, pool))
+    if not quiet:
+        click.echo(plan, err=True)
+    if commands:
+        click.echo(commands)
 
 
 def _run_settings(options: dict[str, object]):  # type: ignore[no-untyped-def]
     from patas.broker.coordinator import DEFAULT_AGENT_TIMEOUT_S, RunSettings
+    from patas.broker.halt import FAIL_FAST, HaltPolicy
 
     timeout = options["agent_timeout"]
     if timeout is not None and timeout <= 0:  # type: ignore[operator]
@@ -113,6 +148,7 @@ def _run_settings(options: dict[str, object]):  # type: ignore[no-untyped-def]
     bind_host, bind_port = _host_port(options["bind_address"], "--bind")  # type: ignore[arg-type]
     settings = RunSettings(
         agent_timeout_s=timeout or DEFAULT_AGENT_TIMEOUT_S,  # type: ignore[arg-type]
+        halt=HaltPolicy.parse(str(options["halt"])) if options["halt"] is not None else FAIL_FAST,
         sync=not options["no_sync"],
         bind_host=bind_host,
         bind_port=bind_port,

@@ -1,7 +1,8 @@
 """What `patas explore` shows: the plan, the confirmation, live progress, failures, the summary.
 
 Everything goes to stderr, so stdout stays free for results. On a terminal, progress is a live
-rich bar; elsewhere (a log file, CI) a plain line every PLAIN_PROGRESS_INTERVAL_S seconds.
+rich bar; elsewhere (a log file, CI) a plain line every PLAIN_PROGRESS_INTERVAL_S seconds, and
+lines are never wrapped (a log or a pipe has no width).
 """
 
 from __future__ import annotations
@@ -14,37 +15,95 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from patas.broker.coordinator import AttemptFailure, RunResult
+from patas.broker.coordinator import RunResult
+from patas.broker.dry_run import DryRun
 from patas.broker.exploration import Exploration
+from patas.broker.failures import AttemptFailure, KindTally
+from patas.broker.plan import ExperimentPlan
 from patas.broker.scheduler import Counts, Verdict
-from patas.common.lab import Outcome
+from patas.common.errors import EXIT_TASKS_FAILED
 
 PLAIN_PROGRESS_INTERVAL_S = 10.0
 # Failures shown in full; after that they are only counted, so a broken grid cannot flood the screen.
 MAX_FAILURES_SHOWN = 10
 TAIL_LINES = 3
+# Task ids listed per kind of failure in the summary; the rest are counted.
+MAX_IDS_SHOWN = 12
 
 
-def describe_plan(exploration: Exploration) -> str:
+def plural(count: int, noun: str, plural_noun: str | None = None) -> str:
+    """`1 task`, `3,000 tasks`: the count and the noun agreeing with it."""
+    return f"{count:,} {noun if count == 1 else plural_noun or noun + 's'}"
+
+
+def rate_text(tasks: int, seconds: float) -> str:
+    """Tasks per second: whole numbers from 1/s up, two significant digits below."""
+    rate = tasks / seconds if seconds > 0 else 0.0
+    return f"{rate:,.0f}" if rate >= 1 or rate == 0 else f"{rate:.2g}"
+
+
+def compact_ids(ids: list[int], limit: int = MAX_IDS_SHOWN) -> str:
+    """`3, 7-9, 12 … (+40 more)`: sorted ids as ranges, the first `limit` ids shown."""
+    ordered = sorted(set(ids))
+    shown, rest = ordered[:limit], len(ordered) - limit
+    ranges: list[list[int]] = []
+    for task_id in shown:
+        if ranges and task_id == ranges[-1][1] + 1:
+            ranges[-1][1] = task_id
+        else:
+            ranges.append([task_id, task_id])
+    text = ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in ranges)
+    return text + (f" … (+{rest:,} more)" if rest > 0 else "")
+
+
+def describe_experiments(plans: list[ExperimentPlan]) -> list[str]:
     lines = []
-    for plan in exploration.plans:
+    for plan in plans:
         experiment = plan.experiment
         lines.append(
-            f"Experiment {experiment.name}: {experiment.combination_count:,} combinations × {experiment.repeat}"
-            f" repeats = {plan.total:,} tasks ({plan.done:,} done, {plan.to_run:,} to run) → {plan.lab.path}"
+            f"Experiment {experiment.name}: {plural(experiment.combination_count, 'combination')}"
+            f" × {plural(experiment.repeat, 'repeat')} = {plural(plan.total, 'task')}"
+            f" ({plan.done:,} done, {plan.to_run:,} to run) → {plan.lab.path}"
         )
         if plan.changes:
             lines.append(f"  changed since the last run: {'; '.join(plan.changes)}")
             if plan.obsolete:
-                lines.append(f"  {plan.obsolete:,} done tasks of the old grid no longer apply (kept on disk)")
-    nodes = ", ".join(f"{p.node.name} ({p.node.address}, {p.slots} workers)" for p in exploration.placements)
+                applies = "no longer applies" if plan.obsolete == 1 else "no longer apply"
+                lines.append(f"  {plural(plan.obsolete, 'done task')} of the old grid {applies} (kept on disk)")
+    return lines
+
+
+def describe_plan(exploration: Exploration) -> str:
+    lines = describe_experiments(exploration.plans)
+    nodes = ", ".join(f"{p.node.name} ({p.node.address}, {plural(p.slots, 'worker')})" for p in exploration.placements)
     if exploration.node_failures:
         configured = len(exploration.placements) + len(exploration.node_failures)
-        lines.append(f"{len(exploration.placements)}/{configured} nodes up: {nodes}")
+        lines.append(f"{len(exploration.placements)}/{plural(configured, 'node')} up: {nodes}")
         lines.extend(f"  {failure}" for failure in exploration.node_failures)
     else:
         lines.append(f"Nodes: {nodes}")
     return "\n".join(lines)
+
+
+def describe_dry_run(dry: DryRun) -> tuple[str, str]:
+    """The plan (for stderr, like a run's) and the first tasks' commands (for stdout)."""
+    lines = describe_experiments(dry.plans)
+    if dry.pool is not None:
+        lines.append(f"Nodes: the agents of pool {dry.pool} (not contacted)")
+    else:
+        nodes = ", ".join(
+            f"{node.name} ({node.address}, {plural(node.workers, 'worker') if node.workers else 'a worker per core'})"
+            for _, node in dry.nodes
+        )
+        lines.append(f"Nodes (not contacted): {nodes}")
+    shown = len(dry.first_tasks)
+    lines.append(
+        f"Dry run: nothing started, nothing written. The first {shown:,} of {plural(dry.to_run, 'task')} to run:"
+        if shown
+        else "Dry run: nothing started, nothing written. No task to run."
+    )
+    commands = [f"{t.experiment.name} {t.task_id}: {' && '.join(t.task.commands)}" for t in dry.first_tasks]
+    return "\n".join(lines), "\n".join(commands)
 
 
 def confirm(exploration: Exploration) -> bool:
@@ -53,8 +112,8 @@ def confirm(exploration: Exploration) -> bool:
         return True
     counts = exploration.counts()
     return click.confirm(
-        f"Run {counts.total - counts.skipped:,} tasks on {len(exploration.placements)} node(s)"
-        f" with {exploration.workers} workers?",
+        f"Run {plural(counts.total - counts.skipped, 'task')} on {plural(len(exploration.placements), 'node')}"
+        f" with {plural(exploration.workers, 'worker')}?",
         default=True,
         err=True,
     )
@@ -66,7 +125,7 @@ class RunReporter:
     def __init__(self, quiet: bool, workers: int) -> None:
         self.quiet = quiet
         self.workers = workers
-        self.console = Console(stderr=True, highlight=False)
+        self.console = console()
         self.live = self.console.is_terminal and not quiet
         self.failures_shown = 0
         self._progress: Progress | None = None
@@ -104,29 +163,31 @@ class RunReporter:
         elif not self.quiet and time.monotonic() - self._last_plain >= PLAIN_PROGRESS_INTERVAL_S:
             self._last_plain = time.monotonic()
             left = counts.total - counts.skipped
-            self.console.print(f"{counts.done + counts.failed:,}/{left:,} tasks: {self._status(counts)}")
+            self.console.print(f"{counts.done + counts.failed:,}/{plural(left, 'task')}: {self._status(counts)}")
 
     def _status(self, counts: Counts) -> str:
         # Agents hold a queued task per slot beyond the running ones; count only what runs.
         running = min(counts.running, self.workers)
-        rate = (counts.done + counts.failed) / max(time.monotonic() - self._started, 1e-9)
-        return f"{running} running, {counts.failed} failed, {counts.skipped} skipped, {rate:.0f}/s"
+        rate = rate_text(counts.done + counts.failed, time.monotonic() - self._started)
+        return f"{running} running, {counts.failed} failed, {counts.skipped} skipped, {rate}/s"
 
     def attempt_failed(self, failure: AttemptFailure) -> None:
+        if self.quiet:
+            return  # the summary names the failed tasks
         self.failures_shown += 1
+        if self.failures_shown == MAX_FAILURES_SHOWN + 1:
+            self.console.print("(further failures are counted, not shown)")
         if self.failures_shown > MAX_FAILURES_SHOWN:
             return
         values = " ".join(f"{k}={v}" for k, v in failure.values)
         next_step = {Verdict.RETRY: "will retry", Verdict.GIVE_UP: "giving up"}[failure.verdict]
         head = (
             f"{failure.experiment_name} task {failure.task_id} ({values}) attempt {failure.tries}/{failure.max_tries}"
-            f" on {failure.node_name}: {_why(failure)}; {next_step}"
+            f" on {failure.node_name}: {failure.kind}; {next_step}"
         )
         self.console.print(head, style="yellow" if failure.verdict is Verdict.RETRY else "red", markup=False)
         for line in failure.tail.strip().splitlines()[-TAIL_LINES:]:
             self.console.print(f"    {line}", markup=False)
-        if self.failures_shown == MAX_FAILURES_SHOWN:
-            self.console.print("(further failures are counted, not shown)")
 
     def agent_event(self, node_name: str, message: str) -> None:
         if "lost" in message or not self.quiet:
@@ -134,31 +195,64 @@ class RunReporter:
                 self.console.print(f"{node_name}: {message}", markup=False)
 
     def summarize(self, result: RunResult, exploration: Exploration) -> None:
-        counts = result.counts
-        ran = counts.done + counts.failed
-        rate = ran / result.elapsed_s if result.elapsed_s else 0.0
-        parts = [f"{counts.done:,} done", f"{counts.failed:,} failed"]
-        if counts.skipped:
-            parts.append(f"{counts.skipped:,} skipped (done before)")
-        if counts.retried:
-            parts.append(f"{counts.retried:,} retried")
-        state = "Interrupted" if result.interrupted else "Finished"
-        folders = ", ".join(str(p.lab.path) for p in exploration.plans)
-        self.console.print(
-            f"{state}: {', '.join(parts)} in {result.elapsed_s:.1f} s ({rate:.0f} tasks/s). Outputs in {folders}",
-            markup=False,
-        )
-        if result.interrupted:
-            self.console.print(f"{counts.remaining:,} tasks left; run the same command again to resume.", markup=False)
+        for line in summary_lines(result, [str(p.lab.path) for p in exploration.plans]):
+            self.console.print(line, markup=False)
         for failure in result.agent_failures:
             self.console.print(f"agent {failure}", style="red", markup=False)
 
 
-def _why(failure: AttemptFailure) -> str:
-    if failure.error:
-        return failure.error
-    if failure.outcome is Outcome.TIMEOUT:
-        return "timed out"
-    if failure.exit_code is not None and failure.exit_code < 0:
-        return f"killed by signal {-failure.exit_code}"
-    return f"exit {failure.exit_code}"
+def console() -> Console:
+    """stderr; soft-wrapped (never cut at 80 columns) when it is not a terminal."""
+    stderr = Console(stderr=True, highlight=False)
+    stderr.soft_wrap = not stderr.is_terminal
+    return stderr
+
+
+def summary_lines(result: RunResult, folders: list[str]) -> list[str]:
+    """The end of a run: why it stopped early, the counts, the failed tasks and where to look."""
+    counts = result.counts
+    lines = [halt_line(result)] if result.halt is not None else []
+    parts = [f"{counts.done:,} done", f"{counts.failed:,} failed"]
+    if counts.skipped:
+        parts.append(f"{counts.skipped:,} skipped (done before)")
+    if counts.retried:
+        parts.append(f"{counts.retried:,} retried")
+    state = "Interrupted" if result.interrupted else "Halted" if result.halt is not None else "Finished"
+    rate = rate_text(counts.done + counts.failed, result.elapsed_s)
+    lines.append(
+        f"{state}: {', '.join(parts)} in {result.elapsed_s:.1f} s ({rate} tasks/s). Outputs in {', '.join(folders)}"
+    )
+    if result.interrupted:
+        lines.append(f"{plural(counts.remaining, 'task')} left; run the same command again to resume.")
+    elif result.halt is not None and counts.remaining:
+        lines.append(f"{plural(counts.remaining, 'task')} not run; run the same command again to run them.")
+    kinds = result.failures.given_up()
+    if kinds:
+        lines.append(f"Failed {plural(counts.failed, 'task')}:")
+        lines.extend(_kind_line(tally) for tally in kinds)
+    return lines
+
+
+def halt_line(result: RunResult) -> str:
+    """`Stopped: <why>; most common error: <kind>, N times: <its last line>; command: <it>; exit status 3`."""
+    assert result.halt is not None
+    line = f"Stopped: {result.halt.reason}"
+    common = result.failures.most_common()
+    if common is not None and common.example is not None:
+        said = f": {common.example.last_line}" if common.example.last_line else ""
+        line += f"; most common error: {common.kind}, {plural(common.attempts, 'time')}{said}"
+        line += f"; command: {_one_line(common.example.command)}"
+    if result.failed:
+        line += f"; exit status {EXIT_TASKS_FAILED}"
+    return line
+
+
+def _kind_line(tally: KindTally) -> str:
+    ids = "; ".join(f"{experiment} {compact_ids(task_ids)}" for experiment, task_ids in tally.given_up.items())
+    example = tally.last_given_up
+    see = f"; see: cat {example.output_path}" if example is not None and example.output_path else ""
+    return f"  {tally.kind}: {plural(tally.given_up_count, 'task')} ({ids}){see}"
+
+
+def _one_line(command: str) -> str:
+    return " && ".join(command.splitlines())

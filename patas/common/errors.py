@@ -37,6 +37,12 @@ class ProtocolError(PatasError):
     """A peer spoke a different protocol version or sent a malformed message."""
 
 
+class UsageError(PatasError):
+    """Options that cannot go together; shown as one line, like any error, but exit status 2."""
+
+    exit_code = EXIT_USAGE
+
+
 def did_you_mean(word: str, choices: list[str] | tuple[str, ...]) -> str:
     """A ` (did you mean 'x'?)` suffix for the closest choice, or an empty string."""
     import difflib

@@ -1,5 +1,6 @@
 """The scheduler alone: no sockets, no files."""
 
+from patas.broker.halt import FAIL_FAST, HaltPolicy
 from patas.broker.plan import PlannedTask
 from patas.broker.scheduler import FAILURES_BEFORE_QUARANTINE, MAX_LOST_ATTEMPTS, PREFETCH_PER_SLOT, Counts, Scheduler, Verdict
 from patas.common.config import experiment_from_flags
@@ -7,10 +8,10 @@ from patas.common.sweep import tasks
 from patas.common.variables import arithmetic_variable
 
 
-def scheduler(task_count: int, max_tries: int = 3, total_slots: int = 3) -> Scheduler:
+def scheduler(task_count: int, max_tries: int = 3, total_slots: int = 3, halt: HaltPolicy = FAIL_FAST) -> Scheduler:
     experiment = experiment_from_flags("grid", ["run {i}"], [arithmetic_variable("i", 0, task_count, 1, "t")], 1, max_tries, ".", None)
     planned = (PlannedTask(0, experiment, task, i, 1) for i, task in enumerate(tasks(experiment)))
-    return Scheduler(planned, Counts(total=task_count), total_slots)
+    return Scheduler(planned, Counts(total=task_count), total_slots, halt)
 
 
 def test_agents_get_their_slots_plus_a_prefetched_task_each():
@@ -67,6 +68,8 @@ def test_a_task_that_keeps_losing_its_agent_is_given_up():
         assert len(s.assign()) == 1
         s.remove_agent(f"agent{round_}")
     assert s.finished and s.counts.failed == 1
+    (given_up,) = s.take_given_up_lost()  # for the summary to name it
+    assert given_up.planned.task_id == 0 and s.take_given_up_lost() == []
 
 
 def test_drain_starts_nothing_new_and_finishes_when_running_tasks_end():

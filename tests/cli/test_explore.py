@@ -210,7 +210,7 @@ def test_an_edited_grid_runs_only_what_is_new(tmp_path):
     assert run.code == 0, run.stderr
     assert "3 tasks (2 done, 1 to run)" in run.stderr
     assert "changed since the last run: variable a: +4 -2" in run.stderr
-    assert "1 done tasks of the old grid no longer apply (kept on disk)" in run.stderr
+    assert "1 done task of the old grid no longer applies (kept on disk)" in run.stderr
     assert (tmp_path / "pataslab/grid/1/stdout").read_text() == "2\n"  # kept
     assert (tmp_path / "pataslab/grid/3/stdout").read_text() == "4\n"  # new, with an id of its own
 

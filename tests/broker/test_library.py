@@ -1,0 +1,58 @@
+"""`patas.explore(...)` from Python: the documented example, counts, the early stop, bad input."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+import patas
+from patas.common.errors import ConfigError
+from tests.running import ENV, REPO
+
+DOC = (REPO / "docs" / "explore.md").read_text()
+
+
+def test_the_documented_example_runs_as_printed(tmp_path):
+    (block,) = re.findall(r"```python\n(import patas\n.*?)```", DOC, re.S)
+    shutil.copy2(REPO / "examples" / "basic_usage" / "main.py", tmp_path)
+    done = subprocess.run([sys.executable, "-c", block], cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "pataslab/grid\n"
+    assert len(list((tmp_path / "pataslab/grid").glob("*/stdout"))) == 8
+
+
+def test_import_patas_stays_cheap():
+    code = "import sys, patas; print(sorted({m.split('.')[0] for m in sys.modules} & {'zmq', 'rich', 'click', 'yaml', 'pandas'}))"
+    done = subprocess.run([sys.executable, "-c", code], env=ENV, capture_output=True, text=True)
+    assert done.stdout.strip() == "[]", done.stderr
+    assert "explore" in dir(patas)
+
+
+def test_counts_resuming_and_the_early_stop(tmp_path):
+    first = patas.explore("echo {a} {b}", {"a": [1, 2], "b": "x"}, jobs=2, lab=tmp_path / "lab")
+    assert (first.total, first.done, first.failed, first.ok) == (2, 2, 0, True)
+    assert (tmp_path / "lab/grid/1/stdout").read_text() == "2 x\n"
+    again = patas.explore("echo {a} {b}", {"a": [1, 2], "b": "x"}, jobs=2, lab=tmp_path / "lab")
+    assert (again.skipped, again.done, again.ok) == (2, 0, True)
+
+    typo = patas.explore("./nope {i}", {"i": range(50)}, jobs=2, lab=tmp_path / "lab", name="typo", workdir=tmp_path)
+    assert typo.halted == "the first 10 tasks tried all failed" and not typo.ok
+    assert (typo.failed, typo.retried, typo.failures) == (10, 0, {"cannot run (exit 127)": list(range(10))})
+    assert typo.not_run == 40
+
+    everything = patas.explore("exit 1 {i}", {"i": range(12)}, jobs=2, lab=tmp_path / "lab", name="all", max_tries=1, halt="never")
+    assert (everything.failed, everything.halted) == (12, None)
+
+
+def test_bad_input_raises_the_cli_message(tmp_path):
+    with pytest.raises(ConfigError, match="no variable is named 'neuron'"):
+        patas.explore("./main.py {neuron}", {"neurons": [1]}, lab=tmp_path)
+    with pytest.raises(ConfigError, match="jobs= runs tasks on this machine"):
+        patas.explore("echo", jobs=2, nodes=["localhost"], lab=tmp_path)
+    with pytest.raises(ConfigError, match="--halt 'sometimes'"):
+        patas.explore("echo", halt="sometimes", lab=tmp_path)
+    assert list(tmp_path.iterdir()) == []
