@@ -22,7 +22,7 @@ from tests.running import REPO, patas
 T_975_DF4 = 2.776445105  # Student's t, 97.5% quantile, 4 degrees of freedom (printed tables: 2.776)
 # value = 10 a + b + repeat: five repeats spread 0..4 (std 1.58, interval ±1.96), so b (a step of 1)
 # stays inside the interval and a (a step of 10) does not.
-DETERMINISTIC = "echo \"acc: $(( {a} * 10 + {b} + PATAS_REPEAT_ID ))\""
+DETERMINISTIC = "echo \"acc: $(( PATAS_VAR_a * 10 + PATAS_VAR_b + PATAS_REPEAT_ID ))\""
 
 
 @pytest.fixture(scope="module")

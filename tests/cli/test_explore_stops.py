@@ -39,7 +39,7 @@ def test_a_typo_in_the_readme_command_stops_after_ten_tasks_and_says_why(tmp_pat
 
 
 def test_halt_never_runs_every_task_and_the_summary_names_them(tmp_path):
-    command = "echo 'bad {i}' >&2; exit $(( {i} % 3 == 0 ? 2 : 1 ))"
+    command = "echo 'bad {i}' >&2; exit $(( PATAS_VAR_i % 3 == 0 ? 2 : 1 ))"
     run = patas("explore", "--cmd", command, "--va", "i", "0", "30", "1", "--max-tries", "1", "--halt", "never", "-y", cwd=tmp_path)
     assert run.code == 3
     assert "30 failed" in run.stderr and "Stopped" not in run.stderr
