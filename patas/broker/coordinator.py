@@ -133,7 +133,7 @@ class Coordinator:
         self.observer = observer
         self.settings = settings
         self.scheduler = Scheduler(pending, counts, sum(p.slots for p in placements))
-        self.store = OutputStore([plan.lab for plan in plans], sync=settings.sync)
+        self._store: OutputStore | None = None  # opened once the run has started (see _open_store)
         self.agents: dict[str, AgentLink] = {}
         self.result = RunResult(counts)
         self._stop_requested = False
@@ -149,10 +149,11 @@ class Coordinator:
     # --- the run ----------------------------------------------------------------------------
 
     def run(self) -> RunResult:
+        """Bind, start the agents, and only then record the definitions and run every task."""
         started = time.monotonic()
         self.scheduler.prime()
         if self.scheduler.finished:
-            self.store.close_all()
+            self._open_store().close_all()
             return self.result
         context = zmq.Context()
         self.curve = CurveServer(context)
@@ -166,6 +167,7 @@ class Coordinator:
         previous_handlers = self._catch_stop_signals()
         try:
             self._start_agents()
+            self._open_store()
             while not self.scheduler.finished:
                 if self._stop_requested:
                     self._interrupt()
@@ -174,13 +176,26 @@ class Coordinator:
         finally:
             self._restore(previous_handlers)
             self._release_agents()
-            self.store.close_all()
+            if self._store is not None:
+                self._store.close_all()
             self.socket.close()
             self.curve.stop()
             context.term()
             self.result.elapsed_s = time.monotonic() - started
         self.observer.progress(self.result.counts)
         return self.result
+
+    def _open_store(self) -> OutputStore:
+        """Start writing into the lab: the run is accepted, so its definitions are recorded."""
+        labs = [plan.lab for plan in self.plans]
+        definitions = [plan.experiment.to_record() for plan in self.plans]
+        self._store = OutputStore(labs, definitions, sync=self.settings.sync)
+        return self._store
+
+    @property
+    def store(self) -> OutputStore:
+        assert self._store is not None, "the run has not started"
+        return self._store
 
     def _turn(self) -> None:
         if self.socket.socket.poll(POLL_INTERVAL_MS):

@@ -3,8 +3,10 @@
     exploration = prepare(experiments, clusters, Path("pataslab"))
     result = exploration.run(observer)
 
-`prepare` reads the pataslab and says what will happen (tasks done, to run, what changed) without
-starting anything, so the CLI can show it and ask for confirmation.
+`prepare` locks each experiment's folder (one run per folder), reads the pataslab and says what
+will happen (tasks done, to run, what changed) without starting anything, so the CLI can show it
+and ask for confirmation. Nothing in the lab changes until the run starts (`run`) or finds
+nothing to run (`record_definitions`); closing the exploration releases the locks.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Iterator
 
 from patas.broker.coordinator import Coordinator, NoAgentsError, RunObserver, RunResult, RunSettings
 from patas.broker.launcher import NodeFailure, NodeSession, open_sessions
+from patas.broker.outputs import record_definitions
 from patas.broker.placement import Placement, place
 from patas.broker.plan import ExperimentPlan, PlannedTask, TaskFilter, plan_experiment
 from patas.broker.scheduler import Counts
@@ -25,6 +28,7 @@ from patas.broker.ssh_options import SSHOptions
 from patas.common.config import Cluster, Experiment, Node
 from patas.common.errors import ConfigError
 from patas.common.lab import ExperimentLab
+from patas.common.lab_lock import LabLock, acquire
 
 
 @dataclass
@@ -35,6 +39,7 @@ class Exploration:
     node_failures: list[NodeFailure]
     task_filter: TaskFilter | None
     settings: RunSettings
+    locks: list[LabLock]
 
     def __enter__(self) -> "Exploration":
         return self
@@ -43,9 +48,12 @@ class Exploration:
         self.close()
 
     def close(self) -> None:
-        """Close the connections to the nodes."""
-        for session in self.sessions.values():
-            session.close()
+        """Close the connections to the nodes and let the experiment folders go."""
+        try:
+            for session in self.sessions.values():
+                session.close()
+        finally:
+            _release(self.locks)
 
     @property
     def workers(self) -> int:
@@ -67,11 +75,12 @@ class Exploration:
     def _pending(self) -> Iterator[PlannedTask]:
         return itertools.chain.from_iterable(plan.pending(self.task_filter) for plan in self.plans)
 
+    def record_definitions(self) -> None:
+        """Accept a run that has nothing to do: the lab records what was asked for."""
+        record_definitions([plan.lab for plan in self.plans], [plan.experiment.to_record() for plan in self.plans])
+
     def run(self, observer: RunObserver) -> RunResult:
-        """Record each experiment's definition, then run every pending task."""
-        for plan in self.plans:
-            plan.lab.path.mkdir(parents=True, exist_ok=True)
-            plan.lab.write_definition(plan.experiment.to_record())
+        """Run every pending task; the definitions are recorded once the run has started."""
         coordinator = Coordinator(
             self.plans, self._pending(), self.counts(), self.placements, self.sessions, observer, self.settings
         )
@@ -99,10 +108,24 @@ def prepare(
     if any(node.is_local for cluster in clusters for node in cluster.nodes):
         for experiment in experiments:
             _check_local_workdir(experiment)
-    plans = [
-        plan_experiment(i, experiment, ExperimentLab(lab_root, experiment.name), redo)
-        for i, experiment in enumerate(experiments)
-    ]
+    labs = [ExperimentLab(lab_root, experiment.name) for experiment in experiments]
+    locks: list[LabLock] = []
+    try:
+        # Locked before the journal is read: a second run is refused before it plans anything.
+        for lab in labs:
+            locks.append(acquire(lab.path))
+        plans = [plan_experiment(i, experiment, lab, redo) for i, (experiment, lab) in enumerate(zip(experiments, labs))]
+        placements, sessions, failures = _connect(clusters, ssh, pool)
+    except BaseException:
+        _release(locks)
+        raise
+    return Exploration(plans, placements, sessions, failures, task_filter, settings, locks)
+
+
+def _connect(
+    clusters: list[Cluster], ssh: SSHOptions, pool: str | None
+) -> tuple[list[Placement], dict[str, NodeSession], list[NodeFailure]]:
+    """The placements of the run's agents and the sessions to start them through."""
     if pool is not None:
         from patas.broker.pool import pool_sessions
 
@@ -118,7 +141,12 @@ def prepare(
         raise NoAgentsError("no node can be used: " + "; ".join(str(f) for f in failures))
     placements = place(clusters, {index: session.slots for index, session in live.items()})
     sessions = {p.agent_id: live[(p.cluster_in_lab, p.node_in_cluster)] for p in placements}
-    return Exploration(plans, placements, sessions, failures, task_filter, settings)
+    return placements, sessions, failures
+
+
+def _release(locks: list[LabLock]) -> None:
+    for lock in reversed(locks):
+        lock.release()
 
 
 def _ssh_session(node: Node, ssh: SSHOptions) -> NodeSession:
