@@ -104,7 +104,10 @@ class OutputStore:
         attempt = self._open.pop(lease_id, None)
         if attempt is not None:
             for handle in attempt.files.values():
-                handle.close()
+                try:
+                    handle.close()
+                except OSError:
+                    pass  # flushing its last bytes failed (a full disk): it was never to count anyway
 
     def end_turn(self) -> None:
         """Hand this turn's finished attempts to the committer; raise if an earlier commit failed."""
