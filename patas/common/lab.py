@@ -122,6 +122,8 @@ class AttemptRecord:
             raise NewerJournalError(f"written by patas {data.get('patas', '(newer)')} (journal format {version}); upgrade patas to read it")
         _check_fields(data)
         data["outcome"] = Outcome(data["outcome"])
+        data["format"] = version
+        data.setdefault("patas", "")  # an old journal's: its version was not written
         return cls(**data)
 
 
