@@ -1,7 +1,7 @@
 """`explore` as a library call: plan the experiments, then run them on the given nodes.
 
-    exploration = prepare(experiments, clusters, Path("pataslab"))
-    result = exploration.run(observer)
+    with prepare(experiments, clusters, Path("pataslab")) as exploration:
+        result = exploration.run(observer)
 
 `prepare` locks each experiment's folder (one run per folder), reads the pataslab and says what
 will happen (tasks done, to run, what changed) without starting anything, so the CLI can show it

@@ -33,7 +33,7 @@ def parsed_rows(folder: Path) -> list[dict[str, str]]:
 
 def test_two_runs_of_one_lab_started_together_one_is_refused_and_each_task_is_committed_once(tmp_path):
     # Each task prints its shell's pid on several lines, with pauses: output from two runs mixes.
-    command = "for n in 1 2 3 4 5; do echo $$ {i}; sleep 0.01; done"
+    command = "for n in 1 2 3 4 5; do echo $$ {i}; sleep 0.02; done"
     args = ("explore", "--cmd", command, "--va", "i", "0", "30", "1", "-y")
     first, second = start_patas(*args, cwd=tmp_path), start_patas(*args, cwd=tmp_path)
     results = [(p.wait(120), *p.communicate()) for p in (first, second)]
