@@ -7,14 +7,14 @@ file here, more under load), so a background thread does it, batch by batch, in 
 loop hands them over. The loop is told of a failure (disk full, say) at its next turn; an attempt
 whose commit failed is never journaled, so it never counts as done.
 
-Why a crash can never leave a done task whose streams come from two attempts: before its `done`
-record is appended, an attempt's renames and removals are invisible to readers only if no earlier
-`done` record vouches for the folder. A first commit has none: a crash anywhere before the
-append leaves a task that is not done, and its next commit replaces every stream again. When a
-committed output is already there (--redo, or a crash mid-commit), a `replacing` record is
-appended and made durable first, which voids every earlier `done` record of the task; only then
-are the files touched. So at every instant the journal either vouches for a folder whose files
-all belong to the attempt it names, or says the task is not done.
+Why a crash can never leave a done task whose streams come from two attempts: while an attempt's
+files are renamed and removed, no `done` record may vouch for the folder. A first commit has
+none yet: a crash anywhere before its record is appended leaves a task that is not done, and
+its next commit replaces every stream again. When committed output is already there (--redo,
+or a crash mid-commit), a `replacing` record is appended and made durable first; it voids every
+earlier `done` record of the task, and only then are the files touched. So at every instant
+the journal either vouches for a folder whose files all come from the attempt it names, or
+says the task is not done.
 """
 
 from __future__ import annotations

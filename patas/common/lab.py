@@ -120,7 +120,8 @@ class AttemptRecord:
         if type(version) is not int:
             raise RecordError(f"'format' must be an integer, got {version!r}")
         if version > JOURNAL_FORMAT:
-            raise NewerJournalError(f"written by patas {data.get('patas', '(newer)')} (journal format {version}); upgrade patas to read it")
+            writer = f"patas {data['patas']}" if type(data.get("patas")) is str else "a newer patas"
+            raise NewerJournalError(f"written by {writer} (journal format {version}); upgrade patas to read it")
         _check_fields(data)
         data["outcome"] = Outcome(data["outcome"])
         data["format"] = version
