@@ -149,7 +149,7 @@ class Coordinator:
     # --- the run ----------------------------------------------------------------------------
 
     def run(self) -> RunResult:
-        """Bind, start the agents, and only then record the definitions and run every task."""
+        """Bind, start the agents, and once the first is ready record the definitions and run."""
         started = time.monotonic()
         self.scheduler.prime()
         if self.scheduler.finished:
@@ -167,7 +167,6 @@ class Coordinator:
         previous_handlers = self._catch_stop_signals()
         try:
             self._start_agents()
-            self._open_store()
             while not self.scheduler.finished:
                 if self._stop_requested:
                     self._interrupt()
@@ -203,7 +202,8 @@ class Coordinator:
         now = time.monotonic()
         for lease in self.scheduler.assign():
             self._send_lease(lease)
-        self.store.end_turn()
+        if self._store is not None:
+            self._store.end_turn()
         for agent_id, link in self.agents.items():
             if link.credit:
                 self._send(link, Credit(link.credit))
@@ -282,6 +282,8 @@ class Coordinator:
             placement.first_worker_in_cluster,
         )
         self._send(link, welcome)
+        if self._store is None:  # the first agent is ready: the run has started
+            self._open_store()
         self.scheduler.add_agent(agent_id, hello.slots)
         link.ready = True
         self.observer.agent_event(link.placement.node.name, f"ready on {hello.hostname} with {hello.slots} workers")

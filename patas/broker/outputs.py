@@ -7,7 +7,7 @@ record appended to the journal (see `committer`). A failed or interrupted attemp
 they are. Output is never held in memory beyond the chunk being written, apart from a short tail
 kept to show the user why an attempt failed.
 
-The store is opened when the run starts (its socket bound, its agents started): that is when
+The store is opened when the run starts (its socket bound, its first agent ready): that is when
 each experiment's definition is recorded and its journal opened, so a run that fails before it
 starts leaves the lab as it was.
 """
