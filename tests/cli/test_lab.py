@@ -9,6 +9,7 @@ import json
 import os
 import socket
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -50,6 +51,22 @@ def test_two_runs_of_one_lab_started_together_one_is_refused_and_each_task_is_co
         lines = (lab / str(task_id) / "stdout").read_text().splitlines()
         assert len(lines) == 5 and len(set(lines)) == 1, (task_id, lines)
     assert not (lab / ".lock").exists()
+
+
+def test_a_run_started_while_another_writes_is_refused_and_changes_nothing(tmp_path):
+    args = ("explore", "--cmd", "sleep 0.05; echo $$ {i}", "--va", "i", "0", "40", "1", "-y")
+    first = start_patas(*args, cwd=tmp_path)
+    lab = tmp_path / "pataslab/grid"
+    deadline = time.monotonic() + 60
+    while len(journal(lab)) < 3:
+        assert time.monotonic() < deadline and first.poll() is None, "the first run did not start"
+        time.sleep(0.02)
+    second = patas("explore", "--cmd", "sleep 0.05; echo $$ {i}", "--va", "i", "1", "41", "1", "-y", cwd=tmp_path)
+    assert second.code == 1 and second.stderr.startswith(f"Error: pataslab/grid is in use by another patas explore (pid {first.pid} ")
+    _, stderr = first.communicate(timeout=120)
+    assert first.returncode == 0, stderr
+    assert sorted(r["task_id"] for r in journal(lab) if r["outcome"] == "done") == list(range(40))
+    assert "max: '40'" in (lab / "experiment.yaml").read_text()  # the first run's definition stands
 
 
 def test_redo_replaces_every_stream_even_one_the_new_attempt_did_not_write(tmp_path):
