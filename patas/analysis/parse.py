@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import enum
 import logging
+import os
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -274,28 +275,38 @@ class Selection:
 
 
 def select_tasks(lab: ExperimentLab, folders: set[int], include_unfinished: bool, include_obsolete: bool) -> Selection:
-    """Which tasks to parse, from one read of the journal and the task folders on disk."""
+    """Which tasks to parse, from one read of the journal and the task folders on disk.
+
+    A record's combination_id and repeat_id are those of the current definition, not the ones
+    journaled when it ran: adding a value to a variable renumbers the combinations, and a table
+    that mixed both numberings would group unrelated tasks together. Obsolete tasks (included
+    only on request) have no combination in the current definition: their ids are empty."""
     committed: dict[int, AttemptRecord] = {}
     latest: dict[int, AttemptRecord] = {}
     for record in lab.read_journal():
         latest[record.task_id] = record
         if record.outcome is Outcome.DONE:
             committed[record.task_id] = record
+        elif record.outcome is Outcome.REPLACING:
+            committed.pop(record.task_id, None)  # its committed output was being replaced
     done = {t: r for t, r in committed.items() if t in folders}
-    keys, variables = _definition(lab)
-    current = (lambda r: True) if keys is None else (lambda r: r.key in keys)
+    definition = _definition(lab)
+    current = (lambda r: True) if definition is None else (lambda r: r.key in definition.ids)
     chosen = [r for r in done.values() if include_obsolete or current(r)]
     obsolete = sum(1 for r in done.values() if not current(r))
     # Tasks whose last attempt ended without a committed output: failed, timed out, lost.
     stopped = [r for t, r in latest.items() if t not in done and current(r)]
     unfinished = Counter(_status(r) for r in stopped)
-    if keys is not None:
+    if definition is not None:
         seen = {r.key for r in done.values()} | {r.key for r in stopped}
-        unfinished[PENDING] = len(keys - seen)
+        unfinished[PENDING] = len(definition.ids.keys() - seen)
     if include_unfinished:
         chosen += stopped
     chosen.sort(key=lambda r: r.task_id)
-    names = set(variables).union(*(r.values for r in chosen))
+    if definition is not None:
+        for record in chosen:
+            definition.renumber(record)
+    names = set(definition.variables if definition else ()).union(*(r.values for r in chosen))
     return Selection(chosen, sorted(names), {k: n for k, n in unfinished.items() if n}, obsolete)
 
 
@@ -304,15 +315,36 @@ def _status(record: AttemptRecord) -> str:
     return "without output folder" if record.outcome is Outcome.DONE else record.outcome.value
 
 
-def _definition(lab: ExperimentLab) -> tuple[set[str] | None, list[str]]:
-    """The task keys and variable names of the current definition (None, [] without one)."""
-    if not lab.definition_path.exists():
-        return None, []
+@dataclass(frozen=True)
+class Definition:
+    """The current experiment definition, as parse needs it."""
+
+    ids: dict[str, int]  # task key → its index in the grid: combination_id * repeat + repeat_id
+    repeat: int
+    variables: list[str]
+
+    def renumber(self, record: AttemptRecord) -> None:
+        """Give the record the combination and repeat ids this definition gives its task.
+
+        In place: the records are this parse's own, and copying each would cost more than the
+        rest of its row."""
+        index = self.ids.get(record.key)
+        if index is None:
+            record.combination_id = record.repeat_id = None  # type: ignore[assignment]
+        else:
+            record.combination_id, record.repeat_id = divmod(index, self.repeat)
+
+
+def _definition(lab: ExperimentLab) -> Definition | None:
+    """The current definition's task keys and variable names (None without a definition)."""
+    if not os.path.lexists(lab.definition_path):
+        return None
     from patas.common.config import load_experiment
     from patas.common.sweep import tasks
 
     experiment = load_experiment(lab.definition_path)
-    return {t.key for t in tasks(experiment)}, [v.name for v in experiment.variables]
+    ids = {t.key: index for index, t in enumerate(tasks(experiment))}
+    return Definition(ids, experiment.repeat, [v.name for v in experiment.variables])
 
 
 def _output_paths(lab: ExperimentLab, task_id: int, attempt: int | None, streams: Streams) -> tuple[str, ...]:

@@ -1,10 +1,20 @@
 """Making finished attempts durable without stalling the run loop.
 
-Committing an attempt means: flush its files, fdatasync them, rename them into place, and only
-then append its journal record. fdatasync waits for the disk (about a quarter of a millisecond
-per file here, more under load), so a background thread does it, batch by batch, in the order the
+Committing an attempt means: flush its files, fdatasync them, rename them into place, remove
+every committed stream it did not write (a `stderr` left by an earlier attempt), and only then
+append its journal record. fdatasync waits for the disk (about a quarter of a millisecond per
+file here, more under load), so a background thread does it, batch by batch, in the order the
 loop hands them over. The loop is told of a failure (disk full, say) at its next turn; an attempt
 whose commit failed is never journaled, so it never counts as done.
+
+Why a crash can never leave a done task whose streams come from two attempts: while an attempt's
+files are renamed and removed, no `done` record may vouch for the folder. A first commit has
+none yet: a crash anywhere before its record is appended leaves a task that is not done, and
+its next commit replaces every stream again. When committed output is already there (--redo,
+or a crash mid-commit), a `replacing` record is appended and made durable first; it voids every
+earlier `done` record of the task, and only then are the files touched. So at every instant
+the journal either vouches for a folder whose files all come from the attempt it names, or
+says the task is not done.
 """
 
 from __future__ import annotations
@@ -13,11 +23,12 @@ import errno
 import os
 import queue
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, Callable, TypeVar
 
 from patas.common.errors import LabError
+from patas.common.lab import AttemptRecord, Outcome
 
 T = TypeVar("T")
 
@@ -36,7 +47,12 @@ class OutputFile:
 class Commit:
     files: tuple[OutputFile, ...]
     journal: int  # index of the experiment's journal
-    line: str  # the attempt's journal record, with its newline
+    record: AttemptRecord  # journaled once the files are in place
+    stale: tuple[str, ...] = ()  # committed streams this attempt did not write: removed
+
+    @property
+    def commits(self) -> bool:
+        return any(output.target is not None for output in self.files)
 
 
 class Committer:
@@ -81,13 +97,25 @@ class Committer:
                 _close_quietly(batch)
 
     def _commit(self, batch: list[Commit]) -> None:
-        lines: dict[int, list[str]] = {}
+        replacing = [c for c in batch if c.commits and _has_committed_output(c)]
+        if replacing:
+            self._append([replace(c.record, outcome=Outcome.REPLACING) for c in replacing], [c.journal for c in replacing])
+            for journal in {c.journal for c in replacing}:
+                if self._sync:
+                    guard(lambda: os.fsync(self._journals[journal]), self._paths[journal])
         for commit in batch:
             for output in commit.files:
                 guard(lambda: self._finish(output), output.path)
-            lines.setdefault(commit.journal, []).append(commit.line)
-        for journal, records in lines.items():
-            data = "".join(records).encode()
+            for path in commit.stale:
+                guard(lambda: _remove(path), path)
+        self._append([c.record for c in batch], [c.journal for c in batch])
+
+    def _append(self, records: list[AttemptRecord], journals: list[int]) -> None:
+        lines: dict[int, list[str]] = {}
+        for record, journal in zip(records, journals):
+            lines.setdefault(journal, []).append(record.to_json() + "\n")
+        for journal, texts in lines.items():
+            data = "".join(texts).encode()
             guard(lambda: _write_all(self._journals[journal], data), self._paths[journal])
 
     def _finish(self, output: OutputFile) -> None:
@@ -99,6 +127,18 @@ class Committer:
         output.handle.close()
         if output.target is not None:
             os.replace(output.path, output.target)
+
+
+def _has_committed_output(commit: Commit) -> bool:
+    targets = [output.target for output in commit.files if output.target is not None]
+    return any(os.path.lexists(path) for path in (*targets, *commit.stale))
+
+
+def _remove(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
 
 
 def _close_quietly(batch: list[Commit]) -> None:

@@ -125,7 +125,7 @@ class Coordinator:
         self.observer = observer
         self.settings = settings
         self.scheduler = Scheduler(pending, counts, sum(p.slots for p in placements), settings.halt)
-        self.store = OutputStore([plan.lab for plan in plans], sync=settings.sync)
+        self._store: OutputStore | None = None  # opened once the run has started (see _open_store)
         self.agents: dict[str, AgentLink] = {}
         self.result = RunResult(counts)
         self._stop_requested = False
@@ -141,10 +141,11 @@ class Coordinator:
     # --- the run ----------------------------------------------------------------------------
 
     def run(self) -> RunResult:
+        """Bind, start the agents, and once the first is ready record the definitions and run."""
         started = time.monotonic()
         self.scheduler.prime()
         if self.scheduler.finished:
-            self.store.close_all()
+            self._open_store().close_all()
             return self.result
         context = zmq.Context()
         self.curve = CurveServer(context)
@@ -170,7 +171,8 @@ class Coordinator:
             self.result.halt = self.scheduler.halt
             self._restore(previous_handlers)
             self._release_agents()
-            self.store.close_all()
+            if self._store is not None:
+                self._store.close_all()
             self.socket.close()
             self.curve.stop()
             context.term()
@@ -178,13 +180,26 @@ class Coordinator:
         self.observer.progress(self.result.counts)
         return self.result
 
+    def _open_store(self) -> OutputStore:
+        """Start writing into the lab: the run is accepted, so its definitions are recorded."""
+        labs = [plan.lab for plan in self.plans]
+        definitions = [plan.experiment.to_record() for plan in self.plans]
+        self._store = OutputStore(labs, definitions, sync=self.settings.sync)
+        return self._store
+
+    @property
+    def store(self) -> OutputStore:
+        assert self._store is not None, "the run has not started"
+        return self._store
+
     def _turn(self) -> None:
         if self.socket.socket.poll(POLL_INTERVAL_MS):
             self._receive_all()
         now = time.monotonic()
         for lease in self.scheduler.assign():
             self._send_lease(lease)
-        self.store.end_turn()
+        if self._store is not None:
+            self._store.end_turn()
         for agent_id, link in self.agents.items():
             if link.credit:
                 self._send(link, Credit(link.credit))
@@ -263,6 +278,8 @@ class Coordinator:
             placement.first_worker_in_cluster,
         )
         self._send(link, welcome)
+        if self._store is None:  # the first agent is ready: the run has started
+            self._open_store()
         self.scheduler.add_agent(agent_id, hello.slots)
         link.ready = True
         self.observer.agent_event(link.placement.node.name, f"ready on {hello.hostname} with {hello.slots} workers")

@@ -11,7 +11,7 @@ import itertools
 from dataclasses import dataclass
 from pathlib import Path
 
-from patas.broker.exploration import plan_run
+from patas.broker.exploration import check_run, plan_run
 from patas.broker.plan import ExperimentPlan, PlannedTask, TaskFilter
 from patas.common.config import Cluster, Experiment, Node
 
@@ -37,7 +37,8 @@ def dry_run(
     pool: str | None = None,
 ) -> DryRun:
     """What a run of these experiments would do; raises what the run would raise on bad input."""
-    plans = plan_run(experiments, clusters, lab_root, redo, task_filter)
+    check_run(experiments, clusters, task_filter)
+    plans = plan_run(experiments, lab_root, redo)
     pending = itertools.chain.from_iterable(plan.pending(task_filter) for plan in plans)
     first = list(itertools.islice(pending, DRY_RUN_TASKS_SHOWN))
     if task_filter is None:

@@ -1,10 +1,12 @@
 """`explore` as a library call: plan the experiments, then run them on the given nodes.
 
-    exploration = prepare(experiments, clusters, Path("pataslab"))
-    result = exploration.run(observer)
+    with prepare(experiments, clusters, Path("pataslab")) as exploration:
+        result = exploration.run(observer)
 
-`prepare` reads the pataslab and says what will happen (tasks done, to run, what changed) without
-starting anything, so the CLI can show it and ask for confirmation.
+`prepare` locks each experiment's folder (one run per folder), reads the pataslab and says what
+will happen (tasks done, to run, what changed) without starting anything, so the CLI can show it
+and ask for confirmation. Nothing in the lab changes until the run starts (`run`) or finds
+nothing to run (`record_definitions`); closing the exploration releases the locks.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Iterator
 
 from patas.broker.coordinator import Coordinator, NoAgentsError, RunObserver, RunResult, RunSettings
 from patas.broker.launcher import NodeFailure, NodeSession, open_sessions
+from patas.broker.outputs import record_definitions
 from patas.broker.placement import Placement, place
 from patas.broker.plan import ExperimentPlan, PlannedTask, TaskFilter, plan_experiment
 from patas.broker.scheduler import Counts
@@ -25,6 +28,7 @@ from patas.broker.ssh_options import SSHOptions
 from patas.common.config import Cluster, Experiment, Node
 from patas.common.errors import ConfigError
 from patas.common.lab import ExperimentLab
+from patas.common.lab_lock import LabLock, acquire
 
 
 @dataclass
@@ -35,6 +39,7 @@ class Exploration:
     node_failures: list[NodeFailure]
     task_filter: TaskFilter | None
     settings: RunSettings
+    locks: list[LabLock]
 
     def __enter__(self) -> "Exploration":
         return self
@@ -43,9 +48,12 @@ class Exploration:
         self.close()
 
     def close(self) -> None:
-        """Close the connections to the nodes."""
-        for session in self.sessions.values():
-            session.close()
+        """Close the connections to the nodes and let the experiment folders go."""
+        try:
+            for session in self.sessions.values():
+                session.close()
+        finally:
+            _release(self.locks)
 
     @property
     def workers(self) -> int:
@@ -67,11 +75,12 @@ class Exploration:
     def _pending(self) -> Iterator[PlannedTask]:
         return itertools.chain.from_iterable(plan.pending(self.task_filter) for plan in self.plans)
 
+    def record_definitions(self) -> None:
+        """Accept a run that has nothing to do: the lab records what was asked for."""
+        record_definitions([plan.lab for plan in self.plans], [plan.experiment.to_record() for plan in self.plans])
+
     def run(self, observer: RunObserver) -> RunResult:
-        """Record each experiment's definition, then run every pending task."""
-        for plan in self.plans:
-            plan.lab.path.mkdir(parents=True, exist_ok=True)
-            plan.lab.write_definition(plan.experiment.to_record())
+        """Run every pending task; the definitions are recorded once the run has started."""
         coordinator = Coordinator(
             self.plans, self._pending(), self.counts(), self.placements, self.sessions, observer, self.settings
         )
@@ -92,7 +101,24 @@ def prepare(
 
     Starts no agent. A node that cannot be used is reported in `node_failures`; the run goes on
     without it, unless no node at all can be used."""
-    plans = plan_run(experiments, clusters, lab_root, redo, task_filter)
+    check_run(experiments, clusters, task_filter)
+    locks: list[LabLock] = []
+    try:
+        # Locked before the journal is read: a second run is refused before it plans anything.
+        for experiment in experiments:
+            locks.append(acquire(ExperimentLab(lab_root, experiment.name).path))
+        plans = plan_run(experiments, lab_root, redo)
+        placements, sessions, failures = _connect(clusters, ssh, pool)
+    except BaseException:
+        _release(locks)
+        raise
+    return Exploration(plans, placements, sessions, failures, task_filter, settings, locks)
+
+
+def _connect(
+    clusters: list[Cluster], ssh: SSHOptions, pool: str | None
+) -> tuple[list[Placement], dict[str, NodeSession], list[NodeFailure]]:
+    """The placements of the run's agents and the sessions to start them through."""
     if pool is not None:
         from patas.broker.pool import pool_sessions
 
@@ -108,13 +134,16 @@ def prepare(
         raise NoAgentsError("no node can be used: " + "; ".join(str(f) for f in failures))
     placements = place(clusters, {index: session.slots for index, session in live.items()})
     sessions = {p.agent_id: live[(p.cluster_in_lab, p.node_in_cluster)] for p in placements}
-    return Exploration(plans, placements, sessions, failures, task_filter, settings)
+    return placements, sessions, failures
 
 
-def plan_run(
-    experiments: list[Experiment], clusters: list[Cluster], lab_root: Path, redo: bool, task_filter: TaskFilter | None
-) -> list[ExperimentPlan]:
-    """Check the experiments and read what the pataslab holds of them; touches no node, writes nothing."""
+def _release(locks: list[LabLock]) -> None:
+    for lock in reversed(locks):
+        lock.release()
+
+
+def check_run(experiments: list[Experiment], clusters: list[Cluster], task_filter: TaskFilter | None) -> None:
+    """Refuse a run whose experiments cannot work together or here; reads nothing of the lab."""
     _check_unique([e.name for e in experiments], "experiment", "--name or 'name:'")
     if task_filter is not None and task_filter.experiment is not None:
         if task_filter.experiment not in [e.name for e in experiments]:
@@ -122,6 +151,10 @@ def plan_run(
     if any(node.is_local for cluster in clusters for node in cluster.nodes):
         for experiment in experiments:
             _check_local_workdir(experiment)
+
+
+def plan_run(experiments: list[Experiment], lab_root: Path, redo: bool) -> list[ExperimentPlan]:
+    """Read what the pataslab holds of each experiment; touches no node, writes nothing."""
     return [
         plan_experiment(i, experiment, ExperimentLab(lab_root, experiment.name), redo)
         for i, experiment in enumerate(experiments)

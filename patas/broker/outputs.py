@@ -2,16 +2,21 @@
 
 Each running attempt writes into `<task_id>/attempt-<n>.stdout` (and `.stderr`, created only when
 the task writes to stderr). When the attempt succeeds its files are flushed to disk and renamed to
-`stdout`/`stderr`, and only then is its `done` record appended to the journal. A failed or
-interrupted attempt's files stay as they are. Output is never held in memory beyond the chunk
-being written, apart from a short tail kept to show the user why an attempt failed.
+`stdout`/`stderr`, a committed stream it did not write is removed, and only then is its `done`
+record appended to the journal (see `committer`). A failed or interrupted attempt's files stay as
+they are. Output is never held in memory beyond the chunk being written, apart from a short tail
+kept to show the user why an attempt failed.
+
+The store is opened when the run starts (its socket bound, its first agent ready): that is when
+each experiment's definition is recorded and its journal opened, so a run that fails before it
+starts leaves the lab as it was.
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import IO
+from typing import IO, Any
 
 from patas.broker.committer import Commit, Committer, OutputFile, guard, lab_error
 from patas.common.lab import STDERR, STDOUT, STREAMS, AttemptRecord, ExperimentLab
@@ -42,13 +47,11 @@ class OpenAttempt:
 class OutputStore:
     """The open attempts of a run, by lease id; finished ones go to the committer each turn."""
 
-    def __init__(self, labs: list[ExperimentLab], sync: bool = True) -> None:
+    def __init__(self, labs: list[ExperimentLab], definitions: list[dict[str, Any]], sync: bool = True) -> None:
         self._labs = labs
         self._open: dict[int, OpenAttempt] = {}
         self._batch: list[Commit] = []
-        for lab in labs:
-            guard(lambda: lab.path.mkdir(parents=True, exist_ok=True), lab.path)
-            lab.drop_torn_journal_line()
+        record_definitions(labs, definitions)
         self._folders = [str(lab.path) for lab in labs]
         self._committer = Committer([lab.journal_path for lab in labs], sync)
 
@@ -93,14 +96,18 @@ class OutputStore:
             OutputFile(handle, attempt.path(stream), attempt.committed_path(stream) if commit else None)
             for stream, handle in attempt.files.items()
         )
-        self._batch.append(Commit(files, attempt.experiment_id, record.to_json() + "\n"))
+        stale = tuple(attempt.committed_path(s) for s in STREAMS if s not in attempt.files) if commit else ()
+        self._batch.append(Commit(files, attempt.experiment_id, record, stale))
 
     def abandon(self, lease_id: int) -> None:
         """Close an attempt that will never finish here (interrupted or fenced); its files stay."""
         attempt = self._open.pop(lease_id, None)
         if attempt is not None:
             for handle in attempt.files.values():
-                handle.close()
+                try:
+                    handle.close()
+                except OSError:
+                    pass  # flushing its last bytes failed (a full disk): it was never to count anyway
 
     def end_turn(self) -> None:
         """Hand this turn's finished attempts to the committer; raise if an earlier commit failed."""
@@ -112,3 +119,13 @@ class OutputStore:
             self.abandon(lease_id)
         self.end_turn()
         self._committer.close()
+
+
+def record_definitions(labs: list[ExperimentLab], definitions: list[dict[str, Any]]) -> None:
+    """Record what the user asked for, as the run is accepted: each experiment's definition.
+
+    A torn last journal line is trimmed first, so the run's records start on a line of their own."""
+    for lab, definition in zip(labs, definitions):
+        guard(lambda: lab.path.mkdir(parents=True, exist_ok=True), lab.path)
+        guard(lab.drop_torn_journal_line, lab.journal_path)
+        guard(lambda: lab.write_definition(definition), lab.definition_path)

@@ -37,7 +37,7 @@ class LabHistory:
 
     task_ids: dict[str, int] = field(default_factory=dict)  # key → task id
     keys_by_id: dict[int, str] = field(default_factory=dict)
-    done: set[str] = field(default_factory=set)  # keys with a done attempt whose folder exists
+    done: set[str] = field(default_factory=set)  # keys whose last done attempt stands and whose folder exists
     last_attempt: dict[str, int] = field(default_factory=dict)
     folders: set[int] = field(default_factory=set)
 
@@ -50,6 +50,8 @@ class LabHistory:
             history.last_attempt[record.key] = max(record.attempt, history.last_attempt.get(record.key, 0))
             if record.outcome is Outcome.DONE:
                 history.done.add(record.key)
+            elif record.outcome is Outcome.REPLACING:
+                history.done.discard(record.key)  # a crash while its output was being replaced
         history.done = {key for key in history.done if history.task_ids[key] in history.folders}
         return history
 

@@ -103,6 +103,7 @@ def explore(**options: object) -> None:
             click.echo(describe_plan(exploration), err=True)
         counts = exploration.counts()
         if counts.total - counts.skipped == 0:
+            exploration.record_definitions()  # accepted: the lab now says what was asked for
             click.echo("Nothing to run: every task is done (use --redo to run them again).", err=True)
             return
         if not options["yes"] and not confirm(exploration):
@@ -183,7 +184,7 @@ def _experiments(options: dict[str, object]) -> list[Experiment]:
             raise ConfigError("nothing to run: give --cmd '...' or --experiment FILE")
         return [with_overrides(e, **overrides) for e in experiments]
     flags_experiment = experiment_from_flags(
-        str(options["name"] or DEFAULT_EXPERIMENT_NAME),
+        DEFAULT_EXPERIMENT_NAME if options["name"] is None else str(options["name"]),
         commands,
         variables,
         1 if overrides["repeat"] is None else overrides["repeat"],  # type: ignore[arg-type]

@@ -284,8 +284,7 @@ def _experiment(
     timeout_s: float | None,
     where: str,
 ) -> Experiment:
-    if not IDENTIFIER.match(name.replace("-", "_").replace(".", "_")):
-        raise ConfigError(f"{where}: experiment name '{name}' must be letters, digits, _, - or .")
+    check_experiment_name(name, where)
     if not commands:
         raise ConfigError(f"{where}: no command given (add --cmd or 'cmd:')")
     if repeat < 1:
@@ -297,6 +296,12 @@ def _experiment(
     names = tuple(v.name for v in variables)
     templates = tuple(compile_template(c, names, where) for c in commands)
     return Experiment(name, templates, tuple(variables), repeat, max_tries, workdir, timeout_s)
+
+
+def check_experiment_name(name: str, where: str) -> None:
+    """An experiment's name is its folder in the pataslab: one plain path component."""
+    if name in ("", ".", "..") or not IDENTIFIER.match(name.replace("-", "_").replace(".", "_")):
+        raise ConfigError(f"{where}: experiment name '{name}' must be letters, digits, _, - or . (a folder name, not . or ..)")
 
 
 def with_overrides(experiment: Experiment, **changes: Any) -> Experiment:

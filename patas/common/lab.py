@@ -3,21 +3,27 @@
     pataslab/<experiment>/
         experiment.yaml         the definition of the last run, in the YAML schema of --experiment
         journal.jsonl           one JSON line per finished attempt (the metadata of every task)
+        .lock                   held by the run writing into the folder (see lab_lock)
         <task_id>/stdout        the committed output of the task's successful attempt
-        <task_id>/stderr        (only when the task wrote to stderr)
+        <task_id>/stderr        (only when that attempt wrote to stderr)
         <task_id>/attempt-<n>.stdout, attempt-<n>.stderr
                                 an attempt's output while it runs; kept as is when it fails
 
-A task is done when the journal holds a `done` record for it and its folder exists: the output is
-written, flushed to disk and renamed into place before that record is appended, so a crash at any
-instant never leaves a half-written output counted as done. Deleting a task's folder makes the next
-run do that task again. Metadata goes to one journal per experiment rather than one file per task,
-because creating files is the main cost of a fast sweep.
+A task is done when its last `done` record in the journal is not followed by a `replacing` record,
+and its folder exists. The output is written, flushed to disk and renamed into place before that
+record is appended, so a crash at any instant never leaves a half-written output counted as done.
+Committing an attempt replaces every stream of the task: a stream the attempt did not write is
+removed. When a done task's output is replaced (--redo), a `replacing` record is made durable
+first, so a crash in the middle leaves a task that is not done rather than a done task whose
+streams come from two attempts. Deleting a task's folder makes the next run do that task again.
+Metadata goes to one journal per experiment rather than one file per task, because creating files
+is the main cost of a fast sweep.
 """
 
 from __future__ import annotations
 
 import enum
+import itertools
 import json
 import os
 import re
@@ -25,7 +31,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Iterator
 
-from patas.common.errors import LabError
+from patas import __version__
+from patas.common.errors import ConfigError, LabError
 
 DEFINITION_FILE = "experiment.yaml"
 JOURNAL_FILE = "journal.jsonl"
@@ -33,6 +40,13 @@ STDOUT = "stdout"
 STDERR = "stderr"
 STREAMS = (STDOUT, STDERR)
 _ATTEMPT_FILE = re.compile(r"attempt-(\d+)\.(stdout|stderr)\Z")
+# A task folder's name is its id as str(int) writes it: ASCII digits, no leading zero.
+_TASK_FOLDER = re.compile(r"(?:0|[1-9][0-9]*)\Z")
+# The journal's format. Records without a "format" field are format 1 (patas before 3.0 wrote
+# no version); format 2 adds the `replacing` outcome and the "format" and "patas" fields.
+JOURNAL_FORMAT = 2
+# A torn last journal line is looked for backwards from the end, this many bytes at a time.
+_TAIL_BLOCK_BYTES = 65536
 
 
 class Outcome(enum.Enum):
@@ -42,6 +56,9 @@ class Outcome(enum.Enum):
     FAILED = "failed"  # a command exited non-zero or was killed by a signal
     TIMEOUT = "timeout"  # killed after the experiment's timeout
     LOST = "lost"  # its agent or node went away; the attempt's output is incomplete
+    # About to replace the task's committed output (--redo): until this attempt's `done` record
+    # follows, the task is not done, whatever earlier records say.
+    REPLACING = "replacing"
 
 
 @dataclass
@@ -75,6 +92,8 @@ class AttemptRecord:
     stderr_bytes: int = 0
     error: str = ""  # why patas itself could not run the command (e.g. no such workdir)
     extra: dict[str, Any] = field(default_factory=dict)
+    format: int = JOURNAL_FORMAT
+    patas: str = __version__  # the version that wrote the record, to name in an upgrade hint
 
     @property
     def duration(self) -> float:
@@ -89,13 +108,90 @@ class AttemptRecord:
         return json.dumps(data, separators=(",", ":"))
 
     @classmethod
-    def from_json(cls, line: str) -> "AttemptRecord":
-        data = json.loads(line)
+    def from_json(cls, line: str | bytes) -> "AttemptRecord":
+        """The record of one journal line; RecordError says what is wrong with it."""
+        try:
+            data = json.loads(line)
+        except ValueError as error:
+            raise RecordError(f"not JSON ({error})") from None
+        if type(data) is not dict:
+            raise RecordError("not a JSON object")
+        version = data.get("format", 1)
+        if type(version) is not int:
+            raise RecordError(f"'format' must be an integer, got {version!r}")
+        if version > JOURNAL_FORMAT:
+            writer = f"patas {data['patas']}" if type(data.get("patas")) is str else "a newer patas"
+            raise NewerJournalError(f"written by {writer} (journal format {version}); upgrade patas to read it")
+        _check_fields(data)
         data["outcome"] = Outcome(data["outcome"])
+        data["format"] = version
+        data.setdefault("patas", "")  # an old journal's: its version was not written
         return cls(**data)
 
 
 _RECORD_FIELDS = tuple(f.name for f in fields(AttemptRecord))
+# Fields with a default: older journals lack some of them.
+_OPTIONAL_FIELDS = frozenset(("stdout_bytes", "stderr_bytes", "error", "extra", "format", "patas"))
+_INT, _FLOAT, _STR, _OPTIONAL_INT = (int,), (int, float), (str,), (int, type(None))
+# Each field's JSON types, checked exactly (`type(x) in kinds`, so that `true` is no integer).
+_FIELD_TYPES: dict[str, tuple[type, ...]] = {
+    "task_id": _INT, "key": _STR, "attempt": _INT, "outcome": _STR, "exit_code": _OPTIONAL_INT,
+    "combination_id": _INT, "repeat_id": _INT, "values": (dict,), "experiment_id": _INT,
+    "experiment_name": _STR, "max_tries": _INT, "started_at": _FLOAT, "ended_at": _FLOAT,
+    "cluster_name": _STR, "node_name": _STR, "hostname": _STR, "cluster_in_lab": _INT,
+    "node_in_lab": _INT, "node_in_cluster": _INT, "worker_in_lab": _INT, "worker_in_cluster": _INT,
+    "worker_in_node": _INT, "work_dir": _STR, "stdout_bytes": _INT, "stderr_bytes": _INT,
+    "error": _STR, "extra": (dict,), "format": _INT, "patas": _STR,
+}  # fmt: skip
+_OUTCOMES = frozenset(o.value for o in Outcome)
+
+
+class RecordError(ValueError):
+    """A journal line that is not a record of this format."""
+
+
+class NewerJournalError(RecordError):
+    """A journal line written by a newer patas, in a format this one does not know."""
+
+
+def _written_shapes() -> dict[tuple[str, ...], frozenset[tuple[type, ...]]]:
+    """The key orders `to_json` writes (with and without `extra`), each with its valid types."""
+    shapes = {}
+    for names in (_RECORD_FIELDS, tuple(n for n in _RECORD_FIELDS if n != "extra")):
+        shapes[names] = frozenset(itertools.product(*(_FIELD_TYPES[n] for n in names)))
+    return shapes
+
+
+# Checking a record field by field costs about as much as parsing its JSON; a record as this
+# version writes it is recognised by its key order and the tuple of its value types at once.
+_WRITTEN_SHAPES = _written_shapes()
+
+
+def _check_fields(data: dict[str, Any]) -> None:
+    valid_types = _WRITTEN_SHAPES.get(tuple(data))
+    if valid_types is None or tuple(map(type, data.values())) not in valid_types:
+        _check_each_field(data)
+    if data["outcome"] not in _OUTCOMES:
+        raise RecordError(f"unknown outcome {json.dumps(data['outcome'])}")
+    if data["task_id"] < 0 or data["attempt"] < 1:
+        raise RecordError("task_id must be at least 0 and attempt at least 1")
+    if not all(type(v) is str for v in data["values"].values()):
+        raise RecordError("'values' must map each variable to a string")
+
+
+def _check_each_field(data: dict[str, Any]) -> None:
+    for name in data.keys() - _FIELD_TYPES.keys():
+        raise RecordError(f"unknown field '{name}'")
+    for name, kinds in _FIELD_TYPES.items():
+        if name not in data:
+            if name in _OPTIONAL_FIELDS:
+                continue
+            raise RecordError(f"no field '{name}'")
+        if type(data[name]) not in kinds:
+            raise RecordError(f"'{name}' must be {' or '.join(_JSON_NAMES[k] for k in kinds)}, got {json.dumps(data[name])}")
+
+
+_JSON_NAMES = {int: "an integer", float: "a number", str: "a string", dict: "an object", type(None): "null"}
 
 
 class ExperimentLab:
@@ -130,15 +226,15 @@ class ExperimentLab:
         """The ids of the task folders present on disk (one directory listing)."""
         try:
             with os.scandir(self.path) as entries:
-                return {int(e.name) for e in entries if e.name.isdigit() and e.is_dir()}
-        except FileNotFoundError:
+                return {int(e.name) for e in entries if _TASK_FOLDER.match(e.name) and e.is_dir()}
+        except (FileNotFoundError, NotADirectoryError):
             return set()
 
     def attempts_on_disk(self, task_id: int) -> int:
         """The highest attempt number with files in the task's folder (0 if none)."""
         try:
             names = os.listdir(self.task_dir(task_id))
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             return 0
         numbers = [int(m.group(1)) for m in map(_ATTEMPT_FILE.match, names) if m]
         return max(numbers, default=0)
@@ -146,58 +242,94 @@ class ExperimentLab:
     def read_journal(self) -> Iterator[AttemptRecord]:
         """Every complete record in the journal; a torn last line (a crash mid-append) is skipped."""
         try:
-            stream = open(self.journal_path, encoding="utf-8")
+            stream = open(self.journal_path, "rb")
         except FileNotFoundError:
             return
+        except OSError as error:
+            raise self._unreadable(self.journal_path, error) from None
         with stream:
-            for number, line in enumerate(stream, 1):
-                if not line.endswith("\n"):
-                    break  # the coordinator died while appending; the attempt never counted
-                try:
+            number = 0
+            try:
+                for number, line in enumerate(stream, 1):
+                    if not line.endswith(b"\n"):
+                        break  # the coordinator died while appending; the attempt never counted
                     yield AttemptRecord.from_json(line)
-                except (ValueError, TypeError, KeyError) as error:
-                    raise LabError(
-                        f"{self.journal_path}:{number}: unreadable journal line ({error});"
-                        " restore the file or move the experiment folder away"
-                    ) from None
+            except NewerJournalError as error:
+                raise LabError(f"{self.journal_path}:{number}: {error}") from None
+            except RecordError as error:
+                raise LabError(
+                    f"{self.journal_path}:{number}: unreadable journal line ({error});"
+                    f" restore the file or move {self.path} away"
+                ) from None
+            except OSError as error:
+                raise self._unreadable(self.journal_path, error) from None
 
     def drop_torn_journal_line(self) -> None:
-        """Cut a last line left unfinished by a crash, so the next record starts on its own line."""
+        """Cut a last line left unfinished by a crash, so the next record starts on its own line.
+
+        The line may be of any length: the file is searched backwards, block by block, for the
+        newline that ends the last complete record."""
         try:
             with open(self.journal_path, "rb+") as stream:
-                size = stream.seek(0, os.SEEK_END)
-                if size == 0:
+                end = stream.seek(0, os.SEEK_END)
+                if end == 0:
                     return
-                stream.seek(max(0, size - 65536))
-                tail = stream.read()
-                if tail.endswith(b"\n"):
+                stream.seek(end - 1)
+                if stream.read(1) == b"\n":
                     return
-                cut = tail.rfind(b"\n")
-                stream.truncate(size - len(tail) + cut + 1 if cut >= 0 else max(0, size - len(tail)))
+                stream.truncate(_end_of_last_line(stream, end))
         except FileNotFoundError:
             return
 
     def read_definition(self) -> dict[str, Any] | None:
-        import yaml
+        """The definition the last run recorded, checked and in `Experiment.to_record` form."""
+        from patas.common.config import load_experiment
 
-        try:
-            with open(self.definition_path, encoding="utf-8") as stream:
-                return yaml.safe_load(stream)
-        except FileNotFoundError:
+        if not os.path.lexists(self.definition_path):
             return None
+        try:
+            return load_experiment(self.definition_path).to_record()
+        except ConfigError as error:
+            raise LabError(f"{error} (the record of the last run; fix it or move {self.path} away)") from None
 
     def write_definition(self, record: dict[str, Any]) -> None:
         import yaml
 
         write_atomically(self.definition_path, yaml.safe_dump(record, sort_keys=False).encode())
 
+    def _unreadable(self, path: Path, error: OSError) -> LabError:
+        reason = "is a folder, not a file" if isinstance(error, IsADirectoryError) else (error.strerror or str(error))
+        return LabError(f"{path}: {reason} (restore the file or move {self.path} away)")
+
+
+def _end_of_last_line(stream: Any, end: int) -> int:
+    """The offset just after the last newline before `end` (0 if there is none)."""
+    position = end
+    while position > 0:
+        start = max(0, position - _TAIL_BLOCK_BYTES)
+        stream.seek(start)
+        cut = stream.read(position - start).rfind(b"\n")
+        if cut >= 0:
+            return start + cut + 1
+        position = start
+    return 0
+
 
 def write_atomically(path: Path, data: bytes) -> None:
-    """Write a whole file or nothing: a temporary file, flushed, then renamed over `path`."""
+    """Write a whole file or nothing: a temporary file, flushed, then renamed over `path`.
+
+    On any failure (a full disk, say) the temporary file is removed and `path` is untouched."""
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.tmp")
-    with open(temporary, "wb") as stream:
-        stream.write(data)
-        stream.flush()
-        os.fsync(stream.fileno())
-    os.replace(temporary, path)
+    try:
+        with open(temporary, "wb") as stream:
+            stream.write(data)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        try:
+            os.unlink(temporary)
+        except OSError:
+            pass
+        raise

@@ -10,6 +10,7 @@ from patas.analysis.patterns import UnmatchedError
 from patas.analysis.table import TableError, read_schema
 from patas.common.errors import LabError
 from patas.common.lab import Outcome
+from patas.common.sweep import tasks
 
 from .conftest import README_PATTERNS
 from .labs import small_grid, write_lab
@@ -263,3 +264,27 @@ def test_parse_logs_the_warnings_for_python_callers(grid_lab, caplog):
     assert [r.getMessage() for r in caplog.records] == [
         "pattern 'f1' matched nothing in any task (column out_f1 is empty)"
     ]
+
+
+def test_ids_come_from_the_current_definition_and_obsolete_rows_have_none(grid_lab):
+    wider = small_grid(neurons_max=10)  # neurons 1, 5, 9: each combination renumbered
+    grid_lab.write_definition(wider.to_record())
+    expected = {t.key: (t.combination_id, t.repeat_id) for t in tasks(wider)}
+    result = parse_experiment(grid_lab.path, README_PATTERNS, include_obsolete=True)
+    columns = result.table.columns
+    rows = list(zip(columns["task_id"], columns["combination_id"], columns["repeat_id"], columns["in_neurons"]))
+    keys = {r.task_id: r.key for r in grid_lab.read_journal()}
+    for task_id, combination_id, repeat_id, neurons in rows:
+        if neurons in (13, 17):  # obsolete: no combination in the current definition
+            assert (combination_id, repeat_id) == (None, None)
+        else:
+            assert (combination_id, repeat_id) == expected[keys[task_id]]
+
+
+def test_a_task_whose_output_was_being_replaced_is_not_done(grid_lab):
+    first = next(grid_lab.read_journal())
+    first.outcome, first.attempt = Outcome.REPLACING, 2
+    with open(grid_lab.journal_path, "a") as journal:
+        journal.write(first.to_json() + "\n")
+    result = parse_experiment(grid_lab.path, README_PATTERNS)
+    assert result.tasks == 119 and result.unfinished == {"replacing": 1}

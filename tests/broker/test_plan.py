@@ -76,3 +76,15 @@ def test_task_filter_syntax():
     assert TaskFilter.parse("7") == TaskFilter(None, 7, 7)
     assert TaskFilter.parse(":4").accepts("grid", 4) and not TaskFilter.parse(":4").accepts("grid", 5)
     assert TaskFilter.parse("other:1:2").accepts("grid", 99)
+
+
+def test_a_crash_while_replacing_a_committed_output_leaves_the_task_not_done(tmp_path):
+    experiment = grid(["1", "2"])
+    lab = lab_with(tmp_path, experiment, done_ids={0, 1})
+    task = next(tasks(experiment))
+    with open(lab.journal_path, "a") as journal:  # --redo of task 0 died after its first step
+        journal.write(record(task, 0, 2, Outcome.REPLACING).to_json() + "\n")
+    assert [(p.task_id, p.first_attempt) for p in plan_experiment(0, experiment, lab, redo=False).pending()] == [(0, 3)]
+    with open(lab.journal_path, "a") as journal:
+        journal.write(record(task, 0, 3).to_json() + "\n")
+    assert list(plan_experiment(0, experiment, lab, redo=False).pending()) == []

@@ -3,6 +3,8 @@ and nothing in the pataslab changed."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 import shlex
 import shutil
@@ -25,6 +27,23 @@ FILES = {
     "missing-key.yaml": "nodes:\n  - {hostname: 127.0.0.1, port: 1, private_key: /nonexistent/id_ed25519}\n",
     "unparsed/journal.jsonl": "",
 }
+# Damaged labs, each in a pataslab of its own so the explored one stays intact for other rows.
+RECORD = {
+    "task_id": 0, "key": "k", "attempt": 1, "outcome": "done", "exit_code": 0, "combination_id": 0,
+    "repeat_id": 0, "values": {"x": "1"}, "experiment_id": 0, "experiment_name": "grid", "max_tries": 3,
+    "started_at": 1.0, "ended_at": 2.0, "cluster_name": "cluster", "node_name": "node0",
+    "hostname": "localhost", "cluster_in_lab": 0, "node_in_lab": 0, "node_in_cluster": 0,
+    "worker_in_lab": 0, "worker_in_cluster": 0, "worker_in_node": 0, "work_dir": "/tmp",
+}  # fmt: skip
+FILES.update({
+    "afile": "not a folder\n",
+    "text-attempt/grid/journal.jsonl": json.dumps({**RECORD, "attempt": "1"}) + "\n",
+    "list-values/grid/journal.jsonl": json.dumps({**RECORD, "values": ["1"]}) + "\n",
+    "newer/grid/journal.jsonl": json.dumps({**RECORD, "format": 99, "patas": "9.0"}) + "\n",
+    "list-definition/grid/experiment.yaml": "- cmd\n- x\n",
+    "bad-definition/grid/experiment.yaml": "cmd: 'x\n",
+})
+FOLDERS = ("journal-folder/grid/journal.jsonl", "definition-folder/grid/experiment.yaml")
 
 
 def rows() -> list[tuple[str, int, str]]:
@@ -34,8 +53,12 @@ def rows() -> list[tuple[str, int, str]]:
     return [(m.group(1), int(m.group(2)), m.group(4)) for m in found if m]
 
 
-def snapshot(folder: Path) -> dict[str, tuple[int, int]]:
-    return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns) for p in folder.rglob("*") if p.is_file()}
+def snapshot(folder: Path) -> dict[str, tuple[str, int]]:
+    """Every file's content hash and modification time, and every folder, by path."""
+    return {
+        str(p.relative_to(folder)): (hashlib.md5(p.read_bytes()).hexdigest(), p.stat().st_mtime_ns) if p.is_file() else ("folder", 0)
+        for p in folder.rglob("*")
+    }
 
 
 @pytest.fixture(scope="module")
@@ -44,8 +67,10 @@ def prepared(tmp_path_factory: pytest.TempPathFactory) -> Path:
     assert patas("explore", "--cmd", "echo 'Test accuracy: 0.{i}'", "--va", "i", "1", "5", "1", "-y", cwd=folder).code == 0
     assert patas("parse", "-e", "pataslab/grid", "-p", "acc", r"Test accuracy: (@float@)", cwd=folder).code == 0
     for name, text in FILES.items():
-        (folder / name).parent.mkdir(exist_ok=True)
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
         (folder / name).write_text(text)
+    for name in FOLDERS:
+        (folder / name).mkdir(parents=True)
     shutil.copy(folder / "pataslab/grid/grid.csv", folder / "grid.csv")
     return folder
 

@@ -1,0 +1,176 @@
+"""The pataslab layout on real files: journal records read strictly, torn lines of any length,
+task folders, atomic writes, and the experiment folder's lock."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from patas.common import lab_lock
+from patas.common.errors import LabError
+from patas.common.lab import AttemptRecord, ExperimentLab, NewerJournalError, Outcome, RecordError, write_atomically
+from tests.running import REPO
+
+RECORD = {
+    "task_id": 0, "key": "k", "attempt": 1, "outcome": "done", "exit_code": 0, "combination_id": 0,
+    "repeat_id": 0, "values": {"x": "1"}, "experiment_id": 0, "experiment_name": "grid", "max_tries": 3,
+    "started_at": 1.0, "ended_at": 2.0, "cluster_name": "cluster", "node_name": "node0",
+    "hostname": "localhost", "cluster_in_lab": 0, "node_in_lab": 0, "node_in_cluster": 0,
+    "worker_in_lab": 0, "worker_in_cluster": 0, "worker_in_node": 0, "work_dir": "/tmp",
+}  # fmt: skip
+
+
+def line(**changes: object) -> str:
+    return json.dumps({**RECORD, **changes}) + "\n"
+
+
+def test_a_record_of_an_old_journal_without_a_version_still_reads():
+    record = AttemptRecord.from_json(line())
+    assert (record.outcome, record.format, record.stderr_bytes) == (Outcome.DONE, 1, 0)
+    assert AttemptRecord.from_json(record.to_json()) == record
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"attempt": "1"}, "'attempt' must be an integer, got \"1\""),
+        ({"attempt": True}, "'attempt' must be an integer, got true"),
+        ({"values": ["1"]}, "'values' must be an object"),
+        ({"values": {"x": 1}}, "'values' must map each variable to a string"),
+        ({"outcome": "finished"}, 'unknown outcome "finished"'),
+        ({"colour": "red"}, "unknown field 'colour'"),
+        ({"started_at": None}, "'started_at' must be an integer or a number"),
+    ],
+)
+def test_a_record_with_a_wrong_field_is_refused_with_what_is_wrong(changes, message):
+    with pytest.raises(RecordError, match=message.replace("(", r"\(")):
+        AttemptRecord.from_json(line(**changes))
+
+
+def test_a_record_missing_a_field_or_not_an_object_is_refused():
+    data = dict(RECORD)
+    del data["key"]
+    with pytest.raises(RecordError, match="no field 'key'"):
+        AttemptRecord.from_json(json.dumps(data))
+    with pytest.raises(RecordError, match="not a JSON object"):
+        AttemptRecord.from_json("[1, 2]")
+
+
+def test_a_record_from_a_newer_patas_says_to_upgrade(tmp_path):
+    with pytest.raises(NewerJournalError, match="written by patas 9.0 .journal format 99.; upgrade patas"):
+        AttemptRecord.from_json(line(format=99, patas="9.0", novelty=[1]))
+    lab = ExperimentLab(tmp_path, "grid")
+    lab.path.mkdir()
+    lab.journal_path.write_text(line() + line(format=99, patas="9.0"))
+    with pytest.raises(LabError, match=r"journal.jsonl:2: written by patas 9.0"):
+        list(lab.read_journal())
+
+
+def test_a_bad_journal_line_is_named_by_file_and_line(tmp_path):
+    lab = ExperimentLab(tmp_path, "grid")
+    lab.path.mkdir()
+    lab.journal_path.write_bytes(line().encode() + b"\xff\xfe not json\n")
+    with pytest.raises(LabError, match=r"journal.jsonl:2: unreadable journal line \(not JSON"):
+        list(lab.read_journal())
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    complete=st.lists(st.binary(max_size=200).map(lambda b: b.replace(b"\n", b"") + b"\n"), max_size=5),
+    torn=st.one_of(st.integers(1, 300), st.integers(65_000, 200_000)),
+)
+def test_a_torn_last_line_of_any_length_is_cut_exactly(tmp_path_factory, complete, torn):
+    lab = ExperimentLab(tmp_path_factory.mktemp("torn"), "grid")
+    lab.path.mkdir()
+    whole = b"".join(complete)
+    lab.journal_path.write_bytes(whole + b"x" * torn)
+    lab.drop_torn_journal_line()
+    assert lab.journal_path.read_bytes() == whole
+
+
+def test_a_journal_ending_in_a_newline_is_left_alone(tmp_path):
+    lab = ExperimentLab(tmp_path, "grid")
+    lab.path.mkdir()
+    lab.journal_path.write_text(line() * 3)
+    lab.drop_torn_journal_line()
+    assert lab.journal_path.read_text() == line() * 3
+
+
+def test_only_folders_named_as_task_ids_are_task_folders(tmp_path):
+    lab = ExperimentLab(tmp_path, "grid")
+    for name in ("0", "17", "²", "007", "-1", "x1", "١"):  # '²' and '١' are digits to str.isdigit
+        (lab.path / name).mkdir(parents=True)
+    (lab.path / "3").write_text("a file, not a folder")
+    assert lab.task_folders() == {0, 17}
+
+
+def test_a_failed_atomic_write_leaves_neither_the_file_nor_its_temporary(tmp_path, monkeypatch):
+    def full_disk(fd: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full_disk)
+    with pytest.raises(OSError):
+        write_atomically(tmp_path / "experiment.yaml", b"name: grid\n")
+    assert list(tmp_path.iterdir()) == []
+
+
+# --- the lock ---------------------------------------------------------------------------------
+
+
+def test_a_second_lock_is_refused_naming_the_holder_and_the_lab_is_left_as_it_was(tmp_path):
+    folder = tmp_path / "pataslab" / "grid"
+    with lab_lock.acquire(folder):
+        before = sorted(p.name for p in folder.iterdir())
+        content = (folder / ".lock").read_bytes()
+        with pytest.raises(lab_lock.LabInUseError, match=f"{folder} is in use by another patas explore .pid {os.getpid()} on host "):
+            lab_lock.acquire(folder)
+        assert sorted(p.name for p in folder.iterdir()) == before
+        assert (folder / ".lock").read_bytes() == content
+        holder = lab_lock.holder(folder)
+        assert holder is not None and holder.pid == os.getpid()
+    assert lab_lock.holder(folder) is None
+    # Released before the run wrote anything: the folders it made to hold the lock are gone.
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_released_lock_keeps_folders_the_run_wrote_into(tmp_path):
+    folder = tmp_path / "grid"
+    with lab_lock.acquire(folder):
+        (folder / "experiment.yaml").write_text("name: grid\n")
+    assert sorted(p.name for p in folder.iterdir()) == ["experiment.yaml"]
+    lab_lock.acquire(folder).release()
+
+
+def test_the_lock_of_a_killed_run_is_free(tmp_path):
+    folder = tmp_path / "grid"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", f"from patas.common import lab_lock; lab_lock.acquire(__import__('pathlib').Path({str(folder)!r})); print('held', flush=True); input()"],
+        cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        found = lab_lock.holder(folder)
+        assert found is not None and found.pid == holder.pid
+        with pytest.raises(lab_lock.LabInUseError, match=f"pid {holder.pid}"):
+            lab_lock.acquire(folder)
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    assert (folder / ".lock").exists()  # left behind by the killed run, but not held
+    lab_lock.acquire(folder).release()
+
+
+def test_a_lock_where_a_file_is_in_the_way_is_a_lab_error(tmp_path):
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(LabError, match="afile/lab/grid: a file is in the way"):
+        lab_lock.acquire(tmp_path / "afile" / "lab" / "grid")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
