@@ -20,6 +20,7 @@ import zmq
 from patas.agent.task_process import READ_CHUNK_BYTES, TaskProcess
 from patas.common import protocol
 from patas.common.agent_config import AgentConfig
+from patas.common.bounds import bound_socket, settle_descriptor_limit
 from patas.common.protocol import (
     PROTOCOL_VERSION,
     Assign,
@@ -91,6 +92,7 @@ class Agent:
         sock = self.context.socket(zmq.DEALER)
         sock.setsockopt(zmq.IDENTITY, self.settings.agent_id.encode())
         sock.setsockopt(zmq.LINGER, LINGER_MS)
+        bound_socket(sock)
         keys = self.settings.keys
         if keys is not None:
             sock.curve_serverkey = keys.server_public.encode()
@@ -317,6 +319,7 @@ def run(settings: AgentConfig, lifeline: int | None) -> int:
     # Ctrl-C in the coordinator's terminal reaches this process too; the broker decides what stops.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _exit_on_signal)
+    settle_descriptor_limit(settings.slots)
     return Agent(settings, lifeline=lifeline).run()
 
 

@@ -26,6 +26,7 @@ from patas.broker.scheduler import Counts, Lease, Scheduler, Verdict
 from patas.broker.security import CurveServer
 from patas.broker.transport import BrokerSocket
 from patas.common.agent_config import AgentConfig
+from patas.common.bounds import raise_descriptor_limit
 from patas.common.errors import PatasError
 from patas.common.lab import STDERR, STDOUT, AttemptRecord, Outcome
 from patas.common.protocol import (
@@ -154,6 +155,7 @@ class Coordinator:
         if self.scheduler.finished:
             self.store.close_all()
             return self.result
+        raise_descriptor_limit()  # so that idle outside connections cannot starve the lab's files
         context = zmq.Context()
         self.curve = CurveServer(context)
         hosts = [self.settings.bind_host] if self.settings.bind_host else sorted({s.listen_host for s in self.sessions.values()})

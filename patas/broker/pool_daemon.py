@@ -25,6 +25,7 @@ from patas.broker.pool_state import PoolState
 from patas.broker.security import CurveServer
 from patas.broker.transport import BrokerSocket
 from patas.common import protocol
+from patas.common.bounds import bound_socket, raise_descriptor_limit
 from patas.common.agent_config import AgentConfig
 from patas.common.errors import PatasError, ProtocolError
 from patas.common.protocol import (
@@ -96,6 +97,7 @@ class Proxy:
         self.socket = context.socket(zmq.DEALER)
         self.socket.setsockopt(zmq.IDENTITY, config.agent_id.encode())
         self.socket.setsockopt(zmq.LINGER, LINGER_MS)
+        bound_socket(self.socket)
         if config.keys is not None:
             self.socket.curve_serverkey = config.keys.server_public.encode()
             self.socket.curve_publickey = config.keys.public.encode()
@@ -122,6 +124,7 @@ class PoolDaemon:
         self.socket = BrokerSocket(settings.bind_hosts, settings.port, self.curve, self.context)
         self.control = self.context.socket(zmq.ROUTER)
         self.control.setsockopt(zmq.LINGER, LINGER_MS)
+        bound_socket(self.control)
         self.control.bind(state.control_address)
         self.poller = zmq.Poller()
         self.poller.register(self.socket.socket, zmq.POLLIN)
@@ -362,6 +365,7 @@ class PoolDaemon:
 
 def main(name: str) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
+    raise_descriptor_limit()
     state = PoolState(name)
     daemon = PoolDaemon(state)
     signal.signal(signal.SIGTERM, lambda *_: setattr(daemon, "stopping", True))
