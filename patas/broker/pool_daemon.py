@@ -220,17 +220,28 @@ class PoolDaemon:
         if owner is None:
             self._to_agent(agent, Credit(len(output.data)))  # its run is gone; free the window
             return
+        if not self._holds(agent, output.lease, owner[0]):
+            return
         proxy, run_lease = owner
         proxy.send(Output(run_lease, output.stream, output.data))
 
     def _on_finished(self, agent: PoolAgent, finished: Finished) -> None:
-        owner = self.leases.pop(finished.lease, None)
-        if owner is None:
+        owner = self.leases.get(finished.lease)
+        if owner is None or not self._holds(agent, finished.lease, owner[0]):
             return
-        proxy, run_lease = owner
+        proxy, run_lease = self.leases.pop(finished.lease)
         proxy.leases.pop(run_lease, None)
         fields = {**finished.__dict__, "lease": run_lease}
         proxy.send(Finished(**fields))
+
+    @staticmethod
+    def _holds(agent: PoolAgent, lease: int, proxy: Proxy) -> bool:
+        """True when `lease` was given to `agent`: what another agent says of it is dropped, as
+        a run drops what an agent says of a lease it does not hold."""
+        if proxy.agent is agent:
+            return True
+        log.debug("dropped a message from %s about lease %d of %s", agent.agent_id, lease, proxy.agent.agent_id)
+        return False
 
     def _to_agent(self, agent: PoolAgent, message: Message) -> None:
         agent.last_sent = time.monotonic()
