@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import socket
+import subprocess
+import sys
 import threading
 import time
 
@@ -11,10 +14,10 @@ import zmq
 
 from patas.agent.agent import Agent
 from patas.agent.task_process import READ_CHUNK_BYTES
-from patas.common.agent_config import AgentConfig
+from patas.common.agent_config import AgentConfig, CurveKeys
 from patas.common import protocol
 from patas.common.protocol import Assign, Cancel, Credit, Finished, Hello, Output, Shutdown, Welcome
-from tests.running import processes_with
+from tests.running import ENV, processes_with
 
 CHUNK = READ_CHUNK_BYTES
 WINDOW = 2 * CHUNK
@@ -147,3 +150,34 @@ def test_a_task_may_end_while_reading_is_paused(broker_and_agent):
     broker.send(Credit(3_000_000))
     rest = broker.receive_until(Finished)
     assert rest[-1].lease == 1 and rest[-1].exit_code == 0
+
+
+def test_a_broker_announcing_a_4_gb_frame_costs_the_agent_no_memory(tmp_path):
+    from tests.broker.test_outsiders import FOUR_GB_FRAME_HEADER, MIB, RSS_GROWTH_BOUND_BYTES, STREAMED_PER_CLIENT_BYTES
+    from tests.broker.test_outsiders import resident_bytes
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    public, secret = (k.decode() for k in zmq.curve_keypair())
+    config = AgentConfig(f"tcp://127.0.0.1:{listener.getsockname()[1]}", "a", 1, CurveKeys(zmq.curve_keypair()[0].decode(), public, secret))
+    path = tmp_path / "agent.json"
+    path.write_bytes(config.to_line())
+    path.chmod(0o600)
+    agent = subprocess.Popen([sys.executable, "-m", "patas.agent", "--config", str(path)], env=ENV, stderr=subprocess.DEVNULL)
+    try:
+        connection, _ = listener.accept()
+        connection.recv(64)
+        before = resident_bytes(agent.pid)
+        server_greeting = b"\xff" + bytes(8) + b"\x7f" + b"\x03\x00" + b"CURVE".ljust(20, b"\0") + b"\x01" + bytes(31)
+        try:
+            connection.sendall(server_greeting + FOUR_GB_FRAME_HEADER)
+            for _ in range(STREAMED_PER_CLIENT_BYTES // MIB):
+                connection.sendall(b"\xaa" * MIB)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the agent hung up on us: what we want
+        growth = resident_bytes(agent.pid) - before
+        assert growth < RSS_GROWTH_BOUND_BYTES / 3, f"the agent grew by {growth // MIB} MiB"
+        connection.close()
+    finally:
+        agent.kill()
+        agent.wait()
+        listener.close()
