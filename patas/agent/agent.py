@@ -262,7 +262,7 @@ class Agent:
     # --- task bookkeeping -------------------------------------------------------------------
 
     def _finish(self, task: TaskProcess) -> None:
-        stdout, stderr = (b.take() for b in task.buffers)
+        stdout, stderr = (self._send_all_but_last_chunk(task.lease, stream, b.take()) for stream, b in enumerate(task.buffers))
         self._send(
             Finished(
                 task.lease,
@@ -277,6 +277,17 @@ class Agent:
             )
         )
         self._forget(task)
+
+    def _send_all_but_last_chunk(self, lease: int, stream: int, data: bytes) -> bytes:
+        """Send what a finished task left buffered as Output chunks but the last, which is
+        returned to travel in Finished: however much a task leaves behind (its pipes drained at
+        exit, commands that ran while reading was paused), no frame exceeds FLUSH_BYTES."""
+        cut = max(0, len(data) - FLUSH_BYTES)
+        for start in range(0, cut, FLUSH_BYTES):
+            chunk = data[start : min(start + FLUSH_BYTES, cut)]
+            self.window -= len(chunk)  # the broker credits Output as it writes it
+            self._send(Output(lease, stream, chunk))
+        return data[cut:]
 
     def _sync(self, task: TaskProcess) -> None:
         """Watch exactly the task's current pipes and pidfd."""

@@ -181,3 +181,19 @@ def test_a_broker_announcing_a_4_gb_frame_costs_the_agent_no_memory(tmp_path):
         agent.kill()
         agent.wait()
         listener.close()
+
+
+def test_a_task_leaving_more_than_a_frame_of_output_sends_it_in_chunks(broker_and_agent):
+    """Commands that exit while reading is paused leave their output in the agent's buffer; at
+    the task's end it all goes out in chunks, never in one frame above what sockets accept."""
+    broker, _ = broker_and_agent
+    size, commands = 900_000, 20  # each fits in a pipe, so each exits without being read
+    assert size * commands > protocol.MAX_FRAME_BYTES
+    broker.send(Assign(1, [f"head -c {size} /dev/zero"] * commands, os.getcwd(), {}, None))
+    received = broker.receive_until(Finished, timeout_s=60)
+    finished = received[-1]
+    assert isinstance(finished, Finished) and finished.exit_code == 0
+    assert output_bytes(received) + len(finished.stdout) == size * commands
+    assert max(len(m.data) for m in received if isinstance(m, Output)) <= protocol.MAX_FRAME_BYTES
+    assert len(finished.stdout) <= CHUNK
+    broker.send(Credit(size * commands))
