@@ -37,6 +37,7 @@ from patas.common.protocol import (
     Heartbeat,
     Hello,
     Message,
+    MessageTooLarge,
     Output,
     Refused,
     Shutdown,
@@ -333,7 +334,11 @@ class Coordinator:
             task_environment(planned, lease, placement),
             planned.experiment.timeout_s,
         )
-        if not self._send(self.agents[lease.agent_id], assign):
+        try:
+            sent = self._send(self.agents[lease.agent_id], assign)
+        except MessageTooLarge as error:
+            raise MessageTooLarge(f"experiment {planned.experiment.name}, task {planned.task_id}: {error}") from None
+        if not sent:
             self._lose(self.agents[lease.agent_id], "unreachable")
 
     def _on_output(self, link: AgentLink, output: Output) -> None:
