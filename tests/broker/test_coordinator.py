@@ -93,7 +93,8 @@ def test_a_task_too_large_for_any_message_is_refused_by_name(tmp_path):
     # Each command within what one exec takes, together more than a message may carry (a value
     # this size keeps the lab's definition file quick to write).
     value, commands = "v" * 256 * 1024, protocol.MAX_FRAME_BYTES // (256 * 1024) + 4
-    experiment = experiment_from_flags("big", ["echo {x} | wc -c"] * commands, [list_variable("x", [value], "t")], 1, 1, str(tmp_path), None)
+    variables = [list_variable("x", [value], "t")]
+    experiment = experiment_from_flags("big", ["echo {x} | wc -c"] * commands, variables, 1, 1, str(tmp_path), None)
     exploration = prepare([experiment], [Cluster("c", (Node("n0", "localhost", workers=1),))], tmp_path / "lab")
     with pytest.raises(MessageTooLarge) as refused:
         exploration.run(Recorder())
