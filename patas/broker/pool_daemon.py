@@ -107,7 +107,7 @@ class Proxy:
         self.last_heard = self.last_sent = time.monotonic()
 
     def send(self, message: Message) -> None:
-        self.socket.send_multipart(protocol.encode(message), zmq.NOBLOCK)
+        self.socket.send_multipart(protocol.encode(message, relayed=True), zmq.NOBLOCK)
         self.last_sent = time.monotonic()
 
 
@@ -243,9 +243,9 @@ class PoolDaemon:
         log.debug("dropped a message from %s about lease %d of %s", agent.agent_id, lease, proxy.agent.agent_id)
         return False
 
-    def _to_agent(self, agent: PoolAgent, message: Message) -> None:
+    def _to_agent(self, agent: PoolAgent, message: Message, relayed: bool = False) -> None:
         agent.last_sent = time.monotonic()
-        if not self.socket.send(agent.agent_id, message):
+        if not self.socket.send(agent.agent_id, message, relayed):
             log.warning("agent %s unreachable", agent.agent_id)
 
     def _lose(self, agent: PoolAgent) -> None:
@@ -280,7 +280,7 @@ class PoolDaemon:
         self.next_lease += 1
         self.leases[lease] = (proxy, assign.lease)
         proxy.leases[assign.lease] = lease
-        self._to_agent(proxy.agent, Assign(lease, assign.commands, assign.workdir, assign.env, assign.timeout_s))
+        self._to_agent(proxy.agent, Assign(lease, assign.commands, assign.workdir, assign.env, assign.timeout_s), relayed=True)
 
     def _on_cancel(self, proxy: Proxy, cancel: Cancel) -> None:
         lease = proxy.leases.pop(cancel.lease, None)

@@ -96,10 +96,11 @@ class BrokerSocket:
         message = protocol.decode([f.bytes for f in frames])
         return Incoming(identity.bytes.decode(errors="replace"), message, key)
 
-    def send(self, agent_id: str, message: Message) -> bool:
-        """Send to one agent; False if the agent is not connected (any more)."""
+    def send(self, agent_id: str, message: Message, relayed: bool = False) -> bool:
+        """Send to one agent (`relayed`: a message of a run passed on by a pool's daemon);
+        False if the agent is not connected (any more)."""
         try:
-            self.socket.send_multipart([agent_id.encode(), *protocol.encode(message)], zmq.NOBLOCK)
+            self.socket.send_multipart([agent_id.encode(), *protocol.encode(message, relayed)], zmq.NOBLOCK)
             return True
         except zmq.ZMQError as error:
             if error.errno in (zmq.EHOSTUNREACH, zmq.EAGAIN):

@@ -29,6 +29,9 @@ PROTOCOL_VERSION = 1
 # splits whatever it holds at a task's end into such chunks. `encode` refuses anything larger,
 # so a message that could not arrive fails at its sender with a reason, never on the wire.
 MAX_FRAME_BYTES = 16 * 1024 * 1024
+# A message relayed by a pool's daemon carries the daemon's own lease number, which may take up
+# to 8 bytes more than the run's; what a run or an agent sends leaves room for that.
+RELAY_HEADROOM_BYTES = 1024
 
 # Streams of a task's output, as numbers on the wire.
 STDOUT, STDERR = 0, 1
@@ -248,13 +251,14 @@ class MessageTooLarge(ProtocolError):
     """A message has a frame larger than any patas socket accepts."""
 
 
-def encode(message: Message) -> list[bytes]:
-    """The frames of a message; raises MessageTooLarge above MAX_FRAME_BYTES."""
+def encode(message: Message, relayed: bool = False) -> list[bytes]:
+    """The frames of a message; raises MessageTooLarge if a frame would not fit in
+    MAX_FRAME_BYTES (`relayed`) or would leave no RELAY_HEADROOM_BYTES (otherwise)."""
     cls = type(message)
     header = msgpack.packb([getattr(message, name) for name in _HEADER_FIELDS[cls]])
     frames = [cls.KIND, header, *(getattr(message, name) for name in cls.PAYLOAD)]
     largest = max(len(frame) for frame in frames)
-    if largest > MAX_FRAME_BYTES:
+    if largest > MAX_FRAME_BYTES - (0 if relayed else RELAY_HEADROOM_BYTES):
         raise MessageTooLarge(
             f"{_DESCRIPTION.get(cls, f'a {cls.__name__} message takes')} {largest / 2**20:.1f} MiB, more than the"
             f" {MAX_FRAME_BYTES // 2**20} MiB a message may carry{_FIX.get(cls, '')}"
