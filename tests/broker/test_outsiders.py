@@ -136,3 +136,14 @@ def _soft_descriptor_limit(pid: int) -> int:
 
 def _open_descriptors(pid: int) -> int:
     return len(list(Path(f"/proc/{pid}/fd").iterdir()))
+
+
+def test_tasks_keep_the_descriptor_limit_patas_was_started_with(tmp_path):
+    """The coordinator raises its own limit, not its tasks': some programs close every descriptor
+    up to the soft limit, or break past select()'s FD_SETSIZE."""
+    run = subprocess.run(
+        [sys.executable, "-m", "patas", "explore", "--cmd", "ulimit -Sn", "-y"], cwd=tmp_path, env=ENV,
+        capture_output=True, text=True, timeout=120, preexec_fn=lambda: _lower_descriptor_limit(256),
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert (tmp_path / "pataslab/grid/0/stdout").read_text() == "256\n"
