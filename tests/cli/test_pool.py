@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -15,8 +17,10 @@ import zmq
 
 from patas.common import protocol
 from patas.common.agent_config import AgentConfig
+from patas.common.bounds import HANDSHAKE_TIMEOUT_S
 from patas.common.protocol import Credit, Finished, Hello, Output, Welcome
 from tests.running import ENV, done_ids, exactly_once, processes_with
+from tests.zmtp import MIB, claim_four_gigabytes, resident_bytes
 
 POOL = "testpool"
 
@@ -272,3 +276,28 @@ def _next(socket: zmq.Socket, kind: type) -> object:
             if isinstance(message, kind):
                 return message
     raise AssertionError(f"no {kind.__name__} from the pool")
+
+
+def test_strangers_at_the_pool_port_cost_the_daemon_no_memory_and_are_cut_off(pools, tmp_path):
+    root, env = pools
+    assert run(env, tmp_path, "pool", "up", "--name", POOL, "--node", "localhost", "1").returncode == 0
+    daemon = int((root / POOL / "daemon.pid").read_text())
+    port = json.loads((root / POOL / "pool.json").read_text())["port"]
+    silent = socket.create_connection(("127.0.0.1", port))
+    before = resident_bytes(daemon)
+    strangers = [socket.create_connection(("127.0.0.1", port)) for _ in range(3)]
+    for stranger in strangers:
+        claim_four_gigabytes(stranger, as_server=False)
+    growth = resident_bytes(daemon) - before
+    assert growth < 48 * MIB, f"the pool daemon grew by {growth // MIB} MiB"
+    silent.settimeout(HANDSHAKE_TIMEOUT_S + 3)
+    try:
+        while silent.recv(4096):
+            pass  # the daemon's greeting, then end of file
+    except ConnectionResetError:
+        pass
+    for stranger in [silent, *strangers]:
+        stranger.close()
+    result = sweep(env, tmp_path / "after", "after", 4)
+    assert result.returncode == 0, result.stderr
+    assert done_ids(tmp_path / "after/pataslab/grid") == list(range(4))
