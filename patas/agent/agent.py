@@ -20,6 +20,7 @@ import zmq
 from patas.agent.task_process import READ_CHUNK_BYTES, TaskProcess
 from patas.common import protocol
 from patas.common.agent_config import AgentConfig
+from patas.common.bounds import bound_socket, settle_descriptor_limit
 from patas.common.protocol import (
     PROTOCOL_VERSION,
     Assign,
@@ -91,6 +92,7 @@ class Agent:
         sock = self.context.socket(zmq.DEALER)
         sock.setsockopt(zmq.IDENTITY, self.settings.agent_id.encode())
         sock.setsockopt(zmq.LINGER, LINGER_MS)
+        bound_socket(sock)
         keys = self.settings.keys
         if keys is not None:
             sock.curve_serverkey = keys.server_public.encode()
@@ -260,7 +262,7 @@ class Agent:
     # --- task bookkeeping -------------------------------------------------------------------
 
     def _finish(self, task: TaskProcess) -> None:
-        stdout, stderr = (b.take() for b in task.buffers)
+        stdout, stderr = (self._send_all_but_last_chunk(task.lease, stream, b.take()) for stream, b in enumerate(task.buffers))
         self._send(
             Finished(
                 task.lease,
@@ -275,6 +277,17 @@ class Agent:
             )
         )
         self._forget(task)
+
+    def _send_all_but_last_chunk(self, lease: int, stream: int, data: bytes) -> bytes:
+        """Send what a finished task left buffered as Output chunks but the last, which is
+        returned to travel in Finished: however much a task leaves behind (its pipes drained at
+        exit, commands that ran while reading was paused), no frame exceeds FLUSH_BYTES."""
+        cut = max(0, len(data) - FLUSH_BYTES)
+        for start in range(0, cut, FLUSH_BYTES):
+            chunk = data[start : min(start + FLUSH_BYTES, cut)]
+            self.window -= len(chunk)  # the broker credits Output as it writes it
+            self._send(Output(lease, stream, chunk))
+        return data[cut:]
 
     def _sync(self, task: TaskProcess) -> None:
         """Watch exactly the task's current pipes and pidfd."""
@@ -317,6 +330,7 @@ def run(settings: AgentConfig, lifeline: int | None) -> int:
     # Ctrl-C in the coordinator's terminal reaches this process too; the broker decides what stops.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _exit_on_signal)
+    settle_descriptor_limit(settings.slots)
     return Agent(settings, lifeline=lifeline).run()
 
 

@@ -32,6 +32,7 @@ AGENT_MODULES = (
     "agent/task_process.py",
     "common/__init__.py",
     "common/agent_config.py",
+    "common/bounds.py",
     "common/errors.py",
     "common/protocol.py",
 )

@@ -28,6 +28,7 @@ from patas.broker.scheduler import Counts, Lease, Scheduler, Verdict, cannot_run
 from patas.broker.security import CurveServer
 from patas.broker.transport import BrokerSocket
 from patas.common.agent_config import AgentConfig
+from patas.common.bounds import raise_descriptor_limit
 from patas.common.errors import PatasError
 from patas.common.lab import STDERR, STDOUT, AttemptRecord, Outcome
 from patas.common.protocol import (
@@ -38,6 +39,7 @@ from patas.common.protocol import (
     Heartbeat,
     Hello,
     Message,
+    MessageTooLarge,
     Output,
     Refused,
     Shutdown,
@@ -147,6 +149,7 @@ class Coordinator:
         if self.scheduler.finished:
             self._open_store().close_all()
             return self.result
+        raise_descriptor_limit()  # so that idle outside connections cannot starve the lab's files
         context = zmq.Context()
         self.curve = CurveServer(context)
         hosts = [self.settings.bind_host] if self.settings.bind_host else sorted({s.listen_host for s in self.sessions.values()})
@@ -348,7 +351,11 @@ class Coordinator:
             task_environment(planned, lease, placement),
             planned.experiment.timeout_s,
         )
-        if not self._send(self.agents[lease.agent_id], assign):
+        try:
+            sent = self._send(self.agents[lease.agent_id], assign)
+        except MessageTooLarge as error:
+            raise MessageTooLarge(f"experiment {planned.experiment.name}, task {planned.task_id}: {error}") from None
+        if not sent:
             self._lose(self.agents[lease.agent_id], "unreachable")
 
     def _on_output(self, link: AgentLink, output: Output) -> None:

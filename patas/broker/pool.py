@@ -25,6 +25,7 @@ from patas.broker.pool_state import PoolSettings, PoolState, write_private
 from patas.broker.ssh_options import NodeError, SSHOptions
 from patas.broker.ssh_session import SSHSession
 from patas.common import protocol
+from patas.common.bounds import bound_socket
 from patas.common.agent_config import AgentConfig
 from patas.common.config import Cluster, Node
 from patas.common.errors import ConfigError, PatasError
@@ -63,6 +64,7 @@ class PoolClient:
         context = zmq.Context.instance()
         with context.socket(zmq.DEALER) as control:
             control.setsockopt(zmq.LINGER, 0)
+            bound_socket(control)
             control.connect(self.state.control_address)
             control.send_multipart(protocol.encode(message))
             if not control.poll(int(timeout_s * 1000)):

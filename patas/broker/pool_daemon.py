@@ -25,6 +25,7 @@ from patas.broker.pool_state import PoolState
 from patas.broker.security import CurveServer
 from patas.broker.transport import BrokerSocket
 from patas.common import protocol
+from patas.common.bounds import bound_socket, raise_descriptor_limit
 from patas.common.agent_config import AgentConfig
 from patas.common.errors import PatasError, ProtocolError
 from patas.common.protocol import (
@@ -96,6 +97,7 @@ class Proxy:
         self.socket = context.socket(zmq.DEALER)
         self.socket.setsockopt(zmq.IDENTITY, config.agent_id.encode())
         self.socket.setsockopt(zmq.LINGER, LINGER_MS)
+        bound_socket(self.socket)
         if config.keys is not None:
             self.socket.curve_serverkey = config.keys.server_public.encode()
             self.socket.curve_publickey = config.keys.public.encode()
@@ -105,7 +107,7 @@ class Proxy:
         self.last_heard = self.last_sent = time.monotonic()
 
     def send(self, message: Message) -> None:
-        self.socket.send_multipart(protocol.encode(message), zmq.NOBLOCK)
+        self.socket.send_multipart(protocol.encode(message, relayed=True), zmq.NOBLOCK)
         self.last_sent = time.monotonic()
 
 
@@ -122,6 +124,7 @@ class PoolDaemon:
         self.socket = BrokerSocket(settings.bind_hosts, settings.port, self.curve, self.context)
         self.control = self.context.socket(zmq.ROUTER)
         self.control.setsockopt(zmq.LINGER, LINGER_MS)
+        bound_socket(self.control)
         self.control.bind(state.control_address)
         self.poller = zmq.Poller()
         self.poller.register(self.socket.socket, zmq.POLLIN)
@@ -217,21 +220,32 @@ class PoolDaemon:
         if owner is None:
             self._to_agent(agent, Credit(len(output.data)))  # its run is gone; free the window
             return
+        if not self._holds(agent, output.lease, owner[0]):
+            return
         proxy, run_lease = owner
         proxy.send(Output(run_lease, output.stream, output.data))
 
     def _on_finished(self, agent: PoolAgent, finished: Finished) -> None:
-        owner = self.leases.pop(finished.lease, None)
-        if owner is None:
+        owner = self.leases.get(finished.lease)
+        if owner is None or not self._holds(agent, finished.lease, owner[0]):
             return
-        proxy, run_lease = owner
+        proxy, run_lease = self.leases.pop(finished.lease)
         proxy.leases.pop(run_lease, None)
         fields = {**finished.__dict__, "lease": run_lease}
         proxy.send(Finished(**fields))
 
-    def _to_agent(self, agent: PoolAgent, message: Message) -> None:
+    @staticmethod
+    def _holds(agent: PoolAgent, lease: int, proxy: Proxy) -> bool:
+        """True when `lease` was given to `agent`: what another agent says of it is dropped, as
+        a run drops what an agent says of a lease it does not hold."""
+        if proxy.agent is agent:
+            return True
+        log.debug("dropped a message from %s about lease %d of %s", agent.agent_id, lease, proxy.agent.agent_id)
+        return False
+
+    def _to_agent(self, agent: PoolAgent, message: Message, relayed: bool = False) -> None:
         agent.last_sent = time.monotonic()
-        if not self.socket.send(agent.agent_id, message):
+        if not self.socket.send(agent.agent_id, message, relayed):
             log.warning("agent %s unreachable", agent.agent_id)
 
     def _lose(self, agent: PoolAgent) -> None:
@@ -266,7 +280,7 @@ class PoolDaemon:
         self.next_lease += 1
         self.leases[lease] = (proxy, assign.lease)
         proxy.leases[assign.lease] = lease
-        self._to_agent(proxy.agent, Assign(lease, assign.commands, assign.workdir, assign.env, assign.timeout_s))
+        self._to_agent(proxy.agent, Assign(lease, assign.commands, assign.workdir, assign.env, assign.timeout_s), relayed=True)
 
     def _on_cancel(self, proxy: Proxy, cancel: Cancel) -> None:
         lease = proxy.leases.pop(cancel.lease, None)
@@ -362,6 +376,7 @@ class PoolDaemon:
 
 def main(name: str) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
+    raise_descriptor_limit()
     state = PoolState(name)
     daemon = PoolDaemon(state)
     signal.signal(signal.SIGTERM, lambda *_: setattr(daemon, "stopping", True))

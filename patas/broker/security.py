@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 
 import zmq
 from zmq.auth.thread import ThreadAuthenticator
@@ -19,6 +20,10 @@ from patas.common.agent_config import CurveKeys
 
 log = logging.getLogger(__name__)
 
+# Refused connections are logged as a warning at most this often (the rest at debug level), so
+# that strangers knocking with keys of their own cannot flood the run's terminal or the pool's log.
+REFUSAL_WARNING_INTERVAL_S = 60.0
+
 
 class AllowList:
     """The public keys (Z85) the broker accepts, by agent id; changes take effect at once."""
@@ -26,6 +31,8 @@ class AllowList:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._keys: dict[str, str] = {}
+        self.refused = 0  # connections refused so far
+        self._last_warning: float | None = None
 
     def issue(self, agent_id: str, server_public: str) -> CurveKeys:
         public, secret = zmq.curve_keypair()
@@ -52,8 +59,17 @@ class AllowList:
         """Called by the ZAP handler for every connection attempt."""
         allowed = self.owner(key.decode()) is not None
         if not allowed:
-            log.warning("refused a connection with an unknown key %s", key.decode())
+            self._note_refusal(key.decode())
         return allowed
+
+    def _note_refusal(self, key: str) -> None:
+        self.refused += 1
+        now = time.monotonic()
+        if self._last_warning is None or now - self._last_warning >= REFUSAL_WARNING_INTERVAL_S:
+            self._last_warning = now
+            log.warning("refused a connection with an unknown key %s (%d refused so far)", key, self.refused)
+        else:
+            log.debug("refused a connection with an unknown key %s", key)
 
 
 class CurveServer:

@@ -2,7 +2,9 @@
 
 ROUTER_MANDATORY makes a send to an unknown or vanished agent an error instead of a silent drop;
 ROUTER_HANDOVER lets an agent that reconnects under the same identity take over its old route;
-LINGER bounds how long closing may wait for unsent messages.
+LINGER bounds how long closing may wait for unsent messages. `bound_socket` limits what any
+peer, admitted or not, may make the socket hold: one frame of MAX_FRAME_BYTES, and a connection
+that has not finished its handshake within HANDSHAKE_TIMEOUT_S.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import zmq
 
 from patas.broker.security import CurveServer
 from patas.common import protocol
+from patas.common.bounds import bound_socket
 from patas.common.errors import PatasError, ProtocolError
 from patas.common.protocol import Message
 
@@ -44,6 +47,7 @@ class BrokerSocket:
         self.socket = self.context.socket(zmq.ROUTER)
         if curve is not None:
             curve.secure(self.socket)
+        bound_socket(self.socket)
         for option, value in (
             (zmq.ROUTER_MANDATORY, 1),
             (zmq.ROUTER_HANDOVER, 1),
@@ -92,10 +96,11 @@ class BrokerSocket:
         message = protocol.decode([f.bytes for f in frames])
         return Incoming(identity.bytes.decode(errors="replace"), message, key)
 
-    def send(self, agent_id: str, message: Message) -> bool:
-        """Send to one agent; False if the agent is not connected (any more)."""
+    def send(self, agent_id: str, message: Message, relayed: bool = False) -> bool:
+        """Send to one agent (`relayed`: a message of a run passed on by a pool's daemon);
+        False if the agent is not connected (any more)."""
         try:
-            self.socket.send_multipart([agent_id.encode(), *protocol.encode(message)], zmq.NOBLOCK)
+            self.socket.send_multipart([agent_id.encode(), *protocol.encode(message, relayed)], zmq.NOBLOCK)
             return True
         except zmq.ZMQError as error:
             if error.errno in (zmq.EHOSTUNREACH, zmq.EAGAIN):

@@ -21,6 +21,18 @@ from patas.common.errors import ProtocolError
 
 PROTOCOL_VERSION = 1
 
+# The largest frame any patas socket accepts (libzmq drops a peer that announces a larger one).
+# The largest legitimate frames are an Assign's header, which carries a task's commands and
+# environment, and output payloads. One exec on Linux takes at most 6 MiB of arguments and
+# environment (3/4 of the 8 MiB stack cap), so 16 MiB holds a task whose environment and commands
+# are each at that limit, with room to spare; the agent sends output in chunks of 256 KiB and
+# splits whatever it holds at a task's end into such chunks. `encode` refuses anything larger,
+# so a message that could not arrive fails at its sender with a reason, never on the wire.
+MAX_FRAME_BYTES = 16 * 1024 * 1024
+# A message relayed by a pool's daemon carries the daemon's own lease number, which may take up
+# to 8 bytes more than the run's; what a run or an agent sends leaves room for that.
+RELAY_HEADROOM_BYTES = 1024
+
 # Streams of a task's output, as numbers on the wire.
 STDOUT, STDERR = 0, 1
 
@@ -228,16 +240,30 @@ _TYPES: dict[bytes, type[Message]] = {
         PoolStatusRequest, PoolStatus, PoolAttach, PoolDrain, PoolRevoke, PoolAllow, PoolStop, PoolReply,
     )
 }  # fmt: skip
+_DESCRIPTION: dict[type[Message], str] = {Assign: "its commands and environment take"}
+_FIX: dict[type[Message], str] = {Assign: " (pass large values in files rather than in variables or commands)"}
 _HEADER_FIELDS: dict[type[Message], tuple[str, ...]] = {
     cls: tuple(f.name for f in fields(cls) if f.name not in cls.PAYLOAD) for cls in _TYPES.values()
 }
 
 
-def encode(message: Message) -> list[bytes]:
-    """The frames of a message."""
+class MessageTooLarge(ProtocolError):
+    """A message has a frame larger than any patas socket accepts."""
+
+
+def encode(message: Message, relayed: bool = False) -> list[bytes]:
+    """The frames of a message; raises MessageTooLarge if a frame would not fit in
+    MAX_FRAME_BYTES (`relayed`) or would leave no RELAY_HEADROOM_BYTES (otherwise)."""
     cls = type(message)
     header = msgpack.packb([getattr(message, name) for name in _HEADER_FIELDS[cls]])
-    return [cls.KIND, header, *(getattr(message, name) for name in cls.PAYLOAD)]
+    frames = [cls.KIND, header, *(getattr(message, name) for name in cls.PAYLOAD)]
+    largest = max(len(frame) for frame in frames)
+    if largest > MAX_FRAME_BYTES - (0 if relayed else RELAY_HEADROOM_BYTES):
+        raise MessageTooLarge(
+            f"{_DESCRIPTION.get(cls, f'a {cls.__name__} message takes')} {largest / 2**20:.1f} MiB, more than the"
+            f" {MAX_FRAME_BYTES // 2**20} MiB a message may carry{_FIX.get(cls, '')}"
+        )
+    return frames
 
 
 def decode(frames: list[bytes]) -> Message:

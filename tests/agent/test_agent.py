@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import socket
+import subprocess
+import sys
 import threading
 import time
 
@@ -11,10 +14,11 @@ import zmq
 
 from patas.agent.agent import Agent
 from patas.agent.task_process import READ_CHUNK_BYTES
-from patas.common.agent_config import AgentConfig
+from patas.common.agent_config import AgentConfig, CurveKeys
 from patas.common import protocol
 from patas.common.protocol import Assign, Cancel, Credit, Finished, Hello, Output, Shutdown, Welcome
-from tests.running import processes_with
+from tests.running import ENV, processes_with
+from tests.zmtp import MIB, claim_four_gigabytes, resident_bytes
 
 CHUNK = READ_CHUNK_BYTES
 WINDOW = 2 * CHUNK
@@ -147,3 +151,42 @@ def test_a_task_may_end_while_reading_is_paused(broker_and_agent):
     broker.send(Credit(3_000_000))
     rest = broker.receive_until(Finished)
     assert rest[-1].lease == 1 and rest[-1].exit_code == 0
+
+
+def test_a_broker_announcing_a_4_gb_frame_costs_the_agent_no_memory(tmp_path):
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(30)
+    public, secret = (k.decode() for k in zmq.curve_keypair())
+    keys = CurveKeys(zmq.curve_keypair()[0].decode(), public, secret)
+    config = AgentConfig(f"tcp://127.0.0.1:{listener.getsockname()[1]}", "a", 1, keys)
+    path = tmp_path / "agent.json"
+    path.write_bytes(config.to_line())
+    path.chmod(0o600)
+    agent = subprocess.Popen([sys.executable, "-m", "patas.agent", "--config", str(path)], env=ENV, stderr=subprocess.DEVNULL)
+    try:
+        connection, _ = listener.accept()
+        connection.settimeout(30)
+        connection.recv(64)  # the agent's greeting
+        before = resident_bytes(agent.pid)
+        claim_four_gigabytes(connection, as_server=True)
+        growth = resident_bytes(agent.pid) - before
+        connection.close()
+        assert growth < 16 * MIB, f"the agent grew by {growth // MIB} MiB"
+    finally:
+        agent.kill()
+        agent.wait()
+        listener.close()
+def test_a_task_leaving_more_than_a_frame_of_output_sends_it_in_chunks(broker_and_agent):
+    """Commands that exit while reading is paused leave their output in the agent's buffer; at
+    the task's end it all goes out in chunks, never in one frame above what sockets accept."""
+    broker, _ = broker_and_agent
+    size, commands = 900_000, 20  # each fits in a pipe, so each exits without being read
+    assert size * commands > protocol.MAX_FRAME_BYTES
+    broker.send(Assign(1, [f"head -c {size} /dev/zero"] * commands, os.getcwd(), {}, None))
+    received = broker.receive_until(Finished, timeout_s=60)
+    finished = received[-1]
+    assert isinstance(finished, Finished) and finished.exit_code == 0
+    assert output_bytes(received) + len(finished.stdout) == size * commands
+    assert max(len(m.data) for m in received if isinstance(m, Output)) <= protocol.MAX_FRAME_BYTES
+    assert len(finished.stdout) <= CHUNK
+    broker.send(Credit(size * commands))

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import subprocess
+import sys
 import tarfile
 
 import pytest
@@ -48,3 +50,15 @@ def test_a_node_patas_cannot_equip_is_told_how_to_fix_it(platform, reason):
         _payload_for(platform, False)
     assert reason in str(error.value)
     assert str(error.value).endswith("install them on the node: python3 -m pip install --user pyzmq msgpack")
+
+
+def test_the_shipped_modules_are_all_an_agent_imports(tmp_path):
+    """An agent started from the payload alone (as on a node) finds every module it imports."""
+    for name, source in _payload_for(LOCAL_PLATFORM, True).files:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(source.read_bytes())
+    started = subprocess.run(
+        [sys.executable, "-I", "-c", "import sys; sys.path.insert(0, sys.argv[1]); import patas.agent.__main__", str(tmp_path)],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert started.returncode == 0, started.stderr

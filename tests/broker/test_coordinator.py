@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import threading
 
+import pytest
 import zmq
 
 from patas.broker.coordinator import AttemptFailure, RunResult, RunSettings
@@ -12,7 +13,7 @@ from patas.broker.exploration import prepare
 from patas.broker.scheduler import Counts
 from patas.common import protocol
 from patas.common.config import Cluster, Node, experiment_from_flags
-from patas.common.protocol import Finished, Hello
+from patas.common.protocol import Finished, Hello, MessageTooLarge
 from patas.common.variables import list_variable
 
 
@@ -86,3 +87,18 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+def test_a_task_too_large_for_any_message_is_refused_by_name(tmp_path):
+    # Each command within what one exec takes, together more than a message may carry (a value
+    # this size keeps the lab's definition file quick to write).
+    value, commands = "v" * 256 * 1024, protocol.MAX_FRAME_BYTES // (256 * 1024) + 4
+    variables = [list_variable("x", [value], "t")]
+    experiment = experiment_from_flags("big", ["echo {x} | wc -c"] * commands, variables, 1, 1, str(tmp_path), None)
+    exploration = prepare([experiment], [Cluster("c", (Node("n0", "localhost", workers=1),))], tmp_path / "lab")
+    with pytest.raises(MessageTooLarge) as refused:
+        exploration.run(Recorder())
+    assert str(refused.value).startswith("experiment big, task 0: its commands and environment take 17.")
+    assert str(refused.value).endswith(
+        "more than the 16 MiB a message may carry (pass large values in files rather than in variables or commands)"
+    )

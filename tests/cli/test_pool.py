@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+import zmq
 
+from patas.common import protocol
+from patas.common.agent_config import AgentConfig
+from patas.common.bounds import HANDSHAKE_TIMEOUT_S
+from patas.common.protocol import Credit, Finished, Hello, Output, Welcome
 from tests.running import ENV, done_ids, exactly_once, processes_with
+from tests.zmtp import MIB, claim_four_gigabytes, resident_bytes
 
 POOL = "testpool"
 
@@ -199,3 +207,97 @@ def test_draining_an_agent_mid_run_moves_its_future_tasks_to_the_others(pools, t
     assert any(out[0] == "node1" for out in outputs[last_on_node0:])
     status = run(env, tmp_path, "pool", "status", "--name", POOL).stdout
     assert re.search(r"node0 .* stopped", status) and re.search(r"node1 .* ready", status), status
+
+
+def test_an_agent_cannot_report_output_or_ends_for_another_agents_tasks(pools, tmp_path):
+    root, env = pools
+    up = run(env, tmp_path, "pool", "up", "--name", POOL, "--node", "localhost", "1", "--node", "127.0.0.1", "1")
+    assert up.returncode == 0 and "2/2 agents ready" in up.stderr, up.stderr
+    (tmp_path / "work").mkdir()
+    sweep_process = subprocess.Popen(
+        [sys.executable, "-m", "patas", "explore", "--pool", POOL, "--agent-timeout", "2", "-y",
+         "--cmd", f"until [ -e {tmp_path}/GO ]; do sleep 0.02; done; echo $PATAS_NODE_NAME {{i}}", "--va", "i", "0", "4", "1"],
+        env=env, cwd=tmp_path / "work", stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        wait_for(lambda: all(_running(env, tmp_path).get(node, 0) >= 1 for node in ("node0", "node1")))
+        # node1 is taken over: its agent dies and someone holding its real credentials speaks.
+        config_path = root / POOL / "agents" / "node1.json"
+        for pid in processes_with(str(config_path)):
+            os.kill(pid, signal.SIGKILL)
+        wait_for(lambda: processes_with(str(config_path)) == [])
+        _forge_every_lease(AgentConfig.from_line(config_path.read_bytes()))
+    finally:
+        (tmp_path / "GO").touch()
+    _, stderr = sweep_process.communicate(timeout=120)
+    assert sweep_process.returncode == 0, stderr
+    lab = tmp_path / "work/pataslab/grid"
+    exactly_once(lab, {i: (lab / str(i) / "stdout").read_text() for i in range(4)})
+    outputs = [(lab / str(i) / "stdout").read_text() for i in range(4)]
+    assert all(re.fullmatch(rf"node[01] {i}\n", out) for i, out in enumerate(outputs)), outputs
+
+
+def _running(env, cwd: Path) -> dict[str, int]:
+    rows = [line.split() for line in run(env, cwd, "pool", "status", "--name", POOL).stdout.splitlines()[1:]]
+    return {row[0]: int(row[4]) for row in rows if len(row) > 4 and row[4].isdigit()}
+
+
+def _forge_every_lease(config: AgentConfig) -> None:
+    """Say hello with `config`, then claim output and an end for every lease the pool has given."""
+    context = zmq.Context()
+    forger = context.socket(zmq.DEALER)
+    forger.setsockopt(zmq.IDENTITY, config.agent_id.encode())
+    assert config.keys is not None
+    forger.curve_serverkey = config.keys.server_public.encode()
+    forger.curve_publickey = config.keys.public.encode()
+    forger.curve_secretkey = config.keys.secret.encode()
+    forger.connect(config.broker_address)
+    try:
+        forger.send_multipart(protocol.encode(Hello(protocol.PROTOCOL_VERSION, config.agent_id, "forger", 1, os.getpid())))
+        assert isinstance(_next(forger, Welcome), Welcome)
+        for lease in range(1, 20):
+            forger.send_multipart(protocol.encode(Output(lease, protocol.STDOUT, b"forged\n")))
+            forger.send_multipart(protocol.encode(Finished(lease, 0, 0, 0.0, 1.0, False, "", b"forged\n", b"")))
+        # The pool answers output for a lease nobody holds with a credit: once it comes, the
+        # daemon has handled every forged message sent before.
+        forger.send_multipart(protocol.encode(Output(10**9, protocol.STDOUT, b"x")))
+        assert isinstance(_next(forger, Credit), Credit)
+    finally:
+        forger.close(0)
+        context.term()
+
+
+def _next(socket: zmq.Socket, kind: type) -> object:
+    """The next message of type `kind` (heartbeats and others are skipped)."""
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if socket.poll(1000):
+            message = protocol.decode(socket.recv_multipart())
+            if isinstance(message, kind):
+                return message
+    raise AssertionError(f"no {kind.__name__} from the pool")
+
+
+def test_strangers_at_the_pool_port_cost_the_daemon_no_memory_and_are_cut_off(pools, tmp_path):
+    root, env = pools
+    assert run(env, tmp_path, "pool", "up", "--name", POOL, "--node", "localhost", "1").returncode == 0
+    daemon = int((root / POOL / "daemon.pid").read_text())
+    port = json.loads((root / POOL / "pool.json").read_text())["port"]
+    silent = socket.create_connection(("127.0.0.1", port))
+    before = resident_bytes(daemon)
+    strangers = [socket.create_connection(("127.0.0.1", port)) for _ in range(3)]
+    for stranger in strangers:
+        claim_four_gigabytes(stranger, as_server=False)
+    growth = resident_bytes(daemon) - before
+    assert growth < 48 * MIB, f"the pool daemon grew by {growth // MIB} MiB"
+    silent.settimeout(HANDSHAKE_TIMEOUT_S + 3)
+    try:
+        while silent.recv(4096):
+            pass  # the daemon's greeting, then end of file
+    except ConnectionResetError:
+        pass
+    for stranger in [silent, *strangers]:
+        stranger.close()
+    result = sweep(env, tmp_path / "after", "after", 4)
+    assert result.returncode == 0, result.stderr
+    assert done_ids(tmp_path / "after/pataslab/grid") == list(range(4))

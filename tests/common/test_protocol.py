@@ -42,3 +42,19 @@ def test_output_bytes_travel_in_their_own_frame():
 def test_malformed_messages_are_protocol_errors(frames, message):
     with pytest.raises(ProtocolError, match=message):
         protocol.decode(frames)
+
+
+def test_the_largest_task_a_run_may_send_still_fits_once_a_pool_renumbers_its_lease():
+    def assign(lease: int, command_bytes: int) -> Assign:
+        return Assign(lease, ["x" * command_bytes], "/w", {}, None)
+
+    overhead = len(protocol.encode(assign(1, 0))[1])
+    largest = assign(1, protocol.MAX_FRAME_BYTES - protocol.RELAY_HEADROOM_BYTES - overhead - 4)
+    header = protocol.encode(largest)[1]
+    assert len(header) <= protocol.MAX_FRAME_BYTES - protocol.RELAY_HEADROOM_BYTES
+    relayed = protocol.Assign(2**63, largest.commands, largest.workdir, largest.env, largest.timeout_s)
+    with pytest.raises(protocol.MessageTooLarge):
+        protocol.encode(relayed)  # a run could not send this one...
+    assert len(protocol.encode(relayed, relayed=True)[1]) <= protocol.MAX_FRAME_BYTES  # ...a pool may relay it
+    with pytest.raises(protocol.MessageTooLarge, match=r"^its commands and environment take 16\.0 MiB, more than the 16 MiB"):
+        protocol.encode(assign(1, protocol.MAX_FRAME_BYTES))
