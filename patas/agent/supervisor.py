@@ -48,7 +48,9 @@ _RESTORED = (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT)
 _EXIT_POLL_S = 0.05
 # How often processes a running command started and that ended are reaped (zombies hold PIDs).
 _ZOMBIE_REAP_INTERVAL_S = 1.0
-_PR_SET_CHILD_SUBREAPER = 36
+_PR_SET_NAME, _PR_SET_CHILD_SUBREAPER = 15, 36
+# A supervisor's command line is its agent's (it is a fork); its name (`ps -o comm`) tells them apart.
+NAME = "patas-supervise"
 
 try:  # loaded once in the agent, so that supervisors need import nothing
     import ctypes
@@ -174,6 +176,8 @@ def _serve(channel: socket.socket) -> NoReturn:
     try:
         gc.disable()  # nothing of the agent's may be finalised here
         _become_detached(channel.fileno())
+        if _libc is not None:
+            _libc.prctl(_PR_SET_NAME, NAME.encode(), 0, 0, 0)
         if _libc is None or _libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
             log.debug("not a child subreaper: a task's processes that leave its group may survive it")
         while True:
