@@ -4,11 +4,13 @@ gets the agent; a node whose disk is full says so, naming the node and the folde
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 import paramiko
 import pytest
 
-from tests.running import done_ids, patas
+from tests.running import ENV, done_ids, patas
 from tests.sshcluster import NodeOptions, SimulatedCluster
 
 pytestmark = [
@@ -63,3 +65,25 @@ def test_a_node_whose_disk_is_full_says_so(make_sim_cluster, tmp_path):
     assert "Traceback" not in run.stderr and "size mismatch" not in run.stderr
     listing = cluster.run_on(node, "ls -A ~/.cache ~/.cache/patas")
     assert listing.stdout.split() == ["/home/" + node.user + "/.cache:", "filler", "patas", "/home/" + node.user + "/.cache/patas:"]
+
+
+def test_a_pool_agent_starts_on_a_node_without_sftp(make_sim_cluster, tmp_path):
+    """A pool agent's configuration (it holds a secret) is written over an exec channel too."""
+    cluster = make_sim_cluster(1, node_options={"node0": NodeOptions(sftp=False)})
+    node = cluster.nodes[0]
+    env = {**ENV, "PATAS_POOLS": str(tmp_path / "pools")}
+    pool = ["--name", "nosftp"]
+    try:
+        up = run_patas(env, tmp_path, "pool", "up", *pool, "--ssh-config", str(cluster.ssh_config_path), "--node", node.name, "1")
+        assert up.returncode == 0 and "1/1 agents ready" in up.stderr, up.stderr
+        modes = cluster.run_on(node, "stat -c %a ~/.cache/patas/pools/nosftp/*.json").stdout.split()
+        assert modes == ["600"]
+        (tmp_path / "work").mkdir()
+        result = run_patas(env, tmp_path / "work", "explore", "--pool", "nosftp", "--cmd", "echo {i}", "--va", "i", "0", "4", "1", "--workdir", "~", "-y")
+        assert result.returncode == 0, result.stderr
+    finally:
+        run_patas(env, tmp_path, "pool", "down", *pool)
+
+
+def run_patas(env, cwd, *args: str) -> subprocess.CompletedProcess[str]:  # type: ignore[no-untyped-def]
+    return subprocess.run([sys.executable, "-m", "patas", *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=120)
