@@ -116,6 +116,7 @@ class Supervisor:
         except OSError:
             os.close(out_r)
             os.close(err_r)
+            self.close()  # gone or unusable: the slot gets a new supervisor for its next command
             raise
         finally:
             os.close(out_w)
