@@ -17,7 +17,7 @@ from collections import deque
 
 import zmq
 
-from patas.agent.supervisor import Supervisor
+from patas.agent.supervisor import Supervisor, become_subreaper, kill_strays
 from patas.agent.task_process import READ_CHUNK_BYTES, TaskProcess
 from patas.common import protocol
 from patas.common.agent_config import AgentConfig
@@ -65,6 +65,7 @@ class Agent:
         self.queue: deque[Assign] = deque()  # tasks waiting for a free slot
         self.free_slots = list(range(settings.slots - 1, -1, -1))
         self.supervisors: dict[int, Supervisor] = {}  # slot → the process its commands run under
+        self.adopts_orphans = False  # a subreaper agent process (see `run`)
         self.worker_offsets = (0, 0)  # first worker number in the lab and in the cluster
         self.fd_owner: dict[int, TaskProcess] = {}  # watched output or status pipe → its task
         self.polled: set[int] = set()  # those registered with the poller now
@@ -312,6 +313,8 @@ class Agent:
     def _forget(self, task: TaskProcess) -> None:
         """Drop a finished or killed task and give its slot to the next queued one."""
         self._sync(task)
+        if not task.supervisor.alive and self.adopts_orphans:
+            kill_strays({s.pid for s in self.supervisors.values() if s.alive})
         if self.tasks.pop(task.lease, None) is not None:
             self.free_slots.append(task.slot)
             self._start_queued()
@@ -329,7 +332,10 @@ def run(settings: AgentConfig, lifeline: int | None) -> int:
     # Ctrl-C in the coordinator's terminal reaches this process too; the broker decides what stops.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _exit_on_signal)
-    return Agent(settings, lifeline=lifeline).run()
+    agent = Agent(settings, lifeline=lifeline)
+    # Its only children are its slots' supervisors; what one that died leaves comes here, to be killed.
+    agent.adopts_orphans = become_subreaper()
+    return agent.run()
 
 
 def _exit_on_signal(signum: int, frame: object) -> None:

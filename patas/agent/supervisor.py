@@ -168,6 +168,33 @@ class Supervisor:
                 pass  # the supervisor is gone; `outcome` says so
 
 
+def become_subreaper() -> bool:
+    """Make orphaned descendants of this process re-parent to it (Linux); False where it cannot."""
+    if _libc is not None and _libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0:
+        return True
+    log.debug("not a child subreaper: a task's processes that leave its group may survive it")
+    return False
+
+
+def kill_strays(supervisors: set[int]) -> None:
+    """In a subreaper agent: kill and reap every child that is not one of its `supervisors` —
+    what a supervisor killed on its own (the OOM killer, kill -9) left behind."""
+    while True:
+        strays = [pid for pid in _children(all_threads=True) if pid not in supervisors]
+        if not strays:
+            return
+        for pid in strays:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        for pid in strays:
+            try:
+                os.waitpid(pid, 0)
+            except ChildProcessError:
+                pass  # reaped elsewhere
+
+
 # --- in the supervisor ----------------------------------------------------------------------
 
 
@@ -179,8 +206,7 @@ def _serve(channel: socket.socket) -> NoReturn:
         _become_detached(channel.fileno())
         if _libc is not None:
             _libc.prctl(_PR_SET_NAME, NAME.encode(), 0, 0, 0)
-        if _libc is None or _libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
-            log.debug("not a child subreaper: a task's processes that leave its group may survive it")
+        become_subreaper()
         while True:
             request = _receive(channel)
             if request is None:
@@ -328,11 +354,16 @@ class _Command:
                 pass  # already gone, or the group is empty
 
 
-def _children() -> list[int]:
-    """This process's children: on Linux from /proc, where orphans re-parented to it appear too."""
+def _children(all_threads: bool = False) -> list[int]:
+    """This process's children (of its main thread, or of all): on Linux from /proc, where
+    orphans re-parented to it appear too."""
     pid = os.getpid()
     try:
-        with open(f"/proc/{pid}/task/{pid}/children", "rb") as listing:
-            return [int(word) for word in listing.read().split()]
+        threads = os.listdir(f"/proc/{pid}/task") if all_threads else [str(pid)]
+        found = []
+        for thread in threads:
+            with open(f"/proc/{pid}/task/{thread}/children", "rb") as listing:
+                found += [int(word) for word in listing.read().split()]
+        return found
     except OSError:
         return []  # no /proc: the process group is all that can be reached

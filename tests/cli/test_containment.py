@@ -6,7 +6,9 @@ from __future__ import annotations
 import os
 import signal
 import time
+from pathlib import Path
 
+from patas.agent import supervisor
 from tests.running import children_running, journal, patas, processes_with, start_patas
 
 PID = os.getpid()
@@ -61,3 +63,18 @@ def test_a_killed_agent_takes_its_tasks_escaped_processes_with_it(tmp_path):
     assert process.returncode == 0, stderr
     assert len([r for r in journal(tmp_path / "pataslab/grid") if r["outcome"] == "done"]) == 4
     assert processes_with(marker) == []
+
+
+def test_a_killed_supervisor_leaves_its_task_processes_to_the_agent_which_kills_them(tmp_path):
+    marker = f"3024.{PID}"
+    process = start_patas("explore", "--cmd", f"{escaping(marker)} sleep 2.{{i}}", "--va", "i", "0", "2", "1", "-y", cwd=tmp_path)
+    wait_for(lambda: len(processes_with(marker)) >= 4, "two tasks' escaped sleeps")
+    (agent,) = children_running(process.pid, "patas.agent")
+    supervisors = children_running(agent, "patas.agent")
+    assert [Path(f"/proc/{pid}/comm").read_text().strip() for pid in supervisors] == [supervisor.NAME] * 2
+    first = set(processes_with(marker))
+    os.kill(supervisors[0], signal.SIGKILL)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 0, stderr
+    assert "supervisor died" in stderr  # that attempt failed, and its task ran again
+    assert not first & set(processes_with(marker))
