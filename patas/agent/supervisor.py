@@ -99,6 +99,7 @@ class Supervisor:
         finally:  # only the agent gets here: a supervisor never returns from _serve
             signal.pthread_sigmask(signal.SIG_SETMASK, previous)
             theirs.close()
+        self.channel.setblocking(False)
         self.running = False
         self.alive = True
 
@@ -137,13 +138,16 @@ class Supervisor:
         it still runs (and not `wait`)."""
         if not self.running:
             return None
-        if not wait and not select.select([self.channel], [], [], 0)[0]:
-            return None
-        self.running = False
+        self.channel.setblocking(wait)
         try:
             packet = self.channel.recv(_PACKET_BYTES)
+        except BlockingIOError:
+            return None
         except OSError:
             packet = b""
+        finally:
+            self.channel.setblocking(False)
+        self.running = False
         if packet[:1] == _EXITED:
             return Outcome(os.waitstatus_to_exitcode(int(packet[1:])))
         if packet[:1] == _NOT_STARTED:
