@@ -18,6 +18,7 @@ Knobs, per node (`node_options={"node2": NodeOptions(python=NodePython.OLD)}`), 
   even by absolute path), OLD (python3 is the system interpreter claiming to be 3.8.18).
   `build_cluster(n, with_python=False)` makes MISSING the default.
 - `NodeOptions.sshd_config`: extra sshd_config lines; they come first, so they win.
+- `NodeOptions.sftp`: False gives an sshd without the SFTP subsystem.
 
 Needs root, sshd, iproute2 and util-linux; raises ClusterUnavailable(reason) otherwise. Teardown
 (`close()`) goes by recorded names and PIDs (see `tests/sshcluster_ledger.py`) and leaves nothing.
@@ -91,6 +92,7 @@ class NodePython(enum.Enum):
 class NodeOptions:
     python: NodePython = NodePython.SYSTEM
     sshd_config: tuple[str, ...] = ()
+    sftp: bool = True  # False: no `Subsystem sftp` line, as on hardened login nodes
 
 
 @dataclass(frozen=True)
@@ -410,7 +412,8 @@ def _sshd_config(node: SimNode, option: NodeOptions) -> str:
         "PidFile /run/sshd.pid", "AuthorizedKeysFile .ssh/authorized_keys", f"AllowUsers {node.user}",
         "UsePAM no", "StrictModes no", "PermitRootLogin no", "PubkeyAuthentication yes",
         "PasswordAuthentication no", "KbdInteractiveAuthentication no", "AllowTcpForwarding yes",
-        "X11Forwarding no", "PrintMotd no", "UseDNS no", "Subsystem sftp internal-sftp",
+        "X11Forwarding no", "PrintMotd no", "UseDNS no",
+        *(["Subsystem sftp internal-sftp"] if option.sftp else []),
         # Tests may open many connections at once; sshd's default (10:30:100) drops some at random.
         "MaxStartups 100", "LogLevel VERBOSE",
     ]

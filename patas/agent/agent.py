@@ -17,6 +17,7 @@ from collections import deque
 
 import zmq
 
+from patas.agent.supervisor import Supervisor, become_subreaper, kill_strays
 from patas.agent.task_process import READ_CHUNK_BYTES, TaskProcess
 from patas.common import protocol
 from patas.common.agent_config import AgentConfig
@@ -44,8 +45,6 @@ FLUSH_INTERVAL_S = 0.1
 HEARTBEAT_INTERVAL_S = 1.0
 # How long to wait for the broker's Welcome before giving up.
 CONNECT_TIMEOUT_S = 15.0
-# Without pidfds (old kernels or Pythons), how often exited commands are looked for.
-REAP_INTERVAL_S = 0.05
 LINGER_MS = 1000
 
 EXIT_OK, EXIT_REFUSED, EXIT_BROKER_LOST, EXIT_COORDINATOR_GONE = 0, 3, 4, 5
@@ -66,8 +65,10 @@ class Agent:
         self.tasks: dict[int, TaskProcess] = {}  # lease → running task
         self.queue: deque[Assign] = deque()  # tasks waiting for a free slot
         self.free_slots = list(range(settings.slots - 1, -1, -1))
+        self.supervisors: dict[int, Supervisor] = {}  # slot → the process its commands run under
+        self.adopts_orphans = False  # a subreaper agent process (see `run`)
         self.worker_offsets = (0, 0)  # first worker number in the lab and in the cluster
-        self.fd_owner: dict[int, TaskProcess] = {}  # watched pipe or pidfd → its task
+        self.fd_owner: dict[int, TaskProcess] = {}  # watched output or status pipe → its task
         self.polled: set[int] = set()  # those registered with the poller now
         self.reading_paused = False
         self.window = 0  # output bytes the broker still accepts
@@ -118,8 +119,11 @@ class Agent:
 
     def _kill_everything(self) -> None:
         self.queue.clear()
-        for task in list(self.tasks.values()):
-            task.kill()
+        tasks = list(self.tasks.values())
+        for task in tasks:  # all at once, then wait: their supervisors kill in parallel
+            task.stop()
+        for task in tasks:
+            task.wait_stopped()
             self._forget(task)
 
     def run(self) -> int:
@@ -130,6 +134,8 @@ class Agent:
                 self._step()
         finally:
             self._kill_everything()
+            for supervisor in self.supervisors.values():
+                supervisor.close()
             self.socket.close()
         log.info("agent %s stops: %s", self.settings.agent_id, self.stopping)
         return self.exit_code
@@ -181,8 +187,6 @@ class Agent:
                 wake = min(wake, deadline)
             if any(b.size for b in task.buffers):
                 wake = min(wake, now + FLUSH_INTERVAL_S)
-            if task.process is not None and task.pidfd is None:
-                wake = min(wake, now + REAP_INTERVAL_S)
         return max(0, int((wake - now) * 1000))
 
     def _check_lifeline(self) -> None:
@@ -236,10 +240,19 @@ class Agent:
                 "PATAS_WORKER_IN_CLUSTER": str(in_cluster + slot),
                 "PATAS_WORKER_IN_LAB": str(in_lab + slot),
             }
-            task = TaskProcess(assign.lease, slot, assign.commands, assign.workdir, env, assign.timeout_s)
+            task = TaskProcess(
+                assign.lease, slot, self._supervisor(slot), assign.commands, assign.workdir, env, assign.timeout_s
+            )
             self.tasks[task.lease] = task
             task.start()
             self._sync(task)
+
+    def _supervisor(self, slot: int) -> Supervisor:
+        """The slot's supervisor, started at the slot's first task (or after one died)."""
+        supervisor = self.supervisors.get(slot)
+        if supervisor is None or not supervisor.alive:
+            supervisor = self.supervisors[slot] = Supervisor()
+        return supervisor
 
     def _on_cancel(self, message: Cancel) -> None:
         self.queue = deque(a for a in self.queue if a.lease != message.lease)
@@ -290,7 +303,7 @@ class Agent:
         return data[cut:]
 
     def _sync(self, task: TaskProcess) -> None:
-        """Watch exactly the task's current pipes and pidfd."""
+        """Watch exactly the task's current pipes and status pipe."""
         current = task.fds() if not task.finished else set()
         for fd in [fd for fd, owner in self.fd_owner.items() if owner is task and fd not in current]:
             del self.fd_owner[fd]
@@ -313,6 +326,8 @@ class Agent:
     def _forget(self, task: TaskProcess) -> None:
         """Drop a finished or killed task and give its slot to the next queued one."""
         self._sync(task)
+        if not task.supervisor.alive and self.adopts_orphans:
+            kill_strays({s.pid for s in self.supervisors.values() if s.alive})
         if self.tasks.pop(task.lease, None) is not None:
             self.free_slots.append(task.slot)
             self._start_queued()
@@ -331,7 +346,10 @@ def run(settings: AgentConfig, lifeline: int | None) -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _exit_on_signal)
     settle_descriptor_limit(settings.slots)
-    return Agent(settings, lifeline=lifeline).run()
+    agent = Agent(settings, lifeline=lifeline)
+    # Its only children are its slots' supervisors; what one that died leaves comes here, to be killed.
+    agent.adopts_orphans = become_subreaper()
+    return agent.run()
 
 
 def _exit_on_signal(signum: int, frame: object) -> None:

@@ -1,20 +1,19 @@
-"""One task on an agent: its commands run one after the other, each as its own process group.
+"""One task on an agent: its commands run one after the other, each under its own supervisor.
 
 Output is read from non-blocking pipes and buffered per stream; the agent decides when to send
 it. A task ends at its first failing command, when its timeout kills it, or when it is cancelled.
-Killing signals the whole process group, so whatever the command started dies with it.
+A command ends only when its supervisor has killed everything the command started, whether it
+stayed in the command's process group or not (`patas.agent.supervisor`).
 """
 
 from __future__ import annotations
 
 import errno
 import os
-import signal
-import subprocess
 import time
 from dataclasses import dataclass, field
-from typing import IO
 
+from patas.agent.supervisor import Launch, Supervisor
 from patas.agent.command_line import SHELL, argv_for, shell_argv
 from patas.common.protocol import STDERR, STDOUT
 
@@ -52,20 +51,27 @@ class TaskProcess:
     """The running commands of one task (one lease)."""
 
     def __init__(
-        self, lease: int, slot: int, commands: list[str], workdir: str, env: dict[str, str], timeout_s: float | None
+        self,
+        lease: int,
+        slot: int,
+        supervisor: Supervisor,
+        commands: list[str],
+        workdir: str,
+        env: dict[str, str],
+        timeout_s: float | None,
     ) -> None:
         self.lease = lease
         self.slot = slot
+        self.supervisor = supervisor  # the slot's: it runs one command at a time
         self.commands = commands
         self.workdir = os.path.expandvars(os.path.expanduser(workdir))
         # PWD as bash would set it, for programs that read it and are started without a shell.
-        self.env = {**os.environ, **env, "PWD": self.workdir}
+        self.env = {**env, "PWD": self.workdir}
         self.started_at = time.time()
         self.deadline = time.monotonic() + timeout_s if timeout_s else None
         self.buffers = (StreamBuffer(), StreamBuffer())
-        self.process: subprocess.Popen[bytes] | None = None
-        self.pipes: dict[int, tuple[int, IO[bytes]]] = {}  # fd → (stream, pipe)
-        self.pidfd: int | None = None  # readable when the command exits (Linux >= 5.3)
+        self.running = False  # a command of this task runs under the supervisor
+        self.pipes: dict[int, int] = {}  # fd → stream
         self.exit_code: int | None = None
         self.error = ""
         self.timed_out = False
@@ -80,42 +86,22 @@ class TaskProcess:
             return
         command = self.commands[self._next_command]
         self._next_command += 1
-        argv = argv_for(command)
+        launch = Launch(argv_for(command), shell_argv(command), self.workdir, self.env)
         try:
-            self.process = self._spawn(argv)
-        except OSError as error:
-            try:
-                # bash reports a missing or unrunnable program exactly as the user expects.
-                self.process = self._spawn(shell_argv(command))
-            except OSError:
-                self.error = self._start_error(error)
-                self.finished = True
-                return
-        assert self.process.stdout is not None and self.process.stderr is not None
-        for pipe, stream in ((self.process.stdout, STDOUT), (self.process.stderr, STDERR)):
-            os.set_blocking(pipe.fileno(), False)
-            _enlarge(pipe.fileno())
-            self.pipes[pipe.fileno()] = (stream, pipe)
-        if hasattr(os, "pidfd_open"):
-            try:
-                self.pidfd = os.pidfd_open(self.process.pid)
-            except OSError:
-                self.pidfd = None  # the agent falls back to polling
+            pipes = self.supervisor.run(launch)
+        except OSError as error:  # out of descriptors, or a command line too long to pass
+            self.error = f"cannot start {SHELL}: {error.strerror}"
+            self.finished = True
+            return
+        self.running = True
+        for fd, stream in zip(pipes, (STDOUT, STDERR)):
+            os.set_blocking(fd, False)
+            _enlarge(fd)
+            self.pipes[fd] = stream
 
     def fds(self) -> set[int]:
-        """The file descriptors to poll: open pipes, and the pidfd of the running command."""
-        return set(self.pipes) | ({self.pidfd} if self.pidfd is not None else set())
-
-    def _spawn(self, argv: list[str]) -> "subprocess.Popen[bytes]":
-        return subprocess.Popen(
-            argv,
-            cwd=self.workdir,
-            env=self.env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            start_new_session=True,
-        )
+        """The file descriptors to poll: open pipes, and the supervisor's while a command runs."""
+        return set(self.pipes) | ({self.supervisor.fileno()} if self.running else set())
 
     def _start_error(self, error: OSError) -> str:
         if not os.path.isdir(self.workdir):
@@ -124,7 +110,7 @@ class TaskProcess:
 
     def read(self, fd: int, now: float, drain: bool = False) -> None:
         """Read what is available on one pipe (up to a chunk, or all with `drain`); close it at EOF."""
-        stream = self.pipes[fd][0]
+        stream = self.pipes[fd]
         while True:
             try:
                 data = os.read(fd, READ_CHUNK_BYTES)
@@ -143,26 +129,28 @@ class TaskProcess:
                 return  # let the agent send it before reading more
 
     def _close_pipe(self, fd: int) -> None:
-        self.pipes.pop(fd)[1].close()
+        del self.pipes[fd]
+        os.close(fd)
 
     def reap(self) -> bool:
-        """If the current command has exited, collect it and start the next. True if it had."""
-        if self.process is None or self.process.poll() is None:
+        """If the current command has ended, collect it and start the next. True if it had."""
+        outcome = self.supervisor.outcome() if self.running else None
+        if outcome is None:
             return False
-        code = self.process.returncode
-        # Anything the command left running in its group dies with it. What the dead wrote is in
-        # the pipes; a process that escaped the group (setsid) may hold them open forever, so read
-        # until the pipe is empty rather than until end of file.
-        self._signal_group(signal.SIGKILL)
+        # Everything the command started is dead: what it wrote is in the pipes, up to their end.
         now = time.monotonic()
         for fd in list(self.pipes):
             self.read(fd, now, drain=True)
             if fd in self.pipes:
                 self._close_pipe(fd)
-        self._close_pidfd()
-        self.process = None
-        self.exit_code = code
-        if code == 0 and not self.timed_out:
+        self.running = False
+        self._kill_at = None
+        if outcome.start_error is not None:
+            self.error = self._start_error(outcome.start_error)
+            self.finished = True
+            return True
+        self.exit_code = outcome.exit_code
+        if self.exit_code == 0 and not self.timed_out:
             self.start()
         else:
             self.finished = True
@@ -172,38 +160,33 @@ class TaskProcess:
         """Ask the task to stop at its timeout, and force it after a grace period."""
         if self.deadline is not None and now >= self.deadline and not self.timed_out:
             self.timed_out = True
-            self._signal_group(signal.SIGTERM)
+            self.supervisor.terminate()
             self._kill_at = now + KILL_GRACE_S
         elif self._kill_at is not None and now >= self._kill_at:
-            self._signal_group(signal.SIGKILL)
+            self.supervisor.kill()
             self._kill_at = None
 
     def next_deadline(self) -> float | None:
         return self._kill_at if self._kill_at is not None else (None if self.timed_out else self.deadline)
 
-    def kill(self) -> None:
-        """Kill the running command's whole process group now and wait for it."""
-        self._signal_group(signal.SIGKILL)
-        if self.process is not None:
-            self.process.wait()
+    def stop(self) -> None:
+        """Order the running command and everything it started killed (see `wait_stopped`)."""
+        if self.running:
+            self.supervisor.kill()
+
+    def wait_stopped(self) -> None:
+        """Wait until the stopped command and everything it started are gone; the task is over."""
+        if self.running:
+            self.supervisor.outcome(wait=True)
+            self.running = False
         for fd in list(self.pipes):
             self._close_pipe(fd)
-        self._close_pidfd()
-        self.process = None
         self.finished = True
 
-    def _close_pidfd(self) -> None:
-        if self.pidfd is not None:
-            os.close(self.pidfd)
-            self.pidfd = None
-
-    def _signal_group(self, signum: int) -> None:
-        if self.process is None:
-            return
-        try:
-            os.killpg(self.process.pid, signum)
-        except (ProcessLookupError, PermissionError):
-            pass  # already gone
+    def kill(self) -> None:
+        """Kill the running command and everything it started now, and wait for them."""
+        self.stop()
+        self.wait_stopped()
 
 
 def _enlarge(fd: int) -> None:

@@ -29,6 +29,7 @@ AGENT_MODULES = (
     "agent/__main__.py",
     "agent/agent.py",
     "agent/command_line.py",
+    "agent/supervisor.py",
     "agent/task_process.py",
     "common/__init__.py",
     "common/agent_config.py",

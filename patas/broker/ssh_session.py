@@ -5,8 +5,10 @@ exit statuses read from SSH, never scraped from a terminal:
 
 1. probe: `python3 -c ...` reports the Python version, platform, core count, home folder, whether
    pyzmq and msgpack are importable, and which agent payloads are cached;
-2. install (first time only): the payload goes over SFTP and is unpacked into
-   `~/.cache/patas/agent-<digest>/`, atomically;
+2. install (first time only): the payload is streamed into `python3 -c ...` on an exec channel
+   (no SFTP: hardened login nodes often have no SFTP subsystem), which checks its size and
+   digest and unpacks it into `~/.cache/patas/agent-<digest>/`, atomically; a full disk is
+   reported as such, with the free space;
 3. start: `python3 -m patas.agent` from the cache, its configuration (with its secret key) written
    to the channel's stdin, which then stays open as the agent's lifeline.
 """
@@ -14,11 +16,10 @@ exit statuses read from SSH, never scraped from a terminal:
 from __future__ import annotations
 
 import collections
-import io
+import hashlib
 import json
 import shlex
 import threading
-import time
 from dataclasses import dataclass
 
 import paramiko
@@ -35,6 +36,8 @@ MIN_PYTHON = (3, 9)
 COMMAND_TIMEOUT_S = 60.0
 CACHE_DIR = ".cache/patas"
 STDERR_LINES_KEPT = 20
+# The exit status of the receiving scripts when the node's disk is full (ENOSPC's number).
+DISK_FULL_STATUS = 28
 
 # Runs on any python3, even one too old for the agent, so that it can say which version it is.
 _PROBE = r"""
@@ -55,24 +58,75 @@ sys.stdout.write(json.dumps({"python": list(sys.version_info[:3]), "abi": syscon
     "home": os.path.expanduser("~"), "deps": deps, "cached": cached}) + "\n")
 """
 
-# Unpacks the uploaded payload into its final folder in one rename, so a half-unpacked folder is
+# Receives a file on stdin into a temporary name beside `path`, checks its size and digest, and
+# reports a full disk (exit DISK_FULL_STATUS, free bytes on stderr) rather than a traceback.
+_RECEIVE = r"""
+import errno, hashlib, os, shutil, sys
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+def receive(path, size, digest, mode):
+    folder = os.path.dirname(path)
+    temporary = "%s.tmp%d" % (path, os.getpid())
+    try:
+        os.makedirs(folder, mode=0o700, exist_ok=True)
+        check, got = hashlib.sha256(), 0
+        with os.fdopen(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode), "wb") as out:
+            while True:
+                chunk = sys.stdin.buffer.read(1 << 16)
+                if not chunk:
+                    break
+                check.update(chunk)
+                got += len(chunk)
+                out.write(chunk)
+        if got != size or check.hexdigest() != digest:
+            sys.stderr.write("received %d of %d bytes, or not the bytes sent\n" % (got, size))
+            sys.exit(3)
+        return temporary
+    except OSError as error:
+        cleanup(temporary)
+        full(error, folder)
+        raise
+def cleanup(*paths):
+    for path in paths:
+        if os.path.isdir(path):
+            shutil.rmtree(path, ignore_errors=True)
+        elif os.path.lexists(path):
+            os.remove(path)
+def full(error, folder):
+    if error.errno in DISK_FULL:
+        while not os.path.isdir(folder):
+            folder = os.path.dirname(folder)
+        free = os.statvfs(folder)
+        sys.stderr.write("%d\n" % (free.f_bavail * free.f_frsize))
+        sys.exit(DISK_FULL_STATUS)
+""".replace("DISK_FULL_STATUS", str(DISK_FULL_STATUS))
+
+# Unpacks the received payload into its final folder in one rename, so a half-unpacked folder is
 # never used; a concurrent install of the same payload is harmless.
-_INSTALL = r"""
-import os, shutil, sys, tarfile
-cache, name, upload = sys.argv[1:4]
+_INSTALL = _RECEIVE + r"""
+import tarfile
+cache, name, size, digest = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
 final = os.path.join(cache, name)
-temporary = final + ".tmp%d" % os.getpid()
-with tarfile.open(upload) as tar:
-    tar.extractall(temporary)
-open(os.path.join(temporary, ".complete"), "w").close()
+upload = receive(final + ".tar.gz", size, digest, 0o600)
+temporary = "%s.tmp%d" % (final, os.getpid())
 try:
-    os.rename(temporary, final)
-except OSError:
-    shutil.rmtree(temporary)
-os.remove(upload)
+    with tarfile.open(upload) as tar:
+        tar.extractall(temporary)
+    open(os.path.join(temporary, ".complete"), "w").close()
+    if not os.path.exists(final):
+        os.rename(temporary, final)
+except OSError as error:
+    cleanup(temporary)
+    full(error, cache)
+    raise
+finally:
+    cleanup(upload, temporary)
 """
 
-
+# Writes a private file (mode 0600 from the start: it may hold a secret), atomically.
+_WRITE_PRIVATE = _RECEIVE + r"""
+path, size, digest = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+os.rename(receive(path, size, digest, 0o600), path)
+"""
 @dataclass(frozen=True)
 class NodeFacts:
     python: tuple[int, ...]
@@ -135,20 +189,32 @@ class SSHSession:
         if payload.directory_name in facts.cached:
             return payload
         cache = f"{facts.home}/{CACHE_DIR}"
-        upload = f"{cache}/.upload-{payload.digest}-{time.time_ns()}.tar.gz"
-        code, _, err = self._run(f"mkdir -p {shlex.quote(cache)}")
+        archive = payload.archive
+        code, err = self._send(_INSTALL, [cache, payload.directory_name], archive)
+        if code == DISK_FULL_STATUS:
+            raise NodeError(_disk_full(f"~/{CACHE_DIR}", err))
         if code != 0:
-            raise NodeError(f"cannot create {cache}: {_last_line(err)}")
-        try:
-            with self.client.open_sftp() as sftp:
-                sftp.putfo(io.BytesIO(payload.archive), upload)
-        except (OSError, paramiko.SSHException) as error:
-            raise NodeError(f"cannot upload the agent to {cache}: {error}") from None
-        arguments = " ".join(shlex.quote(a) for a in (cache, payload.directory_name, upload))
-        code, _, err = self._run(f"python3 -c {shlex.quote(_INSTALL)} {arguments}")
-        if code != 0:
-            raise NodeError(f"cannot unpack the agent in {cache}: {_last_line(err)}")
+            raise NodeError(f"cannot install the agent in {cache}: {_last_line(err)}")
         return payload
+
+    def _send(self, script: str, arguments: list[str], data: bytes) -> tuple[int, str]:
+        """Run a receiving `script` with `data` on its stdin (and its size and digest after
+        `arguments`); return its exit status and stderr."""
+        words = [*arguments, str(len(data)), hashlib.sha256(data).hexdigest()]
+        command = f"python3 -c {shlex.quote(script)} {' '.join(shlex.quote(w) for w in words)}"
+        try:
+            stdin, stdout, stderr = self.client.exec_command(command, timeout=COMMAND_TIMEOUT_S)
+            try:
+                stdin.write(data)
+                stdin.flush()
+                stdin.channel.shutdown_write()
+            except OSError:
+                pass  # it stopped reading (a full disk?): its status and stderr say why
+            err = stderr.read().decode(errors="replace")
+            stdout.read()
+            return stdout.channel.recv_exit_status(), err
+        except (paramiko.SSHException, OSError) as error:
+            raise NodeError(f"lost the SSH connection: {error}") from None
 
     def _run(self, command: str) -> tuple[int, str, str]:
         try:
@@ -185,13 +251,11 @@ class SSHSession:
         code, _, err = self._run(f"mkdir -p -m 700 {shlex.quote(directory)}")
         if code != 0:
             raise NodeError(f"cannot create {directory}: {_last_line(err)}")
-        try:
-            with self.client.open_sftp() as sftp:
-                with sftp.open(path, "w") as stream:
-                    stream.chmod(0o600)  # before the secret is written
-                    stream.write(config.to_line())
-        except (OSError, paramiko.SSHException) as error:
-            raise NodeError(f"cannot write {path}: {error}") from None
+        code, err = self._send(_WRITE_PRIVATE, [path], config.to_line())
+        if code == DISK_FULL_STATUS:
+            raise NodeError(_disk_full(f"~/{CACHE_DIR}/{folder}", err))
+        if code != 0:
+            raise NodeError(f"cannot write {path}: {_last_line(err)}")
         agent_path = f"{self.home}/{CACHE_DIR}/{self.payload.directory_name}"
         log = f"{directory}/{config.agent_id}.log"
         # `setsid -f` forks into a new session and returns at once, so the channel closes; a
@@ -245,6 +309,12 @@ class SSHAgent:
             pass
         self.channel.status_event.wait(timeout_s)
         self.channel.close()
+
+
+def _disk_full(folder: str, err: str) -> str:
+    free = _last_line(err)
+    left = f"{int(free) // 1024} KiB free in {folder}" if free.isdigit() else f"no space left in {folder}"
+    return f"disk full ({left}; free space there, or on the filesystem that holds it)"
 
 
 def _last_line(text: str) -> str:

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import zmq
 
+from patas.agent import supervisor
 from patas.common import protocol
 from patas.common.agent_config import AgentConfig
 from patas.common.bounds import HANDSHAKE_TIMEOUT_S
@@ -46,7 +47,16 @@ def sweep(env, cwd: Path, tag: str, count: int = 40) -> subprocess.CompletedProc
 
 
 def agent_pids(root: Path) -> list[int]:
-    return processes_with(f"{root}/{POOL}/agents/")
+    """The pool's agents, without their slots' supervisors (forks that share their command line)."""
+    found = processes_with(f"{root}/{POOL}/agents/")
+    return [pid for pid in found if _comm(pid) != supervisor.NAME]
+
+
+def _comm(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except FileNotFoundError:
+        return ""
 
 
 def wait_for(condition, timeout_s: float = 30.0) -> None:  # type: ignore[no-untyped-def]
