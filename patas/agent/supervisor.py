@@ -153,9 +153,12 @@ class Supervisor:
         if packet[:1] == _NOT_STARTED:
             code = int(packet[1:])
             return Outcome(None, OSError(code, os.strerror(code)))
-        # The supervisor itself died: report how, and let the slot get a new one.
+        # The supervisor itself died (OOM killer, kill -9): the command's processes re-parent to
+        # the agent, which kills them, so the command ends as killed. That is no reason to think
+        # the command cannot run: it is retried, unlike a start error. The slot gets a new one.
+        log.warning("the supervisor of a running command died; the command's processes are killed")
         self.close()
-        return Outcome(None, OSError(0, "the task's supervisor died"))
+        return Outcome(-signal.SIGKILL)
 
     def close(self) -> None:
         """End the supervisor (killing any running command) and reap it."""
