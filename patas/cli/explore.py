@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 from pathlib import Path
@@ -88,7 +89,8 @@ def explore(**options: object) -> None:
         click.echo(describe_plan(exploration), err=True)
         counts = exploration.counts()
         if counts.total - counts.skipped == 0:
-            click.echo("Nothing to run: every task is done (use --redo to run them again).", err=True)
+            selected = f" --filter-tasks {task_filter} selects" if task_filter else ""
+            click.echo(f"Nothing to run: every task{selected} is done (use --redo to run them again).", err=True)
             return
         if not options["yes"] and not confirm(exploration):
             raise click.exceptions.Abort()
@@ -106,8 +108,8 @@ def _run_settings(options: dict[str, object]):  # type: ignore[no-untyped-def]
     from patas.broker.coordinator import DEFAULT_AGENT_TIMEOUT_S, RunSettings
 
     timeout = options["agent_timeout"]
-    if timeout is not None and timeout <= 0:  # type: ignore[operator]
-        raise ConfigError("--agent-timeout must be a positive number of seconds")
+    if timeout is not None and not (math.isfinite(timeout) and timeout > 0):  # type: ignore[arg-type, operator]
+        raise ConfigError(f"--agent-timeout {timeout}: must be a positive number of seconds")
     bind_host, bind_port = _host_port(options["bind_address"], "--bind")  # type: ignore[arg-type]
     settings = RunSettings(
         agent_timeout_s=timeout or DEFAULT_AGENT_TIMEOUT_S,  # type: ignore[arg-type]
