@@ -275,8 +275,12 @@ def plan_experiment(experiment_id: int, experiment: Experiment, lab: ExperimentL
     if not history.done:
         done = obsolete = 0
     elif changes and any(not line.startswith(("workdir", "max_tries", "timeout")) for line in changes):
-        current = {t.key for t in tasks(experiment)}
-        done = len(history.done & current)
+        # Which done tasks this grid still has: walk the grid or locate the journal's tasks in it,
+        # whichever is smaller (a 10^23-task grid is never walked).
+        if experiment.task_count <= len(history.task_ids):
+            done = len(history.done & {t.key for t in tasks(experiment)})
+        else:
+            done = len(MovedTasks.find(experiment, history, lab).done_ids)
         obsolete = len(history.done) - done
     else:
         done, obsolete = len(history.done), 0
