@@ -64,7 +64,6 @@ def test_empty_list_and_bad_names_are_errors():
 # Ranges are bounded by count and by size before memory runs out.
 
 import time
-from decimal import Decimal
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
