@@ -38,12 +38,12 @@ def dry_run(
 ) -> DryRun:
     """What a run of these experiments would do; raises what the run would raise on bad input."""
     check_run(experiments, clusters, task_filter)
-    plans = plan_run(experiments, lab_root, redo)
+    plans = plan_run(experiments, lab_root, redo, task_filter)
     pending = itertools.chain.from_iterable(plan.pending(task_filter) for plan in plans)
     first = list(itertools.islice(pending, DRY_RUN_TASKS_SHOWN))
     if task_filter is None:
         to_run = sum(plan.to_run for plan in plans)
-    else:  # a filter selects by task id, known only task by task
-        to_run = len(first) + sum(1 for _ in pending)
+    else:
+        to_run = sum(plan.selection(task_filter).to_run(plan.redo) for plan in plans)
     nodes = [] if pool is not None else [(cluster.name, node) for cluster in clusters for node in cluster.nodes]
     return DryRun(plans, nodes, pool, first, to_run)

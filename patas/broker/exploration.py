@@ -12,7 +12,6 @@ nothing to run (`record_definitions`); closing the exploration releases the lock
 from __future__ import annotations
 
 import itertools
-from functools import cached_property
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,12 +64,7 @@ class Exploration:
             to_run = sum(plan.to_run for plan in self.plans)
             skipped = sum(0 if plan.redo else plan.done for plan in self.plans)
             return Counts(total=to_run + skipped, skipped=skipped)
-        return Counts(total=self._filtered_total)
-
-    @cached_property
-    def _filtered_total(self) -> int:
-        # A filter selects by task id, which is known only task by task: count them once.
-        return sum(1 for _ in self._pending())
+        return Counts(total=sum(plan.selection(self.task_filter).to_run(plan.redo) for plan in self.plans))
 
     def _pending(self) -> Iterator[PlannedTask]:
         return itertools.chain.from_iterable(plan.pending(self.task_filter) for plan in self.plans)
@@ -107,7 +101,7 @@ def prepare(
         # Locked before the journal is read: a second run is refused before it plans anything.
         for experiment in experiments:
             locks.append(acquire(ExperimentLab(lab_root, experiment.name).path))
-        plans = plan_run(experiments, lab_root, redo)
+        plans = plan_run(experiments, lab_root, redo, task_filter)
         placements, sessions, failures = _connect(clusters, ssh, pool)
     except BaseException:
         _release(locks)
@@ -153,12 +147,15 @@ def check_run(experiments: list[Experiment], clusters: list[Cluster], task_filte
             _check_local_workdir(experiment)
 
 
-def plan_run(experiments: list[Experiment], lab_root: Path, redo: bool) -> list[ExperimentPlan]:
+def plan_run(experiments: list[Experiment], lab_root: Path, redo: bool, task_filter: TaskFilter | None) -> list[ExperimentPlan]:
     """Read what the pataslab holds of each experiment; touches no node, writes nothing."""
-    return [
+    plans = [
         plan_experiment(i, experiment, ExperimentLab(lab_root, experiment.name), redo)
         for i, experiment in enumerate(experiments)
     ]
+    if task_filter is not None:
+        _check_selects_a_task(plans, task_filter)
+    return plans
 
 
 def _ssh_session(node: Node, ssh: SSHOptions) -> NodeSession:
@@ -171,7 +168,16 @@ def _ssh_session(node: Node, ssh: SSHOptions) -> NodeSession:
 def _check_local_workdir(experiment: Experiment) -> None:
     path = os.path.expandvars(os.path.expanduser(experiment.workdir))
     if not os.path.isdir(path):
+        if experiment.workdir_origin != "--workdir":  # set by a YAML file
+            raise ConfigError(f"{experiment.workdir_origin}: workdir {experiment.workdir} does not exist (fix 'workdir:')")
         raise ConfigError(f"experiment '{experiment.name}': workdir {experiment.workdir} does not exist (fix --workdir)")
+
+
+def _check_selects_a_task(plans: list[ExperimentPlan], task_filter: TaskFilter) -> None:
+    filtered = [plan for plan in plans if task_filter.ids_for(plan.experiment.name) is not None]
+    if all(plan.selection(task_filter).selected == 0 for plan in filtered):
+        ranges = "; ".join(f"{plan.experiment.name} has task ids 0 to {plan.last_task_id}" for plan in filtered)
+        raise ConfigError(f"--filter-tasks {task_filter} selects no task ({ranges})")
 
 
 def _check_unique(names: list[str], what: str, fix: str) -> None:

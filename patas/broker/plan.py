@@ -3,17 +3,27 @@
 A rerun of the same command skips done tasks. When the user edits the grid, the identity of a
 task (its key: commands, values, repeat) tells which done tasks still apply; they keep their
 folders and ids, new tasks get ids of their own, and nothing is deleted.
+
+A task's id is its natural id (its place in the grid), unless the journal recorded it under
+another id, or an earlier definition's task holds its natural id: then it gets a spare id beyond
+every id in use. `--filter-tasks A:B` selects by id without walking the grid: the tasks whose id
+is not their natural one are found from the journal (a bounded set), every other id in A..B is a
+natural id, decoded by arithmetic.
 """
 
 from __future__ import annotations
 
+import heapq
+import itertools
+import re
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Iterator
 
 from patas.common.config import Experiment
-from patas.common.errors import ConfigError
+from patas.common.errors import ConfigError, excerpt
 from patas.common.lab import ExperimentLab, Outcome
-from patas.common.sweep import Task, tasks
+from patas.common.sweep import Task, task_at, tasks
 
 
 @dataclass(frozen=True)
@@ -77,6 +87,10 @@ class ExperimentPlan:
 
     def pending(self, task_filter: "TaskFilter | None" = None) -> Iterator[PlannedTask]:
         """The tasks to run, lazily, in grid order."""
+        ids = task_filter.ids_for(self.experiment.name) if task_filter is not None else None
+        if ids is not None:
+            yield from self._selected(ids)
+            return
         history = self.history
         repeat = self.experiment.repeat
         spare_id = max(max(history.keys_by_id, default=-1), self.total - 1) + 1
@@ -90,15 +104,127 @@ class ExperimentPlan:
                     task_id = natural
                 else:  # an earlier definition's task holds that id: keep both
                     task_id, spare_id = spare_id, spare_id + 1
-            if task_filter is not None and not task_filter.accepts(self.experiment.name, task_id):
-                continue
             yield PlannedTask(self.experiment_id, self.experiment, task, task_id, self._first_attempt(task, task_id))
+
+    def selection(self, task_filter: "TaskFilter") -> "Selection":
+        """How many tasks the filter selects in this experiment, and how many of those are done,
+        counted without walking the grid."""
+        ids = task_filter.ids_for(self.experiment.name)
+        if ids is None:
+            return Selection(self.total, self.done)
+        moved = self._moved.ids
+        last = self.total - 1 if ids.last is None else min(ids.last, self.total - 1)
+        natural = max(0, last - ids.first + 1) - sum(1 for n in moved if ids.first <= n <= last)
+        elsewhere = sum(1 for task_id in moved.values() if task_id in ids)
+        done = sum(1 for task_id in self._moved.done_ids if task_id in ids)
+        return Selection(natural + elsewhere, done)
+
+    @property
+    def last_task_id(self) -> int:
+        """The highest id a task of this definition has (ids are not always contiguous)."""
+        return max(self.total - 1, max(self._moved.ids.values(), default=-1))
+
+    def _selected(self, ids: "IdRange") -> Iterator[PlannedTask]:
+        """The pending tasks whose id is in `ids`, in grid order: natural ids in the range,
+        decoded by arithmetic, merged with the moved tasks whose id is in the range."""
+        moved = self._moved.ids
+        last = self.total - 1 if ids.last is None else min(ids.last, self.total - 1)
+        in_place = (
+            (task.natural_id(self.experiment.repeat), task)
+            for task in itertools.islice(tasks(self.experiment, ids.first), max(0, last - ids.first + 1))
+        )
+        in_place = ((n, task) for n, task in in_place if n not in moved)
+        away = ((n, task_at(self.experiment, n)) for n in sorted(n for n, task_id in moved.items() if task_id in ids))
+        for natural, task in heapq.merge(in_place, away, key=lambda pair: pair[0]):
+            if task.key in self.history.done and not self.redo:
+                continue
+            task_id = moved.get(natural, natural)
+            yield PlannedTask(self.experiment_id, self.experiment, task, task_id, self._first_attempt(task, task_id))
+
+    @cached_property
+    def _moved(self) -> "MovedTasks":
+        return MovedTasks.find(self.experiment, self.history, self.lab)
 
     def _first_attempt(self, task: Task, task_id: int) -> int:
         previous = self.history.last_attempt.get(task.key, 0)
         if task_id in self.history.folders:
             previous = max(previous, self.lab.attempts_on_disk(task_id))
         return previous + 1
+
+
+@dataclass(frozen=True)
+class Selection:
+    """What a task filter selects in one experiment."""
+
+    selected: int  # tasks whose id is in the range, done or not
+    done: int  # of those, the tasks already done
+
+    def to_run(self, redo: bool) -> int:
+        return self.selected if redo else self.selected - self.done
+
+
+@dataclass(frozen=True)
+class MovedTasks:
+    """The tasks of a definition whose id is not their natural id, found from the journal."""
+
+    ids: dict[int, int]  # natural id → task id
+    done_ids: tuple[int, ...]  # the ids of the done tasks that this definition has
+
+    @classmethod
+    def find(cls, experiment: Experiment, history: LabHistory, lab: ExperimentLab) -> "MovedTasks":
+        """Costs one read of the journal and one task per journal key, never a walk of the grid."""
+        total = experiment.task_count
+        positions = [{value: i for i, value in enumerate(v.values)} for v in experiment.variables]
+        ids: dict[int, int] = {}
+        done_ids = []
+        seen: set[str] = set()
+        for record in lab.read_journal():
+            if record.key in seen:
+                continue
+            seen.add(record.key)
+            natural = _natural_id(experiment, positions, record.values, record.repeat_id)
+            if natural is None or task_at(experiment, natural).key != record.key:
+                continue  # an earlier definition's task, not in this grid
+            task_id = history.task_ids[record.key]
+            if task_id != natural:
+                ids[natural] = task_id
+            if record.key in history.done:
+                done_ids.append(task_id)
+        # As in ExperimentPlan.pending: a task the journal does not know, whose natural id an
+        # earlier definition's task holds, takes the next spare id, in grid order.
+        spare = itertools.count(max(max(history.keys_by_id, default=-1), total - 1) + 1)
+        for natural in sorted(n for n in history.keys_by_id if n < total):
+            key = task_at(experiment, natural).key
+            if key not in history.task_ids and history.keys_by_id[natural] != key:
+                ids[natural] = next(spare)
+        return cls(ids, tuple(done_ids))
+
+
+def _natural_id(experiment: Experiment, positions: list[dict[str, int]], values: dict[str, str], repeat_id: int) -> int | None:
+    """Where a task with these values sits in the grid (mixed radix), or None if it cannot be there."""
+    if len(values) != len(positions) or not 0 <= repeat_id < experiment.repeat:
+        return None
+    combination_id = 0
+    for variable, position in zip(experiment.variables, positions):
+        index = position.get(values[variable.name]) if variable.name in values else None
+        if index is None:
+            return None
+        combination_id = combination_id * len(position) + index
+    return combination_id * experiment.repeat + repeat_id
+
+
+@dataclass(frozen=True)
+class IdRange:
+    """Task ids from `first` to `last` inclusive (`last` None: no end)."""
+
+    first: int
+    last: int | None
+
+    def __contains__(self, task_id: int) -> bool:
+        return self.first <= task_id and (self.last is None or task_id <= self.last)
+
+
+_TASK_ID = re.compile(r"[0-9]*\Z")  # ASCII digits only: '²'.isdigit() is True, int('²') fails
 
 
 @dataclass(frozen=True)
@@ -111,20 +237,37 @@ class TaskFilter:
 
     @classmethod
     def parse(cls, text: str) -> "TaskFilter":
+        shown = excerpt(text)
         parts = text.split(":")
         experiment = None
-        if len(parts) == 3 or (len(parts) == 2 and parts[0] and not parts[0].isdigit()):
+        if len(parts) == 3 or (len(parts) == 2 and parts[0] and not _TASK_ID.match(parts[0])):
             experiment = parts.pop(0)
-        if len(parts) > 2 or not all(p.isdigit() or p == "" for p in parts) or not any(parts):
-            raise ConfigError(f"--filter-tasks '{text}': expected [EXP:]A:B with task ids (A:, :B and A work too)")
-        first = int(parts[0]) if parts[0] else None
-        last = first if len(parts) == 1 else (int(parts[1]) if parts[1] else None)
+        if len(parts) > 2 or not all(_TASK_ID.match(p) for p in parts) or not any(parts):
+            raise ConfigError(f"--filter-tasks '{shown}': expected [EXP:]A:B with task ids (A:, :B and A work too)")
+        try:
+            first = int(parts[0]) if parts[0] else None
+            last = first if len(parts) == 1 else (int(parts[1]) if parts[1] else None)
+        except ValueError:  # more digits than int() reads: no grid has such ids
+            raise ConfigError(f"--filter-tasks '{shown}': task ids that long do not exist") from None
+        if first is not None and last is not None and first > last:
+            raise ConfigError(f"--filter-tasks '{shown}': {first} is after {last} (write {last}:{first})")
         return cls(experiment, first, last)
 
-    def accepts(self, experiment: str, task_id: int) -> bool:
+    def __str__(self) -> str:
+        ids = "" if self.first is None else str(self.first)
+        if self.last != self.first:
+            ids += ":" + ("" if self.last is None else str(self.last))
+        return f"{self.experiment}:{ids}" if self.experiment is not None else ids
+
+    def ids_for(self, experiment: str) -> IdRange | None:
+        """The ids this filter selects in `experiment`; None if it selects all of them."""
         if self.experiment is not None and experiment != self.experiment:
-            return True
-        return (self.first is None or task_id >= self.first) and (self.last is None or task_id <= self.last)
+            return None
+        return IdRange(self.first or 0, self.last)
+
+    def accepts(self, experiment: str, task_id: int) -> bool:
+        ids = self.ids_for(experiment)
+        return ids is None or task_id in ids
 
 
 def plan_experiment(experiment_id: int, experiment: Experiment, lab: ExperimentLab, redo: bool) -> ExperimentPlan:
@@ -134,8 +277,12 @@ def plan_experiment(experiment_id: int, experiment: Experiment, lab: ExperimentL
     if not history.done:
         done = obsolete = 0
     elif changes and any(not line.startswith(("workdir", "max_tries", "timeout")) for line in changes):
-        current = {t.key for t in tasks(experiment)}
-        done = len(history.done & current)
+        # Which done tasks this grid still has: walk the grid or locate the journal's tasks in it,
+        # whichever is smaller (a 10^23-task grid is never walked).
+        if experiment.task_count <= len(history.task_ids):
+            done = len(history.done & {t.key for t in tasks(experiment)})
+        else:
+            done = len(MovedTasks.find(experiment, history, lab).done_ids)
         obsolete = len(history.done) - done
     else:
         done, obsolete = len(history.done), 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 from pathlib import Path
@@ -104,7 +105,8 @@ def explore(**options: object) -> None:
         counts = exploration.counts()
         if counts.total - counts.skipped == 0:
             exploration.record_definitions()  # accepted: the lab now says what was asked for
-            click.echo("Nothing to run: every task is done (use --redo to run them again).", err=True)
+            selected = f" --filter-tasks {task_filter} selects" if task_filter else ""
+            click.echo(f"Nothing to run: every task{selected} is done (use --redo to run them again).", err=True)
             return
         if not options["yes"] and not confirm(exploration):
             click.echo("Nothing was run.", err=True)
@@ -144,8 +146,8 @@ def _run_settings(options: dict[str, object]):  # type: ignore[no-untyped-def]
     from patas.broker.halt import FAIL_FAST, HaltPolicy
 
     timeout = options["agent_timeout"]
-    if timeout is not None and timeout <= 0:  # type: ignore[operator]
-        raise ConfigError("--agent-timeout must be a positive number of seconds")
+    if timeout is not None and not (math.isfinite(timeout) and timeout > 0):  # type: ignore[arg-type, operator]
+        raise ConfigError(f"--agent-timeout {timeout}: must be a positive number of seconds")
     bind_host, bind_port = _host_port(options["bind_address"], "--bind")  # type: ignore[arg-type]
     settings = RunSettings(
         agent_timeout_s=timeout or DEFAULT_AGENT_TIMEOUT_S,  # type: ignore[arg-type]

@@ -14,20 +14,26 @@ The YAML schema is the original patas's:
       - {name: neurons, type: arithmetic, min: 1, max: 51, step: 2}   tags: [gpu]
       - {name: lr, type: geometric, min: 0.001, max: 1, factor: 10}
 
-Unknown keys and wrong types are errors naming the file and the key, with a suggestion.
+Unknown keys and wrong types are errors naming the file and the key, with a suggestion. Files are
+read with `load_yaml` (patas/common/strict_yaml.py): values are kept as typed (`010`, `yes`, `~`
+reach the program as written), and a key given twice is an error.
 """
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from patas.common.errors import ConfigError, did_you_mean
-from patas.common.template import Template, compile_template
+from patas.common.errors import ConfigError, did_you_mean, excerpt
+from patas.common.strict_yaml import load_yaml, typed
+from patas.common.template import Slot, Template, compile_template
 from patas.common.variables import (
     IDENTIFIER,
+    MAX_ARGUMENT_BYTES,
+    check_argument_size,
     Variable,
     VariableKind,
     arithmetic_variable,
@@ -53,6 +59,8 @@ class Experiment:
     max_tries: int = DEFAULT_MAX_TRIES
     workdir: str = "."
     timeout_s: float | None = None
+    # Where the workdir was given, for messages: "--workdir", or the YAML file that set it.
+    workdir_origin: str = field(default="--workdir", compare=False)
 
     @property
     def combination_count(self) -> int:
@@ -169,9 +177,9 @@ def load_experiment(path: str | Path) -> Experiment:
     _check_unique_names(variables, where)
     raw_cmd = _get(data, "cmd", (str, list), where)
     commands = [raw_cmd] if isinstance(raw_cmd, str) else raw_cmd
-    if not all(isinstance(c, str) for c in commands):
+    if not all(isinstance(typed(c), str) for c in commands):
         raise ConfigError(f"{where}: 'cmd' must be a command or a list of commands (strings)")
-    return _experiment(
+    experiment = _experiment(
         name,
         commands,
         variables,
@@ -181,6 +189,7 @@ def load_experiment(path: str | Path) -> Experiment:
         _get(data, "timeout", (int, float), where, default=None),
         f"{where}: cmd",
     )
+    return replace(experiment, workdir_origin=where)
 
 
 def load_cluster(path: str | Path) -> Cluster:
@@ -200,22 +209,7 @@ def load_cluster(path: str | Path) -> Cluster:
 
 
 def _load_mapping(path: str | Path) -> dict[str, Any]:
-    import yaml
-
-    try:
-        with open(path, encoding="utf-8") as stream:
-            data = yaml.safe_load(stream)
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise ConfigError(f"{path}: is a folder, not a YAML file") from None
-    except PermissionError:
-        raise ConfigError(f"{path}: permission denied") from None
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        line = f" line {mark.line + 1}" if mark is not None else ""
-        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
-        raise ConfigError(f"{path}:{line}: not valid YAML: {problem}") from None
+    data = load_yaml(path)
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of keys (name:, cmd:, ...) at the top level")
     return data
@@ -237,10 +231,10 @@ def _variable(item: object, where: str) -> Variable:
     where = f"{where} ('{name}')"
     if kind is VariableKind.LIST:
         values = _get(item, "values", list, where)
-        if any(isinstance(v, (dict, list)) for v in values):
+        if not all(isinstance(v, str) for v in values):
             raise ConfigError(f"{where}: 'values' must be a list of plain values")
-        return list_variable(name, [_plain(v) for v in values], where)
-    bounds = [_get(item, key, (int, float, str), where) for key in _VARIABLE_KEYS[kind][2:]]
+        return list_variable(name, [str(v) for v in values], where)
+    bounds = [_text(item, key, where) for key in _VARIABLE_KEYS[kind][2:]]
     make = arithmetic_variable if kind is VariableKind.ARITHMETIC else geometric_variable
     return make(name, *bounds, where)
 
@@ -291,10 +285,14 @@ def _experiment(
         raise ConfigError(f"{where}: repeat must be at least 1, got {repeat}")
     if max_tries < 1:
         raise ConfigError(f"{where}: max_tries must be at least 1, got {max_tries}")
-    if timeout_s is not None and timeout_s <= 0:
+    if timeout_s is not None and not (math.isfinite(timeout_s) and timeout_s > 0):
         raise ConfigError(f"{where}: timeout must be a positive number of seconds, got {timeout_s}")
+    for number, command in enumerate(commands, 1):
+        _check_command_text(command, number, where)
     names = tuple(v.name for v in variables)
     templates = tuple(compile_template(c, names, where) for c in commands)
+    for number, template in enumerate(templates, 1):
+        _check_rendered_size(template, number, {v.name: v for v in variables}, where)
     return Experiment(name, templates, tuple(variables), repeat, max_tries, workdir, timeout_s)
 
 
@@ -304,9 +302,40 @@ def check_experiment_name(name: str, where: str) -> None:
         raise ConfigError(f"{where}: experiment name '{name}' must be letters, digits, _, - or . (a folder name, not . or ..)")
 
 
+def _check_command_text(command: str, number: int, where: str) -> None:
+    if not command.strip():
+        raise ConfigError(f"{where}: command {number} is empty (give the shell line to run)")
+    if "\0" in command:
+        raise ConfigError(f"{where}: command {number} holds a NUL byte (\\0); no program can receive one (remove it)")
+
+
+# A value grows at most this much when shell-quoted (each `'` outside quotes becomes `'"'"'`), and
+# a UTF-8 character is at most 4 bytes: a cheap bound that spares measuring every quoted value.
+_QUOTED_GROWTH = 5 * 4
+
+
+def _check_rendered_size(template: Template, number: int, variables: dict[str, Variable], where: str) -> None:
+    """Refuse a command that some combination of values makes longer than one argument can be."""
+    literal = sum(len(part.encode()) for part in template.parts if isinstance(part, str))
+    slots = [part for part in template.parts if isinstance(part, Slot)]
+    longest = {name: max(map(len, variables[name].values)) for name in template.names}
+    if literal + sum(_QUOTED_GROWTH * longest[slot.name] + 2 for slot in slots) < MAX_ARGUMENT_BYTES:
+        return
+    size = literal + sum(_longest_quoted(slot, variables[slot.name]) for slot in slots)
+    check_argument_size(size, f"command {number} with its longest values filled in", where)
+
+
+def _longest_quoted(slot: Slot, variable: Variable) -> int:
+    alone = Template("", (slot,))
+    return max(len(alone.render({slot.name: value}).encode("utf-8", "surrogateescape")) for value in variable.values)
+
+
 def with_overrides(experiment: Experiment, **changes: Any) -> Experiment:
     """The experiment with the given fields replaced (only those not None)."""
-    return replace(experiment, **{k: v for k, v in changes.items() if v is not None})
+    given = {k: v for k, v in changes.items() if v is not None}
+    if "workdir" in given:
+        given["workdir_origin"] = "--workdir"
+    return replace(experiment, **given)
 
 
 def _check_unique_names(variables: list[Variable], where: str) -> None:
@@ -330,29 +359,35 @@ _MISSING = object()
 
 
 def _get(data: dict[str, Any], key: str, kinds: type | tuple[type, ...], where: str, default: Any = _MISSING) -> Any:
-    if key not in data or data[key] is None:
+    """The value of `key`, by its typed reading (`010` is the integer 10), checked against `kinds`."""
+    value = typed(data.get(key))
+    if value is None:
         if default is _MISSING:
             raise ConfigError(f"{where}: missing key '{key}'")
         return default
-    value = data[key]
     expected = kinds if isinstance(kinds, tuple) else (kinds,)
     # YAML's `true` is an int subclass; it is never a valid number or name here.
     if isinstance(value, bool) or not isinstance(value, expected):
         names = " or ".join(_type_name(k) for k in expected)
-        raise ConfigError(f"{where}: '{key}' must be {names}, got {_type_name(type(value))} {value!r}")
+        shown = repr(excerpt(value)) if isinstance(value, str) else repr(value)
+        raise ConfigError(f"{where}: '{key}' must be {names}, got {_type_name(type(value))} {shown}")
     return value
+
+
+def _text(data: dict[str, Any], key: str, where: str) -> str:
+    """The value of `key` exactly as typed (`1e3` stays `1e3`), for range bounds."""
+    value = data.get(key)
+    if typed(value) is None:
+        raise ConfigError(f"{where}: missing key '{key}'")
+    if not isinstance(value, str):
+        raise ConfigError(f"{where}: '{key}' must be a number, got {_type_name(type(value))}")
+    return str(value)
 
 
 def _type_name(kind: type) -> str:
     return {str: "a string", int: "an integer", float: "a number", list: "a list", dict: "a mapping", bool: "a boolean"}.get(
         kind, kind.__name__
     )
-
-
-def _plain(value: object) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
 
 
 def _port(text: str, where: str) -> int:

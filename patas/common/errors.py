@@ -49,3 +49,19 @@ def did_you_mean(word: str, choices: list[str] | tuple[str, ...]) -> str:
 
     close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
     return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+# A value echoed in a message is cut to this many characters: a 140 KB value must not flood the
+# terminal, and the message stays one line.
+MAX_ECHO_CHARS = 60
+
+_CONTROL = {code: f"\\x{code:02x}" for code in range(32)} | {ord("\n"): "\\n", ord("\t"): "\\t", ord("\r"): "\\r", 127: "\\x7f"}
+
+
+def excerpt(text: str) -> str:
+    """`text` as a message may show it: control characters escaped, at most MAX_ECHO_CHARS
+    characters, and the full size in bytes when it was cut."""
+    shown = text[:MAX_ECHO_CHARS].translate(_CONTROL)
+    if len(text) <= MAX_ECHO_CHARS:
+        return shown
+    return f"{shown}... ({len(text.encode('utf-8', 'surrogateescape')):,} bytes)"

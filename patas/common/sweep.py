@@ -1,7 +1,8 @@
 """The sweep: an experiment's variables → combinations → tasks.
 
 Tasks are generated lazily, in a fixed order, so a grid of a million tasks costs no memory up
-front. A task's identity (`key`) is a digest of its rendered commands, its variable values and its
+front. A task's natural id (`combination_id * repeat + repeat_id`) is its place in that order, and
+the task at any place is found by arithmetic (mixed-radix decoding), without walking those before. A task's identity (`key`) is a digest of its rendered commands, its variable values and its
 repeat number: it does not change when other values are added to the grid, which is how a rerun
 recognises the work already done.
 """
@@ -33,17 +34,63 @@ class Task:
         return self.combination_id * repeat + self.repeat_id
 
 
-def tasks(experiment: Experiment) -> Iterator[Task]:
-    """Every task of the experiment, combination by combination, repeats together."""
-    names = [v.name for v in experiment.variables]
+def tasks(experiment: Experiment, first: int = 0) -> Iterator[Task]:
+    """The tasks of the experiment from natural id `first` on, combination by combination,
+    repeats together."""
+    start, first_repeat = divmod(first, experiment.repeat)
     value_lists = [v.values for v in experiment.variables]
-    for combination_id, combo in enumerate(itertools.product(*value_lists)):
-        values = dict(zip(names, combo))
-        commands = tuple(t.render(values) for t in experiment.commands)
-        pairs = tuple(zip(names, combo))
-        base = combination_digest(commands, pairs)
-        for repeat_id in range(experiment.repeat):
-            yield Task(task_key(base, repeat_id), combination_id, repeat_id, pairs, commands)
+    combos = itertools.product(*value_lists) if start == 0 else _combinations_from(value_lists, start)
+    for combination_id, combo in enumerate(combos, start):
+        repeats = range(first_repeat if combination_id == start else 0, experiment.repeat)
+        yield from _combination_tasks(experiment, combination_id, combo, repeats)
+
+
+def task_at(experiment: Experiment, natural_id: int) -> Task:
+    """The task whose natural id is `natural_id` (0 <= natural_id < task_count), by arithmetic."""
+    combination_id, repeat_id = divmod(natural_id, experiment.repeat)
+    value_lists = [v.values for v in experiment.variables]
+    combo = tuple(values[i] for values, i in zip(value_lists, _digits(combination_id, value_lists)))
+    return next(_combination_tasks(experiment, combination_id, combo, range(repeat_id, repeat_id + 1)))
+
+
+def _combination_tasks(experiment: Experiment, combination_id: int, combo: tuple[str, ...], repeats: range) -> Iterator[Task]:
+    names = [v.name for v in experiment.variables]
+    commands = tuple(t.render(dict(zip(names, combo))) for t in experiment.commands)
+    pairs = tuple(zip(names, combo))
+    base = combination_digest(commands, pairs)
+    for repeat_id in repeats:
+        yield Task(task_key(base, repeat_id), combination_id, repeat_id, pairs, commands)
+
+
+def _digits(combination_id: int, value_lists: list[tuple[str, ...]]) -> list[int]:
+    """The index of each variable's value in combination `combination_id`; the last variable
+    varies fastest, as in itertools.product."""
+    digits = []
+    for values in reversed(value_lists):
+        combination_id, digit = divmod(combination_id, len(values))
+        digits.append(digit)
+    if combination_id:
+        raise IndexError("combination beyond the grid")
+    return digits[::-1]
+
+
+def _combinations_from(value_lists: list[tuple[str, ...]], start: int) -> Iterator[tuple[str, ...]]:
+    """itertools.product(*value_lists) from its `start`-th item on (an odometer)."""
+    try:
+        digits = _digits(start, value_lists)
+    except IndexError:
+        return
+    while True:
+        yield tuple(values[i] for values, i in zip(value_lists, digits))
+        place = len(digits) - 1
+        while place >= 0:
+            digits[place] += 1
+            if digits[place] < len(value_lists[place]):
+                break
+            digits[place] = 0
+            place -= 1
+        if place < 0:
+            return
 
 
 def combination_digest(commands: tuple[str, ...], pairs: tuple[tuple[str, str], ...]) -> "hashlib._Hash":

@@ -1,6 +1,9 @@
 """Planning against a real pataslab folder: what is done, which ids new tasks get."""
 
+import pytest
+
 from patas.broker.plan import TaskFilter, plan_experiment
+from patas.common.errors import ConfigError
 from patas.common.config import experiment_from_flags
 from patas.common.lab import AttemptRecord, ExperimentLab, Outcome
 from patas.common.sweep import tasks
@@ -88,3 +91,106 @@ def test_a_crash_while_replacing_a_committed_output_leaves_the_task_not_done(tmp
     with open(lab.journal_path, "a") as journal:
         journal.write(record(task, 0, 3).to_json() + "\n")
     assert list(plan_experiment(0, experiment, lab, redo=False).pending()) == []
+
+
+# ---------------------------------------------------------------------------------------------
+# --filter-tasks selects by arithmetic: the same tasks, ids and attempts as walking the grid.
+
+import time
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from patas.broker.plan import ExperimentPlan
+
+
+def run_some(lab, plan, every, outcome=Outcome.DONE):
+    """Record every `every`-th pending task of `plan` as run (folder and journal line), as a run would."""
+    lines = []
+    for index, planned in enumerate(plan.pending()):
+        if index % every:
+            continue
+        folder = lab.path / str(planned.task_id)
+        folder.mkdir(exist_ok=True)
+        (folder / "stdout").write_text("ok\n")
+        lines.append(record(planned.task, planned.task_id, planned.first_attempt, outcome).to_json())
+    with open(lab.journal_path, "a") as journal:
+        journal.write("".join(line + "\n" for line in lines))
+    lab.write_definition(plan.experiment.to_record())
+
+
+def walked(plan: ExperimentPlan, task_filter: TaskFilter):
+    """What --filter-tasks selected before: walk every pending task, keep those whose id is in range."""
+    return [(p.task_id, p.task.key, p.first_attempt) for p in plan.pending() if task_filter.accepts("grid", p.task_id)]
+
+
+definitions = st.lists(st.sampled_from("0123456789"), min_size=1, max_size=6, unique=True)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    generations=st.lists(st.tuples(definitions, st.integers(1, 3), st.integers(1, 3)), min_size=1, max_size=3),
+    final=definitions,
+    repeat=st.integers(1, 2),
+    first=st.integers(0, 30),
+    length=st.integers(0, 30) | st.none(),
+    redo=st.booleans(),
+)
+def test_a_filter_selects_what_walking_the_grid_selected(tmp_path_factory, generations, final, repeat, first, length, redo):
+    tmp_path = tmp_path_factory.mktemp("lab")
+    lab = ExperimentLab(tmp_path, "grid")
+    lab.path.mkdir()
+    # Earlier definitions, each partly run: ids kept, moved and spare ids appear as the grid changes.
+    for values, every, generation_repeat in generations:
+        run_some(lab, plan_experiment(0, grid(values, generation_repeat), lab, redo=False), every)
+    plan = plan_experiment(0, grid(final, repeat), lab, redo=redo)
+    last = None if length is None else first + length
+    task_filter = TaskFilter("grid", first, last)
+    expected = walked(plan, task_filter)
+    fresh = plan_experiment(0, grid(final, repeat), lab, redo=redo)
+    # Unchanged since the last run, `done` still counts the done tasks of older definitions too
+    # (plan_experiment trusts the journal as is there): only an edited grid is checked.
+    if fresh.changes:
+        assert fresh.done == len(fresh.history.done & {t.key for t in tasks(grid(final, repeat))})
+    assert [(p.task_id, p.task.key, p.first_attempt) for p in fresh.pending(task_filter)] == expected
+    assert fresh.selection(task_filter).to_run(redo) == len(expected)
+    everything = plan_experiment(0, grid(final, repeat), lab, redo=True)
+    assert fresh.selection(task_filter).selected == len(walked(everything, task_filter))
+
+
+def big_grid(variables, size):
+    values = [str(i) for i in range(size)]
+    return experiment_from_flags(
+        "grid", ["run " + " ".join(f"{{v{i}}}" for i in range(variables))],
+        [list_variable(f"v{i}", values, "t") for i in range(variables)], 1, 3, ".", None,
+    )
+
+
+def test_a_filter_on_a_huge_grid_decodes_its_tasks_instead_of_walking_to_them(tmp_path):
+    for experiment in (big_grid(2, 1000), big_grid(23, 10)):  # 10^6 and 10^23 tasks
+        lab = ExperimentLab(tmp_path, f"grid{experiment.task_count}")
+        started = time.monotonic()
+        plan = plan_experiment(0, experiment, lab, redo=False)
+        middle = experiment.task_count // 2
+        task_filter = TaskFilter(None, middle, middle + 9)
+        assert plan.selection(task_filter).to_run(False) == 10
+        planned = list(plan.pending(task_filter))
+        assert time.monotonic() - started < 1.0
+        assert [p.task_id for p in planned] == list(range(middle, middle + 10))
+        assert [p.task.natural_id(1) for p in planned] == list(range(middle, middle + 10))
+
+
+def test_a_filter_beyond_the_grid_selects_nothing(tmp_path):
+    experiment = grid(["1", "2", "3"])
+    lab = lab_with(tmp_path, experiment, done_ids={0})
+    plan = plan_experiment(0, experiment, lab, redo=False)
+    assert plan.selection(TaskFilter(None, 3, None)).selected == 0
+    assert list(plan.pending(TaskFilter(None, 3, 10))) == []
+    assert plan.selection(TaskFilter(None, 0, 0)) .selected == 1 and plan.selection(TaskFilter(None, 0, 0)).to_run(False) == 0
+    assert plan.last_task_id == 2
+
+
+@pytest.mark.parametrize("text", ["²", "1:²", "٣", "2:1", "9" * 5000 + ":", "a:b:c:d", ""])
+def test_task_filter_refuses_what_is_not_a_range_of_ascii_ids(text):
+    with pytest.raises(ConfigError, match="--filter-tasks"):
+        TaskFilter.parse(text)

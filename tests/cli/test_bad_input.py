@@ -26,6 +26,11 @@ FILES = {
     "no-nodes.yaml": "nodes: []\n",
     "missing-key.yaml": "nodes:\n  - {hostname: 127.0.0.1, port: 1, private_key: /nonexistent/id_ed25519}\n",
     "unparsed/journal.jsonl": "",
+    "dup-key.yaml": "cmd: x\nrepeat: 2\nrepeat: 3\n",
+    "latin1.yaml": "cmd: x\nname: caf\xe9\n".encode("latin-1"),
+    "nul.yaml": 'cmd: "echo \\0"\n',
+    "bad-workdir.yaml": "cmd: echo\nworkdir: /nonexistent/dir\n",
+    "huge-value.yaml": "cmd: echo {a}\nvars: [{name: a, values: [" + "x" * 140_000 + "]}]\n",
 }
 # Damaged labs, each in a pataslab of its own so the explored one stays intact for other rows.
 RECORD = {
@@ -66,9 +71,9 @@ def prepared(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("bad-input")
     assert patas("explore", "--cmd", "echo 'Test accuracy: 0.{i}'", "--va", "i", "1", "5", "1", "-y", cwd=folder).code == 0
     assert patas("parse", "-e", "pataslab/grid", "-p", "acc", r"Test accuracy: (@float@)", cwd=folder).code == 0
-    for name, text in FILES.items():
+    for name, content in FILES.items():
         (folder / name).parent.mkdir(parents=True, exist_ok=True)
-        (folder / name).write_text(text)
+        (folder / name).write_bytes(content if isinstance(content, bytes) else content.encode())
     for name in FOLDERS:
         (folder / name).mkdir(parents=True)
     shutil.copy(folder / "pataslab/grid/grid.csv", folder / "grid.csv")

@@ -114,3 +114,101 @@ def test_node_specs():
         parse_node_spec(("localhost", "many"), 0)
     with pytest.raises(ConfigError, match="port 0 is out of range"):
         parse_node_spec(("host:0",), 0)
+
+
+# ---------------------------------------------------------------------------------------------
+# Strict YAML: values as typed, no duplicate keys, UTF-8, no NUL.
+
+AS_TYPED = ["010", "0x1F", "yes", "~", "1e3", ".5", "on", "2024-01-01", "1_000", "null", "TRUE", "-.inf", "0o17", ""]
+
+
+def test_values_reach_the_program_as_typed_not_as_yaml_1_1_reads_them(tmp_path):
+    items = "\n".join(f"      - {value}" for value in AS_TYPED)
+    experiment = load_experiment(write(tmp_path, f"cmd: echo {{a}} {{b}}\nvars:\n  - name: a\n    values:\n{items}\n"
+                                       "  - {name: b, type: arithmetic, min: 1e3, max: 3e3, step: 1e3}\n"))
+    assert experiment.variables[0].values == tuple(AS_TYPED)
+    assert experiment.variables[1].bounds == ("1e3", "3e3", "1e3")
+    # The record keeps them too, so a rerun recognises its tasks.
+    import yaml
+
+    again = load_experiment(write(tmp_path, yaml.safe_dump(experiment.to_record()), "record.yaml"))
+    assert again.variables == experiment.variables
+
+
+def test_typed_fields_still_read_numbers_by_the_yaml_1_2_core_schema(tmp_path):
+    experiment = load_experiment(write(tmp_path, "cmd: x\nrepeat: 010\nmax_tries: 0x2\ntimeout: 1e3\n"))
+    assert (experiment.repeat, experiment.max_tries, experiment.timeout_s) == (10, 2, 1000.0)
+    cluster = load_cluster(write(tmp_path, "nodes: [{hostname: h, port: 0o26, workers: 4, tags: [1, yes]}]\n"))
+    assert (cluster.nodes[0].port, cluster.nodes[0].workers, cluster.nodes[0].tags) == (22, 4, ("1", "yes"))
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("cmd: x\nrepeat: 2\nrepeat: 3\n", "line 3: key 'repeat' is given twice (first on line 2; keep one)"),
+        ("cmd: x {a}\nvars:\n  - {name: a, values: [1], values: [2]}\n", "line 3: key 'values' is given twice"),
+        ('cmd: "echo \\0"\n', "line 1: a NUL byte (\\0) in a value; no program can receive one"),
+        ('cmd: x {a}\nvars: [{name: a, values: ["\\x00"]}]\n', "line 2: a NUL byte"),
+        ("cmd: x\ntimeout: .nan\n", "timeout must be a positive number of seconds, got nan"),
+        ("cmd: x\ntimeout: .inf\n", "timeout must be a positive number of seconds, got inf"),
+        ("cmd: ''\n", "command 1 is empty"),
+        ("cmd: [x, '  ']\n", "command 2 is empty"),
+        ("cmd: x {a}\nvars: [{name: a, values: [1, 01]}]\n", None),
+        ("cmd: x {a}\nvars: [{name: a, values: [b, b]}]\n", "variable 'a' lists the value 'b' twice"),
+        ("cmd: x\nrepeat: !!int abc\n", "'abc' is not a int"),
+    ],
+)
+def test_strict_yaml_errors_are_one_line_with_the_file_and_line(tmp_path, text, message):
+    path = write(tmp_path, text)
+    if message is None:  # 1 and 01 are different values, as typed
+        assert load_experiment(path).variables[0].values == ("1", "01")
+        return
+    with pytest.raises(ConfigError) as error:
+        load_experiment(path)
+    assert str(error.value).startswith(str(path))
+    assert message in str(error.value)
+    assert "\n" not in str(error.value)
+
+
+def test_duplicate_keys_in_a_cluster_file_are_refused(tmp_path):
+    with pytest.raises(ConfigError, match=r"line 3: key 'hostname' is given twice \(first on line 2"):
+        load_cluster(write(tmp_path, "nodes:\n  - hostname: a\n    hostname: b\n"))
+
+
+def test_invalid_utf8_names_the_line_and_the_byte(tmp_path):
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes("cmd: x\nname: caf\xe9\n".encode("latin-1"))
+    with pytest.raises(ConfigError) as error:
+        load_experiment(path)
+    assert str(error.value) == f"{path}: line 2: not UTF-8 (byte 0xe9 at offset 16); save the file as UTF-8"
+
+
+def test_load_yaml_is_public_and_raises_the_error_asked_for(tmp_path):
+    from patas.common.config import load_yaml
+    from patas.common.errors import LabError
+
+    assert load_yaml(write(tmp_path, "a: 010\nb: [yes, ~]\n")) == {"a": "010", "b": ["yes", "~"]}
+    with pytest.raises(LabError, match="key 'a' is given twice"):
+        load_yaml(write(tmp_path, "a: 1\na: 2\n"), LabError)
+
+
+def test_a_value_beyond_the_argument_limit_is_refused_with_its_size_not_its_text(tmp_path):
+    big = "x" * 140_000
+    with pytest.raises(ConfigError) as error:
+        load_experiment(write(tmp_path, f"cmd: echo {{a}}\nvars: [{{name: a, values: [small, {big}]}}]\n"))
+    assert "value 2 of variable 'a' is 140,000 bytes; the OS takes at most 131,071 bytes in one argument" in str(error.value)
+    assert len(str(error.value)) < 300
+
+
+def test_a_command_too_long_once_filled_in_is_refused_before_anything_runs(tmp_path):
+    half = "y" * 70_000
+    with pytest.raises(ConfigError) as error:
+        load_experiment(write(tmp_path, f"cmd: echo {{a}} {{b}}\nvars: [{{name: a, values: [{half}]}}, {{name: b, values: [{half}, z]}}]\n"))
+    assert "command 1 with its longest values filled in is 140,006 bytes" in str(error.value)
+    assert len(str(error.value)) < 300
+
+
+def test_a_long_bad_value_is_echoed_cut_and_on_one_line(tmp_path):
+    with pytest.raises(ConfigError) as error:
+        load_experiment(write(tmp_path, f"cmd: x\nrepeat: \"{'z' * 10_000}\\nq\"\n"))
+    assert "bytes)" in str(error.value) and len(str(error.value)) < 300 and "\n" not in str(error.value)

@@ -26,3 +26,40 @@ def test_keys_change_with_the_command():
     one = {t.key for t in tasks(experiment(["1"]))}
     other = {t.key for t in tasks(experiment(["1"], cmd="other {a} {b}"))}
     assert not one & other
+
+
+# ---------------------------------------------------------------------------------------------
+# Any task of the grid is found by arithmetic, without walking those before it.
+
+import itertools
+import time
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from patas.common.sweep import task_at
+
+
+@settings(max_examples=100, deadline=None)
+@given(sizes=st.lists(st.integers(1, 4), max_size=4), repeat=st.integers(1, 3), data=st.data())
+def test_tasks_from_any_id_and_task_at_agree_with_the_walk(sizes, repeat, data):
+    variables = [list_variable(f"v{i}", [str(j) for j in range(size)], "t") for i, size in enumerate(sizes)]
+    grid = experiment_from_flags("grid", ["run " + " ".join(f"{{v{i}}}" for i in range(len(sizes)))], variables, repeat, 3, ".", None)
+    walk = list(tasks(grid))
+    assert len(walk) == grid.task_count
+    first = data.draw(st.integers(0, grid.task_count + 2))
+    assert list(tasks(grid, first)) == walk[first:]
+    natural = data.draw(st.integers(0, grid.task_count - 1))
+    assert task_at(grid, natural) == walk[natural]
+
+
+def test_a_task_deep_in_a_huge_grid_is_found_at_once():
+    values = [str(i) for i in range(10)]
+    variables = [list_variable(f"v{i}", values, "t") for i in range(23)]
+    grid = experiment_from_flags("grid", ["run " + " ".join(f"{{v{i}}}" for i in range(23))], variables, 2, 3, ".", None)
+    started = time.monotonic()
+    last = task_at(grid, 2 * 10**23 - 1)
+    following = list(itertools.islice(tasks(grid, 10**23), 3))
+    assert time.monotonic() - started < 1.0
+    assert last.commands == ("run " + " ".join(["9"] * 23),) and last.repeat_id == 1
+    assert [t.natural_id(2) for t in following] == [10**23, 10**23 + 1, 10**23 + 2]

@@ -58,3 +58,68 @@ def test_empty_list_and_bad_names_are_errors():
         list_variable("act", [], "--vl act")
     with pytest.raises(ConfigError, match="is not an identifier"):
         list_variable("2x", ["a"], "--vl 2x")
+
+
+# ---------------------------------------------------------------------------------------------
+# Ranges are bounded by count and by size before memory runs out.
+
+import time
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from patas.common.variables import MAX_VARIABLE_BYTES, _format, _scaled_range
+
+
+def refused_quickly(make, *args):
+    started = time.monotonic()
+    with pytest.raises(ConfigError) as error:
+        make("a", *args, "--v a")
+    assert time.monotonic() - started < 2.0
+    assert "\n" not in str(error.value) and len(str(error.value)) < 300
+    return str(error.value)
+
+
+def test_a_geometric_range_of_huge_values_is_refused_by_size_not_after_a_memory_error():
+    # 2.4 million values of 100 KB each: refused once 64 MiB of them are made, in well under a second.
+    message = refused_quickly(geometric_variable, "1e-100000", "1", "1.1")
+    assert f"would take more than {MAX_VARIABLE_BYTES // 2**20} MiB of values" in message
+
+
+def test_a_geometric_range_with_too_many_values_is_counted_before_it_is_built():
+    message = refused_quickly(geometric_variable, "1", "1e9", "1.0000001")
+    assert "would take more than 10,000,000 values (check its factor)" in message
+    refused_quickly(geometric_variable, "1e-999999", "9e999999", "1." + "0" * 40 + "1")
+
+
+@pytest.mark.parametrize(
+    "low, high, step, message",
+    [
+        ("0", "1e999999", "1e-999999", "would take more than 10,000,000 values"),
+        ("0", "3e-200000", "1e-200000", "a value of variable 'a' is 200,002 bytes; the OS takes at most 131,071 bytes"),
+        ("0", "1e7", "1", "would take 10,000,000 values of up to 7 bytes, more than 64 MiB"),
+        ("1", "x" * 100_000, "1", "max 'xxxxxxxx"),
+    ],
+)
+def test_an_arithmetic_range_too_big_is_refused_before_it_is_built(low, high, step, message):
+    assert message in refused_quickly(arithmetic_variable, low, high, step)
+
+
+decimals = st.decimals(min_value=-10**6, max_value=10**6, allow_nan=False, allow_infinity=False, places=4)
+
+
+@settings(max_examples=300, deadline=None)
+@given(low=decimals, step=decimals.filter(lambda d: d != 0), count=st.integers(1, 20))
+def test_integer_arithmetic_formats_ranges_exactly_as_decimal_does(low, step, count):
+    from patas.common.variables import _decimal_places
+
+    places = _decimal_places(low, step)
+    assert list(_scaled_range(low, step, count, places)) == [_format(low + step * i, places) for i in range(count)]
+
+
+def test_list_values_are_checked_one_by_one():
+    with pytest.raises(ConfigError, match=r"--vl a: value 2 of variable 'a' holds a NUL byte"):
+        list_variable("a", ["x", "y\0"], "--vl a")
+    with pytest.raises(ConfigError, match=r"lists the value 'x' twice \(give each value once"):
+        list_variable("a", ["x", "y", "x"], "--vl a")
+    assert list_variable("a", ["1", "01", "1.0"], "--vl a").values == ("1", "01", "1.0")
