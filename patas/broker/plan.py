@@ -276,16 +276,16 @@ def plan_experiment(experiment_id: int, experiment: Experiment, lab: ExperimentL
     changes = describe_changes(previous, experiment.to_record()) if previous else []
     if not history.done:
         done = obsolete = 0
-    elif changes and any(not line.startswith(("workdir", "max_tries", "timeout")) for line in changes):
+    else:
         # Which done tasks this grid still has: walk the grid or locate the journal's tasks in it,
-        # whichever is smaller (a 10^23-task grid is never walked).
+        # whichever is smaller (a 10^23-task grid is never walked). Even when the definition is
+        # the one recorded last, the journal may hold done tasks of an older one (a grid that was
+        # narrowed), so the count is never taken from the journal alone.
         if experiment.task_count <= len(history.task_ids):
             done = len(history.done & {t.key for t in tasks(experiment)})
         else:
             done = len(MovedTasks.find(experiment, history, lab).done_ids)
         obsolete = len(history.done) - done
-    else:
-        done, obsolete = len(history.done), 0
     return ExperimentPlan(experiment_id, experiment, lab, history, redo, changes, done, obsolete)
 
 

@@ -154,3 +154,13 @@ def test_a_disk_full_at_the_start_is_one_line_and_leaves_no_temporary_file(tmp_p
         assert [p.name for p in leftovers if p.name.endswith(".tmp") or p.stat().st_size] == []
     finally:
         subprocess.run(["umount", str(disk)], check=True)
+
+
+def test_a_rerun_after_narrowing_counts_only_the_tasks_the_grid_still_has(tmp_path):
+    """Narrowed, recorded, then run again unchanged: the older grid's done tasks are not counted."""
+    sweep = ("explore", "--cmd", "echo {x}", "-y")
+    assert patas(*sweep, "--vl", "x", "1", "2", cwd=tmp_path).code == 0
+    assert patas(*sweep, "--vl", "x", "1", cwd=tmp_path).code == 0
+    again = patas(*sweep, "--vl", "x", "1", cwd=tmp_path)
+    assert again.code == 0, again.stderr
+    assert "1 task (1 done, 0 to run)" in again.stderr, again.stderr
