@@ -54,14 +54,16 @@ def did_you_mean(word: str, choices: list[str] | tuple[str, ...]) -> str:
 # A value echoed in a message is cut to this many characters: a 140 KB value must not flood the
 # terminal, and the message stays one line.
 MAX_ECHO_CHARS = 60
+# A command is shown whole in a message up to this length: the user must recognise it.
+MAX_ECHO_COMMAND_CHARS = 300
 
 _CONTROL = {code: f"\\x{code:02x}" for code in range(32)} | {ord("\n"): "\\n", ord("\t"): "\\t", ord("\r"): "\\r", 127: "\\x7f"}
 
 
-def excerpt(text: str) -> str:
-    """`text` as a message may show it: control characters escaped, at most MAX_ECHO_CHARS
-    characters, and the full size in bytes when it was cut."""
-    shown = text[:MAX_ECHO_CHARS].translate(_CONTROL)
-    if len(text) <= MAX_ECHO_CHARS:
+def excerpt(text: str, limit: int = MAX_ECHO_CHARS) -> str:
+    """`text` as a message may show it: control characters escaped, at most `limit` characters,
+    and the full size in bytes when it was cut."""
+    shown = text[:limit].translate(_CONTROL)
+    if len(text) <= limit:
         return shown
     return f"{shown}... ({len(text.encode('utf-8', 'surrogateescape')):,} bytes)"

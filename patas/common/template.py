@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from patas.common.errors import TemplateError, did_you_mean
+from patas.common.errors import MAX_ECHO_COMMAND_CHARS, TemplateError, did_you_mean, excerpt
 from patas.common.shell_lexer import HOLE, Context, Placement, place_holes
 
 # `{{name}}` (a literal) or `{name}` not preceded by `$` (so `${HOME}` stays the shell's).
@@ -84,7 +84,9 @@ def compile_template(text: str, variables: tuple[str, ...] | list[str], where: s
 
 
 def _shown(text: str) -> str:
-    """The command on one line: a message is one line even for a multi-line command."""
+    """The command on one line, cut if huge: a message is one short line whatever the command."""
+    if len(text) > MAX_ECHO_COMMAND_CHARS:
+        return excerpt(text, MAX_ECHO_COMMAND_CHARS)
     return text.replace("\\", "\\\\").replace("\n", "\\n") if "\n" in text else text
 
 

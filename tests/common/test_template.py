@@ -119,3 +119,10 @@ def test_values_in_backticks_are_escaped_for_each_level(tmp_path):
 def test_a_nul_character_in_a_command_is_an_error():
     with pytest.raises(TemplateError, match="contains a NUL character"):
         compile_template("echo a\0b {v}", ["v"], "experiment.yaml")
+
+
+def test_a_huge_command_is_cut_in_the_message_and_its_size_said():
+    with pytest.raises(TemplateError) as error:
+        compile_template("echo {nam} " + "x" * 140_000, ["name"], "--cmd")
+    message = str(error.value)
+    assert len(message) < 600 and "(140,011 bytes)" in message and "did you mean 'name'" in message
