@@ -135,8 +135,8 @@ def prepare(folder: Path) -> None:
     tests/analysis/test_readme_end_to_end.py runs a real (smaller) sweep of the same command.
     """
     example = folder / "examples" / "basic_usage"
-    example.mkdir(parents=True)
-    shutil.copy2(EXAMPLE, example)
+    # The whole example folder (the program and its YAML files), as a checkout holds it.
+    shutil.copytree(EXAMPLE.parent, example, ignore=shutil.ignore_patterns("pataslab", "__pycache__"))
     variables = [
         arithmetic_variable("neurons", 1, 51, 2, "--va"),
         list_variable("preprocessing", ["fast", "medium", "intense"], "--vl"),

@@ -23,7 +23,10 @@ def t_cdf(t: float, df: float) -> float:
     """P(T <= t) for Student's t with `df` degrees of freedom (df > 0)."""
     if df <= 0:
         raise ValueError(f"degrees of freedom must be positive, not {df}")
-    tail = 0.5 * _incomplete_beta(df / 2, 0.5, df / (df + t * t))  # P(T > |t|)
+    # x and 1 - x each from their own quotient: near t = 0, x is within rounding of 1 and
+    # 1 - x computed by subtraction would keep only a few digits.
+    square = t * t
+    tail = 0.5 * _incomplete_beta(df / 2, 0.5, df / (df + square), square / (df + square))  # P(T > |t|)
     return 1 - tail if t >= 0 else tail
 
 
@@ -48,18 +51,19 @@ def t_quantile(p: float, df: float) -> float:
     return (low + high) / 2
 
 
-def _incomplete_beta(a: float, b: float, x: float) -> float:
-    """The regularized incomplete beta function I_x(a, b), for 0 <= x <= 1."""
+def _incomplete_beta(a: float, b: float, x: float, one_minus_x: float) -> float:
+    """The regularized incomplete beta function I_x(a, b), for 0 <= x <= 1 (given with 1 - x,
+    computed by the caller without cancellation)."""
     if x <= 0:
         return 0.0
-    if x >= 1:
+    if one_minus_x <= 0:
         return 1.0
-    log_front = math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x)
+    log_front = math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log(one_minus_x)
     # The continued fraction converges fast for x below the mean of the distribution; above it,
     # the symmetry I_x(a, b) = 1 - I_{1-x}(b, a) brings x back below.
     if x < (a + 1) / (a + b + 2):
         return math.exp(log_front) * _beta_fraction(a, b, x) / a
-    return 1 - math.exp(log_front) * _beta_fraction(b, a, 1 - x) / b
+    return 1 - math.exp(log_front) * _beta_fraction(b, a, one_minus_x) / b
 
 
 def _beta_fraction(a: float, b: float, x: float) -> float:

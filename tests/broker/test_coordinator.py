@@ -90,9 +90,9 @@ def free_port() -> int:
 
 
 def test_a_task_too_large_for_any_message_is_refused_by_name(tmp_path):
-    # Each command within what one exec takes, together more than a message may carry (a value
-    # this size keeps the lab's definition file quick to write).
-    value, commands = "v" * 256 * 1024, protocol.MAX_FRAME_BYTES // (256 * 1024) + 4
+    # Each command within what one exec takes (a value is at most one argument: 128 KiB), together
+    # more than a message may carry.
+    value, commands = "v" * 120 * 1024, protocol.MAX_FRAME_BYTES // (120 * 1024) + 8
     variables = [list_variable("x", [value], "t")]
     experiment = experiment_from_flags("big", ["echo {x} | wc -c"] * commands, variables, 1, 1, str(tmp_path), None)
     exploration = prepare([experiment], [Cluster("c", (Node("n0", "localhost", workers=1),))], tmp_path / "lab")

@@ -17,7 +17,8 @@ DOC = (REPO / "docs" / "explore.md").read_text()
 
 def doc_block(first_line: str) -> str:
     """The fenced block of docs/explore.md that starts with `first_line`."""
-    blocks = re.findall(r"```(?:yaml|sh|python)?\n(.*?)```", DOC, re.S)
+    # Fences pair up in order: every block opens with a tagged fence and closes with a bare one.
+    blocks = re.findall(r"^```\w*\n(.*?)^```$", DOC, re.S | re.M)
     (block,) = [b for b in blocks if b.startswith(first_line)]
     return block
 
