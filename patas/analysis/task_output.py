@@ -162,22 +162,22 @@ class JournalTail:
         try:
             with open(self.lab.journal_path, "rb") as stream:
                 stream.seek(self._offset)
-                data = stream.read()
+                return [record for line in stream if (record := self._take(line)) is not None]
         except FileNotFoundError:
             return []
         except OSError as error:
             raise LabError(f"{self.lab.journal_path}: {error.strerror} (restore the file or move {self.lab.path} away)") from None
-        end = data.rfind(b"\n") + 1  # a line being appended is read once it is whole
-        self._offset += end
-        found = []
-        for line in data[:end].splitlines():
-            self._line += 1
-            if line.startswith(self._prefix) and not line.startswith(self._mine):
-                continue
-            record = self._parse(line)
-            if record.task_id == self.task_id:
-                found.append(record)
-        return found
+
+    def _take(self, line: bytes) -> AttemptRecord | None:
+        """The record of one line read, if it is whole and the task's (its end moves the offset)."""
+        if not line.endswith(b"\n"):
+            return None  # being appended: read again, whole, next time
+        self._offset += len(line)
+        self._line += 1
+        if line.startswith(self._prefix) and not line.startswith(self._mine):
+            return None
+        record = self._parse(line)
+        return record if record.task_id == self.task_id else None
 
     def _parse(self, line: bytes) -> AttemptRecord:
         try:
@@ -254,7 +254,7 @@ def check_task(history: TaskHistory, running: bool, following: bool) -> None:
         raise TaskOutputError(f"task {task_id} of {lab.path} has not started yet (add -f to wait for its output)")
     folders = lab.task_folders()
     last = max(max(folders, default=-1), (size or 0) - 1)
-    first = min(folders, default=0)
+    first = 0 if size else min(folders, default=0)
     has = f"its task ids: {first} to {last}" if last > first else f"its task id: {last}" if last >= 0 else "it has no task yet"
     raise TaskOutputError(f"{lab.path} has no task {task_id} ({has})")
 

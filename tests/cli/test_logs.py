@@ -164,3 +164,28 @@ def test_logs_f_without_a_run_prints_what_there_is_and_says_the_task_is_not_done
         "No run is in progress in pataslab/grid, and task 0 is not done (attempt 2 failed (exit 1));"
         " run the same patas explore again to finish it.\n"
     )
+
+
+def test_logs_f_waits_for_a_task_that_has_not_started_yet(tmp_path, sweeps):
+    sweep = sweeps("--cmd", f"{gate(tmp_path, 'go')}; echo 'task {{i}}'", "--va", "i", "0", "3", "1", "-j", "1")
+    started(tmp_path, sweep)  # task 0 runs, task 1 waits on the agent, task 2 in the coordinator's queue
+    early = patas("logs", "grid", "2", cwd=tmp_path)
+    assert (early.code, early.stderr) == (1, "Error: task 2 of pataslab/grid has not started yet (add -f to wait for its output)\n")
+    follow = start_logs(tmp_path, "grid", "2", "-f")
+    lines = Lines(follow.stdout)
+    (tmp_path / "go").touch()
+    assert lines.next(timeout_s=30) == "task 2\n"
+    assert follow.wait(30) == 0
+    assert sweep.wait(60) == 0
+    # The sweep is over: a task it never had is refused at once.
+    assert patas("logs", "grid", "7", "-f", cwd=tmp_path).stderr == "Error: pataslab/grid has no task 7 (its task ids: 0 to 2)\n"
+
+
+def test_logs_attempt_n_follows_that_attempt_only(tmp_path):
+    command = '[ "$PATAS_ATTEMPT" -ge 3 ] || { echo "failed $PATAS_ATTEMPT"; exit 1; }; echo ok'
+    assert patas("explore", "--cmd", command, "-y", cwd=tmp_path).code == 0
+    assert patas("logs", "grid", "0", cwd=tmp_path).stdout == "ok\n"
+    second = patas("logs", "grid", "0", "-f", "--attempt", "2", cwd=tmp_path, timeout=30)
+    assert (second.code, second.stdout, second.stderr) == (3, "failed 2\n", "Attempt 2 of task 0 failed (exit 1).\n")
+    third = patas("logs", "grid", "0", "-f", "--attempt", "3", cwd=tmp_path, timeout=30)
+    assert (third.code, third.stdout, third.stderr) == (0, "ok\n", "")
