@@ -3,8 +3,8 @@
 A done task's output is its committed `stdout` (and `stderr`); a task that is not done (running,
 failed, interrupted) has the files of its latest attempt, `attempt-<n>.stdout`. While a run
 holds the experiment's lock (`patas.common.lab_lock`), following reads the attempt's file as the
-coordinator writes it (it flushes at least every `OUTPUT_FLUSH_INTERVAL_S`) and the journal as
-records are appended, and moves on to the next attempt when one fails and is tried again. It ends
+coordinator writes it (at least every `patas.broker.outputs.OUTPUT_FLUSH_INTERVAL_S`) and the
+journal as records are appended, and moves on to the next attempt when one fails and is tried again. It ends
 when the task is done or given up, or when no run holds the lock any more.
 
 The coordinator writes an attempt's last bytes, then renames or closes its files, and only then
@@ -37,6 +37,7 @@ from patas.common.lab_lock import LockHolder, holder
 POLL_INTERVAL_S = 0.1
 # Bytes copied per read while following.
 COPY_CHUNK_BYTES = 1024 * 1024
+# An attempt's files, named as `ExperimentLab.attempt_path` names them.
 _ATTEMPT_FILE = re.compile(r"attempt-(\d+)\.(?:stdout|stderr)\Z")
 
 
@@ -58,7 +59,6 @@ class Source:
 
     path: Path | None  # None: the task has no attempt yet
     attempt: int | None
-    committed: bool  # the done task's output
 
 
 @dataclass(frozen=True)
@@ -229,17 +229,17 @@ def locate(history: TaskHistory, stream: str, attempt: int | None, running: bool
     if attempt is None:
         latest = history.latest
         if done is not None and not (running and latest is not None and latest > done):
-            return Source(lab.committed_path(task_id, stream), done, committed=True)
+            return Source(lab.committed_path(task_id, stream), done)
         attempt = latest
     elif attempt not in history.attempts:
         known = sorted(history.attempts)
         has = f"its attempts: {_span(known)}" if known else "it has no attempt yet"
         raise TaskOutputError(f"task {task_id} of {lab.path} has no attempt {attempt} ({has}; leave --attempt out for the latest)")
     elif attempt == done:
-        return Source(lab.committed_path(task_id, stream), done, committed=True)
+        return Source(lab.committed_path(task_id, stream), done)
     if attempt is None:
-        return Source(None, None, committed=False)
-    return Source(lab.attempt_path(task_id, attempt, stream), attempt, committed=False)
+        return Source(None, None)
+    return Source(lab.attempt_path(task_id, attempt, stream), attempt)
 
 
 def check_task(history: TaskHistory, running: bool, following: bool) -> None:
@@ -305,15 +305,15 @@ class FileTail:
         """The same output under a new name (committed): an open file stays open (same inode)."""
         self.path = path
 
-    def copy(self, out: BinaryIO) -> int:
-        """Copy what was appended since the last call; the number of bytes copied."""
+    def copy(self, out: BinaryIO) -> None:
+        """Copy what was appended since the last call."""
         if self._file is None:
             if self.path is None:
-                return 0
+                return
             try:
                 self._file = open(self.path, "rb")
             except FileNotFoundError:
-                return 0
+                return  # not written yet (or being renamed as it is committed)
             self._file.seek(self.offset)
         copied = 0
         while chunk := self._file.read(COPY_CHUNK_BYTES):
@@ -322,7 +322,6 @@ class FileTail:
         self.offset += copied
         if copied:
             out.flush()
-        return copied
 
     def close(self) -> None:
         if self._file is not None:
