@@ -7,6 +7,11 @@ record appended to the journal (see `committer`). A failed or interrupted attemp
 they are. Output is never held in memory beyond the chunk being written, apart from a short tail
 kept to show the user why an attempt failed.
 
+A running attempt's output reaches its file within OUTPUT_FLUSH_INTERVAL_S of arriving, however
+little the task prints, so that `patas logs -f` (or `tail -f`) shows it as it is printed: files
+that received data are flushed together at the end of a loop turn once the interval has passed,
+not after every chunk (a system call per small chunk would cost throughput).
+
 The store is opened when the run starts (its socket bound, its first agent ready): that is when
 each experiment's definition is recorded and its journal opened, so a run that fails before it
 starts leaves the lab as it was.
@@ -15,6 +20,7 @@ starts leaves the lab as it was.
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass, field
 from typing import IO, Any
 
@@ -23,6 +29,8 @@ from patas.common.lab import STDERR, STDOUT, STREAMS, AttemptRecord, ExperimentL
 
 # How much of each stream's end is kept in memory to show with a failure.
 TAIL_BYTES = 2048
+# The longest a running attempt's output waits in the coordinator's file buffers.
+OUTPUT_FLUSH_INTERVAL_S = 0.5
 
 
 @dataclass
@@ -51,6 +59,8 @@ class OutputStore:
         self._labs = labs
         self._open: dict[int, OpenAttempt] = {}
         self._batch: list[Commit] = []
+        self._unflushed: set[IO[bytes]] = set()  # files written to since the last flush
+        self._next_flush = 0.0  # time.monotonic() at which they are due
         record_definitions(labs, definitions)
         self._folders = [str(lab.path) for lab in labs]
         self._committer = Committer([lab.journal_path for lab in labs], sync)
@@ -75,6 +85,7 @@ class OutputStore:
             handle.write(data)
         except OSError as error:  # the path is built only when needed: this runs per chunk
             raise lab_error(error, attempt.path(stream)) from error
+        self._unflushed.add(handle)
         attempt.sizes[stream] += len(data)
         attempt.tails[stream] = (attempt.tails[stream] + data[-TAIL_BYTES:])[-TAIL_BYTES:]
 
@@ -88,6 +99,7 @@ class OutputStore:
     def close(self, lease_id: int, record: AttemptRecord, commit: bool) -> None:
         """End an attempt: commit its output if `commit`, and journal its record either way."""
         attempt = self._open.pop(lease_id)
+        self._forget_unflushed(attempt)  # the committer's thread flushes them now
         record.stdout_bytes, record.stderr_bytes = attempt.sizes[STDOUT], attempt.sizes[STDERR]
         if commit and STDOUT not in attempt.files:
             # A task that printed nothing still gets its (empty) stdout, so every done task has one.
@@ -103,16 +115,35 @@ class OutputStore:
         """Close an attempt that will never finish here (interrupted or fenced); its files stay."""
         attempt = self._open.pop(lease_id, None)
         if attempt is not None:
+            self._forget_unflushed(attempt)
             for handle in attempt.files.values():
                 try:
                     handle.close()
                 except OSError:
                     pass  # flushing its last bytes failed (a full disk): it was never to count anyway
 
+    def _forget_unflushed(self, attempt: OpenAttempt) -> None:
+        for handle in attempt.files.values():
+            self._unflushed.discard(handle)
+
     def end_turn(self) -> None:
-        """Hand this turn's finished attempts to the committer; raise if an earlier commit failed."""
+        """Hand this turn's finished attempts to the committer and, when due, flush what running
+        attempts wrote; raise if an earlier commit failed."""
         batch, self._batch = self._batch, []
         self._committer.submit(batch)
+        if self._unflushed:
+            self._flush_when_due(time.monotonic())
+
+    def _flush_when_due(self, now: float) -> None:
+        if now < self._next_flush:
+            return
+        for handle in self._unflushed:
+            try:
+                handle.flush()
+            except OSError as error:
+                raise lab_error(error, handle.name) from error
+        self._unflushed.clear()
+        self._next_flush = now + OUTPUT_FLUSH_INTERVAL_S
 
     def close_all(self) -> None:
         for lease_id in list(self._open):

@@ -190,3 +190,19 @@ def test_a_task_leaving_more_than_a_frame_of_output_sends_it_in_chunks(broker_an
     assert max(len(m.data) for m in received if isinstance(m, Output)) <= protocol.MAX_FRAME_BYTES
     assert len(finished.stdout) <= CHUNK
     broker.send(Credit(size * commands))
+
+
+def test_a_line_a_task_prints_reaches_the_broker_within_a_second_though_the_task_goes_on(broker_and_agent, tmp_path):
+    """Output is sent by time as well as by size: a quiet task's short lines are not held back."""
+    broker, _ = broker_and_agent
+    go = tmp_path / "go"
+    wait = f"while [ ! -e {go} ]; do sleep 0.01; done"
+    broker.send(Assign(1, [f"echo first; {wait}; echo second; sleep 30"], os.getcwd(), {}, None))
+    first = broker.receive_until(Output, timeout_s=10)[-1]
+    assert first.data == b"first\n"
+    go.touch()
+    printed = time.monotonic()
+    second = broker.receive_until(Output, timeout_s=10)[-1]
+    assert second.data == b"second\n"
+    assert time.monotonic() - printed < 1.0
+    broker.send(Cancel(1))
