@@ -16,6 +16,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import re
+from array import array
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Iterator
@@ -23,7 +24,14 @@ from typing import Any, Iterator
 from patas.common.config import Experiment
 from patas.common.errors import ConfigError, excerpt
 from patas.common.lab import ExperimentLab, Outcome
-from patas.common.sweep import Task, task_at, tasks
+from patas.common.sweep import Task, task_at, task_keys, tasks
+
+
+# A rerun walks the grid to count its done tasks while the grid has at most this many tasks per
+# task in the journal; beyond, it locates the journal's tasks in the grid. Walking computes one
+# key per grid task, locating one per journal task and a second read of the journal, and the
+# walk also lists the tasks to run, which spares pending() a walk of its own.
+WALK_PER_JOURNAL_TASK = 2
 
 
 @dataclass(frozen=True)
@@ -54,15 +62,18 @@ class LabHistory:
     @classmethod
     def read(cls, lab: ExperimentLab) -> "LabHistory":
         history = cls(folders=lab.task_folders())
-        for record in lab.read_journal():
-            history.task_ids[record.key] = record.task_id
-            history.keys_by_id[record.task_id] = record.key
-            history.last_attempt[record.key] = max(record.attempt, history.last_attempt.get(record.key, 0))
+        task_ids, keys_by_id, last_attempt, done = history.task_ids, history.keys_by_id, history.last_attempt, history.done
+        for record in lab.read_plan_journal():
+            key = record.key
+            task_ids[key] = record.task_id
+            keys_by_id[record.task_id] = key
+            if record.attempt > last_attempt.get(key, 0):
+                last_attempt[key] = record.attempt
             if record.outcome is Outcome.DONE:
-                history.done.add(record.key)
+                done.add(key)
             elif record.outcome is Outcome.REPLACING:
-                history.done.discard(record.key)  # a crash while its output was being replaced
-        history.done = {key for key in history.done if history.task_ids[key] in history.folders}
+                done.discard(key)  # a crash while its output was being replaced
+        history.done = {key for key in done if task_ids[key] in history.folders}
         return history
 
 
@@ -76,6 +87,9 @@ class ExperimentPlan:
     changes: list[str]
     done: int  # tasks of this definition already done (skipped unless redo)
     obsolete: int  # done tasks of an earlier definition that this one no longer has
+    # The natural ids of the tasks not done, in grid order, when planning walked the grid to
+    # count the done ones: pending() then decodes them instead of walking the grid again.
+    not_done: array | None = None
 
     @property
     def total(self) -> int:
@@ -94,9 +108,7 @@ class ExperimentPlan:
         history = self.history
         repeat = self.experiment.repeat
         spare_id = max(max(history.keys_by_id, default=-1), self.total - 1) + 1
-        for task in tasks(self.experiment):
-            if task.key in history.done and not self.redo:
-                continue
+        for task in self._not_done():
             task_id = history.task_ids.get(task.key)
             if task_id is None:
                 natural = task.natural_id(repeat)
@@ -105,6 +117,14 @@ class ExperimentPlan:
                 else:  # an earlier definition's task holds that id: keep both
                     task_id, spare_id = spare_id, spare_id + 1
             yield PlannedTask(self.experiment_id, self.experiment, task, task_id, self._first_attempt(task, task_id))
+
+    def _not_done(self) -> Iterator[Task]:
+        """The grid's tasks, in order, less the done ones unless redo."""
+        if self.redo:
+            return tasks(self.experiment)
+        if self.not_done is not None:
+            return (task_at(self.experiment, natural) for natural in self.not_done)
+        return (task for task in tasks(self.experiment) if task.key not in self.history.done)
 
     def selection(self, task_filter: "TaskFilter") -> "Selection":
         """How many tasks the filter selects in this experiment, and how many of those are done,
@@ -178,7 +198,7 @@ class MovedTasks:
         ids: dict[int, int] = {}
         done_ids = []
         seen: set[str] = set()
-        for record in lab.read_journal():
+        for record in lab.read_plan_journal():
             if record.key in seen:
                 continue
             seen.add(record.key)
@@ -274,19 +294,21 @@ def plan_experiment(experiment_id: int, experiment: Experiment, lab: ExperimentL
     history = LabHistory.read(lab)
     previous = lab.read_definition()
     changes = describe_changes(previous, experiment.to_record()) if previous else []
+    not_done = None
     if not history.done:
         done = obsolete = 0
     else:
         # Which done tasks this grid still has: walk the grid or locate the journal's tasks in it,
-        # whichever is smaller (a 10^23-task grid is never walked). Even when the definition is
+        # whichever costs less (a 10^23-task grid is never walked). Even when the definition is
         # the one recorded last, the journal may hold done tasks of an older one (a grid that was
         # narrowed), so the count is never taken from the journal alone.
-        if experiment.task_count <= len(history.task_ids):
-            done = len(history.done & {t.key for t in tasks(experiment)})
+        if experiment.task_count <= WALK_PER_JOURNAL_TASK * len(history.task_ids):
+            not_done = array("q", (n for n, key in enumerate(task_keys(experiment)) if key not in history.done))
+            done = experiment.task_count - len(not_done)
         else:
             done = len(MovedTasks.find(experiment, history, lab).done_ids)
         obsolete = len(history.done) - done
-    return ExperimentPlan(experiment_id, experiment, lab, history, redo, changes, done, obsolete)
+    return ExperimentPlan(experiment_id, experiment, lab, history, redo, changes, done, obsolete, not_done)
 
 
 def describe_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
