@@ -27,10 +27,10 @@ from patas.common.lab import ExperimentLab, Outcome
 from patas.common.sweep import Task, task_at, task_keys, tasks
 
 
-# A rerun walks the grid to count its done tasks while the grid has at most this many tasks per
+# A rerun walks the grid to find its done tasks while the grid has at most this many tasks per
 # task in the journal; beyond, it locates the journal's tasks in the grid. Walking computes one
-# key per grid task, locating one per journal task and a second read of the journal, and the
-# walk also lists the tasks to run, which spares pending() a walk of its own.
+# key per grid task; locating reads the journal a second time and computes one key per journal
+# task, which costs about as much as two.
 WALK_PER_JOURNAL_TASK = 2
 
 
@@ -87,9 +87,9 @@ class ExperimentPlan:
     changes: list[str]
     done: int  # tasks of this definition already done (skipped unless redo)
     obsolete: int  # done tasks of an earlier definition that this one no longer has
-    # The natural ids of the tasks not done, in grid order, when planning walked the grid to
-    # count the done ones: pending() then decodes them instead of walking the grid again.
-    not_done: array | None = None
+    # The natural ids of this grid's done tasks, ascending: pending() starts the walk afresh
+    # after each run of them (by arithmetic) instead of computing their keys to skip them.
+    done_ids: array = field(default_factory=lambda: array("q"))
 
     @property
     def total(self) -> int:
@@ -119,12 +119,16 @@ class ExperimentPlan:
             yield PlannedTask(self.experiment_id, self.experiment, task, task_id, self._first_attempt(task, task_id))
 
     def _not_done(self) -> Iterator[Task]:
-        """The grid's tasks, in order, less the done ones unless redo."""
+        """The grid's tasks, in order, less the done ones unless redo: the tasks between two
+        done ones are walked, the done ones jumped over, so a rerun costs its tasks to run."""
         if self.redo:
-            return tasks(self.experiment)
-        if self.not_done is not None:
-            return (task_at(self.experiment, natural) for natural in self.not_done)
-        return (task for task in tasks(self.experiment) if task.key not in self.history.done)
+            yield from tasks(self.experiment)
+            return
+        start = 0
+        for done in itertools.chain(self.done_ids, [self.total]):
+            if done > start:
+                yield from itertools.islice(tasks(self.experiment, start), done - start)
+            start = done + 1
 
     def selection(self, task_filter: "TaskFilter") -> "Selection":
         """How many tasks the filter selects in this experiment, and how many of those are done,
@@ -189,6 +193,7 @@ class MovedTasks:
 
     ids: dict[int, int]  # natural id → task id
     done_ids: tuple[int, ...]  # the ids of the done tasks that this definition has
+    done_naturals: tuple[int, ...]  # their natural ids (their places in the grid), in the same order
 
     @classmethod
     def find(cls, experiment: Experiment, history: LabHistory, lab: ExperimentLab) -> "MovedTasks":
@@ -197,6 +202,7 @@ class MovedTasks:
         positions = [{value: i for i, value in enumerate(v.values)} for v in experiment.variables]
         ids: dict[int, int] = {}
         done_ids = []
+        done_naturals = []
         seen: set[str] = set()
         for record in lab.read_plan_journal():
             if record.key in seen:
@@ -210,6 +216,7 @@ class MovedTasks:
                 ids[natural] = task_id
             if record.key in history.done:
                 done_ids.append(task_id)
+                done_naturals.append(natural)
         # As in ExperimentPlan.pending: a task the journal does not know, whose natural id an
         # earlier definition's task holds, takes the next spare id, in grid order.
         spare = itertools.count(max(max(history.keys_by_id, default=-1), total - 1) + 1)
@@ -217,7 +224,7 @@ class MovedTasks:
             key = task_at(experiment, natural).key
             if key not in history.task_ids and history.keys_by_id[natural] != key:
                 ids[natural] = next(spare)
-        return cls(ids, tuple(done_ids))
+        return cls(ids, tuple(done_ids), tuple(done_naturals))
 
 
 def _natural_id(experiment: Experiment, positions: list[dict[str, int]], values: dict[str, str], repeat_id: int) -> int | None:
@@ -294,21 +301,19 @@ def plan_experiment(experiment_id: int, experiment: Experiment, lab: ExperimentL
     history = LabHistory.read(lab)
     previous = lab.read_definition()
     changes = describe_changes(previous, experiment.to_record()) if previous else []
-    not_done = None
-    if not history.done:
-        done = obsolete = 0
-    else:
+    done_ids = array("q")
+    if history.done:
         # Which done tasks this grid still has: walk the grid or locate the journal's tasks in it,
         # whichever costs less (a 10^23-task grid is never walked). Even when the definition is
         # the one recorded last, the journal may hold done tasks of an older one (a grid that was
         # narrowed), so the count is never taken from the journal alone.
         if experiment.task_count <= WALK_PER_JOURNAL_TASK * len(history.task_ids):
-            not_done = array("q", (n for n, key in enumerate(task_keys(experiment)) if key not in history.done))
-            done = experiment.task_count - len(not_done)
+            done_ids = array("q", (n for n, key in enumerate(task_keys(experiment)) if key in history.done))
         else:
-            done = len(MovedTasks.find(experiment, history, lab).done_ids)
-        obsolete = len(history.done) - done
-    return ExperimentPlan(experiment_id, experiment, lab, history, redo, changes, done, obsolete, not_done)
+            done_ids = array("q", sorted(MovedTasks.find(experiment, history, lab).done_naturals))
+    done = len(done_ids)
+    obsolete = len(history.done) - done
+    return ExperimentPlan(experiment_id, experiment, lab, history, redo, changes, done, obsolete, done_ids)
 
 
 def describe_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
