@@ -53,13 +53,16 @@ TARGET_NOTHING_S = 4.0
 TARGET_NOTHING_MB = 300.0
 TARGET_FIRST_TASK_S = 5.0
 
-# Runs the patas CLI in this process and, at exit, writes its own peak RSS (kB) to $BENCH_USAGE_FILE
-# (RUSAGE_SELF: the coordinator alone, not the agent it starts).
+# Runs the patas CLI in this process and, at exit, writes its own peak RSS (kB) to $BENCH_USAGE_FILE:
+# VmHWM, the coordinator alone, not the agent it starts. Not ru_maxrss: Linux starts a child's at
+# its parent's, and this benchmark holds the whole journal.
 COORDINATOR = """
-import atexit, os, resource, sys
+import atexit, os, sys
 def _record_usage():
+    with open("/proc/self/status") as status:
+        peak = next(line.split()[1] for line in status if line.startswith("VmHWM:"))
     with open(os.environ["BENCH_USAGE_FILE"], "w") as f:
-        f.write(str(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss))
+        f.write(peak)
 atexit.register(_record_usage)
 sys.argv[0] = "patas"
 from patas.cli.main import main
