@@ -276,6 +276,8 @@ def main() -> None:
         print(f"building a {sizes.side * sizes.side:,}-task lab in {scratch}", file=sys.stderr)
         built = build_lab(scratch, experiment_file)
         print(f"  journal {built.build_s:.1f} s, folders {built.mkdir_s:.1f} s", file=sys.stderr)
+        # One untimed run first: the first to read a lab just built pays for its cold caches.
+        nothing_to_run(Checkout("warm-up", REPO), built, experiment_file, scratch)
         for round_number in range(sizes.rounds):
             for checkout in checkouts:
                 nothing_to_run(checkout, built, experiment_file, scratch)
