@@ -16,6 +16,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import re
+from array import array
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Iterator
@@ -23,7 +24,14 @@ from typing import Any, Iterator
 from patas.common.config import Experiment
 from patas.common.errors import ConfigError, excerpt
 from patas.common.lab import ExperimentLab, Outcome
-from patas.common.sweep import Task, task_at, tasks
+from patas.common.sweep import Task, task_at, task_keys, tasks
+
+
+# A rerun walks the grid to find its done tasks while the grid has at most this many tasks per
+# task in the journal; beyond, it locates the journal's tasks in the grid. Walking computes one
+# key per grid task; locating reads the journal a second time and computes one key per journal
+# task, which costs about as much as two.
+WALK_PER_JOURNAL_TASK = 2
 
 
 @dataclass(frozen=True)
@@ -54,15 +62,18 @@ class LabHistory:
     @classmethod
     def read(cls, lab: ExperimentLab) -> "LabHistory":
         history = cls(folders=lab.task_folders())
-        for record in lab.read_journal():
-            history.task_ids[record.key] = record.task_id
-            history.keys_by_id[record.task_id] = record.key
-            history.last_attempt[record.key] = max(record.attempt, history.last_attempt.get(record.key, 0))
+        task_ids, keys_by_id, last_attempt, done = history.task_ids, history.keys_by_id, history.last_attempt, history.done
+        for record in lab.read_plan_journal():
+            key = record.key
+            task_ids[key] = record.task_id
+            keys_by_id[record.task_id] = key
+            if record.attempt > last_attempt.get(key, 0):
+                last_attempt[key] = record.attempt
             if record.outcome is Outcome.DONE:
-                history.done.add(record.key)
+                done.add(key)
             elif record.outcome is Outcome.REPLACING:
-                history.done.discard(record.key)  # a crash while its output was being replaced
-        history.done = {key for key in history.done if history.task_ids[key] in history.folders}
+                done.discard(key)  # a crash while its output was being replaced
+        history.done = {key for key in done if task_ids[key] in history.folders}
         return history
 
 
@@ -76,6 +87,9 @@ class ExperimentPlan:
     changes: list[str]
     done: int  # tasks of this definition already done (skipped unless redo)
     obsolete: int  # done tasks of an earlier definition that this one no longer has
+    # The natural ids of this grid's done tasks, ascending: pending() starts the walk afresh
+    # after each run of them (by arithmetic) instead of computing their keys to skip them.
+    done_ids: array = field(default_factory=lambda: array("q"))
 
     @property
     def total(self) -> int:
@@ -94,9 +108,7 @@ class ExperimentPlan:
         history = self.history
         repeat = self.experiment.repeat
         spare_id = max(max(history.keys_by_id, default=-1), self.total - 1) + 1
-        for task in tasks(self.experiment):
-            if task.key in history.done and not self.redo:
-                continue
+        for task in self._not_done():
             task_id = history.task_ids.get(task.key)
             if task_id is None:
                 natural = task.natural_id(repeat)
@@ -105,6 +117,18 @@ class ExperimentPlan:
                 else:  # an earlier definition's task holds that id: keep both
                     task_id, spare_id = spare_id, spare_id + 1
             yield PlannedTask(self.experiment_id, self.experiment, task, task_id, self._first_attempt(task, task_id))
+
+    def _not_done(self) -> Iterator[Task]:
+        """The grid's tasks, in order, less the done ones unless redo: the tasks between two
+        done ones are walked, the done ones jumped over, so a rerun costs its tasks to run."""
+        if self.redo:
+            yield from tasks(self.experiment)
+            return
+        start = 0
+        for done in itertools.chain(self.done_ids, [self.total]):
+            if done > start:
+                yield from itertools.islice(tasks(self.experiment, start), done - start)
+            start = done + 1
 
     def selection(self, task_filter: "TaskFilter") -> "Selection":
         """How many tasks the filter selects in this experiment, and how many of those are done,
@@ -169,6 +193,7 @@ class MovedTasks:
 
     ids: dict[int, int]  # natural id → task id
     done_ids: tuple[int, ...]  # the ids of the done tasks that this definition has
+    done_naturals: tuple[int, ...]  # their natural ids (their places in the grid), in the same order
 
     @classmethod
     def find(cls, experiment: Experiment, history: LabHistory, lab: ExperimentLab) -> "MovedTasks":
@@ -177,8 +202,9 @@ class MovedTasks:
         positions = [{value: i for i, value in enumerate(v.values)} for v in experiment.variables]
         ids: dict[int, int] = {}
         done_ids = []
+        done_naturals = []
         seen: set[str] = set()
-        for record in lab.read_journal():
+        for record in lab.read_plan_journal():
             if record.key in seen:
                 continue
             seen.add(record.key)
@@ -190,6 +216,7 @@ class MovedTasks:
                 ids[natural] = task_id
             if record.key in history.done:
                 done_ids.append(task_id)
+                done_naturals.append(natural)
         # As in ExperimentPlan.pending: a task the journal does not know, whose natural id an
         # earlier definition's task holds, takes the next spare id, in grid order.
         spare = itertools.count(max(max(history.keys_by_id, default=-1), total - 1) + 1)
@@ -197,7 +224,7 @@ class MovedTasks:
             key = task_at(experiment, natural).key
             if key not in history.task_ids and history.keys_by_id[natural] != key:
                 ids[natural] = next(spare)
-        return cls(ids, tuple(done_ids))
+        return cls(ids, tuple(done_ids), tuple(done_naturals))
 
 
 def _natural_id(experiment: Experiment, positions: list[dict[str, int]], values: dict[str, str], repeat_id: int) -> int | None:
@@ -274,19 +301,19 @@ def plan_experiment(experiment_id: int, experiment: Experiment, lab: ExperimentL
     history = LabHistory.read(lab)
     previous = lab.read_definition()
     changes = describe_changes(previous, experiment.to_record()) if previous else []
-    if not history.done:
-        done = obsolete = 0
-    else:
+    done_ids = array("q")
+    if history.done:
         # Which done tasks this grid still has: walk the grid or locate the journal's tasks in it,
-        # whichever is smaller (a 10^23-task grid is never walked). Even when the definition is
+        # whichever costs less (a 10^23-task grid is never walked). Even when the definition is
         # the one recorded last, the journal may hold done tasks of an older one (a grid that was
         # narrowed), so the count is never taken from the journal alone.
-        if experiment.task_count <= len(history.task_ids):
-            done = len(history.done & {t.key for t in tasks(experiment)})
+        if experiment.task_count <= WALK_PER_JOURNAL_TASK * len(history.task_ids):
+            done_ids = array("q", (n for n, key in enumerate(task_keys(experiment)) if key in history.done))
         else:
-            done = len(MovedTasks.find(experiment, history, lab).done_ids)
-        obsolete = len(history.done) - done
-    return ExperimentPlan(experiment_id, experiment, lab, history, redo, changes, done, obsolete)
+            done_ids = array("q", sorted(MovedTasks.find(experiment, history, lab).done_naturals))
+    done = len(done_ids)
+    obsolete = len(history.done) - done
+    return ExperimentPlan(experiment_id, experiment, lab, history, redo, changes, done, obsolete, done_ids)
 
 
 def describe_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:

@@ -29,7 +29,7 @@ import os
 import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator, NamedTuple, TypeVar
 
 from patas import __version__
 from patas.common.errors import ConfigError, LabError
@@ -146,6 +146,61 @@ _FIELD_TYPES: dict[str, tuple[type, ...]] = {
 _OUTCOMES = frozenset(o.value for o in Outcome)
 
 
+class PlanRecord(NamedTuple):
+    """The fields of a journal line that planning a rerun reads."""
+
+    task_id: int
+    key: str
+    attempt: int
+    outcome: Outcome
+    repeat_id: int
+    values_json: str  # the record's "values" object as JSON, decoded only for the few that need it
+
+    @property
+    def values(self) -> dict[str, str]:
+        values: dict[str, str] = json.loads(self.values_json)
+        return values
+
+    @classmethod
+    def from_json(cls, line: bytes) -> "PlanRecord":
+        """A line exactly as `AttemptRecord.to_json` writes it (no `extra`, this format) is read by
+        one regular expression, several times faster than `json.loads`; any other line, valid or
+        not, goes through `AttemptRecord.from_json`, so what is accepted or refused, and why, is
+        the same."""
+        try:
+            match = _WRITTEN_LINE.fullmatch(line.decode())
+        except UnicodeDecodeError:
+            match = None
+        if match is None:
+            record = AttemptRecord.from_json(line)
+            return cls(record.task_id, record.key, record.attempt, record.outcome, record.repeat_id, json.dumps(record.values))
+        task_id, key, attempt, outcome, repeat_id, values = match.groups()
+        return cls(int(task_id), key, int(attempt), _OUTCOME_OF[outcome], int(repeat_id), values)
+
+
+_Record = TypeVar("_Record", AttemptRecord, PlanRecord)
+_OUTCOME_OF = {o.value: o for o in Outcome}
+
+
+def _written_line() -> re.Pattern[str]:
+    """A journal line as `to_json` writes it without `extra`: its fields in order, each value of
+    its JSON type, in the compact form json.dumps gives. Every line it matches, `json.loads`
+    reads to the same values and `_check_fields` accepts; integers are bounded to 18 digits and
+    the key to a string without escapes, so their text is their value; other lines do not match."""
+    string = r'"[^"\\\x00-\x1f]*(?:\\(?:["\\/bfnrt]|u[0-9a-fA-F]{4})[^"\\\x00-\x1f]*)*"'
+    integer = r"-?(?:0|[1-9][0-9]{0,17})"
+    number = r"-?(?:0|[1-9][0-9]{0,17})(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?"
+    values = rf"\{{(?:{string}:{string}(?:,{string}:{string})*)?\}}"
+    captured = {
+        "task_id": r"(0|[1-9][0-9]{0,17})", "key": r'"([^"\\\x00-\x1f]*)"', "attempt": r"([1-9][0-9]{0,17})",
+        "outcome": '"(' + "|".join(o.value for o in Outcome) + ')"', "repeat_id": f"({integer})",
+        "values": f"({values})", "format": str(JOURNAL_FORMAT),
+    }  # fmt: skip
+    by_type = {_INT: integer, _FLOAT: number, _STR: string, _OPTIONAL_INT: f"(?:null|{integer})"}
+    parts = [f'"{name}":' + (captured[name] if name in captured else by_type[_FIELD_TYPES[name]]) for name in _RECORD_FIELDS if name != "extra"]
+    return re.compile(r"\{" + ",".join(parts) + r"\}\n")
+
+
 class RecordError(ValueError):
     """A journal line that is not a record of this format."""
 
@@ -165,6 +220,7 @@ def _written_shapes() -> dict[tuple[str, ...], frozenset[tuple[type, ...]]]:
 # Checking a record field by field costs about as much as parsing its JSON; a record as this
 # version writes it is recognised by its key order and the tuple of its value types at once.
 _WRITTEN_SHAPES = _written_shapes()
+_WRITTEN_LINE = _written_line()
 
 
 def _check_fields(data: dict[str, Any]) -> None:
@@ -241,6 +297,14 @@ class ExperimentLab:
 
     def read_journal(self) -> Iterator[AttemptRecord]:
         """Every complete record in the journal; a torn last line (a crash mid-append) is skipped."""
+        return self._read_lines(AttemptRecord.from_json)
+
+    def read_plan_journal(self) -> Iterator[PlanRecord]:
+        """What planning needs of every complete record, read as exactly and strictly as
+        `read_journal` reads it, at a fraction of the cost (see PlanRecord.from_json)."""
+        return self._read_lines(PlanRecord.from_json)
+
+    def _read_lines(self, read: Callable[[bytes], _Record]) -> Iterator[_Record]:
         try:
             stream = open(self.journal_path, "rb")
         except FileNotFoundError:
@@ -253,7 +317,7 @@ class ExperimentLab:
                 for number, line in enumerate(stream, 1):
                     if not line.endswith(b"\n"):
                         break  # the coordinator died while appending; the attempt never counted
-                    yield AttemptRecord.from_json(line)
+                    yield read(line)
             except NewerJournalError as error:
                 raise LabError(f"{self.journal_path}:{number}: {error}") from None
             except RecordError as error:

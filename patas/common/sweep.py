@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Iterator
 
 from patas.common.config import Experiment
+from patas.common.template import quote
 
 KEY_BYTES = 12
 
@@ -43,6 +44,35 @@ def tasks(experiment: Experiment, first: int = 0) -> Iterator[Task]:
     for combination_id, combo in enumerate(combos, start):
         repeats = range(first_repeat if combination_id == start else 0, experiment.repeat)
         yield from _combination_tasks(experiment, combination_id, combo, repeats)
+
+
+def task_keys(experiment: Experiment) -> Iterator[str]:
+    """The keys of `tasks(experiment)`, in the same order, without building each Task: a
+    rerun's plan reads a big grid's keys only, and a value's quoting for each of its slots is
+    computed once rather than once per combination."""
+    names = [v.name for v in experiment.variables]
+    # For each command, its parts: literal text, or the quoted text of each value of a variable.
+    rendered = [
+        [part if isinstance(part, str) else {value: quote(value, part.placement) for value in _values_of(experiment, part.name)}
+         for part in template.parts]
+        for template in experiment.commands
+    ]  # fmt: skip
+    slots = [[(i, names.index(part.name)) for i, part in enumerate(t.parts) if not isinstance(part, str)] for t in experiment.commands]
+    repeats = range(experiment.repeat)
+    for combo in itertools.product(*(v.values for v in experiment.variables)):
+        commands = []
+        for parts, command_slots in zip(rendered, slots):
+            pieces = list(parts)
+            for i, variable in command_slots:
+                pieces[i] = parts[i][combo[variable]]
+            commands.append("".join(pieces))
+        base = combination_digest(tuple(commands), tuple(zip(names, combo)))
+        for repeat_id in repeats:
+            yield task_key(base, repeat_id)
+
+
+def _values_of(experiment: Experiment, name: str) -> tuple[str, ...]:
+    return next(v.values for v in experiment.variables if v.name == name)
 
 
 def task_at(experiment: Experiment, natural_id: int) -> Task:

@@ -6,6 +6,7 @@ from patas.broker.plan import TaskFilter, plan_experiment
 from patas.common.errors import ConfigError
 from patas.common.config import experiment_from_flags
 from patas.common.lab import AttemptRecord, ExperimentLab, Outcome
+from patas.common import sweep
 from patas.common.sweep import tasks
 from patas.common.variables import list_variable
 
@@ -150,6 +151,9 @@ def test_a_filter_selects_what_walking_the_grid_selected(tmp_path_factory, gener
     fresh = plan_experiment(0, grid(final, repeat), lab, redo=redo)
     # Edited or not since the last run, `done` counts only the done tasks this grid has.
     assert fresh.done == len(fresh.history.done & {t.key for t in tasks(grid(final, repeat))})
+    # pending() jumps over the done tasks it planned; it yields what skipping them in a walk yields.
+    in_grid = [t.key for t in tasks(grid(final, repeat)) if redo or t.key not in fresh.history.done]
+    assert [p.task.key for p in fresh.pending()] == in_grid
     assert [(p.task_id, p.task.key, p.first_attempt) for p in fresh.pending(task_filter)] == expected
     assert fresh.selection(task_filter).to_run(redo) == len(expected)
     everything = plan_experiment(0, grid(final, repeat), lab, redo=True)
@@ -192,3 +196,17 @@ def test_a_filter_beyond_the_grid_selects_nothing(tmp_path):
 def test_task_filter_refuses_what_is_not_a_range_of_ascii_ids(text):
     with pytest.raises(ConfigError, match="--filter-tasks"):
         TaskFilter.parse(text)
+
+
+def test_a_rerun_computes_no_key_of_a_done_task_while_it_hands_out_tasks(tmp_path, monkeypatch):
+    # Run loop time: every key pending() computes is a pause in answering agents.
+    experiment = big_grid(1, 2000)
+    lab = lab_with(tmp_path, experiment, done_ids=set(range(1990)))
+    for journal_tasks_per_grid_task in (1, 3):  # found by walking the grid, or by locating the journal's tasks
+        monkeypatch.setattr("patas.broker.plan.WALK_PER_JOURNAL_TASK", journal_tasks_per_grid_task)
+        plan = plan_experiment(0, experiment, lab, redo=False)
+        keys = []
+        monkeypatch.setattr("patas.common.sweep.task_key", lambda base, repeat_id, real=sweep.task_key: keys.append(1) or real(base, repeat_id))
+        assert [p.task_id for p in plan.pending()] == list(range(1990, 2000))
+        assert (plan.done, len(keys)) == (1990, 10)
+        monkeypatch.undo()

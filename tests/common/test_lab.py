@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from patas.common import lab_lock
 from patas.common.errors import LabError
-from patas.common.lab import AttemptRecord, ExperimentLab, NewerJournalError, Outcome, RecordError, write_atomically
+from patas.common.lab import AttemptRecord, ExperimentLab, NewerJournalError, Outcome, PlanRecord, RecordError, write_atomically
 from tests.running import REPO
 
 RECORD = {
@@ -81,6 +81,54 @@ def test_a_bad_journal_line_is_named_by_file_and_line(tmp_path):
     lab.journal_path.write_bytes(line().encode() + b"\xff\xfe not json\n")
     with pytest.raises(LabError, match=r"journal.jsonl:2: unreadable journal line \(not JSON"):
         list(lab.read_journal())
+
+
+# A line as this version writes it (key order of to_json, no "extra"): the plan reader's fast path.
+WRITTEN = AttemptRecord.from_json(line(key="adcbd4924ecccf557d48c984", values={"a": "0", "b": "é"}, format=2, patas="3.0")).to_json().encode() + b"\n"
+
+
+def read_outcome(read, data: bytes) -> tuple[object, ...]:
+    """What a reader makes of a line: the planning fields, or the kind and text of its refusal."""
+    try:
+        record = read(data)
+    except RecordError as error:
+        return (type(error), str(error))
+    return (record.task_id, record.key, record.attempt, record.outcome, record.repeat_id, record.values)
+
+
+@settings(max_examples=500, deadline=None)
+@given(at=st.integers(0, len(WRITTEN) - 1), cut=st.integers(0, 12), insert=st.binary(max_size=8))
+def test_the_plan_reader_accepts_and_refuses_exactly_what_the_strict_reader_does(at, cut, insert):
+    damaged = WRITTEN[:at] + insert + WRITTEN[at + cut :]
+    assert read_outcome(PlanRecord.from_json, damaged) == read_outcome(AttemptRecord.from_json, damaged)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        WRITTEN,
+        WRITTEN.replace(b'"task_id":0', b'"task_id":' + b"9" * 5000),  # more digits than int() reads
+        WRITTEN.replace(b'"started_at":1', b'"started_at":' + b"1" * 5000),
+        WRITTEN.replace(b'"exit_code":0', b'"exit_code":null'),
+        WRITTEN.replace(b'"format":2', b'"format":3'),
+        WRITTEN.replace(b'"hostname":"localhost"', b'"hostname":"a\\u00e9\\n"'),
+        WRITTEN.replace(b'"key":"', b'"key":"\\u0041'),  # an escaped key: decoded, not taken as written
+        WRITTEN.replace(b'"attempt":1', b'"attempt":0'),
+        WRITTEN.replace(b'"work_dir":"/tmp"', b'"work_dir":"\xff"'),
+        WRITTEN.replace(b'"values":{', b'"values":{"a":"dup",'),  # a repeated name: the last one wins
+        b"\xef\xbb\xbf" + WRITTEN,  # a UTF-8 byte order mark, which json.loads accepts
+    ],
+)
+def test_the_plan_reader_agrees_with_the_strict_reader_on_edge_cases(data):
+    assert read_outcome(PlanRecord.from_json, data) == read_outcome(AttemptRecord.from_json, data)
+
+
+def test_the_plan_reader_names_a_bad_line_by_file_and_line(tmp_path):
+    lab = ExperimentLab(tmp_path, "grid")
+    lab.path.mkdir()
+    lab.journal_path.write_bytes(WRITTEN + WRITTEN.replace(b'"outcome":"done"', b'"outcome":"finished"'))
+    with pytest.raises(LabError, match=r"journal.jsonl:2: unreadable journal line \(unknown outcome"):
+        list(lab.read_plan_journal())
 
 
 @settings(max_examples=40, deadline=None)

@@ -63,3 +63,24 @@ def test_a_task_deep_in_a_huge_grid_is_found_at_once():
     assert time.monotonic() - started < 1.0
     assert last.commands == ("run " + " ".join(["9"] * 23),) and last.repeat_id == 1
     assert [t.natural_id(2) for t in following] == [10**23, 10**23 + 1, 10**23 + 2]
+
+
+# ---------------------------------------------------------------------------------------------
+# A rerun's plan reads the grid's keys alone, through a shortcut that must give the walk's keys.
+
+from patas.common.sweep import task_keys
+
+# Commands that place a value in every kind of place a template quotes differently.
+PLACES = ["run {a} {b}", "echo '{a}' \"{b}\" x{a}y", "printf %s $'{b}' {a}; echo {a}", "run {b}"]
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    a_values=st.lists(st.text(min_size=1, max_size=6).filter(lambda v: "\0" not in v), min_size=1, max_size=4, unique=True),
+    repeat=st.integers(1, 3),
+    commands=st.lists(st.sampled_from(PLACES), min_size=1, max_size=3),
+)
+def test_task_keys_are_the_keys_of_the_walk_for_any_values_and_places(a_values, repeat, commands):
+    variables = [list_variable("a", a_values, "t"), list_variable("b", ["x", "it's", "$HOME"], "t")]
+    grid = experiment_from_flags("grid", commands, variables, repeat, 3, ".", None)
+    assert list(task_keys(grid)) == [t.key for t in tasks(grid)]

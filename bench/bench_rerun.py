@@ -1,0 +1,301 @@
+#!/usr/bin/env python3
+"""Benchmark a rerun of a big lab: how fast `patas explore` plans when most tasks are done.
+
+How to run (Linux; it builds a scratch lab of 1,000,000 tasks under /tmp, ~0.5 GB, removed at exit):
+
+    python bench/bench_rerun.py                   # 1,000,000 tasks, 3 rounds
+    python bench/bench_rerun.py --quick           # 10,000 tasks, 1 round: a smoke check
+    python bench/bench_rerun.py --compare OLD     # also run the patas package found in folder OLD,
+                                                  # interleaved with this checkout's, and give ratios
+    python bench/bench_rerun.py --write-docs      # also write the results to docs/benchmarks.md
+
+What it measures (target (c) of issue 15), on a lab built directly (the real `AttemptRecord.to_json`
+of every task's key from `sweep.tasks`, one folder per done task, as a real run leaves them):
+
+  - every task done: `patas explore` of the same grid says "Nothing to run"; its wall time from
+    launch to exit, and the peak RSS of the patas process (its own `ru_maxrss`).
+  - all but the grid's last LEFT tasks done: the time from launch until the first new task starts
+    (the task's command creates a file the benchmark waits for); the run is then interrupted.
+
+Rounds are interleaved (every checkout once, then the next round); each row reports its best round
+(the machine is shared: the best run is the least disturbed) with the median beside it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+# bench/ is on sys.path as the script's own folder
+from benchmarks_doc import DOCS_FILE, write_section
+
+REPO = Path(__file__).resolve().parent.parent
+DOCS_HEADING = "## Reruns of big labs"
+EXPERIMENT = "big"
+STARTED_FILE = "started"  # the first new task creates it
+LEFT = 1000  # tasks not done in the second case (the grid's last ones: every done task is skipped first)
+FIRST_TASK_TIMEOUT_S = 300.0
+POLL_S = 0.005
+
+# Targets of issue 15 (c).
+TARGET_NOTHING_S = 4.0
+TARGET_NOTHING_MB = 300.0
+TARGET_FIRST_TASK_S = 5.0
+
+# Runs the patas CLI in this process and, at exit, writes its own peak RSS (kB) to $BENCH_USAGE_FILE:
+# VmHWM, the coordinator alone, not the agent it starts. Not ru_maxrss: Linux starts a child's at
+# its parent's, and this benchmark holds the whole journal.
+COORDINATOR = """
+import atexit, os, sys
+def _record_usage():
+    with open("/proc/self/status") as status:
+        peak = next(line.split()[1] for line in status if line.startswith("VmHWM:"))
+    with open(os.environ["BENCH_USAGE_FILE"], "w") as f:
+        f.write(peak)
+atexit.register(_record_usage)
+sys.argv[0] = "patas"
+from patas.cli.main import main
+main()
+"""
+
+
+@dataclass(frozen=True)
+class Sizes:
+    side: int  # the grid is side × side tasks
+    rounds: int
+
+
+FULL = Sizes(side=1000, rounds=3)
+QUICK = Sizes(side=100, rounds=1)
+
+
+@dataclass
+class Checkout:
+    label: str
+    pythonpath: Path
+    nothing_s: list[float] = field(default_factory=list)
+    nothing_mb: list[float] = field(default_factory=list)
+    first_task_s: list[float] = field(default_factory=list)
+
+
+class BenchError(Exception):
+    """A run did not do what it should: nothing can be measured."""
+
+
+def experiment_yaml(scratch: Path, side: int) -> str:
+    started = scratch / STARTED_FILE
+    return (
+        f"name: {EXPERIMENT}\n"
+        f"cmd: touch {started}; echo {{a}} {{b}}\n"
+        "vars:\n"
+        f"  - {{name: a, type: arithmetic, min: 0, max: {side - 1}, step: 1}}\n"
+        f"  - {{name: b, type: arithmetic, min: 0, max: {side - 1}, step: 1}}\n"
+    )
+
+
+@dataclass(frozen=True)
+class BuiltLab:
+    journal: bytes  # every task done, in grid order
+    cut: int  # the journal's length without its last LEFT records
+    last_ids: tuple[int, ...]  # the ids of the last LEFT tasks
+    build_s: float
+    mkdir_s: float
+
+
+def build_lab(scratch: Path, experiment_file: Path) -> BuiltLab:
+    """The lab of a run that did every task: a journal record and a folder for each."""
+    sys.path.insert(0, str(REPO))
+    from patas.common.config import load_experiment
+    from patas.common.lab import AttemptRecord, ExperimentLab, Outcome
+    from patas.common.sweep import tasks
+
+    experiment = load_experiment(experiment_file)
+    lab = ExperimentLab(scratch / "lab", EXPERIMENT)
+    lab.path.mkdir(parents=True)
+    lab.write_definition(experiment.to_record())
+    started = time.perf_counter()
+    lines = []
+    now = time.time()
+    for task in tasks(experiment):
+        task_id = task.natural_id(experiment.repeat)
+        record = AttemptRecord(
+            task_id=task_id, key=task.key, attempt=1, outcome=Outcome.DONE, exit_code=0,
+            combination_id=task.combination_id, repeat_id=task.repeat_id, values=dict(task.values),
+            experiment_id=0, experiment_name=EXPERIMENT, max_tries=experiment.max_tries,
+            started_at=now, ended_at=now + 0.001, cluster_name="local", node_name="localhost",
+            hostname=platform.node(), cluster_in_lab=0, node_in_lab=0, node_in_cluster=0,
+            worker_in_lab=task_id % 2, worker_in_cluster=task_id % 2, worker_in_node=task_id % 2,
+            work_dir=str(scratch), stdout_bytes=8,
+        )  # fmt: skip
+        lines.append(record.to_json().encode() + b"\n")
+    journal = b"".join(lines)
+    cut = len(journal) - sum(len(line) for line in lines[-LEFT:])
+    build_s = time.perf_counter() - started
+    started = time.perf_counter()
+    for task_id in range(len(lines)):
+        os.mkdir(lab.task_dir(task_id))
+    mkdir_s = time.perf_counter() - started
+    return BuiltLab(journal, cut, tuple(range(len(lines) - LEFT, len(lines))), build_s, mkdir_s)
+
+
+def patas_argv(experiment_file: Path, scratch: Path) -> list[str]:
+    return [sys.executable, "-c", COORDINATOR, "explore", "--experiment", str(experiment_file),
+            "-o", str(scratch / "lab"), "-j", "2", "-y", "-q"]  # fmt: skip
+
+
+def environment(checkout: Checkout, scratch: Path) -> dict[str, str]:
+    env = dict(os.environ, PYTHONPATH=str(checkout.pythonpath), BENCH_USAGE_FILE=str(scratch / "usage"))
+    env.pop("PATAS_DEBUG", None)
+    return env
+
+
+def set_journal(scratch: Path, data: bytes) -> None:
+    (scratch / "lab" / EXPERIMENT / "journal.jsonl").write_bytes(data)
+
+
+def nothing_to_run(checkout: Checkout, built: BuiltLab, experiment_file: Path, scratch: Path) -> None:
+    set_journal(scratch, built.journal)
+    lab = scratch / "lab" / EXPERIMENT
+    for task_id in built.last_ids:
+        (lab / str(task_id)).mkdir(exist_ok=True)
+    os.sync()
+    started = time.perf_counter()
+    done = subprocess.run(patas_argv(experiment_file, scratch), env=environment(checkout, scratch),
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True)  # fmt: skip
+    elapsed = time.perf_counter() - started
+    if done.returncode != 0 or "Nothing to run" not in done.stderr:
+        raise BenchError(f"{checkout.label}: expected 'Nothing to run', got exit {done.returncode}: {done.stderr[-500:]}")
+    checkout.nothing_s.append(elapsed)
+    checkout.nothing_mb.append(int((scratch / "usage").read_text()) / 1024)
+
+
+def first_task(checkout: Checkout, built: BuiltLab, experiment_file: Path, scratch: Path) -> None:
+    set_journal(scratch, built.journal[: built.cut])
+    lab = scratch / "lab" / EXPERIMENT
+    for task_id in built.last_ids:
+        shutil.rmtree(lab / str(task_id), ignore_errors=True)
+    marker = scratch / STARTED_FILE
+    marker.unlink(missing_ok=True)
+    os.sync()
+    started = time.perf_counter()
+    process = subprocess.Popen(patas_argv(experiment_file, scratch), env=environment(checkout, scratch),
+                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+    try:
+        while not marker.exists():
+            if process.poll() is not None:
+                raise BenchError(f"{checkout.label}: patas exited {process.returncode} before a task started: "
+                                 f"{process.stderr.read().decode()[-500:]}")  # fmt: skip
+            if time.perf_counter() - started > FIRST_TASK_TIMEOUT_S:
+                raise BenchError(f"{checkout.label}: no task started within {FIRST_TASK_TIMEOUT_S:g} s")
+            time.sleep(POLL_S)
+        checkout.first_task_s.append(time.perf_counter() - started)
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)
+        try:
+            process.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.communicate()
+
+
+def best(values: list[float]) -> str:
+    return f"{min(values):.2f}" if values else "–"
+
+
+def median(values: list[float]) -> str:
+    return f"{statistics.median(values):.2f}" if values else "–"
+
+
+def verdict(value: list[float], target: float) -> str:
+    if not value:
+        return "–"
+    return "met" if min(value) <= target else f"missed by {min(value) / target:.2f}x"
+
+
+def report(checkouts: list[Checkout], sizes: Sizes, built: BuiltLab, command: str) -> str:
+    total = sizes.side * sizes.side
+    load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
+    lines = [
+        DOCS_HEADING,
+        "",
+        f"A rerun of a {total:,}-task lab (`echo {{a}} {{b}}`, {sizes.side}×{sizes.side}), measured by"
+        f" `{command}` on {datetime.date.today()}, {os.cpu_count()} CPUs, load average {load}"
+        f" (shared machine: best of {sizes.rounds} interleaved rounds, median in brackets).",
+        f"Building the lab: journal {built.build_s:.1f} s, {total:,} task folders {built.mkdir_s:.1f} s.",
+        "",
+        "| checkout | every task done: \"Nothing to run\" (s) | its peak RSS (MB) "
+        f"| {LEFT:,} left: first task starts after (s) |",
+        "|---|---|---|---|",
+    ]
+    for c in checkouts:
+        lines.append(f"| {c.label} | {best(c.nothing_s)} ({median(c.nothing_s)}) | {best(c.nothing_mb)} ({median(c.nothing_mb)})"
+                     f" | {best(c.first_task_s)} ({median(c.first_task_s)}) |")  # fmt: skip
+    mine = checkouts[0]
+    lines += [
+        f"| target | ≤ {TARGET_NOTHING_S:g}: {verdict(mine.nothing_s, TARGET_NOTHING_S)}"
+        f" | ≤ {TARGET_NOTHING_MB:g}: {verdict(mine.nothing_mb, TARGET_NOTHING_MB)}"
+        f" | ≤ {TARGET_FIRST_TASK_S:g}: {verdict(mine.first_task_s, TARGET_FIRST_TASK_S)} |",
+    ]
+    for other in checkouts[1:]:
+        ratios = [min(a) / min(b) if a and b else float("nan") for a, b in
+                  ((mine.nothing_s, other.nothing_s), (mine.nothing_mb, other.nothing_mb), (mine.first_task_s, other.first_task_s))]  # fmt: skip
+        lines.append(f"| {mine.label} / {other.label} | {ratios[0]:.2f}x | {ratios[1]:.2f}x | {ratios[2]:.2f}x |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="10,000 tasks, 1 round")
+    parser.add_argument("--rounds", type=int, default=None)
+    parser.add_argument("--compare", type=Path, default=None, metavar="OLD",
+                        help="a folder holding another patas package, run interleaved with this one")  # fmt: skip
+    parser.add_argument("--write-docs", action="store_true")
+    args = parser.parse_args()
+    sizes = QUICK if args.quick else FULL
+    if args.rounds:
+        sizes = Sizes(sizes.side, args.rounds)
+    checkouts = [Checkout("this checkout", REPO)]
+    if args.compare is not None:
+        checkouts.append(Checkout(f"--compare {args.compare}", args.compare.resolve()))
+    scratch = Path(tempfile.mkdtemp(prefix="bench-rerun-"))
+    try:
+        experiment_file = scratch / "experiment.yaml"
+        experiment_file.write_text(experiment_yaml(scratch, sizes.side))
+        print(f"building a {sizes.side * sizes.side:,}-task lab in {scratch}", file=sys.stderr)
+        built = build_lab(scratch, experiment_file)
+        print(f"  journal {built.build_s:.1f} s, folders {built.mkdir_s:.1f} s", file=sys.stderr)
+        # One untimed run first: the first to read a lab just built pays for its cold caches.
+        nothing_to_run(Checkout("warm-up", REPO), built, experiment_file, scratch)
+        for round_number in range(sizes.rounds):
+            for checkout in checkouts:
+                nothing_to_run(checkout, built, experiment_file, scratch)
+                first_task(checkout, built, experiment_file, scratch)
+                print(f"  round {round_number + 1}, {checkout.label}: nothing to run {checkout.nothing_s[-1]:.2f} s"
+                      f" {checkout.nothing_mb[-1]:.0f} MB, first task {checkout.first_task_s[-1]:.2f} s", file=sys.stderr)  # fmt: skip
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    command = "python bench/bench_rerun.py" + " ".join(a for a in [""] + sys.argv[1:] if a != "--write-docs")
+    text = report(checkouts, sizes, built, command)
+    print(text)
+    if args.write_docs:
+        write_section(DOCS_HEADING, text)
+        print(f"written to {DOCS_FILE}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except BenchError as error:
+        sys.exit(f"bench_rerun: {error}")
