@@ -54,15 +54,18 @@ def test_two_runs_of_one_lab_started_together_one_is_refused_and_each_task_is_co
 
 
 def test_a_run_started_while_another_writes_is_refused_and_changes_nothing(tmp_path):
-    args = ("explore", "--cmd", "sleep 0.05; echo $$ {i}", "--va", "i", "0", "40", "1", "-y")
-    first = start_patas(*args, cwd=tmp_path)
+    # The first run's tasks wait for a gate file, so it is surely still writing when the second
+    # starts, however slow the machine.
+    command = "until [ -e gate ]; do sleep 0.02; done; echo $$ {i}"
+    first = start_patas("explore", "--cmd", command, "--va", "i", "0", "40", "1", "-y", cwd=tmp_path)
     lab = tmp_path / "pataslab/grid"
     deadline = time.monotonic() + 60
-    while len(journal(lab)) < 3:
+    while not (lab / "0").is_dir():  # its first task was handed out: the run has started
         assert time.monotonic() < deadline and first.poll() is None, "the first run did not start"
         time.sleep(0.02)
-    second = patas("explore", "--cmd", "sleep 0.05; echo $$ {i}", "--va", "i", "1", "41", "1", "-y", cwd=tmp_path)
+    second = patas("explore", "--cmd", command, "--va", "i", "1", "41", "1", "-y", cwd=tmp_path)
     assert second.code == 1 and second.stderr.startswith(f"Error: pataslab/grid is in use by another patas explore (pid {first.pid} ")
+    (tmp_path / "gate").touch()
     _, stderr = first.communicate(timeout=120)
     assert first.returncode == 0, stderr
     assert sorted(r["task_id"] for r in journal(lab) if r["outcome"] == "done") == list(range(40))
