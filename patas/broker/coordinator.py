@@ -166,7 +166,7 @@ class Coordinator:
                 if self._stop_requested:
                     self._interrupt()
                     break
-                if self.scheduler.halt is not None and self.scheduler.halt.urgency is Urgency.NOW:
+                if self._halted_now():
                     self._abandon_running()
                     break
                 self._turn()
@@ -223,6 +223,13 @@ class Coordinator:
             if not link.ready and not isinstance(incoming.message, Hello):
                 continue  # a stale message from before a reconnect
             self._handlers[type(incoming.message)](link, incoming.message)
+            if self._halted_now():
+                # Stop here: what is still running is killed, so an attempt whose end arrived
+                # just after the halt is abandoned like the others, not counted by chance.
+                return
+
+    def _halted_now(self) -> bool:
+        return self.scheduler.halt is not None and self.scheduler.halt.urgency is Urgency.NOW
 
     # --- agents -----------------------------------------------------------------------------
 
