@@ -4,7 +4,7 @@
     result = patas.explore("./main.py {neurons} {activation}",
                            {"neurons": range(1, 51, 2), "activation": ["relu", "tanh"]},
                            repeat=10, jobs=4)
-    print(result.done, result.failed)
+    result.done, result.failed          # counts, as `patas explore -y` would report them
 
 The same run as `patas explore -y` with the same settings: same pataslab, same resuming, same
 early stop. It never asks and prints nothing; failed attempts are logged (logger `patas`).
