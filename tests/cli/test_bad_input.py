@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.journal_record import RECORD
 from tests.running import REPO, patas
 
 ROW = re.compile(r"^\| `(patas [^`]*)` \| (\d) \| (``?)(.*?)\3 \|$")
@@ -33,13 +34,6 @@ FILES = {
     "huge-value.yaml": "cmd: echo {a}\nvars: [{name: a, values: [" + "x" * 140_000 + "]}]\n",
 }
 # Damaged labs, each in a pataslab of its own so the explored one stays intact for other rows.
-RECORD = {
-    "task_id": 0, "key": "k", "attempt": 1, "outcome": "done", "exit_code": 0, "combination_id": 0,
-    "repeat_id": 0, "values": {"x": "1"}, "experiment_id": 0, "experiment_name": "grid", "max_tries": 3,
-    "started_at": 1.0, "ended_at": 2.0, "cluster_name": "cluster", "node_name": "node0",
-    "hostname": "localhost", "cluster_in_lab": 0, "node_in_lab": 0, "node_in_cluster": 0,
-    "worker_in_lab": 0, "worker_in_cluster": 0, "worker_in_node": 0, "work_dir": "/tmp",
-}  # fmt: skip
 FILES.update({
     "afile": "not a folder\n",
     "text-attempt/grid/journal.jsonl": json.dumps({**RECORD, "attempt": "1"}) + "\n",
