@@ -187,7 +187,7 @@ def export_commit(revision: str, scratch: Path) -> tuple[str, Path]:
 
 _IDENTITY = (
     "import json, os, patas\n"
-    "from patas.broker.agent_payload import LOCAL_PLATFORM, payload_for\n"
+    "from patas.broker.ssh.agent_payload import LOCAL_PLATFORM, payload_for\n"
     "root = os.path.dirname(os.path.dirname(os.path.abspath(patas.__file__)))\n"
     "print(json.dumps([patas.__version__, root, len(payload_for(LOCAL_PLATFORM, False).archive)]))\n"
 )

@@ -47,7 +47,8 @@ def _timed(owner: Any, attribute: str, step: str, node_of: Callable[..., str]) -
 
 
 def _instrument() -> None:
-    from patas.broker import coordinator, exploration, ssh_session
+    from patas.broker.run import coordinator, exploration
+    from patas.broker.ssh import session as ssh_session
     from patas.broker.security import CurveServer
     from patas.broker.transport import BrokerSocket
 
@@ -71,8 +72,8 @@ def main() -> None:
     start = time.monotonic()
     # What `patas explore` imports on the way (some lazily: paramiko when the first SSH node is
     # opened), loaded up front so that the wrappers can be put in place.
-    import patas.broker.exploration
-    import patas.broker.ssh_session
+    import patas.broker.run.exploration
+    import patas.broker.ssh.session
     import patas.cli.explore
     import patas.cli.main
     import patas.cli.progress

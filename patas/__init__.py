@@ -7,7 +7,7 @@ The public functions are attributes of this package, imported only when first us
     patas.query(...)     SQL over parsed tables, a DataFrame  (patas.analysis.query.query)
     patas.summary(...)   a metric per configuration with 95% intervals (patas.analysis.summary.summarize)
     patas.draw           heatmap, categories, lines → Figure  (the module patas.analysis.draw)
-    patas.explore(...)   run a sweep, its counts              (patas.broker.library.explore)
+    patas.explore(...)   run a sweep, its counts              (patas.broker.run.library.explore)
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ EXPORTS: dict[str, tuple[str, str | None]] = {
     "query": ("patas.analysis.query", "query"),
     "summary": ("patas.analysis.summary", "summarize"),
     "draw": ("patas.analysis.draw", None),
-    "explore": ("patas.broker.library", "explore"),
+    "explore": ("patas.broker.run.library", "explore"),
 }
 
 __all__ = [*EXPORTS, "__version__"]

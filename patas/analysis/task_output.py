@@ -3,7 +3,7 @@
 A done task's output is its committed `stdout` (and `stderr`); a task that is not done (running,
 failed, interrupted) has the files of its latest attempt, `attempt-<n>.stdout`. While a run
 holds the experiment's lock (`patas.common.lab_lock`), following reads the attempt's file as the
-coordinator writes it (at least every `patas.broker.outputs.OUTPUT_FLUSH_INTERVAL_S`) and the
+coordinator writes it (at least every `patas.broker.run.outputs.OUTPUT_FLUSH_INTERVAL_S`) and the
 journal as records are appended, and moves on to the next attempt when one fails and is tried again. It ends
 when the task is done or given up, or when no run holds the lock any more.
 
@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Callable
 
-from patas.broker.scheduler import cannot_run
+from patas.broker.run.scheduler import cannot_run
 from patas.common.errors import ConfigError, LabError
 from patas.common.lab import AttemptRecord, ExperimentLab, NewerJournalError, Outcome, RecordError
 from patas.common.lab_lock import LockHolder, holder

@@ -1,6 +1,9 @@
-"""The coordinator's runtime: plan the work, schedule it onto agents, write what comes back.
+"""The coordinator's side: plan the work, start agents, hand out tasks, write what comes back.
 
-`scheduler` holds the queue, leases and retries as plain logic (no sockets, no disk) so it can be
-tested on its own; `transport` wraps the ZeroMQ socket; `outputs` writes task output into the
-pataslab; `coordinator` runs the loop that ties them together; `launcher` starts agents.
+    run/       the run loop: plan, scheduler (queue, leases, retries), committer, outputs, halt
+    launch/    the one interface every way of starting agents implements (`NodeSession`)
+    local/     agents on this machine              (a launcher)
+    ssh/       agents on machines reached over SSH (a launcher): connect, ship, start, tunnel
+    pools/     long-lived agents that serve run after run, lent to runs by a daemon
+    transport  the ZeroMQ socket the broker listens on; security: CURVE keys and authentication
 """

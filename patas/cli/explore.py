@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from patas.broker.halt import FAIL_FAST_FIRST_TASKS
+from patas.broker.run.halt import FAIL_FAST_FIRST_TASKS
 from patas.cli.nodes import clusters_from, node_options, ssh_options_from
 from patas.cli.options import VariadicOption
 from patas.common.config import (
@@ -80,8 +80,8 @@ def explore(**options: object) -> None:
     Each task's stdout and stderr land in OUTPUT/NAME/<task_id>/. Running the same command
     again skips tasks already done; edit the grid and only the new tasks run.
     """
-    from patas.broker.exploration import prepare
-    from patas.broker.plan import TaskFilter
+    from patas.broker.run.exploration import prepare
+    from patas.broker.run.plan import TaskFilter
     from patas.cli.progress import RunReporter, confirm, describe_plan
 
     experiments = _experiments(options)
@@ -131,7 +131,7 @@ def _jobs_as_node(options: dict[str, object]) -> None:
 
 
 def _dry_run(experiments, clusters, lab_root, redo, task_filter, pool, quiet) -> None:  # type: ignore[no-untyped-def]
-    from patas.broker.dry_run import dry_run
+    from patas.broker.run.dry_run import dry_run
     from patas.cli.progress import describe_dry_run
 
     plan, commands = describe_dry_run(dry_run(experiments, clusters, lab_root, redo, task_filter, pool))
@@ -142,8 +142,8 @@ def _dry_run(experiments, clusters, lab_root, redo, task_filter, pool, quiet) ->
 
 
 def _run_settings(options: dict[str, object]):  # type: ignore[no-untyped-def]
-    from patas.broker.coordinator import DEFAULT_AGENT_TIMEOUT_S, RunSettings
-    from patas.broker.halt import FAIL_FAST, HaltPolicy
+    from patas.broker.run.coordinator import DEFAULT_AGENT_TIMEOUT_S, RunSettings
+    from patas.broker.run.halt import FAIL_FAST, HaltPolicy
 
     timeout = options["agent_timeout"]
     if timeout is not None and not (math.isfinite(timeout) and timeout > 0):  # type: ignore[arg-type, operator]

@@ -49,7 +49,7 @@ def clusters_from(options: dict[str, Any]) -> list[Cluster]:
 
 
 def ssh_options_from(options: dict[str, Any], **more: Any):  # type: ignore[no-untyped-def]
-    from patas.broker.ssh_options import SSHOptions
+    from patas.broker.ssh.options import SSHOptions
 
     return SSHOptions(
         config_path=Path(str(options["ssh_config"] or "~/.ssh/config")).expanduser(),

@@ -29,7 +29,7 @@ def pool() -> None:
 @node_options
 def up(name: str, **options: object) -> None:
     """Start the pool (once) and an agent on each node; agents outlive the SSH session."""
-    from patas.broker.pool import pool_up
+    from patas.broker.pools.pool import pool_up
 
     result = pool_up(name, clusters_from(options), ssh_options_from(options))
     ready = [a for a in result.agents if a.state == "ready"]
@@ -45,7 +45,7 @@ def up(name: str, **options: object) -> None:
 @NAME
 def status(name: str) -> None:
     """Show the pool's agents: slots, running tasks, runs served, last contact."""
-    from patas.broker.pool import pool_status
+    from patas.broker.pools.pool import pool_status
 
     rows = pool_status(name)
     click.echo(f"{'agent':<16} {'host':<16} {'state':<10} {'slots':>5} {'running':>7} {'runs':>4}  last contact")
@@ -59,7 +59,7 @@ def status(name: str) -> None:
 @click.argument("agents", nargs=-1)
 def drain(name: str, agents: tuple[str, ...]) -> None:
     """Let agents (all by default) finish their runs, take no new ones, and exit."""
-    from patas.broker.pool import pool_drain
+    from patas.broker.pools.pool import pool_drain
 
     pool_drain(name, list(agents))
     click.echo(f"Pool {name}: draining {', '.join(agents) or 'every agent'}", err=True)
@@ -69,7 +69,7 @@ def drain(name: str, agents: tuple[str, ...]) -> None:
 @NAME
 def down(name: str) -> None:
     """Stop every agent and the pool's daemon (its keys stay for the next `up`)."""
-    from patas.broker.pool import pool_down
+    from patas.broker.pools.pool import pool_down
 
     pool_down(name)
     click.echo(f"Pool {name}: down", err=True)
@@ -80,7 +80,7 @@ def down(name: str) -> None:
 @click.argument("agent")
 def revoke(name: str, agent: str) -> None:
     """Refuse AGENT from now on: its key no longer opens the pool."""
-    from patas.broker.pool import pool_revoke
+    from patas.broker.pools.pool import pool_revoke
 
     pool_revoke(name, agent)
     click.echo(f"Pool {name}: {agent} revoked", err=True)
@@ -97,8 +97,8 @@ def issue(name: str, agent: str, host: str, slots: int, path: str) -> None:
     (from systemd or a batch job; see docs/pools.md)."""
     from pathlib import Path
 
-    from patas.broker.pool import pool_issue
-    from patas.broker.pool_state import write_private
+    from patas.broker.pools.pool import pool_issue
+    from patas.broker.pools.state import write_private
 
     config = pool_issue(name, agent, host, slots)
     write_private(Path(path), config.to_line())

@@ -15,12 +15,12 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from patas.broker.coordinator import RunResult
-from patas.broker.dry_run import DryRun
-from patas.broker.exploration import Exploration
-from patas.broker.failures import AttemptFailure, KindTally
-from patas.broker.plan import ExperimentPlan
-from patas.broker.scheduler import Counts, Verdict
+from patas.broker.run.coordinator import RunResult
+from patas.broker.run.dry_run import DryRun
+from patas.broker.run.exploration import Exploration
+from patas.broker.run.failures import AttemptFailure, KindTally
+from patas.broker.run.plan import ExperimentPlan
+from patas.broker.run.scheduler import Counts, Verdict
 from patas.common.errors import EXIT_TASKS_FAILED
 
 PLAIN_PROGRESS_INTERVAL_S = 10.0

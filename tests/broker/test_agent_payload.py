@@ -9,7 +9,7 @@ import tarfile
 
 import pytest
 
-from patas.broker.agent_payload import LOCAL_PLATFORM, AGENT_MODULES, MissingDependencies, Platform, _payload_for
+from patas.broker.ssh.agent_payload import LOCAL_PLATFORM, AGENT_MODULES, MissingDependencies, Platform, _payload_for
 
 
 def test_a_node_like_this_machine_gets_our_agent_and_our_pyzmq():

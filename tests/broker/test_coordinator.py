@@ -8,9 +8,9 @@ import threading
 import pytest
 import zmq
 
-from patas.broker.coordinator import AttemptFailure, RunResult, RunSettings
-from patas.broker.exploration import prepare
-from patas.broker.scheduler import Counts
+from patas.broker.run.coordinator import AttemptFailure, RunResult, RunSettings
+from patas.broker.run.exploration import prepare
+from patas.broker.run.scheduler import Counts
 from patas.common import protocol
 from patas.common.config import Cluster, Node, experiment_from_flags
 from patas.common.protocol import Finished, Hello, MessageTooLarge

@@ -3,8 +3,8 @@
 import pytest
 from hypothesis import given, strategies as st
 
-from patas.broker.halt import FAIL_FAST_FIRST_TASKS, NEVER, HaltPolicy, Urgency
-from patas.broker.scheduler import CANNOT_RUN_EXIT_CODES, Verdict, cannot_run
+from patas.broker.run.halt import FAIL_FAST_FIRST_TASKS, NEVER, HaltPolicy, Urgency
+from patas.broker.run.scheduler import CANNOT_RUN_EXIT_CODES, Verdict, cannot_run
 from patas.common.errors import ConfigError
 from tests.broker.test_scheduler import scheduler
 

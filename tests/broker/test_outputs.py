@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from patas.broker.outputs import OUTPUT_FLUSH_INTERVAL_S, OutputStore
+from patas.broker.run.outputs import OUTPUT_FLUSH_INTERVAL_S, OutputStore
 from patas.common.config import experiment_from_flags
 from patas.common.lab import ExperimentLab
 from patas.common.variables import list_variable

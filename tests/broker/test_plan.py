@@ -2,7 +2,7 @@
 
 import pytest
 
-from patas.broker.plan import TaskFilter, plan_experiment
+from patas.broker.run.plan import TaskFilter, plan_experiment
 from patas.common.errors import ConfigError
 from patas.common.config import experiment_from_flags
 from patas.common.lab import AttemptRecord, ExperimentLab, Outcome
@@ -102,7 +102,7 @@ import time
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from patas.broker.plan import ExperimentPlan
+from patas.broker.run.plan import ExperimentPlan
 
 
 def run_some(lab, plan, every, outcome=Outcome.DONE):
@@ -203,7 +203,7 @@ def test_a_rerun_computes_no_key_of_a_done_task_while_it_hands_out_tasks(tmp_pat
     experiment = big_grid(1, 2000)
     lab = lab_with(tmp_path, experiment, done_ids=set(range(1990)))
     for journal_tasks_per_grid_task in (1, 3):  # found by walking the grid, or by locating the journal's tasks
-        monkeypatch.setattr("patas.broker.plan.WALK_PER_JOURNAL_TASK", journal_tasks_per_grid_task)
+        monkeypatch.setattr("patas.broker.run.plan.WALK_PER_JOURNAL_TASK", journal_tasks_per_grid_task)
         plan = plan_experiment(0, experiment, lab, redo=False)
         keys = []
         monkeypatch.setattr("patas.common.sweep.task_key", lambda base, repeat_id, real=sweep.task_key: keys.append(1) or real(base, repeat_id))

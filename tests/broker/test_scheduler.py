@@ -1,8 +1,8 @@
 """The scheduler alone: no sockets, no files."""
 
-from patas.broker.halt import FAIL_FAST, HaltPolicy
-from patas.broker.plan import PlannedTask
-from patas.broker.scheduler import FAILURES_BEFORE_QUARANTINE, MAX_LOST_ATTEMPTS, PREFETCH_PER_SLOT, Counts, Scheduler, Verdict
+from patas.broker.run.halt import FAIL_FAST, HaltPolicy
+from patas.broker.run.plan import PlannedTask
+from patas.broker.run.scheduler import FAILURES_BEFORE_QUARANTINE, MAX_LOST_ATTEMPTS, PREFETCH_PER_SLOT, Counts, Scheduler, Verdict
 from patas.common.config import experiment_from_flags
 from patas.common.sweep import tasks
 from patas.common.variables import arithmetic_variable

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from hypothesis import given, strategies as st
 
-from patas.broker.coordinator import RunResult
-from patas.broker.failures import AttemptFailure
-from patas.broker.halt import Halt, Urgency
-from patas.broker.scheduler import Counts, Verdict
+from patas.broker.run.coordinator import RunResult
+from patas.broker.run.failures import AttemptFailure
+from patas.broker.run.halt import Halt, Urgency
+from patas.broker.run.scheduler import Counts, Verdict
 from patas.cli.progress import compact_ids, plural, rate_text, summary_lines
 from patas.common.lab import Outcome
 

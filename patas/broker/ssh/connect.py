@@ -16,7 +16,7 @@ from pathlib import Path
 
 import paramiko
 
-from patas.broker.ssh_options import NodeError, SSHOptions
+from patas.broker.ssh.options import NodeError, SSHOptions
 from patas.common.config import DEFAULT_SSH_PORT, Node
 
 CONNECT_TIMEOUT_S = 10.0

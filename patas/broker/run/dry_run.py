@@ -11,8 +11,8 @@ import itertools
 from dataclasses import dataclass
 from pathlib import Path
 
-from patas.broker.exploration import check_run, plan_run
-from patas.broker.plan import ExperimentPlan, PlannedTask, TaskFilter
+from patas.broker.run.exploration import check_run, plan_run
+from patas.broker.run.plan import ExperimentPlan, PlannedTask, TaskFilter
 from patas.common.config import Cluster, Experiment, Node
 
 # Tasks whose commands a dry run shows.

@@ -18,13 +18,13 @@ from typing import Callable, Iterator, Protocol
 
 import zmq
 
-from patas.broker.failures import AttemptFailure, FailureTally
-from patas.broker.halt import FAIL_FAST, Halt, HaltPolicy, Urgency
-from patas.broker.launcher import AgentHandle, NodeSession
-from patas.broker.outputs import OutputStore
-from patas.broker.placement import Placement
-from patas.broker.plan import ExperimentPlan, PlannedTask
-from patas.broker.scheduler import Counts, Lease, Scheduler, Verdict, cannot_run
+from patas.broker.run.failures import AttemptFailure, FailureTally
+from patas.broker.run.halt import FAIL_FAST, Halt, HaltPolicy, Urgency
+from patas.broker.launch.session import AgentHandle, NodeSession
+from patas.broker.run.outputs import OutputStore
+from patas.broker.run.placement import Placement
+from patas.broker.run.plan import ExperimentPlan, PlannedTask
+from patas.broker.run.scheduler import Counts, Lease, Scheduler, Verdict, cannot_run
 from patas.broker.security import CurveServer
 from patas.broker.transport import BrokerSocket
 from patas.common.agent_config import AgentConfig

@@ -24,11 +24,11 @@ from dataclasses import dataclass
 
 import paramiko
 
-from patas.broker.agent_payload import MissingDependencies, Payload, Platform, payload_for
-from patas.broker.launcher import LOOPBACK, STOP_TIMEOUT_S
-from patas.broker.ssh_connect import connect, resolve
-from patas.broker.ssh_options import NodeError, SSHOptions
-from patas.broker.ssh_tunnel import ReverseTunnel
+from patas.broker.ssh.agent_payload import MissingDependencies, Payload, Platform, payload_for
+from patas.broker.local.session import LOOPBACK, STOP_TIMEOUT_S
+from patas.broker.ssh.connect import connect, resolve
+from patas.broker.ssh.options import NodeError, SSHOptions
+from patas.broker.ssh.tunnel import ReverseTunnel
 from patas.common.agent_config import AgentConfig
 from patas.common.config import Node
 

@@ -7,7 +7,7 @@ its messages both ways, renumbering leases so that several runs can share an age
 run's coordinator is the same as for any run; the agent is the same as for any agent; the agent's
 queue interleaves the runs' tasks.
 
-    python -m patas.broker.pool_daemon NAME      (started, detached, by `patas pool up`)
+    python -m patas.broker.pools.daemon NAME      (started, detached, by `patas pool up`)
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 import zmq
 
-from patas.broker.pool_state import PoolState
+from patas.broker.pools.state import PoolState
 from patas.broker.security import CurveServer
 from patas.broker.transport import BrokerSocket
 from patas.common import protocol

@@ -18,11 +18,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from patas.broker.coordinator import RunSettings
-from patas.broker.exploration import prepare
-from patas.broker.failures import AttemptFailure
-from patas.broker.halt import FAIL_FAST, HaltPolicy
-from patas.broker.scheduler import Counts
+from patas.broker.run.coordinator import RunSettings
+from patas.broker.run.exploration import prepare
+from patas.broker.run.failures import AttemptFailure
+from patas.broker.run.halt import FAIL_FAST, HaltPolicy
+from patas.broker.run.scheduler import Counts
 from patas.common.config import (
     DEFAULT_CLUSTER_NAME,
     DEFAULT_EXPERIMENT_NAME,

@@ -13,7 +13,7 @@ import threading
 
 import paramiko
 
-from patas.broker.ssh_options import NodeError
+from patas.broker.ssh.options import NodeError
 
 log = logging.getLogger(__name__)
 

@@ -24,7 +24,7 @@ import time
 from dataclasses import dataclass, field
 from typing import IO, Any
 
-from patas.broker.committer import Commit, Committer, OutputFile, guard, lab_error
+from patas.broker.run.committer import Commit, Committer, OutputFile, guard, lab_error
 from patas.common.lab import STDERR, STDOUT, STREAMS, AttemptRecord, ExperimentLab
 
 # How much of each stream's end is kept in memory to show with a failure.

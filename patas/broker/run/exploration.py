@@ -17,13 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from patas.broker.coordinator import Coordinator, NoAgentsError, RunObserver, RunResult, RunSettings
-from patas.broker.launcher import NodeFailure, NodeSession, open_sessions
-from patas.broker.outputs import record_definitions
-from patas.broker.placement import Placement, place
-from patas.broker.plan import ExperimentPlan, PlannedTask, TaskFilter, plan_experiment
-from patas.broker.scheduler import Counts
-from patas.broker.ssh_options import SSHOptions
+from patas.broker.run.coordinator import Coordinator, NoAgentsError, RunObserver, RunResult, RunSettings
+from patas.broker.launch.session import NodeFailure, NodeSession, open_sessions
+from patas.broker.run.outputs import record_definitions
+from patas.broker.run.placement import Placement, place
+from patas.broker.run.plan import ExperimentPlan, PlannedTask, TaskFilter, plan_experiment
+from patas.broker.run.scheduler import Counts
+from patas.broker.ssh.options import SSHOptions
 from patas.common.config import Cluster, Experiment, Node
 from patas.common.errors import ConfigError
 from patas.common.lab import ExperimentLab
@@ -114,7 +114,7 @@ def _connect(
 ) -> tuple[list[Placement], dict[str, NodeSession], list[NodeFailure]]:
     """The placements of the run's agents and the sessions to start them through."""
     if pool is not None:
-        from patas.broker.pool import pool_sessions
+        from patas.broker.pools.pool import pool_sessions
 
         pool_cluster, borrowed = pool_sessions(pool)
         clusters = [pool_cluster]
@@ -160,7 +160,7 @@ def plan_run(experiments: list[Experiment], lab_root: Path, redo: bool, task_fil
 
 def _ssh_session(node: Node, ssh: SSHOptions) -> NodeSession:
     # Imported here: paramiko and its cryptography cost ~20 MB and 0.4 s, needless for local runs.
-    from patas.broker.ssh_session import SSHSession
+    from patas.broker.ssh.session import SSHSession
 
     return SSHSession(node, ssh)
 

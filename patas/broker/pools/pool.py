@@ -4,7 +4,7 @@
     pool_status("lab")               the agents, their slots, running tasks and last contact
     pool_drain("lab") / pool_down("lab") / pool_revoke("lab", "node2")
 
-A run borrows the pool's agents through `PoolSession`s (see `patas.broker.pool_daemon` for how the
+A run borrows the pool's agents through `PoolSession`s (see `patas.broker.pools.daemon` for how the
 daemon lends one agent to several runs at once).
 """
 
@@ -20,10 +20,11 @@ from dataclasses import dataclass
 
 import zmq
 
-from patas.broker.launcher import LOOPBACK, LocalSession, NodeFailure, NodeSession, open_sessions
-from patas.broker.pool_state import PoolSettings, PoolState, write_private
-from patas.broker.ssh_options import NodeError, SSHOptions
-from patas.broker.ssh_session import SSHSession
+from patas.broker.launch.session import NodeFailure, NodeSession, open_sessions
+from patas.broker.local.session import LOOPBACK, LocalSession
+from patas.broker.pools.state import PoolSettings, PoolState, write_private
+from patas.broker.ssh.options import NodeError, SSHOptions
+from patas.broker.ssh.session import SSHSession
 from patas.common import protocol
 from patas.common.bounds import bound_socket
 from patas.common.agent_config import AgentConfig
@@ -246,7 +247,7 @@ def _ensure_daemon(state: PoolState, hosts: list[str]) -> PoolClient:
     state.save_settings(PoolSettings(bind_hosts, settings.port or _free_port()))
     with open(state.log_path, "ab") as log:
         subprocess.Popen(
-            [sys.executable, "-m", "patas.broker.pool_daemon", state.name],
+            [sys.executable, "-m", "patas.broker.pools.daemon", state.name],
             stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
             env={**os.environ, "PATAS_POOLS": str(state.path.parent)},
         )  # fmt: skip

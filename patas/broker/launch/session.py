@@ -1,29 +1,24 @@
 """Starting agents: a session per node, opened before the run, that starts the node's agent.
 
 The coordinator never special-cases `localhost`: a local node has a `LocalSession` that starts
-an agent process here, a remote node an `SSHSession` (patas.broker.ssh_session) that starts one
+an agent process here, a remote node an `SSHSession` (patas.broker.ssh.session) that starts one
 over SSH. Both hand the agent its configuration on standard input and keep that pipe open: when
 the coordinator goes away, the agent sees end of file and exits.
 """
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable, Protocol
 
+from patas.broker.local.session import STOP_TIMEOUT_S, LocalSession
 from patas.common.agent_config import AgentConfig
 from patas.common.config import Node
 from patas.common.errors import PatasError
 
-# How long an agent may take to exit after being told to, before it is killed.
-STOP_TIMEOUT_S = 5.0
 # Nodes are connected to in parallel, at most this many at once.
 MAX_PARALLEL_CONNECTS = 32
-LOOPBACK = "127.0.0.1"
 
 
 class AgentHandle(Protocol):
@@ -74,56 +69,3 @@ def open_sessions(
         outcomes = list(pool.map(open_one, nodes))
     sessions = [o if not isinstance(o, NodeFailure) else None for o in outcomes]
     return sessions, [o for o in outcomes if isinstance(o, NodeFailure)]
-
-
-class LocalAgent:
-    """An agent process on this machine."""
-
-    def __init__(self, process: subprocess.Popen[bytes]) -> None:
-        self.process = process
-
-    def exit_code(self) -> int | None:
-        return self.process.poll()
-
-    def failure(self) -> str:
-        assert self.process.stderr is not None
-        lines = self.process.stderr.read().decode(errors="replace").strip().splitlines()
-        last = lines[-1] if lines else "no message"
-        return f"local agent exited with status {self.process.returncode}: {last}"
-
-    def stop(self, timeout_s: float = STOP_TIMEOUT_S) -> None:
-        if self.process.stdin is not None:
-            self.process.stdin.close()  # the agent's lifeline: it exits at end of file
-        try:
-            self.process.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        if self.process.stderr is not None:
-            self.process.stderr.close()
-
-
-class LocalSession:
-    listen_host = LOOPBACK
-
-    def __init__(self, node: Node) -> None:
-        self.node = node
-        self.slots = node.workers or os.cpu_count() or 1
-
-    def agent_endpoint(self, broker_port: int) -> str:
-        return f"tcp://{LOOPBACK}:{broker_port}"
-
-    def start_agent(self, config: AgentConfig) -> LocalAgent:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "patas.agent"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
-        assert process.stdin is not None
-        process.stdin.write(config.to_line())
-        process.stdin.flush()  # and keep it open: closing it tells the agent to stop
-        return LocalAgent(process)
-
-    def close(self) -> None:
-        pass

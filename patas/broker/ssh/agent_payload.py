@@ -4,7 +4,7 @@ when the node's Python lacks them.
 The payload is a gzipped tar named by a digest of its contents, unpacked on the node into
 `~/.cache/patas/agent-<digest>/`: a node that has the same payload from an earlier run reuses it
 and nothing is sent. pyzmq has compiled parts: a node with our Python ABI, OS and machine gets
-the copy installed here, another Linux node the wheel built for it (patas.broker.wheels).
+the copy installed here, another Linux node the wheel built for it (patas.broker.ssh.wheels).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from pathlib import Path
 from platform import libc_ver, machine, system
 
 import patas
-from patas.broker.wheels import WheelError, pyzmq_for
+from patas.broker.ssh.wheels import WheelError, pyzmq_for
 
 # The modules an agent imports, relative to the patas package (keep in step with patas/agent).
 AGENT_MODULES = (

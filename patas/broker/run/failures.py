@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from patas.broker.scheduler import CANNOT_RUN_EXIT_CODES, Verdict
+from patas.broker.run.scheduler import CANNOT_RUN_EXIT_CODES, Verdict
 from patas.common.lab import Outcome
 
 

@@ -13,8 +13,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Iterator
 
-from patas.broker.halt import FAIL_FAST, FailFast, Halt, HaltPolicy
-from patas.broker.plan import PlannedTask
+from patas.broker.run.halt import FAIL_FAST, FailFast, Halt, HaltPolicy
+from patas.broker.run.plan import PlannedTask
 
 # A task whose agent was lost this many times is given up: it may be what kills its node.
 MAX_LOST_ATTEMPTS = 3

@@ -1,0 +1,1 @@
+"""What every way of starting agents provides: a `NodeSession` per node that starts its agent."""

@@ -1,0 +1,1 @@
+"""Agents on the coordinator's own machine (a launcher)."""

@@ -1,0 +1,1 @@
+"""Agents on machines reached over SSH: connect (paramiko), probe, ship the agent, start it."""
