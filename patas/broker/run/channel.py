@@ -367,3 +367,43 @@ class ChannelAbsent(ControlError):
     @property
     def no_listener(self) -> bool:
         return self.errno in (errno.ENOENT, errno.ECONNREFUSED, errno.ENOTDIR)
+
+
+# --- what the CLI asks ----------------------------------------------------------------------
+
+
+def ask_run(experiment_folder: Path, message: ControlMessage, timeout_s: float = ANSWER_TIMEOUT_S) -> ControlMessage:
+    """`request`, for commands that need a run in progress: ControlError if none holds the folder."""
+    from patas.common.lab_lock import holder
+
+    if holder(experiment_folder) is None:
+        raise ControlError(f"{experiment_folder}: no run in progress (patas nodes changes the nodes of a running patas explore)")
+    try:
+        return request(experiment_folder, message, timeout_s)
+    except ChannelAbsent as error:
+        if not error.no_listener:
+            raise
+        raise ControlError(f"{experiment_folder}: the run there has not started its tasks yet (or is ending); try again in a moment") from None
+
+
+def add_nodes(experiment_folder: Path, nodes: list[Any], cluster: str) -> AddNodesReply:
+    """Ask the run in the folder to start agents on these nodes (`patas.common.config.Node`s;
+    those named `node<N>` by --node are renamed by the run after its own)."""
+    wire = [["" if _default_name(node.name) else node.name, node.hostname, node.user, node.port, node.private_key, node.workers, list(node.tags)] for node in nodes]
+    reply = ask_run(experiment_folder, AddNodesRequest(wire, cluster), ADD_TIMEOUT_S)
+    if not isinstance(reply, AddNodesReply):
+        raise ControlError(f"{experiment_folder}: the run answered with {type(reply).__name__}")
+    return reply
+
+
+def remove_node(experiment_folder: Path, node: str, drain: bool) -> str:
+    """Ask the run in the folder to let a node go; what it did, in one line."""
+    reply = ask_run(experiment_folder, RemoveNodeRequest(node, drain))
+    if not isinstance(reply, RemoveNodeReply):
+        raise ControlError(f"{experiment_folder}: the run answered with {type(reply).__name__}")
+    return reply.message
+
+
+def _default_name(name: str) -> bool:
+    """A name `--node` gave (node0, node1...), not one a cluster file chose."""
+    return name.startswith("node") and name[4:].isdigit()
