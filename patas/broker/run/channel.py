@@ -340,20 +340,23 @@ def request(experiment_folder: Path, message: ControlMessage, timeout_s: float =
             ) from None
         except OSError as error:
             raise ChannelAbsent(f"{where}: {error.strerror or error}", error.errno) from None
-        uid = peer_uid(connection)
-        if uid != os.getuid():
-            raise ControlError(f"{where}: the socket belongs to uid {uid}, not to you (uid {os.getuid()}): it is not your run's")
         try:
-            _send(connection, message)
+            try:
+                _send(connection, message)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the run refused us at once and hung up: its refusal is there to read
             reply = _receive(connection)
         except TimeoutError:
             raise ControlError(f"{where}: the run did not answer within {timeout_s:.0f} s") from None
         except (OSError, ProtocolError) as error:
             raise ControlError(f"{where}: {error}") from None
+        if isinstance(reply, Refusal):
+            raise ControlError(f"{experiment_folder}: {reply.reason}")
+        uid = peer_uid(connection)  # an answer is believed only from a socket of our own
+        if uid != os.getuid():
+            raise ControlError(f"{where}: the socket belongs to uid {uid}, not to you (uid {os.getuid()}): it is not your run's")
     if reply is None:
         raise ControlError(f"{where}: the run closed the connection without answering (it may have just ended)")
-    if isinstance(reply, Refusal):
-        raise ControlError(f"{experiment_folder}: {reply.reason}")
     return reply
 
 
