@@ -89,16 +89,17 @@ def add(experiment: str, lab_root: str, cluster_files: tuple[str, ...], node_spe
     """Start agents on more nodes for the run in progress in EXPERIMENT; they take tasks at once.
 
     SSH connections use the options of the run (its --ssh-config, --accept-new-hosts). Nodes
-    given with --node are named after the run's (node1, node2...). Exit status 1 when a node
-    could not be added (each says why)."""
+    given with --node are named after the run's (node1, node2...); a cluster file's keep their
+    names, which must be new to the run. Exit status 1 when a node could not be added (each
+    says why)."""
     from patas.broker.run.channel import add_nodes
 
     if not cluster_files and not node_specs:
         raise click.UsageError("give the nodes to add: --node HOST [WORKERS] or --cluster FILE")
     folder = _experiment_folder(lab_root, experiment)
     failed = False
-    for cluster in _clusters(cluster_files, node_specs):
-        reply = add_nodes(folder, list(cluster.nodes), cluster.name)
+    for cluster, named in _clusters(cluster_files, node_specs):
+        reply = add_nodes(folder, list(cluster.nodes), cluster.name, named)
         for line in reply.added:
             click.echo(f"Added {line}")
         for line in reply.failed:
@@ -131,8 +132,10 @@ def _experiment_folder(lab_root: str, experiment: str) -> Path:
     return root / experiment
 
 
-def _clusters(cluster_files: tuple[str, ...], node_specs: tuple[tuple[str, ...], ...]) -> list[Cluster]:
-    clusters = [load_cluster(path) for path in cluster_files]
+def _clusters(cluster_files: tuple[str, ...], node_specs: tuple[tuple[str, ...], ...]) -> list[tuple[Cluster, bool]]:
+    """The clusters to add, each with whether its nodes have names of their own (a file's do)."""
+    clusters = [(load_cluster(path), True) for path in cluster_files]
     if node_specs:
-        clusters.append(Cluster(DEFAULT_CLUSTER_NAME, tuple(parse_node_spec(words, i) for i, words in enumerate(node_specs))))
+        nodes = tuple(parse_node_spec(words, i) for i, words in enumerate(node_specs))
+        clusters.append((Cluster(DEFAULT_CLUSTER_NAME, nodes), False))
     return clusters

@@ -389,10 +389,10 @@ def ask_run(experiment_folder: Path, message: ControlMessage, timeout_s: float =
         raise ControlError(f"{experiment_folder}: the run there has not started its tasks yet (or is ending); try again in a moment") from None
 
 
-def add_nodes(experiment_folder: Path, nodes: list[Any], cluster: str) -> AddNodesReply:
-    """Ask the run in the folder to start agents on these nodes (`patas.common.config.Node`s;
-    those named `node<N>` by --node are renamed by the run after its own)."""
-    wire = [["" if _default_name(node.name) else node.name, node.hostname, node.user, node.port, node.private_key, node.workers, list(node.tags)] for node in nodes]
+def add_nodes(experiment_folder: Path, nodes: list[Any], cluster: str, named: bool) -> AddNodesReply:
+    """Ask the run in the folder to start agents on these nodes (`patas.common.config.Node`s).
+    Unless `named` (a cluster file's nodes keep their names), the run names them after its own."""
+    wire = [[node.name if named else "", node.hostname, node.user, node.port, node.private_key, node.workers, list(node.tags)] for node in nodes]
     reply = ask_run(experiment_folder, AddNodesRequest(wire, cluster), ADD_TIMEOUT_S)
     if not isinstance(reply, AddNodesReply):
         raise ControlError(f"{experiment_folder}: the run answered with {type(reply).__name__}")
@@ -405,8 +405,3 @@ def remove_node(experiment_folder: Path, node: str, drain: bool) -> str:
     if not isinstance(reply, RemoveNodeReply):
         raise ControlError(f"{experiment_folder}: the run answered with {type(reply).__name__}")
     return reply.message
-
-
-def _default_name(name: str) -> bool:
-    """A name `--node` gave (node0, node1...), not one a cluster file chose."""
-    return name.startswith("node") and name[4:].isdigit()
