@@ -310,6 +310,7 @@ class Agent:
                 self._send(TaskFile(task.lease, chunk.path, chunk.offset, chunk.eof, chunk.data))
             if not sender.done:
                 return  # more once the broker grants credit
+        self._drop_folder(task)  # before its end is told: once the broker knows, the folder is gone
         stdout, stderr = (self._send_all_but_last_chunk(task.lease, stream, b.take()) for stream, b in enumerate(task.buffers))
         self._send(
             Finished(
@@ -362,22 +363,24 @@ class Agent:
     def _forget(self, task: TaskProcess) -> None:
         """Drop a finished or killed task and give its slot to the next queued one."""
         self._sync(task)
-        files = self.attempt_files.pop(task.lease, None)
-        if files is not None:
-            if files.sender is not None:
-                files.sender.close()
-            self._remove_folder(files.folder)
+        self._drop_folder(task)
         if not task.supervisor.alive and self.adopts_orphans:
             kill_strays({s.pid for s in self.supervisors.values() if s.alive})
         if self.tasks.pop(task.lease, None) is not None:
             self.free_slots.append(task.slot)
             self._start_queued()
 
-    def _remove_folder(self, folder: str) -> None:
+    def _drop_folder(self, task: TaskProcess) -> None:
+        """Remove the task's folder (PATAS_TASK_DIR), if it still has one."""
+        files = self.attempt_files.pop(task.lease, None)
+        if files is None:
+            return
+        if files.sender is not None:
+            files.sender.close()
         try:
-            self.folders.remove(folder)
+            self.folders.remove(files.folder)
         except OSError as error:
-            log.warning("could not remove the task folder %s: %s", folder, error.strerror)
+            log.warning("could not remove the task folder %s: %s", files.folder, error.strerror)
 
     def _pause_reading(self, paused: bool) -> None:
         """Stop polling task pipes while the broker's window is full; the tasks block on write."""

@@ -48,6 +48,8 @@ class TaskFolders:
             os.rmdir(folder)  # most tasks leave it empty: one system call
         except FileNotFoundError:
             return
+        except NotADirectoryError:
+            os.unlink(folder)  # the task left a link or a file in its place
         except OSError as error:
             if error.errno not in (errno.ENOTEMPTY, errno.EEXIST):
                 raise

@@ -77,6 +77,10 @@ def _glob_problem(glob: str) -> str:
             return "'**' must be a whole path component (as in 'logs/**/*.csv')"
         if _unclosed_class(part):
             return "has a '[' without its ']' (write [[] for a literal '[')"
+    try:
+        re.compile(_translate(glob))
+    except re.error:
+        return "has a character class with a range that runs backwards (write [a-z], not [z-a])"
     return ""
 
 

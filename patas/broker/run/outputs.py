@@ -103,7 +103,7 @@ class OutputStore:
         if attempt.received is None:
             attempt.received = ReceivedFiles(staging_path(attempt.folder, attempt.attempt), attempt.collect_limit_bytes)
             if not attempt.collect_limit_bytes:
-                attempt.received.error = "its node sent files though the experiment collects none"
+                attempt.received.refuse("files though the experiment collects none")
         attempt.received.write(path, offset, eof, data)
 
     def files_error(self, lease_id: int, announced: int) -> str:

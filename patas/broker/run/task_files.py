@@ -58,7 +58,7 @@ class ReceivedFiles:
         if not problem and self.received_bytes > self.limit_bytes:
             problem = f"more than its collect limit of {size_text(self.limit_bytes)}"
         if problem:
-            self._refuse(problem)
+            self.refuse(problem)
             return
         if self._handle is None:
             self._open(path)
@@ -109,7 +109,7 @@ class ReceivedFiles:
             fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
         except OSError as error:
             if error.errno in _PATH_ERRNOS:
-                self._refuse(f"a file it cannot be stored as ({_shown(path)}: {error.strerror})")
+                self.refuse(f"a file it cannot be stored as ({_shown(path)}: {error.strerror})")
                 return
             raise lab_error(error, target) from error
         self.paths.append(target)
@@ -126,7 +126,7 @@ class ReceivedFiles:
                 raise lab_error(error, handle.name) from error
         self._current = None
 
-    def _refuse(self, problem: str) -> None:
+    def refuse(self, problem: str) -> None:
         self.error = f"its node sent {problem}; none of its files are kept"
         self._close()
 
