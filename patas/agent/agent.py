@@ -12,13 +12,16 @@ import logging
 import os
 import signal
 import socket
+import tempfile
 import time
 from collections import deque
 
 import zmq
 
 from patas.agent.supervisor import Supervisor, become_subreaper, kill_strays
+from patas.agent.task_files import AttemptFiles, FileSender, TaskFolders
 from patas.agent.task_process import READ_CHUNK_BYTES, TaskProcess
+from patas.common.collected_files import CollectRule
 from patas.common import protocol
 from patas.common.agent_config import AgentConfig
 from patas.common.bounds import bound_socket, settle_descriptor_limit
@@ -35,6 +38,7 @@ from patas.common.protocol import (
     Refused,
     Reintroduce,
     Shutdown,
+    TaskFile,
     Welcome,
 )
 
@@ -63,6 +67,8 @@ class Agent:
         if lifeline is not None:
             self.poller.register(lifeline, zmq.POLLIN)
         self.tasks: dict[int, TaskProcess] = {}  # lease → running task
+        self.folders = TaskFolders(settings.agent_id)
+        self.attempt_files: dict[int, AttemptFiles] = {}  # lease → its folder (PATAS_TASK_DIR)
         self.queue: deque[Assign] = deque()  # tasks waiting for a free slot
         self.free_slots = list(range(settings.slots - 1, -1, -1))
         self.supervisors: dict[int, Supervisor] = {}  # slot → the process its commands run under
@@ -136,6 +142,7 @@ class Agent:
             self._kill_everything()
             for supervisor in self.supervisors.values():
                 supervisor.close()
+            self.folders.close()
             self.socket.close()
         log.info("agent %s stops: %s", self.settings.agent_id, self.stopping)
         return self.exit_code
@@ -187,6 +194,9 @@ class Agent:
                 wake = min(wake, deadline)
             if any(b.size for b in task.buffers):
                 wake = min(wake, now + FLUSH_INTERVAL_S)
+            if task.finished and self.window > 0:
+                wake = now  # its files are being sent
+
         return max(0, int((wake - now) * 1000))
 
     def _check_lifeline(self) -> None:
@@ -240,11 +250,22 @@ class Agent:
                 "PATAS_WORKER_IN_CLUSTER": str(in_cluster + slot),
                 "PATAS_WORKER_IN_LAB": str(in_lab + slot),
             }
+            try:
+                folder = self.folders.create(env.get("PATAS_TASK_ID", ""), env.get("PATAS_ATTEMPT", ""))
+            except OSError as error:
+                folder, folder_error = "", f"cannot create the task's folder in {tempfile.gettempdir()}: {error.strerror}"
+            else:
+                folder_error = ""
+            env["PATAS_TASK_DIR"] = folder
             task = TaskProcess(
                 assign.lease, slot, self._supervisor(slot), assign.commands, assign.workdir, env, assign.timeout_s
             )
             self.tasks[task.lease] = task
-            task.start()
+            if folder_error:
+                task.error, task.finished = folder_error, True
+            else:
+                self.attempt_files[task.lease] = AttemptFiles(folder, CollectRule(tuple(assign.collect), assign.collect_limit_bytes))
+                task.start()
             self._sync(task)
 
     def _supervisor(self, slot: int) -> Supervisor:
@@ -275,6 +296,21 @@ class Agent:
     # --- task bookkeeping -------------------------------------------------------------------
 
     def _finish(self, task: TaskProcess) -> None:
+        """Send the ended task's files as the window allows, then its end (called each turn until then)."""
+        ended_at = time.time()
+        files = self.attempt_files.get(task.lease)
+        sender = None
+        if files is not None:
+            if files.sender is None:
+                files.sender = FileSender(files.folder, files.rule)
+                files.ended_at = ended_at
+            sender, ended_at = files.sender, files.ended_at
+            while self.window > 0 and (chunk := sender.next_chunk(FLUSH_BYTES)) is not None:
+                self.window -= len(chunk.data)
+                self._send(TaskFile(task.lease, chunk.path, chunk.offset, chunk.eof, chunk.data))
+            if not sender.done:
+                return  # more once the broker grants credit
+        self._drop_folder(task)  # before its end is told: once the broker knows, the folder is gone
         stdout, stderr = (self._send_all_but_last_chunk(task.lease, stream, b.take()) for stream, b in enumerate(task.buffers))
         self._send(
             Finished(
@@ -282,11 +318,12 @@ class Agent:
                 task.slot,
                 task.exit_code if not task.error else None,
                 task.started_at,
-                time.time(),
+                ended_at,
                 task.timed_out,
-                task.error,
+                task.error or (sender.error if sender else ""),
                 stdout,
                 stderr,
+                files=sender.count if sender else 0,
             )
         )
         self._forget(task)
@@ -326,11 +363,24 @@ class Agent:
     def _forget(self, task: TaskProcess) -> None:
         """Drop a finished or killed task and give its slot to the next queued one."""
         self._sync(task)
+        self._drop_folder(task)
         if not task.supervisor.alive and self.adopts_orphans:
             kill_strays({s.pid for s in self.supervisors.values() if s.alive})
         if self.tasks.pop(task.lease, None) is not None:
             self.free_slots.append(task.slot)
             self._start_queued()
+
+    def _drop_folder(self, task: TaskProcess) -> None:
+        """Remove the task's folder (PATAS_TASK_DIR), if it still has one."""
+        files = self.attempt_files.pop(task.lease, None)
+        if files is None:
+            return
+        if files.sender is not None:
+            files.sender.close()
+        try:
+            self.folders.remove(files.folder)
+        except OSError as error:
+            log.warning("could not remove the task folder %s: %s", files.folder, error.strerror)
 
     def _pause_reading(self, paused: bool) -> None:
         """Stop polling task pipes while the broker's window is full; the tasks block on write."""

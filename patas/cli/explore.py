@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import click
@@ -20,6 +21,7 @@ from patas.common.config import (
     load_experiment,
     with_overrides,
 )
+from patas.common.collected_files import collect_rule
 from patas.common.errors import EXIT_INTERRUPTED, EXIT_TASKS_FAILED, ConfigError, UsageError
 from patas.common.variables import Variable, arithmetic_variable, geometric_variable, list_variable
 
@@ -50,6 +52,11 @@ Example (from examples/basic_usage):
 @click.option("--max-tries", type=int, default=None, help=f"Attempts per task before giving up.  [default: {DEFAULT_MAX_TRIES}]")
 @click.option("--timeout", type=float, default=None, metavar="SECONDS", help="Kill a task (its whole process tree) after this long.")
 @click.option("--workdir", default=None, help="Folder the commands run in.  [default: the current folder]")
+@click.option("--collect", "collect_globs", multiple=True, metavar="GLOB",
+              help="Bring back the files matching GLOB that a task writes in its folder $PATAS_TASK_DIR, into "
+                   "OUTPUT/NAME/<task_id>/files/ (repeatable; ** spans folders).")
+@click.option("--collect-limit", default=None, metavar="SIZE",
+              help="Fail a task whose collected files take more than SIZE (e.g. 500M, 2G).  [default: 1G]")
 @click.option("--name", default=None, help=f"Experiment name; outputs go to OUTPUT/NAME.  [default: {DEFAULT_EXPERIMENT_NAME}]")
 @click.option("--experiment", "experiment_files", multiple=True, type=click.Path(dir_okay=False), metavar="FILE",
               help="Experiment YAML file (repeatable; mixes with the flags above).")
@@ -184,7 +191,7 @@ def _experiments(options: dict[str, object]) -> list[Experiment]:
             raise ConfigError("variables given but no --cmd to use them (add --cmd '...')")
         if not experiments:
             raise ConfigError("nothing to run: give --cmd '...' or --experiment FILE")
-        return [with_overrides(e, **overrides) for e in experiments]
+        return [_with_collect(with_overrides(e, **overrides), options) for e in experiments]
     flags_experiment = experiment_from_flags(
         DEFAULT_EXPERIMENT_NAME if options["name"] is None else str(options["name"]),
         commands,
@@ -194,7 +201,15 @@ def _experiments(options: dict[str, object]) -> list[Experiment]:
         overrides["workdir"] or _display_path(os.getcwd()),  # type: ignore[arg-type]
         overrides["timeout_s"],  # type: ignore[arg-type]
     )
-    return experiments + [flags_experiment]
+    return [_with_collect(e, options) for e in [*experiments, flags_experiment]]
+
+
+def _with_collect(experiment: Experiment, options: dict[str, object]) -> Experiment:
+    """--collect replaces an experiment file's `collect:`; --collect-limit its `collect_limit:`."""
+    globs = list(options["collect_globs"]) or list(experiment.collect.globs)  # type: ignore[call-overload]
+    limit = options["collect_limit"]
+    rule = collect_rule(globs, str(limit) if limit is not None else experiment.collect.limit_bytes, "--collect", "--collect-limit")
+    return replace(experiment, collect=rule)
 
 
 def _variables(options: dict[str, object]) -> list[Variable]:

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from patas.common.collected_files import CollectRule, collect_rule
 from patas.common.errors import ConfigError, did_you_mean, excerpt
 from patas.common.strict_yaml import load_yaml, typed
 from patas.common.template import Slot, Template, compile_template
@@ -59,6 +60,7 @@ class Experiment:
     max_tries: int = DEFAULT_MAX_TRIES
     workdir: str = "."
     timeout_s: float | None = None
+    collect: CollectRule = CollectRule()  # files to bring back from each task's folder
     # Where the workdir was given, for messages: "--workdir", or the YAML file that set it.
     workdir_origin: str = field(default="--workdir", compare=False)
 
@@ -83,6 +85,9 @@ class Experiment:
         }
         if self.timeout_s is not None:
             record["timeout"] = self.timeout_s
+        if self.collect.globs:
+            record["collect"] = list(self.collect.globs)
+            record["collect_limit"] = self.collect.limit_bytes
         record["cmd"] = [t.text for t in self.commands]
         record["vars"] = [_variable_record(v) for v in self.variables]
         return record
@@ -157,7 +162,7 @@ def parse_node_spec(words: tuple[str, ...], index: int) -> Node:
 # ---------------------------------------------------------------------------------------------
 # Loading YAML files
 
-_EXPERIMENT_KEYS = ("name", "workdir", "repeat", "max_tries", "timeout", "cmd", "vars")
+_EXPERIMENT_KEYS = ("name", "workdir", "repeat", "max_tries", "timeout", "cmd", "vars", "collect", "collect_limit")
 _VARIABLE_KEYS = {
     VariableKind.LIST: ("name", "type", "values"),
     VariableKind.ARITHMETIC: ("name", "type", "min", "max", "step"),
@@ -189,7 +194,16 @@ def load_experiment(path: str | Path) -> Experiment:
         _get(data, "timeout", (int, float), where, default=None),
         f"{where}: cmd",
     )
-    return replace(experiment, workdir_origin=where)
+    return replace(experiment, workdir_origin=where, collect=_collect(data, where))
+
+
+def _collect(data: dict[str, Any], where: str) -> CollectRule:
+    globs = _get(data, "collect", (list, str), where, default=[])
+    globs = [globs] if isinstance(globs, str) else globs
+    if not all(isinstance(typed(g), str) for g in globs):
+        raise ConfigError(f"{where}: 'collect' must be a glob or a list of globs (strings)")
+    limit = _get(data, "collect_limit", (int, str), where, default=None)
+    return collect_rule([str(g) for g in globs], limit, f"{where}: collect", f"{where}: collect_limit")
 
 
 def load_cluster(path: str | Path) -> Cluster:

@@ -6,8 +6,9 @@
         .lock                   held by the run writing into the folder (see lab_lock)
         <task_id>/stdout        the committed output of the task's successful attempt
         <task_id>/stderr        (only when that attempt wrote to stderr)
-        <task_id>/attempt-<n>.stdout, attempt-<n>.stderr
-                                an attempt's output while it runs; kept as is when it fails
+        <task_id>/files/        the files that attempt collected (--collect), as the task wrote them
+        <task_id>/attempt-<n>.stdout, attempt-<n>.stderr, attempt-<n>.files/
+                                an attempt's output and files while it runs; kept as is when it fails
 
 A task is done when its last `done` record in the journal is not followed by a `replacing` record,
 and its folder exists. The output is written, flushed to disk and renamed into place before that
@@ -39,7 +40,8 @@ JOURNAL_FILE = "journal.jsonl"
 STDOUT = "stdout"
 STDERR = "stderr"
 STREAMS = (STDOUT, STDERR)
-_ATTEMPT_FILE = re.compile(r"attempt-(\d+)\.(stdout|stderr)\Z")
+# An attempt's collected files (--collect) are in its folder `attempt-<n>.files`: its number is taken too.
+_ATTEMPT_FILE = re.compile(r"attempt-(\d+)\.(stdout|stderr|files)\Z")
 # A task folder's name is its id as str(int) writes it: ASCII digits, no leading zero.
 _TASK_FOLDER = re.compile(r"(?:0|[1-9][0-9]*)\Z")
 # The journal's format. Records without a "format" field are format 1 (patas before 3.0 wrote

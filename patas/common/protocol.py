@@ -19,7 +19,7 @@ import msgpack
 
 from patas.common.errors import ProtocolError
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 
 # The largest frame any patas socket accepts (libzmq drops a peer that announces a larger one).
 # The largest legitimate frames are an Assign's header, which carries a task's commands and
@@ -71,6 +71,23 @@ class Output(Message):
 
 
 @dataclass(frozen=True)
+class TaskFile(Message):
+    """A chunk of a file a finished task wrote in its folder (see patas.common.collected_files).
+
+    A task's files come one after the other, each in order from offset 0, the last chunk of each
+    with `eof`, all before the task's `Finished`. `path` is relative to the task's folder, as
+    bytes (a file name need not be UTF-8). Its data counts against the output window."""
+
+    KIND: ClassVar[bytes] = b"FILE"
+    PAYLOAD: ClassVar[tuple[str, ...]] = ("data",)
+    lease: int
+    path: bytes
+    offset: int
+    eof: bool
+    data: bytes = field(repr=False)
+
+
+@dataclass(frozen=True)
 class Finished(Message):
     """A task ended; carries its last buffered output so a short task costs one message."""
 
@@ -85,6 +102,7 @@ class Finished(Message):
     error: str
     stdout: bytes = field(repr=False)
     stderr: bytes = field(repr=False)
+    files: int = 0  # how many TaskFile files were sent before this message
 
 
 @dataclass(frozen=True)
@@ -126,6 +144,9 @@ class Assign(Message):
     workdir: str
     env: dict[str, str]
     timeout_s: float | None
+    # Globs of the files to send back from the task's folder (none: nothing), and their limit.
+    collect: list[str] = field(default_factory=list)
+    collect_limit_bytes: int = 0
 
 
 @dataclass(frozen=True)
@@ -236,7 +257,7 @@ class PoolReply(Message):
 _TYPES: dict[bytes, type[Message]] = {
     cls.KIND: cls
     for cls in (
-        Hello, Output, Finished, Heartbeat, Welcome, Refused, Assign, Cancel, Credit, Shutdown, Reintroduce,
+        Hello, Output, TaskFile, Finished, Heartbeat, Welcome, Refused, Assign, Cancel, Credit, Shutdown, Reintroduce,
         PoolStatusRequest, PoolStatus, PoolAttach, PoolDrain, PoolRevoke, PoolAllow, PoolStop, PoolReply,
     )
 }  # fmt: skip
@@ -278,6 +299,10 @@ def decode(frames: list[bytes]) -> Message:
         raise ProtocolError(f"{cls.__name__}: expected {len(cls.PAYLOAD)} payload frame(s), got {len(payload)}")
     try:
         values = msgpack.unpackb(frames[1], use_list=True)
-        return cls(*values, *(bytes(p) for p in payload))
+        names = _HEADER_FIELDS[cls]
+        if type(values) is not list or len(values) > len(names):
+            raise ValueError(f"expected at most {len(names)} header fields")
+        # By name: payload fields come last on the wire, not always last in the dataclass.
+        return cls(**dict(zip(names, values)), **{name: bytes(p) for name, p in zip(cls.PAYLOAD, payload)})
     except (ValueError, TypeError, msgpack.UnpackException) as error:
         raise ProtocolError(f"malformed {cls.__name__}: {error}") from None

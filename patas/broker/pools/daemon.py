@@ -17,7 +17,7 @@ import os
 import signal
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import zmq
 
@@ -50,6 +50,7 @@ from patas.common.protocol import (
     Refused,
     Reintroduce,
     Shutdown,
+    TaskFile,
     Welcome,
 )
 
@@ -132,7 +133,10 @@ class PoolDaemon:
         self.leases: dict[int, tuple[Proxy, int]] = {}  # the daemon's lease → (proxy, the run's lease)
         self.next_lease = 1
         self.stopping = False
-        self._agent_handlers = {Hello: self._on_hello, Output: self._on_output, Finished: self._on_finished, Heartbeat: lambda a, m: None}
+        self._agent_handlers = {
+            Hello: self._on_hello, Output: self._on_output, TaskFile: self._on_output, Finished: self._on_finished,
+            Heartbeat: lambda a, m: None,
+        }  # fmt: skip
         self._run_handlers = {
             Welcome: lambda p, m: None, Heartbeat: lambda p, m: None, Assign: self._on_assign, Cancel: self._on_cancel,
             Credit: self._on_credit, Shutdown: lambda p, m: self._close(p), Refused: lambda p, m: self._close(p),
@@ -215,7 +219,7 @@ class PoolDaemon:
         self._to_agent(agent, Welcome(HEARTBEAT_INTERVAL_S, AGENT_TIMEOUT_S, OUTPUT_WINDOW_BYTES, 0, 0))
         log.info("agent %s ready on %s with %d slots", agent.agent_id, hello.hostname, hello.slots)
 
-    def _on_output(self, agent: PoolAgent, output: Output) -> None:
+    def _on_output(self, agent: PoolAgent, output: Output | TaskFile) -> None:
         owner = self.leases.get(output.lease)
         if owner is None:
             self._to_agent(agent, Credit(len(output.data)))  # its run is gone; free the window
@@ -223,7 +227,7 @@ class PoolDaemon:
         if not self._holds(agent, output.lease, owner[0]):
             return
         proxy, run_lease = owner
-        proxy.send(Output(run_lease, output.stream, output.data))
+        proxy.send(replace(output, lease=run_lease))
 
     def _on_finished(self, agent: PoolAgent, finished: Finished) -> None:
         owner = self.leases.get(finished.lease)
@@ -280,7 +284,7 @@ class PoolDaemon:
         self.next_lease += 1
         self.leases[lease] = (proxy, assign.lease)
         proxy.leases[assign.lease] = lease
-        self._to_agent(proxy.agent, Assign(lease, assign.commands, assign.workdir, assign.env, assign.timeout_s), relayed=True)
+        self._to_agent(proxy.agent, replace(assign, lease=lease), relayed=True)
 
     def _on_cancel(self, proxy: Proxy, cancel: Cancel) -> None:
         lease = proxy.leases.pop(cancel.lease, None)

@@ -25,10 +25,13 @@ import queue
 import threading
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import IO, Callable, TypeVar
+from typing import IO, TYPE_CHECKING, Callable, TypeVar
 
 from patas.common.errors import LabError
 from patas.common.lab import AttemptRecord, Outcome
+
+if TYPE_CHECKING:
+    from patas.broker.run.task_files import FilesCommit
 
 T = TypeVar("T")
 
@@ -49,6 +52,7 @@ class Commit:
     journal: int  # index of the experiment's journal
     record: AttemptRecord  # journaled once the files are in place
     stale: tuple[str, ...] = ()  # committed streams this attempt did not write: removed
+    collected: FilesCommit | None = None  # its collected files, replacing the task's `files`
 
     @property
     def commits(self) -> bool:
@@ -108,6 +112,8 @@ class Committer:
                 guard(lambda: self._finish(output), output.path)
             for path in commit.stale:
                 guard(lambda: _remove(path), path)
+            if commit.collected is not None:
+                guard(lambda: commit.collected.apply(self._sync), commit.collected.target)
         self._append([c.record for c in batch], [c.journal for c in batch])
 
     def _append(self, records: list[AttemptRecord], journals: list[int]) -> None:
@@ -131,6 +137,8 @@ class Committer:
 
 def _has_committed_output(commit: Commit) -> bool:
     targets = [output.target for output in commit.files if output.target is not None]
+    if commit.collected is not None:
+        targets.append(commit.collected.target)
     return any(os.path.lexists(path) for path in (*targets, *commit.stale))
 
 

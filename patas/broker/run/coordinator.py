@@ -44,6 +44,7 @@ from patas.common.protocol import (
     Output,
     Refused,
     Shutdown,
+    TaskFile,
     Welcome,
 )
 
@@ -139,6 +140,7 @@ class Coordinator:
         self._handlers: dict[type[Message], Callable[[AgentLink, Message], None]] = {
             Hello: self._on_hello,  # type: ignore[dict-item]
             Output: self._on_output,  # type: ignore[dict-item]
+            TaskFile: self._on_task_file,  # type: ignore[dict-item]
             Finished: self._on_finished,  # type: ignore[dict-item]
             Heartbeat: lambda link, message: None,
         }
@@ -365,7 +367,9 @@ class Coordinator:
 
     def _send_lease(self, lease: Lease) -> None:
         planned = lease.planned
-        self.store.open(lease.id, planned.experiment_id, planned.task_id, lease.attempt)
+        collect = planned.experiment.collect
+        limit = collect.limit_bytes if collect.globs else 0
+        self.store.open(lease.id, planned.experiment_id, planned.task_id, lease.attempt, limit)
         placement = self.agents[lease.agent_id].placement
         assign = Assign(
             lease.id,
@@ -373,6 +377,8 @@ class Coordinator:
             planned.experiment.workdir,
             task_environment(planned, lease, placement),
             planned.experiment.timeout_s,
+            list(collect.globs),
+            limit,
         )
         try:
             sent = self._send(self.agents[lease.agent_id], assign)
@@ -387,10 +393,19 @@ class Coordinator:
         if lease is not None and lease.agent_id == link.placement.agent_id:
             self.store.write(lease.id, output.stream, output.data)
 
+    def _on_task_file(self, link: AgentLink, chunk: TaskFile) -> None:
+        link.credit += len(chunk.data)
+        lease = self.scheduler.lease(chunk.lease)
+        if lease is not None and lease.agent_id == link.placement.agent_id:
+            self.store.write_file(lease.id, chunk.path, chunk.offset, chunk.eof, chunk.data)
+
     def _on_finished(self, link: AgentLink, finished: Finished) -> None:
         lease = self.scheduler.lease(finished.lease)
         if lease is None or lease.agent_id != link.placement.agent_id:
             return  # fenced: this attempt was already given to another agent
+        files_error = self.store.files_error(lease.id, finished.files)
+        if files_error and not finished.error:
+            finished = replace(finished, error=files_error)
         self.store.write(lease.id, 0, finished.stdout)
         self.store.write(lease.id, 1, finished.stderr)
         outcome = _outcome(finished)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from patas.broker.run.coordinator import RunSettings
@@ -33,6 +33,7 @@ from patas.common.config import (
     load_cluster,
     parse_node_spec,
 )
+from patas.common.collected_files import collect_rule
 from patas.common.errors import ConfigError
 from patas.common.variables import list_variable
 
@@ -76,6 +77,8 @@ def explore(
     workdir: str | os.PathLike[str] | None = None,
     redo: bool = False,
     halt: str | None = None,
+    collect: str | Sequence[str] = (),
+    collect_limit: int | str | None = None,
 ) -> ExploreResult:
     """Run `cmd` (one command or several, one after the other) for every combination of
     `variables` (name → values: a list, a range, any iterable; a single value is one value),
@@ -83,7 +86,9 @@ def explore(
 
     Where: `jobs=N` tasks at once on this machine, or `nodes` (`--node` specs such as
     "localhost 4" or "ana@gpu1 8 gpu"), or a `cluster` YAML file; default: this machine, a task
-    per core. `halt` is `--halt`'s text ("now,fail=1", "never"). Raises `PatasError` on bad input."""
+    per core. `halt` is `--halt`'s text ("now,fail=1", "never"). `collect` globs name the files a
+    task writes in its folder ($PATAS_TASK_DIR) to bring back into `<task>/files/`, at most
+    `collect_limit` bytes (or a size such as "2G") per task. Raises `PatasError` on bad input."""
     commands = [cmd] if isinstance(cmd, str) else list(cmd)
     values = {var: _values(v) for var, v in (variables or {}).items()}
     experiment = experiment_from_flags(
@@ -95,6 +100,8 @@ def explore(
         str(workdir) if workdir is not None else os.getcwd(),
         timeout_s,
     )
+    globs = [collect] if isinstance(collect, str) else list(collect)
+    experiment = replace(experiment, collect=collect_rule(globs, collect_limit, "collect=", "collect_limit="))
     settings = RunSettings(halt=HaltPolicy.parse(halt) if halt is not None else FAIL_FAST)
     with prepare([experiment], _clusters(jobs, nodes, cluster), Path(lab), redo, settings=settings) as exploration:
         plan = exploration.plans[0]

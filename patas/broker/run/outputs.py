@@ -1,9 +1,10 @@
 """Writing task output into the pataslab as it streams in, and committing it.
 
 Each running attempt writes into `<task_id>/attempt-<n>.stdout` (and `.stderr`, created only when
-the task writes to stderr). When the attempt succeeds its files are flushed to disk and renamed to
-`stdout`/`stderr`, a committed stream it did not write is removed, and only then is its `done`
-record appended to the journal (see `committer`). A failed or interrupted attempt's files stay as
+the task writes to stderr), and the files it collects into `<task_id>/attempt-<n>.files/`. When
+the attempt succeeds its files are flushed to disk and renamed to `stdout`/`stderr` and `files/`,
+a committed stream it did not write is removed, and only then is its `done` record appended to
+the journal (see `committer`). A failed or interrupted attempt's files stay as
 they are. Output is never held in memory beyond the chunk being written, apart from a short tail
 kept to show the user why an attempt failed.
 
@@ -25,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import IO, Any
 
 from patas.broker.run.committer import Commit, Committer, OutputFile, guard, lab_error
+from patas.broker.run.task_files import FILES, FilesCommit, ReceivedFiles, staging_path
 from patas.common.lab import STDERR, STDOUT, STREAMS, AttemptRecord, ExperimentLab
 
 # How much of each stream's end is kept in memory to show with a failure.
@@ -44,6 +46,8 @@ class OpenAttempt:
     files: dict[str, IO[bytes]] = field(default_factory=dict)
     sizes: dict[str, int] = field(default_factory=lambda: {STDOUT: 0, STDERR: 0})
     tails: dict[str, bytes] = field(default_factory=lambda: {STDOUT: b"", STDERR: b""})
+    collect_limit_bytes: int = 0  # 0: the experiment collects no files
+    received: ReceivedFiles | None = None  # its collected files, once the first arrives
 
     def path(self, stream: str) -> str:
         return f"{self.folder}/attempt-{self.attempt}.{stream}"
@@ -65,7 +69,7 @@ class OutputStore:
         self._folders = [str(lab.path) for lab in labs]
         self._committer = Committer([lab.journal_path for lab in labs], sync)
 
-    def open(self, lease_id: int, experiment_id: int, task_id: int, attempt: int) -> None:
+    def open(self, lease_id: int, experiment_id: int, task_id: int, attempt: int, collect_limit_bytes: int = 0) -> None:
         folder = f"{self._folders[experiment_id]}/{task_id}"
         try:
             os.mkdir(folder)
@@ -73,7 +77,7 @@ class OutputStore:
             pass  # an earlier attempt's
         except OSError as error:
             raise lab_error(error, folder) from error
-        self._open[lease_id] = OpenAttempt(experiment_id, folder, attempt)
+        self._open[lease_id] = OpenAttempt(experiment_id, folder, attempt, collect_limit_bytes=collect_limit_bytes)
 
     def write(self, lease_id: int, stream_index: int, data: bytes) -> None:
         if not data:
@@ -93,6 +97,22 @@ class OutputStore:
         handle = attempt.files[stream] = guard(lambda: open(attempt.path(stream), "wb"), attempt.path(stream))
         return handle
 
+    def write_file(self, lease_id: int, path: bytes, offset: int, eof: bool, data: bytes) -> None:
+        """Write a chunk of a file the attempt collected (see task_files)."""
+        attempt = self._open[lease_id]
+        if attempt.received is None:
+            attempt.received = ReceivedFiles(staging_path(attempt.folder, attempt.attempt), attempt.collect_limit_bytes)
+            if not attempt.collect_limit_bytes:
+                attempt.received.refuse("files though the experiment collects none")
+        attempt.received.write(path, offset, eof, data)
+
+    def files_error(self, lease_id: int, announced: int) -> str:
+        """Why the attempt's collected files are not all here, whole and valid ('' if they are)."""
+        received = self._open[lease_id].received
+        if received is None:
+            return f"its node announced {announced} collected file(s) but none arrived" if announced else ""
+        return received.finish(announced)
+
     def tail(self, lease_id: int, stream: str) -> bytes:
         return self._open[lease_id].tails[stream]
 
@@ -109,13 +129,21 @@ class OutputStore:
             for stream, handle in attempt.files.items()
         )
         stale = tuple(attempt.committed_path(s) for s in STREAMS if s not in attempt.files) if commit else ()
-        self._batch.append(Commit(files, attempt.experiment_id, record, stale))
+        collected = None
+        if attempt.received is not None:
+            attempt.received.close()
+        if commit:
+            target = attempt.committed_path(FILES)
+            collected = attempt.received.commit(target) if attempt.received else FilesCommit(None, target, ())
+        self._batch.append(Commit(files, attempt.experiment_id, record, stale, collected))
 
     def abandon(self, lease_id: int) -> None:
         """Close an attempt that will never finish here (interrupted or fenced); its files stay."""
         attempt = self._open.pop(lease_id, None)
         if attempt is not None:
             self._forget_unflushed(attempt)
+            if attempt.received is not None:
+                attempt.received.close()
             for handle in attempt.files.values():
                 try:
                     handle.close()

@@ -30,10 +30,12 @@ AGENT_MODULES = (
     "agent/agent.py",
     "agent/command_line.py",
     "agent/supervisor.py",
+    "agent/task_files.py",
     "agent/task_process.py",
     "common/__init__.py",
     "common/agent_config.py",
     "common/bounds.py",
+    "common/collected_files.py",
     "common/errors.py",
     "common/protocol.py",
 )
