@@ -17,6 +17,7 @@ from collections import deque
 
 import zmq
 
+from patas.agent.allocation import slot_gpus
 from patas.agent.supervisor import Supervisor, become_subreaper, kill_strays
 from patas.agent.task_process import READ_CHUNK_BYTES, TaskProcess
 from patas.common import protocol
@@ -239,6 +240,7 @@ class Agent:
                 "PATAS_WORKER_IN_NODE": str(slot),
                 "PATAS_WORKER_IN_CLUSTER": str(in_cluster + slot),
                 "PATAS_WORKER_IN_LAB": str(in_lab + slot),
+                **slot_gpus(self.settings, slot),
             }
             task = TaskProcess(
                 assign.lease, slot, self._supervisor(slot), assign.commands, assign.workdir, env, assign.timeout_s
