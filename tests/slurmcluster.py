@@ -1,6 +1,7 @@
 """A real Slurm on one machine, for integration tests: munged, slurmctld and three slurmd.
 
-`start_slurm(folder)` writes a private configuration under `folder` (ports 16817-16823, the
+`start_slurm()` writes a private configuration in a folder of its own under /tmp (0755: munged
+runs as user munge and must reach it, so not pytest's 0700 tmp_path) (ports 16817-16823, the
 state, spool, logs and munge socket all inside it), starts munged (as user munge, with a key of
 its own), slurmctld and one slurmd per node (c1, c2, c3: 2 CPUs each, all on 127.0.0.1), and
 waits until `sinfo` shows every node idle. Client commands (`sbatch`, `squeue`, `scancel`,
@@ -8,7 +9,8 @@ waits until `sinfo` shows every node idle. Client commands (`sbatch`, `squeue`, 
 `slurm-wlm` and `munge` must be there (`scripts/install --test` installs them as root);
 otherwise, or without root, it raises SlurmUnavailable(reason).
 
-`close()` stops each daemon by the PID it recorded (never by name) and waits for it to go.
+`close()` stops each daemon by the PID it recorded (never by name), waits for it to go, and
+removes the folder.
 Facts this relies on were measured here: ../shared/design/slurm-testbed.md.
 """
 
@@ -20,6 +22,7 @@ import secrets
 import shutil
 import signal
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -77,14 +80,15 @@ class SlurmCluster:
 
     def close(self) -> None:
         """Stop every daemon this cluster started, by its recorded PID, controller last."""
-        for name in sorted(self.pids, key=lambda n: n.startswith("munged") + n.startswith("slurmctld")):
+        for name in sorted(self.pids, key=lambda n: n.startswith("munged") * 2 + n.startswith("slurmctld")):
             _stop(self.pids[name])
         self.pids.clear()
+        shutil.rmtree(self.folder, ignore_errors=True)
 
 
-def start_slurm(folder: Path) -> SlurmCluster:
+def start_slurm() -> SlurmCluster:
     _check_can_run()
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = Path(tempfile.mkdtemp(prefix="patas-slurm-"))
     folder.chmod(0o755)  # munged runs as user munge and must reach its socket folder
     for sub in ("state", "spool", "run", "log"):
         (folder / sub).mkdir(exist_ok=True)
@@ -135,11 +139,13 @@ def _write_munge(folder: Path) -> Path:
 def _start_munged(folder: Path, socket: Path) -> int:
     munge = socket.parent
     pid_file = munge / "munged.pid"
-    subprocess.run(
+    done = subprocess.run(
         ["runuser", "-u", "munge", "--", _path("munged"), f"--socket={socket}", f"--key-file={munge / 'munge.key'}",
          f"--pid-file={pid_file}", f"--log-file={munge / 'munged.log'}", f"--seed-file={munge / 'munged.seed'}"],
-        check=True, capture_output=True, timeout=30,
+        capture_output=True, text=True, timeout=30,
     )  # fmt: skip
+    if done.returncode != 0:
+        raise SlurmUnavailable(f"munged did not start: {done.stderr.strip() or done.returncode}")
     _wait_path(socket, "munged's socket")
     return _read_pid(pid_file)
 
