@@ -79,11 +79,24 @@ class SlurmCluster:
         return set(done.stdout.split()) if done.returncode == 0 else set()
 
     def close(self) -> None:
-        """Stop every daemon this cluster started, by its recorded PID, controller last."""
+        """Cancel what jobs are left (so no job process outlives its slurmd), then stop every
+        daemon this cluster started, by its recorded PID, munged last."""
+        if "slurmctld" in self.pids:
+            self._cancel_all()
         for name in sorted(self.pids, key=lambda n: n.startswith("munged") * 2 + n.startswith("slurmctld")):
             _stop(self.pids[name])
         self.pids.clear()
         shutil.rmtree(self.folder, ignore_errors=True)
+
+
+    def _cancel_all(self) -> None:
+        try:
+            left = [job for job, _, _ in self.jobs()]
+            if left:
+                self.run("scancel", *left, check=False)
+                self.wait_for(lambda: not self.jobs(), timeout_s=STOP_TIMEOUT_S, what="the last jobs to end")
+        except (AssertionError, subprocess.SubprocessError):
+            pass  # the daemons go anyway; slurmd's stop ends what it still runs
 
 
 def start_slurm() -> SlurmCluster:

@@ -7,7 +7,7 @@ from typing import Any, Callable
 
 import click
 
-from patas.common.config import Cluster
+from patas.common.config import Cluster, check_gpus_suffice
 from patas.common.errors import ConfigError, UsageError
 
 # The options that only mean something with --slurm, as the user types them.
@@ -80,5 +80,6 @@ def with_gpus_per_task(clusters: list[Cluster], per_task: int | None) -> list[Cl
                     )
                 gpus = tuple(str(i) for i in range(node.workers * per_task))
             nodes.append(dataclasses.replace(node, gpus=gpus, gpus_per_task=per_task))
+            check_gpus_suffice(nodes[-1], f"--gpus-per-task {per_task}: node {node.name}")
         result.append(Cluster(cluster.name, tuple(nodes)))
     return result

@@ -264,7 +264,7 @@ def _node(item: object, index: int, where: str) -> Node:
     tags = _get(item, "tags", (list, str), where, default=[])
     tags = [tags] if isinstance(tags, str) else tags
     gpus_per_task = _positive_int(str(_get(item, "gpus_per_task", int, where, default=1)), f"{where}: gpus_per_task")
-    return Node(
+    node = Node(
         name,
         hostname,
         _get(item, "user", str, where, default=None),
@@ -275,6 +275,20 @@ def _node(item: object, index: int, where: str) -> Node:
         _gpus(item, where),
         gpus_per_task,
     )
+    check_gpus_suffice(node, where)
+    return node
+
+
+def check_gpus_suffice(node: Node, where: str) -> None:
+    """Refuse a node whose workers would have to share GPUs."""
+    if node.gpus is None:
+        return
+    workers = node.default_workers(len(node.gpus))
+    if workers * node.gpus_per_task > len(node.gpus):
+        raise ConfigError(
+            f"{where}: {workers} workers with {node.gpus_per_task} GPUs each need {workers * node.gpus_per_task} GPUs,"
+            f" but gpus: lists {len(node.gpus)} (lower workers, or list more gpus)"
+        )
 
 
 def _gpus(item: dict[str, Any], where: str) -> tuple[str, ...] | None:

@@ -92,16 +92,28 @@ def test_a_cancelled_job_is_replaced_and_the_sweep_completes_each_result_once(qu
 
 def test_a_job_reaching_its_time_limit_is_replaced(quiet_slurm: SlurmCluster, tmp_path: Path) -> None:
     # Slurm's shortest time limit is a minute (and its controller checks limits every ~30 s):
-    # the sweep outlasts one job, which ends TIMEOUT, and its replacement finishes the sweep.
-    tasks = 40
-    done = _patas(
+    # tasks take a second while `slow` exists, so the sweep outlasts the first job; once that
+    # job has ended TIMEOUT, the rest are instant and its replacement finishes the sweep.
+    tasks = 200
+    slow = tmp_path / "slow"
+    slow.touch()
+    run = _start(
         quiet_slurm, tmp_path,
-        *_explore("--slurm-jobs", "1", "--time", "1"), "--cmd", "sleep 3; echo {x}", "--va", "x", "0", str(tasks), "1",
+        *_explore("--slurm-jobs", "1", "--time", "1"), "--cmd", f"[ -e {slow} ] && sleep 1; echo {{x}}",
+        "--va", "x", "0", str(tasks), "1",
     )  # fmt: skip
-    assert done.returncode == 0, done.stderr
+    try:
+        quiet_slurm.wait_for(lambda: "TIMEOUT" in quiet_slurm.run("squeue", "-h", "--states=all", "-o", "%T").stdout,
+                             timeout_s=150, what="the job to reach its time limit")  # fmt: skip
+        slow.unlink()
+        stdout, stderr = run.communicate(timeout=RUN_TIMEOUT_S)
+    finally:
+        if run.poll() is None:
+            run.kill()
+    assert run.returncode == 0, stderr
     exactly_once(tmp_path / "pataslab" / "grid", {t: f"{t}\n" for t in range(tasks)})
-    assert "ended: TIMEOUT" in done.stderr
-    assert "starting a new agent (1 of 3)" in done.stderr
+    assert "ended: TIMEOUT" in stderr
+    assert "starting a new agent (1 of 3)" in stderr
     _assert_nothing_left(quiet_slurm)
 
 

@@ -94,6 +94,13 @@ class JobQueue:
         self._wake.set()
         return job_id
 
+    def watch(self, job_id: str) -> None:
+        """Follow a job submitted elsewhere (by an earlier `pool up`)."""
+        with self._lock:
+            if job_id not in self._states:
+                self._states[job_id] = SUBMITTED
+                self._wake.set()
+
     def state(self, job_id: str) -> JobState:
         with self._lock:
             return self._states[job_id]
