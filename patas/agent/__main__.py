@@ -4,6 +4,9 @@
                                            this way); the agent exits when its stdin closes
     python -m patas.agent --config FILE    configuration in a private file (pool agents, systemd,
                                            batch jobs); the agent runs until told to stop
+    python -m patas.agent --slurm          inside a Slurm job step: one configuration line per task
+                                           on standard input (srun --input=all), this task's by
+                                           SLURM_PROCID; slots and GPUs from what Slurm granted
 
 The configuration carries the agent's CURVE secret key, so it is never on a command line. A
 configuration file must be readable by its owner only.
@@ -17,6 +20,7 @@ import stat
 import sys
 
 from patas.agent.agent import run
+from patas.agent.allocation import check_gpus, granted, pick_own
 from patas.common.agent_config import AgentConfig
 from patas.common.errors import PatasError, ProtocolError
 
@@ -38,13 +42,18 @@ def main(argv: list[str]) -> int:
     try:
         if argv[:1] == ["--config"] and len(argv) == 2:
             config = load_config_file(argv[1])
+        elif argv == ["--slurm"]:
+            # Read to the end: the lines are every task's, and no lifeline follows (the job's end,
+            # or the broker's silence, ends this agent).
+            config = granted(AgentConfig.from_line(pick_own(sys.stdin.buffer.read().splitlines(), os.environ)), os.environ)
         elif not argv:
             config = AgentConfig.read(sys.stdin.buffer)
             lifeline = sys.stdin.fileno()
             os.set_blocking(lifeline, False)
         else:
-            sys.stderr.write("usage: python -m patas.agent [--config FILE]\n")
+            sys.stderr.write("usage: python -m patas.agent [--config FILE | --slurm]\n")
             return 2
+        check_gpus(config)
     except PatasError as error:
         sys.stderr.write(f"patas agent: {error}\n")
         return 2

@@ -18,6 +18,7 @@ from collections import deque
 
 import zmq
 
+from patas.agent.allocation import slot_gpus
 from patas.agent.supervisor import Supervisor, become_subreaper, kill_strays
 from patas.agent.task_files import AttemptFiles, FileSender, TaskFolders
 from patas.agent.task_process import READ_CHUNK_BYTES, TaskProcess
@@ -249,6 +250,7 @@ class Agent:
                 "PATAS_WORKER_IN_NODE": str(slot),
                 "PATAS_WORKER_IN_CLUSTER": str(in_cluster + slot),
                 "PATAS_WORKER_IN_LAB": str(in_lab + slot),
+                **slot_gpus(self.settings, slot),
             }
             try:
                 folder = self.folders.create(env.get("PATAS_TASK_ID", ""), env.get("PATAS_ATTEMPT", ""))

@@ -13,6 +13,7 @@ import click
 from patas.broker.run.halt import FAIL_FAST_FIRST_TASKS
 from patas.cli.nodes import clusters_from, node_options, ssh_options_from
 from patas.cli.options import VariadicOption
+from patas.cli.slurm import slurm_options, slurm_options_from, with_gpus_per_task
 from patas.common.config import (
     DEFAULT_EXPERIMENT_NAME,
     DEFAULT_MAX_TRIES,
@@ -81,6 +82,10 @@ Example (from examples/basic_usage):
               help="Where the broker listens.  [default: where each node reached over SSH sees this machine; loopback for local nodes]")
 @click.option("--advertise", default=None, metavar="HOST", help="The address agents connect to, when it differs from the one SSH used.")
 @click.option("--no-sync", is_flag=True, help="Do not fsync outputs before marking tasks done (faster; a power cut may lose them).")
+@click.option("--gpus-per-task", type=int, default=None, metavar="K",
+              help="Give each worker K GPUs of its own (CUDA_VISIBLE_DEVICES, PATAS_GPUS): of a node's gpus: list, "
+                   "GPUs 0.. of --node HOST WORKERS, or what Slurm granted.")
+@slurm_options
 def explore(**options: object) -> None:
     """Run a command for every combination of variables, in parallel, keeping every output.
 
@@ -97,8 +102,9 @@ def explore(**options: object) -> None:
     pool = options["pool"]
     if pool and (options["cluster_files"] or options["node_specs"]):
         raise ConfigError("--pool runs on the pool's agents; leave out --cluster and --node")
+    slurm = slurm_options_from(options)
     _jobs_as_node(options)
-    clusters = [] if pool else clusters_from(options)
+    clusters = [] if pool or slurm else with_gpus_per_task(clusters_from(options), options["gpus_per_task"])  # type: ignore[arg-type]
     settings, ssh = _run_settings(options)
     task_filter = TaskFilter.parse(str(options["task_filter"])) if options["task_filter"] else None
     lab_root = Path(str(options["lab_root"]))
@@ -106,7 +112,7 @@ def explore(**options: object) -> None:
     if options["dry_run"]:
         _dry_run(experiments, clusters, lab_root, bool(options["redo"]), task_filter, pool, quiet)  # type: ignore[arg-type]
         return
-    with prepare(experiments, clusters, lab_root, bool(options["redo"]), task_filter, settings, ssh, pool) as exploration:  # type: ignore[arg-type]
+    with prepare(experiments, clusters, lab_root, bool(options["redo"]), task_filter, settings, ssh, pool, slurm) as exploration:  # type: ignore[arg-type]
         if not quiet:
             click.echo(describe_plan(exploration), err=True)
         counts = exploration.counts()

@@ -8,6 +8,7 @@ import click
 
 from patas.cli.groups import SuggestingGroup
 from patas.cli.nodes import clusters_from, node_options, ssh_options_from
+from patas.cli.slurm import slurm_options, slurm_options_from, with_gpus_per_task
 
 NAME = click.option("--name", default="default", show_default=True, help="The pool's name.")
 
@@ -24,14 +25,28 @@ def pool() -> None:
     """Start agents once and run sweep after sweep on them (`explore --pool NAME`)."""
 
 
-@pool.command(epilog="\b\nExample:\n  patas pool up --name lab --cluster cluster.yaml")
+@pool.command(epilog="\b\nExamples:\n  patas pool up --name lab --cluster cluster.yaml\n"
+                     "  patas pool up --name lab --slurm --slurm-nodes 4 --time 8:00:00 --bind 10.0.0.1")
 @NAME
 @node_options
+@click.option("--bind", "bind_address", default=None, metavar="HOST[:PORT]",
+              help="Where the pool listens (an address its agents reach).  [default: where each node reached over SSH sees this "
+                   "machine; for --slurm, the address of this machine's host name]")
+@click.option("--gpus-per-task", type=int, default=None, metavar="K", help="Give each worker K GPUs of its own.")
+@slurm_options
 def up(name: str, **options: object) -> None:
-    """Start the pool (once) and an agent on each node; agents outlive the SSH session."""
-    from patas.broker.pools.pool import pool_up
+    """Start the pool (once) and an agent on each node, or in Slurm jobs (--slurm); agents
+    outlive the SSH session."""
+    from patas.broker.pools.pool import pool_up, pool_up_slurm
+    from patas.cli.explore import _host_port
 
-    result = pool_up(name, clusters_from(options), ssh_options_from(options))
+    bind_host, bind_port = _host_port(options["bind_address"], "--bind")  # type: ignore[arg-type]
+    slurm = slurm_options_from(options)
+    if slurm is not None:
+        result = pool_up_slurm(name, slurm, bind_host, bind_port)
+    else:
+        clusters = with_gpus_per_task(clusters_from(options), options["gpus_per_task"])  # type: ignore[arg-type]
+        result = pool_up(name, clusters, ssh_options_from(options, bind_host=bind_host), bind_host, bind_port)
     ready = [a for a in result.agents if a.state == "ready"]
     total = len(ready) + len(result.failures)
     click.echo(f"Pool {name}: {len(ready)}/{total} agents ready, {sum(a.slots for a in ready)} workers", err=True)
@@ -97,9 +112,13 @@ def issue(name: str, agent: str, host: str, slots: int, path: str) -> None:
     (from systemd or a batch job; see docs/pools.md)."""
     from pathlib import Path
 
-    from patas.broker.pools.pool import pool_issue
+    from patas.broker.pools.pool import listens_on, pool_issue
     from patas.broker.pools.state import write_private
 
     config = pool_issue(name, agent, host, slots)
+    hosts = listens_on(name, host)
+    if hosts is not None:
+        click.echo(f"Warning: pool {name} listens on {', '.join(hosts)}, not on {host}: an agent given {host} cannot connect"
+                   f" (start the pool with `patas pool up --name {name} --bind {host}`, or give --host one of those)", err=True)
     write_private(Path(path), config.to_line())
     click.echo(f"Wrote {path}: copy it to the node (keep it private) and run `patas agent --config {path}`", err=True)

@@ -34,6 +34,10 @@ class AgentConfig:
     # A pool agent outlives runs and brokers: when its broker goes silent it kills its tasks and
     # says hello again until a broker answers, instead of exiting.
     persistent: bool = False
+    # GPUs (device numbers as CUDA counts them) that the agent's workers share out: each worker
+    # slot gets `gpus_per_task` of its own in CUDA_VISIBLE_DEVICES and PATAS_GPUS. None: none.
+    gpus: tuple[str, ...] | None = None
+    gpus_per_task: int = 1
 
     def to_line(self) -> bytes:
         return json.dumps(asdict(self), separators=(",", ":")).encode() + b"\n"
@@ -50,6 +54,7 @@ class AgentConfig:
         try:
             data = json.loads(line)
             keys = data.pop("keys")
-            return cls(**data, keys=CurveKeys(**keys) if keys else None)
+            gpus = data.pop("gpus", None)
+            return cls(**data, keys=CurveKeys(**keys) if keys else None, gpus=tuple(map(str, gpus)) if gpus is not None else None)
         except (ValueError, TypeError, KeyError) as error:
             raise ProtocolError(f"malformed agent configuration: {error}") from None

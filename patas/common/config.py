@@ -104,6 +104,16 @@ class Node:
     private_key: str | None = None
     workers: int | None = None
     tags: tuple[str, ...] = ()
+    gpus: tuple[str, ...] | None = None  # its GPUs as CUDA numbers them, shared out per worker
+    gpus_per_task: int = 1  # GPUs each worker gets of its own (`--gpus-per-task`)
+
+    def default_workers(self, cores: int) -> int:
+        """Tasks at once: `workers`, else one per `gpus_per_task` GPUs, else one per core."""
+        if self.workers:
+            return self.workers
+        if self.gpus:
+            return max(1, len(self.gpus) // self.gpus_per_task)
+        return cores
 
     @property
     def is_local(self) -> bool:
@@ -169,7 +179,7 @@ _VARIABLE_KEYS = {
     VariableKind.GEOMETRIC: ("name", "type", "min", "max", "factor"),
 }
 _CLUSTER_KEYS = ("name", "nodes")
-_NODE_KEYS = ("name", "hostname", "user", "port", "private_key", "workers", "tags")
+_NODE_KEYS = ("name", "hostname", "user", "port", "private_key", "workers", "tags", "gpus", "gpus_per_task")
 
 
 def load_experiment(path: str | Path) -> Experiment:
@@ -267,7 +277,8 @@ def _node(item: object, index: int, where: str) -> Node:
         workers = _positive_int(str(workers), f"{where}: workers")
     tags = _get(item, "tags", (list, str), where, default=[])
     tags = [tags] if isinstance(tags, str) else tags
-    return Node(
+    gpus_per_task = _positive_int(str(_get(item, "gpus_per_task", int, where, default=1)), f"{where}: gpus_per_task")
+    node = Node(
         name,
         hostname,
         _get(item, "user", str, where, default=None),
@@ -275,7 +286,39 @@ def _node(item: object, index: int, where: str) -> Node:
         _get(item, "private_key", str, where, default=None),
         workers,
         tuple(str(t) for t in tags),
+        _gpus(item, where),
+        gpus_per_task,
     )
+    check_gpus_suffice(node, where)
+    return node
+
+
+def check_gpus_suffice(node: Node, where: str) -> None:
+    """Refuse a node whose workers would have to share GPUs."""
+    if node.gpus is None:
+        return
+    workers = node.default_workers(len(node.gpus))
+    if workers * node.gpus_per_task > len(node.gpus):
+        raise ConfigError(
+            f"{where}: {workers} workers with {node.gpus_per_task} GPUs each need {workers * node.gpus_per_task} GPUs,"
+            f" but gpus: lists {len(node.gpus)} (lower workers, or list more gpus)"
+        )
+
+
+def _gpus(item: dict[str, Any], where: str) -> tuple[str, ...] | None:
+    """`gpus: [0, 1, 2, 3]`: device numbers (as CUDA_VISIBLE_DEVICES takes them), each once."""
+    raw = _get(item, "gpus", list, where, default=None)
+    if raw is None:
+        return None
+    devices = [str(typed(device)) for device in raw]
+    for device in devices:
+        if not device.isdigit():
+            raise ConfigError(f"{where}: gpus: '{excerpt(device)}' is not a device number (write gpus: [0, 1, 2, 3])")
+        if devices.count(device) > 1:
+            raise ConfigError(f"{where}: gpus: device {device} is listed twice (each GPU goes to one worker)")
+    if not devices:
+        raise ConfigError(f"{where}: gpus: is empty (list the node's GPUs, or leave gpus: out)")
+    return tuple(devices)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -311,3 +311,23 @@ def test_strangers_at_the_pool_port_cost_the_daemon_no_memory_and_are_cut_off(po
     result = sweep(env, tmp_path / "after", "after", 4)
     assert result.returncode == 0, result.stderr
     assert done_ids(tmp_path / "after/pataslab/grid") == list(range(4))
+
+
+def test_pool_up_bind_sets_where_it_listens_and_issue_warns_of_another_host(pools, tmp_path):
+    root, env = pools
+    port = _free_port()
+    up = run(env, tmp_path, "pool", "up", "--name", POOL, "--node", "localhost", "1", "--bind", f"127.0.0.1:{port}")
+    assert up.returncode == 0, up.stderr
+    assert json.loads((root / POOL / "pool.json").read_text()) == {"bind_hosts": ["127.0.0.1"], "port": port}
+    good = run(env, tmp_path, "pool", "issue", "--name", POOL, "mine", "--host", "127.0.0.1", "-o", str(tmp_path / "a.json"))
+    assert good.returncode == 0 and "Warning" not in good.stderr, good.stderr
+    bad = run(env, tmp_path, "pool", "issue", "--name", POOL, "far", "--host", "10.9.9.9", "-o", str(tmp_path / "b.json"))
+    assert bad.returncode == 0
+    assert "Warning: pool testpool listens on 127.0.0.1, not on 10.9.9.9" in bad.stderr
+    assert "--bind 10.9.9.9" in bad.stderr
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]

@@ -31,6 +31,11 @@ class AgentHandle(Protocol):
     def stop(self, timeout_s: float = STOP_TIMEOUT_S) -> None:
         """Let the agent go (it was told to shut down), killing it after `timeout_s`."""
 
+    # A launcher whose agents wait in a batch queue (Slurm) also gives its handles
+    # `queue_state() -> str | None`: the queue's word for a job not yet running (e.g. "job 12
+    # PENDING (Resources)"), None once it runs. The coordinator shows it, and counts the start
+    # timeout only from when the job runs.
+
 
 class NodeSession(Protocol):
     node: Node

@@ -46,7 +46,7 @@ class LocalSession:
 
     def __init__(self, node: Node) -> None:
         self.node = node
-        self.slots = node.workers or os.cpu_count() or 1
+        self.slots = node.default_workers(os.cpu_count() or 1)
 
     def agent_endpoint(self, broker_port: int) -> str:
         return f"tcp://{LOOPBACK}:{broker_port}"

@@ -23,6 +23,7 @@ import zmq
 
 from patas.broker.pools.state import PoolState
 from patas.broker.security import CurveServer
+from patas.broker.slurm.queue import SQUEUE_INTERVAL_S, JobQueue
 from patas.broker.transport import BrokerSocket
 from patas.common import protocol
 from patas.common.bounds import bound_socket, raise_descriptor_limit
@@ -130,6 +131,8 @@ class PoolDaemon:
         self.poller = zmq.Poller()
         self.poller.register(self.socket.socket, zmq.POLLIN)
         self.poller.register(self.control, zmq.POLLIN)
+        self.slurm: JobQueue | None = None  # watches the Slurm jobs of agents `pool up --slurm` submitted
+        self.slurm_checked = 0.0
         self.leases: dict[int, tuple[Proxy, int]] = {}  # the daemon's lease → (proxy, the run's lease)
         self.next_lease = 1
         self.stopping = False
@@ -165,12 +168,36 @@ class PoolDaemon:
         for agent in self.agents.values():
             for proxy in list(agent.proxies):
                 self._close(proxy)
+        if self.slurm is not None:
+            self.slurm.close()
         self.socket.close()
         self.control.close()
         self.curve.stop()
         self.context.term()
 
+    def _check_slurm_jobs(self, now: float) -> None:
+        """Lose an agent as soon as squeue says its Slurm job has ended (cancelled, preempted, out
+        of time), not after AGENT_TIMEOUT_S of silence: runs then stop counting on it at once."""
+        if now - self.slurm_checked < SQUEUE_INTERVAL_S:
+            return
+        self.slurm_checked = now
+        jobs = self.state.slurm_jobs()
+        if not jobs:
+            return
+        if self.slurm is None:
+            self.slurm = JobQueue()
+        for agent_id, job_id in jobs.items():
+            self.slurm.watch(job_id)
+            agent = self.agents.get(agent_id)
+            if agent is None or agent.lost or agent.stopped:
+                continue
+            job = self.slurm.state(job_id)
+            if job.ended:
+                log.warning("agent %s: its Slurm job %s ended (%s): lost", agent_id, job_id, job)
+                self._lose(agent)
+
     def _check(self, now: float) -> None:
+        self._check_slurm_jobs(now)
         for agent in self.agents.values():
             if agent.ready and not agent.lost and now - agent.last_heard > AGENT_TIMEOUT_S:
                 log.warning("agent %s silent for %.0f s: lost", agent.agent_id, AGENT_TIMEOUT_S)

@@ -14,6 +14,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 
@@ -23,6 +24,7 @@ import zmq
 from patas.broker.launch.session import NodeFailure, NodeSession, open_sessions
 from patas.broker.local.session import LOOPBACK, LocalSession
 from patas.broker.pools.state import PoolSettings, PoolState, write_private
+from patas.broker.slurm.options import SlurmOptions
 from patas.broker.ssh.options import NodeError, SSHOptions
 from patas.broker.ssh.session import SSHSession
 from patas.common import protocol
@@ -49,6 +51,9 @@ AGENTS_READY_TIMEOUT_S = 30.0
 # After the daemon (re)starts, how long its known agents get to reconnect before new ones start.
 RECONNECT_GRACE_S = 3.0
 WAIT_STEP_S = 0.05
+POOL_WATCH_INTERVAL_S = 0.5
+# A borrowed agent in one of these states is lost to the run (its tasks run elsewhere).
+LOST_STATES = frozenset({"lost", "stopped"})
 
 
 class PoolError(PatasError):
@@ -96,8 +101,11 @@ class PoolUpResult:
     failures: list[NodeFailure]
 
 
-def pool_up(name: str, clusters: list[Cluster], ssh: SSHOptions = SSHOptions()) -> PoolUpResult:
-    """Start the pool's daemon if it is not running, and an agent on every node not yet in it."""
+def pool_up(
+    name: str, clusters: list[Cluster], ssh: SSHOptions = SSHOptions(), bind_host: str | None = None, bind_port: int = 0
+) -> PoolUpResult:
+    """Start the pool's daemon if it is not running, and an agent on every node not yet in it.
+    The daemon listens where the nodes reach this machine, or on `bind_host` (`--bind`)."""
     state = PoolState(name)
     state.create()
     nodes = [node for cluster in clusters for node in cluster.nodes]
@@ -105,7 +113,8 @@ def pool_up(name: str, clusters: list[Cluster], ssh: SSHOptions = SSHOptions()) 
     opened, failures = open_sessions(nodes, lambda node: SSHSession(node, ssh))
     sessions = [s for s in opened if s is not None]
     try:
-        client = _ensure_daemon(state, sorted({s.listen_host for s in sessions}))
+        hosts = [bind_host] if bind_host else sorted({s.listen_host for s in sessions})
+        client = _ensure_daemon(state, hosts, bind_port)
         port = state.settings().port
         known = _wait_ready(client, set(state.agents()), RECONNECT_GRACE_S)
         running = {a.agent_id for a in known if a.state == "ready"}
@@ -121,6 +130,48 @@ def pool_up(name: str, clusters: list[Cluster], ssh: SSHOptions = SSHOptions()) 
             session.close()
     started = {s.node.name for s in sessions} - {f.node.name for f in failures}
     return PoolUpResult(_wait_ready(client, started), failures)
+
+
+def pool_up_slurm(name: str, slurm: SlurmOptions, bind_host: str | None, bind_port: int = 0) -> PoolUpResult:
+    """Start the pool's daemon if need be and submit Slurm jobs whose agents join it: each agent
+    of a job has its own identity and key (the batch script carries one line per task, and each
+    task takes its own by SLURM_PROCID). Waits for them a while; jobs still pending join later."""
+    from patas.broker.slurm.queue import run_command
+    from patas.broker.slurm.session import JOB_NAME, batch_script, default_listen_host
+
+    state = PoolState(name)
+    state.create()
+    host = bind_host or default_listen_host()
+    client = _ensure_daemon(state, [host], bind_port)
+    port = state.settings().port
+    taken = set(state.agents())
+    started: set[str] = set()
+    logs = state.path / "slurm"
+    logs.mkdir(mode=0o700, exist_ok=True)
+    for size in slurm.job_sizes:
+        agent_ids = _free_names("slurm", taken, size)
+        taken.update(agent_ids)
+        lines = []
+        for agent_id in agent_ids:
+            keys = state.issue(agent_id, agent_id)
+            client.request(PoolAllow(agent_id, keys.public, agent_id))
+            config = AgentConfig(f"tcp://{host}:{port}", agent_id, 0, keys, persistent=True, gpus_per_task=slurm.gpus_per_task)
+            lines.append(config.to_line())
+        argv = slurm.sbatch_argv(size, f"{JOB_NAME}-{name}", str(logs / "%j.out"))
+        job_id = run_command(argv, stdin=batch_script(slurm.python, lines)).strip().split(";")[0]
+        state.record_slurm_job(job_id, agent_ids)
+        started.update(agent_ids)
+    return PoolUpResult(_wait_ready(client, started), [])
+
+
+def _free_names(prefix: str, taken: set[str], count: int) -> list[str]:
+    names: list[str] = []
+    index = 0
+    while len(names) < count:
+        if f"{prefix}{index}" not in taken:
+            names.append(f"{prefix}{index}")
+        index += 1
+    return names
 
 
 def pool_status(name: str) -> list[PoolAgentStatus]:
@@ -151,6 +202,12 @@ def pool_revoke(name: str, agent_id: str) -> None:
         client.request(PoolRevoke(agent_id))
 
 
+def listens_on(name: str, host: str) -> list[str] | None:
+    """The addresses pool `name` listens on when `host` is not one of them, else None."""
+    hosts = _existing(name).settings().bind_hosts
+    return None if host in hosts or "0.0.0.0" in hosts or "*" in hosts else hosts
+
+
 def pool_issue(name: str, agent_id: str, broker_host: str, slots: int) -> AgentConfig:
     """Credentials for an agent you start yourself (systemd, a batch job): `patas agent --config`."""
     state = _existing(name)
@@ -164,17 +221,78 @@ def pool_issue(name: str, agent_id: str, broker_host: str, slots: int) -> AgentC
 # --- runs borrow agents ----------------------------------------------------------------------
 
 
-class PoolAgentHandle:
-    """A borrowed agent: the daemon ends the loan when the run's broker says goodbye."""
+class PoolWatch:
+    """The pool's agents as a run sees them: a thread asks the daemon for their states (at most
+    every POOL_WATCH_INTERVAL_S), so that the run loop learns at once, without waiting on a
+    request, that a borrowed agent was lost (its Slurm job ended, it was drained), and which
+    ready agents it could borrow instead."""
 
-    def __init__(self, agent_id: str) -> None:
-        self.agent_id = agent_id
+    def __init__(self, client: PoolClient, held: set[str]) -> None:
+        self.client = client
+        self.held = held  # pool agents this run borrows
+        self._lock = threading.Lock()
+        self._states: dict[str, PoolAgentStatus] | None = None  # None until the first answer
+        self._closed = threading.Event()
+        self._thread = threading.Thread(target=self._poll, name="pool-watch", daemon=True)
+        self._thread.start()
+
+    def state(self, agent_id: str) -> str:
+        with self._lock:
+            if self._states is None:
+                return "ready"  # as it was when borrowed
+            row = self._states.get(agent_id)
+        return row.state if row is not None else "stopped"  # revoked: no longer in the pool
+
+    def claim(self) -> PoolAgentStatus | None:
+        """A ready agent this run does not borrow yet, now its own; None if there is none."""
+        with self._lock:
+            rows = (self._states or {}).values()
+            free = [row for row in rows if row.state == "ready" and row.agent_id not in self.held]
+            if not free:
+                return None
+            self.held.add(free[0].agent_id)
+            return free[0]
+
+    def close(self) -> None:
+        self._closed.set()
+        self._thread.join()
+
+    def _poll(self) -> None:
+        while not self._closed.wait(POOL_WATCH_INTERVAL_S):
+            try:
+                rows = self.client.status(timeout_s=POOL_WATCH_INTERVAL_S * 4)
+            except PoolError:
+                continue  # the daemon is busy or restarting; the run's own timeouts decide
+            with self._lock:
+                self._states = {row.agent_id: row for row in rows}
+
+
+class PoolAgentHandle:
+    """A borrowed agent: the daemon ends the loan when the run's broker says goodbye. One that
+    stands in for a lost agent first waits for a ready agent of the pool to borrow."""
+
+    def __init__(self, session: "PoolSession", config: AgentConfig, agent_id: str | None) -> None:
+        self.session = session
+        self.config = config
+        self.agent_id = agent_id  # None: waiting for an agent to borrow
 
     def exit_code(self) -> int | None:
-        return None  # a borrowed agent that fails falls silent, and the run declares it lost
+        if self.agent_id is None:
+            return None
+        return 1 if self.session.watch.state(self.agent_id) in LOST_STATES else None
 
     def failure(self) -> str:
-        return f"pool agent {self.agent_id} went away"
+        return f"pool agent {self.agent_id} is {self.session.watch.state(self.agent_id or '')}"
+
+    def queue_state(self) -> str | None:
+        if self.agent_id is not None:
+            return None
+        agent = self.session.watch.claim()
+        if agent is None:
+            return f"waiting for a ready agent of pool {self.session.client.state.name}"
+        self.session.attach(agent.agent_id, self.config)
+        self.agent_id = agent.agent_id
+        return None
 
     def stop(self, timeout_s: float = 0.0) -> None:
         pass
@@ -185,24 +303,32 @@ class PoolSession:
 
     listen_host = LOOPBACK  # the daemon's proxies run on this machine
 
-    def __init__(self, client: PoolClient, agent: PoolAgentStatus) -> None:
+    def __init__(self, client: PoolClient, agent: PoolAgentStatus, watch: PoolWatch) -> None:
         self.client = client
         self.agent = agent
+        self.watch = watch
         self.node = Node(agent.node_name, agent.hostname, workers=agent.slots)
         self.slots = agent.slots
+        self._lent = False
 
     def agent_endpoint(self, broker_port: int) -> str:
         return f"tcp://{LOOPBACK}:{broker_port}"
 
     def start_agent(self, config: AgentConfig) -> PoolAgentHandle:
+        if self._lent:  # its agent was lost: stand in with the next ready agent of the pool
+            return PoolAgentHandle(self, config, None)
+        self._lent = True
+        self.attach(self.agent.agent_id, config)
+        return PoolAgentHandle(self, config, self.agent.agent_id)
+
+    def attach(self, agent_id: str, config: AgentConfig) -> None:
         try:
-            self.client.request(PoolAttach(self.agent.agent_id, config.to_line()))
+            self.client.request(PoolAttach(agent_id, config.to_line()))
         except PoolError as error:
             raise NodeError(str(error)) from None
-        return PoolAgentHandle(self.agent.agent_id)
 
     def close(self) -> None:
-        pass
+        self.watch.close()
 
 
 def pool_sessions(name: str) -> tuple[Cluster, list[PoolSession]]:
@@ -211,7 +337,8 @@ def pool_sessions(name: str) -> tuple[Cluster, list[PoolSession]]:
     ready = [a for a in client.status() if a.state == "ready"]
     if not ready:
         raise PoolError(f"pool '{name}' has no ready agent (see `patas pool status {name}`)")
-    sessions = [PoolSession(client, agent) for agent in ready]
+    watch = PoolWatch(client, {a.agent_id for a in ready})
+    sessions = [PoolSession(client, agent, watch) for agent in ready]
     return Cluster(name, tuple(s.node for s in sessions)), sessions
 
 
@@ -232,7 +359,7 @@ def _check_unique_names(nodes: list[Node]) -> None:
             raise ConfigError(f"two nodes are named '{name}'; a pool names its agents after their nodes")
 
 
-def _ensure_daemon(state: PoolState, hosts: list[str]) -> PoolClient:
+def _ensure_daemon(state: PoolState, hosts: list[str], port: int = 0) -> PoolClient:
     client = PoolClient(state)
     settings = state.settings()
     if client.is_up():
@@ -242,9 +369,11 @@ def _ensure_daemon(state: PoolState, hosts: list[str]) -> PoolClient:
                 f"pool '{state.name}' listens on {', '.join(settings.bind_hosts)}, not on {', '.join(sorted(missing))}"
                 f" (run `patas pool down {state.name}` first to add these nodes)"
             )
+        if port and port != settings.port:
+            raise PoolError(f"pool '{state.name}' listens on port {settings.port}, not {port} (run `patas pool down {state.name}` first)")
         return client
     bind_hosts = sorted(set(hosts) | set(settings.bind_hosts) | {LOOPBACK})
-    state.save_settings(PoolSettings(bind_hosts, settings.port or _free_port()))
+    state.save_settings(PoolSettings(bind_hosts, port or settings.port or _free_port()))
     with open(state.log_path, "ab") as log:
         subprocess.Popen(
             [sys.executable, "-m", "patas.broker.pools.daemon", state.name],

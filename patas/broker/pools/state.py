@@ -7,6 +7,8 @@
         control.sock       the daemon's local control socket (only the owner can reach it)
         daemon.pid, daemon.log
         agents/<id>.json   configurations of agents started on this machine (0600)
+        slurm.json         the Slurm job of each agent `pool up --slurm` submitted, by agent id
+        slurm/<job>.out    those jobs' output (the agents' own messages)
 """
 
 from __future__ import annotations
@@ -93,6 +95,22 @@ class PoolState:
         agents[agent_id] = AllowedAgent(public.decode(), node_name)
         self.save_agents(agents)
         return CurveKeys(self.server_keys()[0], public.decode(), secret.decode())
+
+    @property
+    def slurm_jobs_path(self) -> Path:
+        return self.path / "slurm.json"
+
+    def slurm_jobs(self) -> dict[str, str]:
+        """Agent id → the Slurm job it runs in, for the agents `pool up --slurm` submitted."""
+        try:
+            return json.loads(self.slurm_jobs_path.read_text())
+        except (FileNotFoundError, ValueError):
+            return {}
+
+    def record_slurm_job(self, job_id: str, agent_ids: list[str]) -> None:
+        jobs = self.slurm_jobs()
+        jobs.update({agent_id: job_id for agent_id in agent_ids})
+        write_atomically(self.slurm_jobs_path, json.dumps(jobs).encode())
 
     def revoke(self, agent_id: str) -> bool:
         agents = self.agents()

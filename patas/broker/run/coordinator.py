@@ -109,6 +109,7 @@ class AgentLink:
     ready: bool = False
     gone: bool = False
     silent: bool = False  # lost by silence: it may come back, or its process may end later
+    queue_state: str | None = None  # what a batch system last said of its job while it waited
     credit: int = 0  # bytes written since the last Credit message
 
 
@@ -257,6 +258,8 @@ class Coordinator:
             placement.slots,
             self.curve.allow.issue(placement.agent_id, self.curve.public),
             debug=log.isEnabledFor(logging.DEBUG),
+            gpus=placement.node.gpus,
+            gpus_per_task=placement.node.gpus_per_task,
         )
         now = time.monotonic()
         try:
@@ -323,6 +326,8 @@ class Coordinator:
             if link.handle.exit_code() is not None:
                 self._lose(link, link.handle.failure())
                 self._restart(link)
+            elif not link.ready and self._queued(link, now):
+                continue
             elif not link.ready and now - link.started_at > AGENT_START_TIMEOUT_S:
                 self._lose(link, f"did not connect within {AGENT_START_TIMEOUT_S:.0f} s")
             elif link.ready and now - link.last_heard > self.settings.agent_timeout_s:
@@ -332,6 +337,20 @@ class Coordinator:
                 self._send(link, Heartbeat())
         if all(link.gone for link in self.agents.values()):
             raise NoAgentsError("no agent is running: " + "; ".join(self.result.agent_failures))
+
+    def _queued(self, link: AgentLink, now: float) -> bool:
+        """True while the agent's batch job waits in its queue (the start timeout counts from
+        when it runs); says so whenever the queue's word for it changes."""
+        queue_state = getattr(link.handle, "queue_state", None)  # launchers with a queue have one
+        state = queue_state() if queue_state is not None else None
+        if state != link.queue_state:
+            link.queue_state = state
+            if state is not None:
+                self.observer.agent_event(link.placement.node.name, f"waiting: {state}")
+        if state is None:
+            return False
+        link.started_at = now
+        return True
 
     def _send(self, link: AgentLink, message: Message) -> bool:
         link.last_sent = time.monotonic()

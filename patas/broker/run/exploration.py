@@ -24,6 +24,7 @@ from patas.broker.run.outputs import record_definitions
 from patas.broker.run.placement import Placement, place
 from patas.broker.run.plan import ExperimentPlan, PlannedTask, TaskFilter, plan_experiment
 from patas.broker.run.scheduler import Counts
+from patas.broker.slurm.options import SlurmOptions
 from patas.broker.ssh.options import SSHOptions
 from patas.common.config import Cluster, Experiment, Node
 from patas.common.errors import ConfigError
@@ -96,6 +97,7 @@ def prepare(
     settings: RunSettings = RunSettings(),
     ssh: SSHOptions = SSHOptions(),
     pool: str | None = None,
+    slurm: SlurmOptions | None = None,
 ) -> Exploration:
     """Plan a run and connect to its nodes: what is done, what is left, where it will run.
 
@@ -108,7 +110,7 @@ def prepare(
         for experiment in experiments:
             locks.append(acquire(ExperimentLab(lab_root, experiment.name).path))
         plans = plan_run(experiments, lab_root, redo, task_filter)
-        placements, sessions, failures = _connect(clusters, ssh, pool)
+        placements, sessions, failures = _connect(clusters, ssh, pool, slurm, settings.bind_host)
     except BaseException:
         _release(locks)
         raise
@@ -117,10 +119,17 @@ def prepare(
 
 
 def _connect(
-    clusters: list[Cluster], ssh: SSHOptions, pool: str | None
+    clusters: list[Cluster], ssh: SSHOptions, pool: str | None, slurm: SlurmOptions | None, bind_host: str | None
 ) -> tuple[list[Placement], dict[str, NodeSession], list[NodeFailure]]:
     """The placements of the run's agents and the sessions to start them through."""
-    if pool is not None:
+    opened: list[NodeSession | None]
+    if slurm is not None:
+        from patas.broker.slurm.session import slurm_sessions
+
+        slurm_cluster, submitted = slurm_sessions(slurm, bind_host)
+        clusters = [slurm_cluster]
+        opened, failures = list(submitted), []
+    elif pool is not None:
         from patas.broker.pools.pool import pool_sessions
 
         pool_cluster, borrowed = pool_sessions(pool)

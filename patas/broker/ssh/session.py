@@ -152,7 +152,7 @@ class SSHSession:
             self.close()
             raise
         self.home = facts.home
-        self.slots = node.workers or facts.cpus
+        self.slots = node.default_workers(facts.cpus)
         # Through a jump host the node can rarely reach us directly: tunnel by default then.
         self.tunnel = options.tunnel or bool(self._jumps)
         local_address = None if self.tunnel else self.client.get_transport().sock.getsockname()[0]

@@ -1,0 +1,127 @@
+"""`patas explore --slurm` against a real Slurm (tests/slurmcluster.py): jobs, nodes, their end."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.running import ENV, exactly_once, journal, processes_with
+from tests.slurmcluster import NODES, SlurmCluster
+
+AGENT_MARKER = "patas.agent --slurm"
+RUN_TIMEOUT_S = 240
+
+
+def _env(slurm: SlurmCluster) -> dict[str, str]:
+    return {**ENV, "SLURM_CONF": str(slurm.conf)}
+
+
+def _patas(slurm: SlurmCluster, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "patas", *args], cwd=cwd, env=_env(slurm), capture_output=True, text=True,
+        timeout=RUN_TIMEOUT_S,
+    )  # fmt: skip
+
+
+def _start(slurm: SlurmCluster, cwd: Path, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "patas", *args], cwd=cwd, env=_env(slurm), stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+
+def _explore(*more: str) -> list[str]:
+    return ["explore", "-y", "--slurm", "--bind", "127.0.0.1", *more]
+
+
+def _assert_nothing_left(slurm: SlurmCluster) -> None:
+    assert slurm.jobs() == [], "jobs left in squeue after the sweep"
+    assert processes_with(AGENT_MARKER) == [], "agent processes left after the sweep"
+
+
+def _done_count(experiment: Path) -> int:
+    return sum(1 for r in journal(experiment) if r["outcome"] == "done")
+
+
+def test_one_job_of_three_nodes_spreads_the_sweep_with_every_result_once(quiet_slurm: SlurmCluster, tmp_path: Path) -> None:
+    done = _patas(
+        quiet_slurm, tmp_path,
+        *_explore("--slurm-nodes", "3"), "--cmd", "sleep 0.3; echo {x} $SLURMD_NODENAME $SLURM_JOB_ID", "--va", "x", "0", "24", "1",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    experiment = tmp_path / "pataslab" / "grid"
+    outputs = {t: (experiment / str(t) / "stdout").read_text().split() for t in range(24)}
+    exactly_once(experiment, {t: " ".join(words) + "\n" for t, words in outputs.items()})
+    assert {words[0] for words in outputs.values()} == {str(t) for t in range(24)}
+    assert {words[1] for words in outputs.values()} == set(NODES), "every node of the job ran tasks"
+    assert len({words[2] for words in outputs.values()}) == 1, "one job"
+    assert "waiting: Slurm job" in done.stderr  # its pending state was shown
+    _assert_nothing_left(quiet_slurm)
+
+
+def test_a_cancelled_job_is_replaced_and_the_sweep_completes_each_result_once(quiet_slurm: SlurmCluster, tmp_path: Path) -> None:
+    tasks = 30
+    run = _start(
+        quiet_slurm, tmp_path,
+        *_explore("--slurm-jobs", "3"), "--cmd", "sleep 0.5; echo {x}", "--va", "x", "0", str(tasks), "1",
+    )  # fmt: skip
+    experiment = tmp_path / "pataslab" / "grid"
+    try:
+        quiet_slurm.wait_for(lambda: _done_count(experiment) >= 4, what="the first tasks done")
+        first_jobs = [job for job, state, _ in quiet_slurm.jobs() if state == "RUNNING"]
+        victim = first_jobs[0]
+        cancelled_at = time.monotonic()
+        quiet_slurm.run("scancel", victim)
+        stdout, stderr = run.communicate(timeout=RUN_TIMEOUT_S)
+    finally:
+        if run.poll() is None:
+            run.kill()
+    assert run.returncode == 0, stderr
+    exactly_once(experiment, {t: f"{t}\n" for t in range(tasks)})
+    assert f"lost: Slurm job {victim} ended: CANCELLED" in stderr
+    assert "starting a new agent (1 of 3)" in stderr
+    replacement = int(stderr.split("starting a new agent")[1].split("waiting: Slurm job ")[1].split()[0])
+    assert replacement > max(int(job) for job in first_jobs), "a new job was submitted"
+    lost_line = next(line for line in stderr.splitlines() if f"Slurm job {victim} ended" in line)
+    assert "silent" not in lost_line, "lost as soon as the job ended, not by the agent timeout"
+    del cancelled_at
+    _assert_nothing_left(quiet_slurm)
+
+
+def test_a_job_reaching_its_time_limit_is_replaced(quiet_slurm: SlurmCluster, tmp_path: Path) -> None:
+    # Slurm's shortest time limit is a minute (and its controller checks limits every ~30 s):
+    # tasks take a second while `slow` exists, so the sweep outlasts the first job; once that
+    # job has ended TIMEOUT, the rest are instant and its replacement finishes the sweep.
+    tasks = 200
+    slow = tmp_path / "slow"
+    slow.touch()
+    run = _start(
+        quiet_slurm, tmp_path,
+        *_explore("--slurm-jobs", "1", "--time", "1"), "--cmd", f"[ -e {slow} ] && sleep 1; echo {{x}}",
+        "--va", "x", "0", str(tasks), "1",
+    )  # fmt: skip
+    try:
+        quiet_slurm.wait_for(lambda: "TIMEOUT" in quiet_slurm.run("squeue", "-h", "--states=all", "-o", "%T").stdout,
+                             timeout_s=150, what="the job to reach its time limit")  # fmt: skip
+        slow.unlink()
+        stdout, stderr = run.communicate(timeout=RUN_TIMEOUT_S)
+    finally:
+        if run.poll() is None:
+            run.kill()
+    assert run.returncode == 0, stderr
+    exactly_once(tmp_path / "pataslab" / "grid", {t: f"{t}\n" for t in range(tasks)})
+    assert "ended: TIMEOUT" in stderr
+    assert "starting a new agent (1 of 3)" in stderr
+    _assert_nothing_left(quiet_slurm)
+
+
+def test_a_bad_partition_is_one_line_with_slurms_message(quiet_slurm: SlurmCluster, tmp_path: Path) -> None:
+    done = _patas(quiet_slurm, tmp_path, *_explore("--partition", "nope"), "--cmd", "true")
+    assert done.returncode == 1
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: Slurm refused the job: sbatch: "), done.stderr
+    assert "invalid partition" in lines[0].lower() and "--partition" in lines[0]
+    assert not (tmp_path / "pataslab" / "grid" / "journal.jsonl").exists()
+    _assert_nothing_left(quiet_slurm)
