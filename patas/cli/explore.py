@@ -73,6 +73,8 @@ Example (from examples/basic_usage):
 @click.option("--bind", "bind_address", default=None, metavar="HOST[:PORT]",
               help="Where the broker listens.  [default: where each node reached over SSH sees this machine; loopback for local nodes]")
 @click.option("--advertise", default=None, metavar="HOST", help="The address agents connect to, when it differs from the one SSH used.")
+@click.option("--detach", is_flag=True,
+              help="Run in the background, free of this terminal (it survives logging out); see patas attach and patas stop.")
 @click.option("--no-sync", is_flag=True, help="Do not fsync outputs before marking tasks done (faster; a power cut may lose them).")
 def explore(**options: object) -> None:
     """Run a command for every combination of variables, in parallel, keeping every output.
@@ -82,8 +84,14 @@ def explore(**options: object) -> None:
     """
     from patas.broker.run.exploration import prepare
     from patas.broker.run.plan import TaskFilter
-    from patas.cli.progress import RunReporter, confirm, describe_plan
+    from patas.cli.detach import Detachment, start_in_background
+    from patas.cli.progress import confirm, describe_plan
 
+    detachment = Detachment.from_environment() if options["detach"] else None
+    if options["detach"] and detachment is None:
+        if options["dry_run"]:
+            raise UsageError("--dry-run runs nothing, --detach runs it in the background: leave one out")
+        start_in_background()
     experiments = _experiments(options)
     for warning in dict.fromkeys(w for e in experiments for t in e.commands for w in t.warnings):
         click.echo(f"Warning: {warning}", err=True)
@@ -100,7 +108,7 @@ def explore(**options: object) -> None:
         _dry_run(experiments, clusters, lab_root, bool(options["redo"]), task_filter, pool, quiet)  # type: ignore[arg-type]
         return
     with prepare(experiments, clusters, lab_root, bool(options["redo"]), task_filter, settings, ssh, pool) as exploration:  # type: ignore[arg-type]
-        if not quiet:
+        if not quiet and detachment is None:
             click.echo(describe_plan(exploration), err=True)
         counts = exploration.counts()
         if counts.total - counts.skipped == 0:
@@ -108,17 +116,35 @@ def explore(**options: object) -> None:
             selected = f" --filter-tasks {task_filter} selects" if task_filter else ""
             click.echo(f"Nothing to run: every task{selected} is done (use --redo to run them again).", err=True)
             return
-        if not options["yes"] and not confirm(exploration):
+        if detachment is not None:  # in the background: it asks nothing, it says everything in its log
+            detachment.move_to_log([plan.lab.path for plan in exploration.plans])
+            if not quiet:
+                click.echo(describe_plan(exploration), err=True)
+            status = detachment.guard(lambda: _run(exploration, quiet, detachment))
+        elif not options["yes"] and not confirm(exploration):
             click.echo("Nothing was run.", err=True)
             return
+        else:
+            status = _run(exploration, quiet, None)
+    if status:
+        sys.exit(status)
+
+
+def _run(exploration, quiet: bool, detachment) -> int:  # type: ignore[no-untyped-def]
+    """Run the plan with progress, summarize; the exit status."""
+    from patas.cli.detach import DetachedReporter
+    from patas.cli.progress import RunReporter
+
+    if detachment is None:
         reporter = RunReporter(quiet=quiet, workers=exploration.workers)
-        with reporter:
-            result = exploration.run(reporter)
-        reporter.summarize(result, exploration)
+    else:
+        reporter = DetachedReporter(quiet, exploration.workers, detachment)
+    with reporter:
+        result = exploration.run(reporter)
+    reporter.summarize(result, exploration)
     if result.interrupted:
-        sys.exit(EXIT_INTERRUPTED)
-    if result.failed:
-        sys.exit(EXIT_TASKS_FAILED)
+        return EXIT_INTERRUPTED
+    return EXIT_TASKS_FAILED if result.failed else 0
 
 
 def _jobs_as_node(options: dict[str, object]) -> None:
