@@ -128,6 +128,8 @@ def find_run(lab_root: Path, experiment: str | None) -> RunningRun:
             last = f"; {folder / RUN_LOG} is the last detached run's log" if (folder / RUN_LOG).exists() else ""
             raise NoRunError(f"no run holds {folder} (nothing runs there now{last})")
         return RunningRun(folder, found)
+    if not lab_root.is_dir():
+        raise NoRunError(f"{lab_root}: no such pataslab folder (use -o to name the folder patas explore wrote into)")
     runs = running_in(lab_root)
     if not runs:
         raise NoRunError(f"no run in {lab_root} (nothing runs there now; use -o for another lab)")
