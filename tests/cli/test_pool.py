@@ -311,3 +311,50 @@ def test_strangers_at_the_pool_port_cost_the_daemon_no_memory_and_are_cut_off(po
     result = sweep(env, tmp_path / "after", "after", 4)
     assert result.returncode == 0, result.stderr
     assert done_ids(tmp_path / "after/pataslab/grid") == list(range(4))
+
+
+def _sweep_in_background(env, cwd: Path, count: int) -> subprocess.Popen[str]:
+    cwd.mkdir()
+    return subprocess.Popen(
+        [sys.executable, "-m", "patas", "explore", "--pool", POOL, "--cmd", "sleep 0.1; echo $PATAS_NODE_NAME {i}",
+         "--va", "i", "0", str(count), "1", "-y"],
+        env=env, cwd=cwd, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+
+def test_a_sweep_goes_on_when_the_pools_only_agent_is_killed_and_restarted(pools, tmp_path):
+    root, env = pools
+    assert run(env, tmp_path, "pool", "up", "--name", POOL, "--node", "localhost", "2").returncode == 0
+    sweep_process = _sweep_in_background(env, tmp_path / "work", 40)
+    lab = tmp_path / "work/pataslab/grid"
+    wait_for(lambda: len(done_ids(lab)) >= 5)
+    (agent,) = agent_pids(root)
+    os.kill(agent, signal.SIGKILL)
+    wait_for(lambda: not agent_pids(root))
+    before = len(done_ids(lab))
+    restarted = subprocess.Popen([sys.executable, "-m", "patas", "agent", "--config", str(root / POOL / "agents" / "node0.json")],
+                                 env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+    _, stderr = sweep_process.communicate(timeout=120)
+    assert sweep_process.returncode == 0, stderr
+    assert before < 40, "the agent should have been killed in the middle of the sweep"
+    exactly_once(lab, {i: f"node0 {i}\n" for i in range(40)})
+    run(env, tmp_path, "pool", "down", "--name", POOL)
+    assert restarted.wait(15) == 0
+
+
+def test_a_sweep_takes_the_agents_that_join_the_pool_after_it_started(pools, tmp_path):
+    root, env = pools
+    assert run(env, tmp_path, "pool", "up", "--name", POOL, "--node", "localhost", "1").returncode == 0
+    sweep_process = _sweep_in_background(env, tmp_path / "work", 60)
+    lab = tmp_path / "work/pataslab/grid"
+    wait_for(lambda: len(done_ids(lab)) >= 3)
+    more = run(env, tmp_path, "pool", "up", "--name", POOL, "--node", "localhost", "1", "--node", "127.0.0.1", "1")
+    assert more.returncode == 0 and "2/2 agents ready" in more.stderr, more.stderr
+    joined_at = len(done_ids(lab))
+    _, stderr = sweep_process.communicate(timeout=120)
+    assert sweep_process.returncode == 0, stderr
+    assert joined_at < 60, "the agent should have joined in the middle of the sweep"
+    outputs = {i: (lab / str(i) / "stdout").read_text() for i in range(60)}
+    exactly_once(lab, outputs)
+    assert any(text.startswith("node1 ") for text in outputs.values()), "the newcomer should have run tasks"
+    assert all(text.split()[1] == str(i) for i, text in outputs.items())

@@ -22,7 +22,7 @@ from patas.broker.run.failures import AttemptFailure, FailureTally
 from patas.broker.run.halt import FAIL_FAST, Halt, HaltPolicy, Urgency
 from patas.broker.launch.session import AgentHandle, NodeSession
 from patas.broker.run.outputs import OutputStore
-from patas.broker.run.placement import Placement
+from patas.broker.run.placement import Placement, place_joining
 from patas.broker.run.plan import ExperimentPlan, PlannedTask
 from patas.broker.run.scheduler import Counts, Lease, Scheduler, Verdict, cannot_run
 from patas.broker.security import CurveServer
@@ -59,6 +59,10 @@ POLL_INTERVAL_MS = 100
 # A node whose agent process dies gets a new one, this many times at most.
 MAX_AGENT_RESTARTS = 3
 PROGRESS_INTERVAL_S = 0.2
+# A run whose agents may join after it started (a pool's) looks for them this often, and with
+# no agent left it waits this long for one to come back before it gives up.
+JOIN_POLL_INTERVAL_S = 1.0
+REJOIN_GRACE_S = 30.0
 
 
 class NoAgentsError(PatasError):
@@ -80,6 +84,18 @@ class RunObserver(Protocol):
     def attempt_failed(self, failure: AttemptFailure) -> None: ...
 
     def agent_event(self, node_name: str, message: str) -> None: ...
+
+
+class AgentSource(Protocol):
+    """Agents that may join a run after it started (a pool's: see patas.broker.pools.pool)."""
+
+    cluster_name: str
+
+    def joining(self, present: set[str]) -> list[NodeSession]:
+        """Sessions of the agents to add now; `present` names the nodes the run has live agents on."""
+
+    def expects_agents(self) -> bool:
+        """True when agents may still join (as the last `joining` saw it)."""
 
 
 @dataclass
@@ -120,6 +136,7 @@ class Coordinator:
         sessions: dict[str, NodeSession],
         observer: RunObserver,
         settings: RunSettings = RunSettings(),
+        joining: AgentSource | None = None,
     ) -> None:
         self.plans = plans
         self.placements = placements
@@ -133,6 +150,10 @@ class Coordinator:
         self._stop_requested = False
         self._restarts: dict[tuple[int, int], int] = {}  # by (cluster, node) index
         self._last_progress = 0.0
+        self._joining = joining
+        self._joined = 0  # agents added by `joining` so far
+        self._last_join_poll = time.monotonic()
+        self._alone_since: float | None = None  # when the run last lost its last agent
         self._handlers: dict[type[Message], Callable[[AgentLink, Message], None]] = {
             Hello: self._on_hello,  # type: ignore[dict-item]
             Output: self._on_output,  # type: ignore[dict-item]
@@ -207,6 +228,7 @@ class Coordinator:
             if link.credit:
                 self._send(link, Credit(link.credit))
                 link.credit = 0
+        self._recruit(now)
         self._check_agents(now)
         if now - self._last_progress >= PROGRESS_INTERVAL_S:
             self._last_progress = now
@@ -270,6 +292,23 @@ class Coordinator:
         self.observer.agent_event(old.node.name, f"starting a new agent ({restarts + 1} of {MAX_AGENT_RESTARTS})")
         self._start_agent(placement)
 
+    def _recruit(self, now: float) -> None:
+        """Add the agents that joined since the last look (a pool's newcomers, or its agents back)."""
+        if self._joining is None or now - self._last_join_poll < JOIN_POLL_INTERVAL_S or self._stop_requested:
+            return
+        self._last_join_poll = now
+        known = {p.node.name for p in self.placements}
+        for session in self._joining.joining({link.placement.node.name for link in self.agents.values() if not link.gone}):
+            self._joined += 1
+            agent_id = f"{session.node.name}~joined{self._joined}"
+            placement = place_joining(self.placements, session.node, session.slots, self._joining.cluster_name, agent_id)
+            if session.node.name not in known:
+                self.scheduler.total_slots += session.slots
+            self.placements.append(placement)
+            self.sessions[agent_id] = session
+            self.observer.agent_event(session.node.name, "joined the run")
+            self._start_agent(placement)
+
     def _on_hello(self, link: AgentLink, hello: Hello) -> None:
         agent_id = link.placement.agent_id
         if hello.protocol_version != PROTOCOL_VERSION:
@@ -292,6 +331,7 @@ class Coordinator:
             self._open_store()
         self.scheduler.add_agent(agent_id, hello.slots)
         link.ready = True
+        self._alone_since = None
         self.observer.agent_event(link.placement.node.name, f"ready on {hello.hostname} with {hello.slots} workers")
 
     def _check_agents(self, now: float) -> None:
@@ -312,8 +352,18 @@ class Coordinator:
                 link.silent = True
             elif link.ready and now - link.last_sent >= HEARTBEAT_INTERVAL_S:
                 self._send(link, Heartbeat())
-        if all(link.gone for link in self.agents.values()):
+        if all(link.gone for link in self.agents.values()) and not self._waiting_for_agents(now):
             raise NoAgentsError("no agent is running: " + "; ".join(self.result.agent_failures))
+
+    def _waiting_for_agents(self, now: float) -> bool:
+        """With no agent left, a run whose agents may come back waits REJOIN_GRACE_S for them."""
+        if self._joining is None or not self._joining.expects_agents():
+            return False
+        if self._alone_since is None:
+            self._alone_since = now
+            message = f"no agent left; waiting up to {REJOIN_GRACE_S:.0f} s for one to join"
+            self.observer.agent_event(self._joining.cluster_name, message)
+        return now - self._alone_since < REJOIN_GRACE_S
 
     def _send(self, link: AgentLink, message: Message) -> bool:
         link.last_sent = time.monotonic()

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from patas.broker.run.coordinator import Coordinator, NoAgentsError, RunObserver, RunResult, RunSettings
+from patas.broker.run.coordinator import AgentSource, Coordinator, NoAgentsError, RunObserver, RunResult, RunSettings
 from patas.broker.launch.session import NodeFailure, NodeSession, open_sessions
 from patas.broker.run.outputs import record_definitions
 from patas.broker.run.placement import Placement, place
@@ -39,6 +39,7 @@ class Exploration:
     task_filter: TaskFilter | None
     settings: RunSettings
     locks: list[LabLock]
+    joining: AgentSource | None = None  # agents that may join once it runs (a pool's)
 
     def __enter__(self) -> "Exploration":
         return self
@@ -76,7 +77,8 @@ class Exploration:
     def run(self, observer: RunObserver) -> RunResult:
         """Run every pending task; the definitions are recorded once the run has started."""
         coordinator = Coordinator(
-            self.plans, self._pending(), self.counts(), self.placements, self.sessions, observer, self.settings
+            self.plans, self._pending(), self.counts(), self.placements, self.sessions, observer, self.settings,
+            self.joining,
         )
         return coordinator.run()
 
@@ -106,7 +108,7 @@ def prepare(
     except BaseException:
         _release(locks)
         raise
-    return Exploration(plans, placements, sessions, failures, task_filter, settings, locks)
+    return Exploration(plans, placements, sessions, failures, task_filter, settings, locks, _joining(pool))
 
 
 def _connect(
@@ -129,6 +131,15 @@ def _connect(
     placements = place(clusters, {index: session.slots for index, session in live.items()})
     sessions = {p.agent_id: live[(p.cluster_in_lab, p.node_in_cluster)] for p in placements}
     return placements, sessions, failures
+
+
+def _joining(pool: str | None) -> AgentSource | None:
+    """A run on a pool takes the agents that join the pool after it started."""
+    if pool is None:
+        return None
+    from patas.broker.pools.pool import PoolJoins
+
+    return PoolJoins(pool)
 
 
 def _release(locks: list[LabLock]) -> None:
