@@ -6,15 +6,19 @@ import fcntl
 import os
 import select
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import termios
 import time
 from pathlib import Path
 
+import pytest
+
 from patas.common.lab_lock import holder
-from tests.running import ENV, done_ids, journal, patas, processes_with, start_patas
+from tests.running import ENV, REPO, done_ids, journal, patas, processes_with, start_patas
 
 TASKS = 8
 # The first QUICK tasks end at once; the others wait for the test to create the file GO, so
@@ -185,3 +189,30 @@ def test_attach_to_a_run_not_started_with_detach_says_where_its_progress_is(tmp_
     finally:
         if foreground.poll() is None:
             foreground.kill()
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"), reason="needs root and setpriv to act as another user")
+def test_another_user_cannot_stop_the_run():
+    # A folder every user can read (pytest's tmp_path is private to root).
+    folder = Path(tempfile.mkdtemp(prefix="patas-stop-"))
+    try:
+        folder.chmod(0o755)
+        grid = folder / "pataslab/grid"
+        assert patas(*SWEEP, "--detach", cwd=folder).code == 0
+        run = holder(grid)
+        assert run is not None
+        # The stranger runs what `patas stop` runs (with the system's Python: root's is out of its reach).
+        script = "from pathlib import Path; from patas.broker.run.background import find_run, stop_run; stop_run(find_run(Path('pataslab'), None))"
+        stranger = subprocess.run(
+            ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "/usr/bin/python3", "-c", script],
+            cwd=folder, env={**ENV, "PYTHONPATH": str(REPO)}, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert stranger.returncode == 1
+        assert stranger.stderr.rstrip().endswith(
+            f"StopError: the run in pataslab/grid (pid {run.pid}) belongs to another user: only that user (or root) can stop it"
+        ), stranger.stderr
+        assert holder(grid) == run, "the run goes on"
+        assert attach_then_go(folder).returncode == 0
+        exactly_once(grid)
+    finally:
+        shutil.rmtree(folder)
