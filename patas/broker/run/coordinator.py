@@ -92,7 +92,8 @@ class AgentSource(Protocol):
     cluster_name: str
 
     def joining(self, present: set[str]) -> list[NodeSession]:
-        """Sessions of the agents to add now; `present` names the nodes the run has live agents on."""
+        """Sessions of the agents to add now, on nodes other than `present` (those the run has
+        live agents on, or took out of rotation)."""
 
     def expects_agents(self) -> bool:
         """True when agents may still join (as the last `joining` saw it)."""
@@ -154,6 +155,7 @@ class Coordinator:
         self._joined = 0  # agents added by `joining` so far
         self._last_join_poll = time.monotonic()
         self._alone_since: float | None = None  # when the run last lost its last agent
+        self._retired: set[str] = set()  # nodes taken out of rotation
         self._handlers: dict[type[Message], Callable[[AgentLink, Message], None]] = {
             Hello: self._on_hello,  # type: ignore[dict-item]
             Output: self._on_output,  # type: ignore[dict-item]
@@ -298,7 +300,8 @@ class Coordinator:
             return
         self._last_join_poll = now
         known = {p.node.name for p in self.placements}
-        for session in self._joining.joining({link.placement.node.name for link in self.agents.values() if not link.gone}):
+        present = {link.placement.node.name for link in self.agents.values() if not link.gone}
+        for session in self._joining.joining(present | self._retired):
             self._joined += 1
             agent_id = f"{session.node.name}~joined{self._joined}"
             placement = place_joining(self.placements, session.node, session.slots, self._joining.cluster_name, agent_id)
@@ -435,6 +438,7 @@ class Coordinator:
         verdict = self.scheduler.finish(lease.id, outcome is Outcome.DONE, retryable)
         if self.scheduler.is_failing(link.placement.agent_id):
             self._send(link, Shutdown("taken out of rotation"))
+            self._retired.add(link.placement.node.name)  # not to be borrowed again from its pool
             self._lose(link, "taken out of rotation: its recent tasks all failed while they succeed on other nodes")
         if verdict is not Verdict.DONE:
             has_stderr = record.stderr_bytes > 0 or not record.stdout_bytes
