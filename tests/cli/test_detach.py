@@ -28,14 +28,14 @@ WAITING_CMD = f"if [ {{i}} -ge {QUICK} ]; then echo waiting >&2; while [ ! -e GO
 SWEEP = ("explore", "--cmd", WAITING_CMD, "--va", "i", "0", str(TASKS), "1", "-j", "2", "-y")
 
 
-def wait_for(condition, timeout_s: float = 60.0) -> None:  # type: ignore[no-untyped-def]
+def wait_for(condition, timeout_s: float = 120.0) -> None:  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + timeout_s
     while not condition():
         assert time.monotonic() < deadline, "timed out"
         time.sleep(0.02)
 
 
-def read_until(fd: int, marker: bytes, timeout_s: float = 60.0) -> bytes:
+def read_until(fd: int, marker: bytes, timeout_s: float = 120.0) -> bytes:
     """What a pty's master gives until `marker` appears in it."""
     seen = b""
     deadline = time.monotonic() + timeout_s
@@ -76,7 +76,7 @@ def attach_then_go(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
     assert attached.stdout is not None
     first = attached.stdout.readline()  # the log's header: it is attached
     (cwd / "GO").touch()
-    stdout, stderr = attached.communicate(timeout=60)
+    stdout, stderr = attached.communicate(timeout=120)
     return subprocess.CompletedProcess(attached.args, attached.returncode, first + stdout, stderr)
 
 
