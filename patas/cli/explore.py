@@ -6,6 +6,7 @@ import math
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -22,6 +23,10 @@ from patas.common.config import (
 )
 from patas.common.errors import EXIT_INTERRUPTED, EXIT_TASKS_FAILED, ConfigError, UsageError
 from patas.common.variables import Variable, arithmetic_variable, geometric_variable, list_variable
+
+if TYPE_CHECKING:  # imported when run: `patas explore --help` stays light
+    from patas.broker.run.exploration import Exploration
+    from patas.cli.detach import Detachment
 
 EXAMPLE = """
 \b
@@ -130,7 +135,7 @@ def explore(**options: object) -> None:
         sys.exit(status)
 
 
-def _run(exploration, quiet: bool, detachment) -> int:  # type: ignore[no-untyped-def]
+def _run(exploration: Exploration, quiet: bool, detachment: Detachment | None) -> int:
     """Run the plan with progress, summarize; the exit status."""
     from patas.cli.detach import DetachedReporter
     from patas.cli.progress import RunReporter
