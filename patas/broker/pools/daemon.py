@@ -209,22 +209,11 @@ class PoolDaemon:
         if hello.protocol_version != PROTOCOL_VERSION:
             self.socket.send(agent.agent_id, Refused(f"protocol version {hello.protocol_version} (agent) != {PROTOCOL_VERSION} (pool)"))
             return
-        restarted = agent.ready
+        if agent.ready:
+            self._lose(agent)  # it restarted: what it ran is gone
         agent.hostname, agent.slots, agent.ready, agent.lost = hello.hostname, hello.slots, True, False
         self._to_agent(agent, Welcome(HEARTBEAT_INTERVAL_S, AGENT_TIMEOUT_S, OUTPUT_WINDOW_BYTES, 0, 0))
-        if restarted:
-            self._reintroduce(agent)
         log.info("agent %s ready on %s with %d slots", agent.agent_id, hello.hostname, hello.slots)
-
-    def _reintroduce(self, agent: PoolAgent) -> None:
-        """The agent restarted: what it ran is gone, but its loans go on. Each proxy says hello
-        again, as an agent that reconnects does, so each run runs those tasks again as new
-        attempts and goes on using the agent."""
-        for proxy in agent.proxies:
-            for lease in proxy.leases.values():
-                self.leases.pop(lease, None)
-            proxy.leases.clear()
-            proxy.send(Hello(PROTOCOL_VERSION, proxy.config.agent_id, agent.hostname, agent.slots, os.getpid()))
 
     def _on_output(self, agent: PoolAgent, output: Output) -> None:
         owner = self.leases.get(output.lease)
