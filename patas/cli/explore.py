@@ -7,6 +7,7 @@ import os
 import sys
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -25,6 +26,10 @@ from patas.common.config import (
 from patas.common.collected_files import collect_rule
 from patas.common.errors import EXIT_INTERRUPTED, EXIT_TASKS_FAILED, ConfigError, UsageError
 from patas.common.variables import Variable, arithmetic_variable, geometric_variable, list_variable
+
+if TYPE_CHECKING:  # imported when run: `patas explore --help` stays light
+    from patas.broker.run.exploration import Exploration
+    from patas.cli.detach import Detachment
 
 EXAMPLE = """
 \b
@@ -81,6 +86,8 @@ Example (from examples/basic_usage):
 @click.option("--bind", "bind_address", default=None, metavar="HOST[:PORT]",
               help="Where the broker listens.  [default: where each node reached over SSH sees this machine; loopback for local nodes]")
 @click.option("--advertise", default=None, metavar="HOST", help="The address agents connect to, when it differs from the one SSH used.")
+@click.option("--detach", is_flag=True,
+              help="Run in the background, free of this terminal (it survives logging out); see patas attach and patas stop.")
 @click.option("--no-sync", is_flag=True, help="Do not fsync outputs before marking tasks done (faster; a power cut may lose them).")
 @click.option("--gpus-per-task", type=int, default=None, metavar="K",
               help="Give each worker K GPUs of its own (CUDA_VISIBLE_DEVICES, PATAS_GPUS): of a node's gpus: list, "
@@ -94,8 +101,14 @@ def explore(**options: object) -> None:
     """
     from patas.broker.run.exploration import prepare
     from patas.broker.run.plan import TaskFilter
-    from patas.cli.progress import RunReporter, confirm, describe_plan
+    from patas.cli.detach import Detachment, start_in_background
+    from patas.cli.progress import confirm, describe_plan
 
+    detachment = Detachment.from_environment() if options["detach"] else None
+    if options["detach"] and detachment is None:
+        if options["dry_run"]:
+            raise UsageError("--dry-run runs nothing, --detach runs it in the background: leave one out")
+        start_in_background()
     experiments = _experiments(options)
     for warning in dict.fromkeys(w for e in experiments for t in e.commands for w in t.warnings):
         click.echo(f"Warning: {warning}", err=True)
@@ -113,7 +126,7 @@ def explore(**options: object) -> None:
         _dry_run(experiments, clusters, lab_root, bool(options["redo"]), task_filter, pool, quiet)  # type: ignore[arg-type]
         return
     with prepare(experiments, clusters, lab_root, bool(options["redo"]), task_filter, settings, ssh, pool, slurm) as exploration:  # type: ignore[arg-type]
-        if not quiet:
+        if not quiet and detachment is None:
             click.echo(describe_plan(exploration), err=True)
         counts = exploration.counts()
         if counts.total - counts.skipped == 0:
@@ -121,17 +134,35 @@ def explore(**options: object) -> None:
             selected = f" --filter-tasks {task_filter} selects" if task_filter else ""
             click.echo(f"Nothing to run: every task{selected} is done (use --redo to run them again).", err=True)
             return
-        if not options["yes"] and not confirm(exploration):
+        if detachment is not None:  # in the background: it asks nothing, it says everything in its log
+            detachment.move_to_log([plan.lab.path for plan in exploration.plans])
+            if not quiet:
+                click.echo(describe_plan(exploration), err=True)
+            status = detachment.guard(lambda: _run(exploration, quiet, detachment))
+        elif not options["yes"] and not confirm(exploration):
             click.echo("Nothing was run.", err=True)
             return
+        else:
+            status = _run(exploration, quiet, None)
+    if status:
+        sys.exit(status)
+
+
+def _run(exploration: Exploration, quiet: bool, detachment: Detachment | None) -> int:
+    """Run the plan with progress, summarize; the exit status."""
+    from patas.cli.detach import DetachedReporter
+    from patas.cli.progress import RunReporter
+
+    if detachment is None:
         reporter = RunReporter(quiet=quiet, workers=exploration.workers)
-        with reporter:
-            result = exploration.run(reporter)
-        reporter.summarize(result, exploration)
+    else:
+        reporter = DetachedReporter(quiet, exploration.workers, detachment)
+    with reporter:
+        result = exploration.run(reporter)
+    reporter.summarize(result, exploration)
     if result.interrupted:
-        sys.exit(EXIT_INTERRUPTED)
-    if result.failed:
-        sys.exit(EXIT_TASKS_FAILED)
+        return EXIT_INTERRUPTED
+    return EXIT_TASKS_FAILED if result.failed else 0
 
 
 def _jobs_as_node(options: dict[str, object]) -> None:

@@ -23,6 +23,8 @@ COMMANDS = {
     "logs": ("patas.cli.logs", "logs", "Print a task's output; -f follows it as the task runs."),
     "status": ("patas.cli.status", "status", "Where each experiment stands: done, running, failed, per node."),
     "nodes": ("patas.cli.nodes", "nodes", "Add nodes to a running sweep, or take them away."),
+    "attach": ("patas.cli.attach", "attach", "Follow a run started with --detach until it ends."),
+    "stop": ("patas.cli.stop", "stop", "End a running sweep as Ctrl-C does (it can be resumed)."),
     "draw": ("patas.cli.draw", "draw", "Plot a parsed table: heatmap, categories, lines."),
     "pool": ("patas.cli.pool", "pool", "Start agents once and run sweep after sweep on them."),
     "agent": ("patas.cli.agent", "agent", "Run a pool agent on this node (systemd, batch jobs)."),

@@ -122,6 +122,8 @@ def confirm(exploration: Exploration) -> bool:
 class RunReporter:
     """A `RunObserver` that draws progress and reports failures on stderr."""
 
+    plain_interval_s = PLAIN_PROGRESS_INTERVAL_S  # between progress lines when not on a terminal
+
     def __init__(self, quiet: bool, workers: int) -> None:
         self.quiet = quiet
         self.workers = workers
@@ -160,7 +162,7 @@ class RunReporter:
             self._progress.update(
                 self._task, completed=finished, total=counts.total - counts.skipped, status=self._status(counts)
             )
-        elif not self.quiet and time.monotonic() - self._last_plain >= PLAIN_PROGRESS_INTERVAL_S:
+        elif not self.quiet and time.monotonic() - self._last_plain >= self.plain_interval_s:
             self._last_plain = time.monotonic()
             left = counts.total - counts.skipped
             self.console.print(f"{counts.done + counts.failed:,}/{plural(left, 'task')}: {self._status(counts)}")

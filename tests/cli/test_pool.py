@@ -331,3 +331,52 @@ def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+def _sweep_in_background(env, cwd: Path, count: int, *options: str) -> subprocess.Popen[str]:
+    cwd.mkdir()
+    # Tasks from 3 on wait for the file GO, so the test acts while the sweep is under way.
+    command = "[ {i} -lt 3 ] || until [ -e ../GO ]; do sleep 0.02; done; sleep 0.05; echo $PATAS_NODE_NAME {i}"
+    return subprocess.Popen(
+        [sys.executable, "-m", "patas", "explore", "--pool", POOL, "--cmd", command, "--va", "i", "0", str(count), "1", "-y", *options],
+        env=env, cwd=cwd, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+
+def test_a_sweep_goes_on_when_the_pools_only_agent_is_killed_and_restarted(pools, tmp_path):
+    root, env = pools
+    assert run(env, tmp_path, "pool", "up", "--name", POOL, "--node", "localhost", "2").returncode == 0
+    sweep_process = _sweep_in_background(env, tmp_path / "work", 40, "--agent-timeout", "2")
+    lab = tmp_path / "work/pataslab/grid"
+    wait_for(lambda: len(done_ids(lab)) >= 3)
+    (agent,) = agent_pids(root)
+    os.kill(agent, signal.SIGKILL)
+    wait_for(lambda: not agent_pids(root))
+    (tmp_path / "GO").touch()
+    # What systemd's Restart=always does, a moment later:
+    restarted = subprocess.Popen([sys.executable, "-m", "patas", "agent", "--config", str(root / POOL / "agents" / "node0.json")],
+                                 env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+    _, stderr = sweep_process.communicate(timeout=120)
+    assert sweep_process.returncode == 0, stderr
+    assert "node0: lost" in stderr and "node0: joined the run" in stderr, stderr
+    exactly_once(lab, {i: f"node0 {i}\n" for i in range(40)})
+    run(env, tmp_path, "pool", "down", "--name", POOL)
+    assert restarted.wait(15) == 0
+
+
+def test_a_sweep_takes_the_agents_that_join_the_pool_after_it_started(pools, tmp_path):
+    root, env = pools
+    assert run(env, tmp_path, "pool", "up", "--name", POOL, "--node", "localhost", "1").returncode == 0
+    sweep_process = _sweep_in_background(env, tmp_path / "work", 40)
+    lab = tmp_path / "work/pataslab/grid"
+    wait_for(lambda: len(done_ids(lab)) >= 3)
+    more = run(env, tmp_path, "pool", "up", "--name", POOL, "--node", "localhost", "1", "--node", "127.0.0.1", "1")
+    assert more.returncode == 0 and "2/2 agents ready" in more.stderr, more.stderr
+    wait_for(lambda: _running(env, tmp_path).get("node1", 0) >= 1)  # the sweep borrowed the newcomer
+    (tmp_path / "GO").touch()
+    _, stderr = sweep_process.communicate(timeout=120)
+    assert sweep_process.returncode == 0, stderr
+    outputs = {i: (lab / str(i) / "stdout").read_text() for i in range(40)}
+    exactly_once(lab, outputs)
+    assert any(text.startswith("node1 ") for text in outputs.values()), "the newcomer should have run tasks"
+    assert all(text.split()[1] == str(i) for i, text in outputs.items())

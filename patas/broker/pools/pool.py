@@ -54,6 +54,8 @@ WAIT_STEP_S = 0.05
 POOL_WATCH_INTERVAL_S = 0.5
 # A borrowed agent in one of these states is lost to the run (its tasks run elsewhere).
 LOST_STATES = frozenset({"lost", "stopped"})
+# A running run asks its pool for newcomers every second; it waits this long for an answer.
+JOIN_STATUS_TIMEOUT_S = 1.0
 
 
 class PoolError(PatasError):
@@ -340,6 +342,30 @@ def pool_sessions(name: str) -> tuple[Cluster, list[PoolSession]]:
     watch = PoolWatch(client, {a.agent_id for a in ready})
     sessions = [PoolSession(client, agent, watch) for agent in ready]
     return Cluster(name, tuple(s.node for s in sessions)), sessions
+
+
+class PoolJoins:
+    """The agents a running run can borrow from its pool: those that join the pool after the run
+    started, or that are back (restarted, or returned after being lost)."""
+
+    def __init__(self, name: str) -> None:
+        self.cluster_name = name
+        self.client = PoolClient(_existing(name))
+        self._expecting = True
+
+    def joining(self, present: set[str]) -> list[PoolSession]:
+        """The pool's ready agents on nodes other than `present`."""
+        try:
+            agents = self.client.status(timeout_s=JOIN_STATUS_TIMEOUT_S)
+        except PoolError:
+            self._expecting = False  # the daemon is gone: so are its agents' loans
+            return []
+        # Agents that are connecting or lost may come back; stopped or draining ones will not.
+        self._expecting = any(a.state in ("ready", "connecting", "lost") for a in agents)
+        return [PoolSession(self.client, a) for a in agents if a.state == "ready" and a.node_name not in present]
+
+    def expects_agents(self) -> bool:
+        return self._expecting
 
 
 # --- helpers ---------------------------------------------------------------------------------

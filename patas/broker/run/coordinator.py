@@ -23,7 +23,7 @@ from patas.broker.run.failures import AttemptFailure, FailureTally
 from patas.broker.run.halt import FAIL_FAST, Halt, HaltPolicy, Urgency
 from patas.broker.launch.session import AgentHandle, NodeSession
 from patas.broker.run.outputs import OutputStore
-from patas.broker.run.placement import Placement
+from patas.broker.run.placement import Placement, place_joining
 from patas.broker.run.plan import ExperimentPlan, PlannedTask
 from patas.broker.run.scheduler import Counts, Lease, Scheduler, Verdict, cannot_run
 from patas.broker.security import CurveServer
@@ -61,6 +61,10 @@ POLL_INTERVAL_MS = 100
 # A node whose agent process dies gets a new one, this many times at most.
 MAX_AGENT_RESTARTS = 3
 PROGRESS_INTERVAL_S = 0.2
+# A run whose agents may join after it started (a pool's) looks for them this often, and with
+# no agent left it waits this long for one to come back before it gives up.
+JOIN_POLL_INTERVAL_S = 1.0
+REJOIN_GRACE_S = 30.0
 
 
 class NoAgentsError(PatasError):
@@ -82,6 +86,19 @@ class RunObserver(Protocol):
     def attempt_failed(self, failure: AttemptFailure) -> None: ...
 
     def agent_event(self, node_name: str, message: str) -> None: ...
+
+
+class AgentSource(Protocol):
+    """Agents that may join a run after it started (a pool's: see patas.broker.pools.pool)."""
+
+    cluster_name: str
+
+    def joining(self, present: set[str]) -> list[NodeSession]:
+        """Sessions of the agents to add now, on nodes other than `present` (those the run has
+        live agents on, or took out of rotation)."""
+
+    def expects_agents(self) -> bool:
+        """True when agents may still join (as the last `joining` saw it)."""
 
 
 @dataclass
@@ -124,6 +141,7 @@ class Coordinator:
         observer: RunObserver,
         settings: RunSettings = RunSettings(),
         control: ControlSettings = ControlSettings(),
+        joining: AgentSource | None = None,
     ) -> None:
         self.plans = plans
         self.control_settings = control
@@ -138,6 +156,11 @@ class Coordinator:
         self._stop_requested = False
         self._restarts: dict[tuple[int, int], int] = {}  # by (cluster, node) index
         self._last_progress = 0.0
+        self._joining = joining
+        self._joined = 0  # agents added by `joining` so far
+        self._last_join_poll = time.monotonic()
+        self._alone_since: float | None = None  # when the run last lost its last agent
+        self._retired: set[str] = set()  # nodes taken out of rotation
         self._handlers: dict[type[Message], Callable[[AgentLink, Message], None]] = {
             Hello: self._on_hello,  # type: ignore[dict-item]
             Output: self._on_output,  # type: ignore[dict-item]
@@ -216,6 +239,7 @@ class Coordinator:
             if link.credit:
                 self._send(link, Credit(link.credit))
                 link.credit = 0
+        self._recruit(now)
         self._check_agents(now)
         if now - self._last_progress >= PROGRESS_INTERVAL_S:
             self._last_progress = now
@@ -271,10 +295,12 @@ class Coordinator:
         self.agents[placement.agent_id] = AgentLink(placement, handle, now, now)
 
     def add_node(self, placement: Placement, session: NodeSession) -> AgentLink | None:
-        """Start an agent on a node added while the run goes on; None if it could not start."""
+        """Start an agent on a node added while the run goes on (`patas nodes add`, a pool's
+        newcomer); None if it could not start. A node seen before (an agent back) adds no slots."""
+        if all(p.node.name != placement.node.name for p in self.placements):
+            self.scheduler.total_slots += placement.slots
         self.sessions[placement.agent_id] = session
         self.placements.append(placement)
-        self.scheduler.total_slots += placement.slots
         self._start_agent(placement)
         return self.agents.get(placement.agent_id)
 
@@ -290,6 +316,19 @@ class Coordinator:
         self.sessions[placement.agent_id] = self.sessions[old.agent_id]
         self.observer.agent_event(old.node.name, f"starting a new agent ({restarts + 1} of {MAX_AGENT_RESTARTS})")
         self._start_agent(placement)
+
+    def _recruit(self, now: float) -> None:
+        """Add the agents that joined since the last look (a pool's newcomers, or its agents back)."""
+        if self._joining is None or now - self._last_join_poll < JOIN_POLL_INTERVAL_S or self._stop_requested:
+            return
+        self._last_join_poll = now
+        present = {link.placement.node.name for link in self.agents.values() if not link.gone}
+        for session in self._joining.joining(present | self._retired):
+            self._joined += 1
+            agent_id = f"{session.node.name}~joined{self._joined}"
+            placement = place_joining(self.placements, session.node, session.slots, self._joining.cluster_name, agent_id)
+            self.observer.agent_event(session.node.name, "joined the run")
+            self.add_node(placement, session)
 
     def _on_hello(self, link: AgentLink, hello: Hello) -> None:
         agent_id = link.placement.agent_id
@@ -313,6 +352,7 @@ class Coordinator:
             self._open_store()
         self.scheduler.add_agent(agent_id, hello.slots)
         link.ready = True
+        self._alone_since = None
         self.observer.agent_event(link.placement.node.name, f"ready on {hello.hostname} with {hello.slots} workers")
 
     def _check_agents(self, now: float) -> None:
@@ -335,7 +375,7 @@ class Coordinator:
                 link.silent = True
             elif link.ready and now - link.last_sent >= HEARTBEAT_INTERVAL_S:
                 self._send(link, Heartbeat())
-        if all(link.gone for link in self.agents.values()):
+        if all(link.gone for link in self.agents.values()) and not self._waiting_for_agents(now):
             raise NoAgentsError("no agent is running: " + "; ".join(self.result.agent_failures))
 
     def _queued(self, link: AgentLink, now: float) -> bool:
@@ -351,6 +391,16 @@ class Coordinator:
             return False
         link.started_at = now
         return True
+
+    def _waiting_for_agents(self, now: float) -> bool:
+        """With no agent left, a run whose agents may come back waits REJOIN_GRACE_S for them."""
+        if self._joining is None or not self._joining.expects_agents():
+            return False
+        if self._alone_since is None:
+            self._alone_since = now
+            message = f"no agent left; waiting up to {REJOIN_GRACE_S:.0f} s for one to join"
+            self.observer.agent_event(self._joining.cluster_name, message)
+        return now - self._alone_since < REJOIN_GRACE_S
 
     def _send(self, link: AgentLink, message: Message) -> bool:
         link.last_sent = time.monotonic()
@@ -437,6 +487,7 @@ class Coordinator:
             self.control.done[lease.planned.experiment_id] += 1
         if self.scheduler.is_failing(link.placement.agent_id):
             self._send(link, Shutdown("taken out of rotation"))
+            self._retired.add(link.placement.node.name)  # not to be borrowed again from its pool
             self._lose(link, "taken out of rotation: its recent tasks all failed while they succeed on other nodes")
         if verdict is not Verdict.DONE:
             has_stderr = record.stderr_bytes > 0 or not record.stdout_bytes

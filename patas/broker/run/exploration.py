@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Iterator
 
 from patas.broker.run.control import ControlSettings
-from patas.broker.run.coordinator import Coordinator, NoAgentsError, RunObserver, RunResult, RunSettings
+from patas.broker.run.coordinator import AgentSource, Coordinator, NoAgentsError, RunObserver, RunResult, RunSettings
 from patas.broker.launch.session import NodeFailure, NodeSession, open_sessions
 from patas.broker.run.outputs import record_definitions
 from patas.broker.run.placement import Placement, place
@@ -42,6 +42,7 @@ class Exploration:
     settings: RunSettings
     locks: list[LabLock]
     control: ControlSettings = ControlSettings()  # how `patas nodes add` reaches new nodes
+    joining: AgentSource | None = None  # agents that may join once it runs (a pool's)
 
     def __enter__(self) -> "Exploration":
         return self
@@ -83,7 +84,8 @@ class Exploration:
         )
         control = replace(self.control, to_run=to_run)
         coordinator = Coordinator(
-            self.plans, self._pending(), self.counts(), self.placements, self.sessions, observer, self.settings, control
+            self.plans, self._pending(), self.counts(), self.placements, self.sessions, observer, self.settings, control,
+            self.joining,
         )
         return coordinator.run()
 
@@ -115,7 +117,7 @@ def prepare(
         _release(locks)
         raise
     control = ControlSettings(open_remote=lambda node: _ssh_session(node, ssh), pool=pool)
-    return Exploration(plans, placements, sessions, failures, task_filter, settings, locks, control)
+    return Exploration(plans, placements, sessions, failures, task_filter, settings, locks, control, _joining(pool))
 
 
 def _connect(
@@ -145,6 +147,15 @@ def _connect(
     placements = place(clusters, {index: session.slots for index, session in live.items()})
     sessions = {p.agent_id: live[(p.cluster_in_lab, p.node_in_cluster)] for p in placements}
     return placements, sessions, failures
+
+
+def _joining(pool: str | None) -> AgentSource | None:
+    """A run on a pool takes the agents that join the pool after it started."""
+    if pool is None:
+        return None
+    from patas.broker.pools.pool import PoolJoins
+
+    return PoolJoins(pool)
 
 
 def _release(locks: list[LabLock]) -> None:

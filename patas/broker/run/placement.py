@@ -45,3 +45,23 @@ def place(clusters: list[Cluster], slots: dict[tuple[int, int], int]) -> list[Pl
             worker_in_lab += size
             worker_in_cluster += size
     return placements
+
+
+def place_joining(placements: list[Placement], node: Node, slots: int, cluster_name: str, agent_id: str) -> Placement:
+    """A place for an agent that joins a running run: a node seen before keeps its numbers (a
+    pool agent that rejoins); a new one is numbered after every node and worker placed so far."""
+    earlier = next((p for p in reversed(placements) if p.node.name == node.name and p.cluster_name == cluster_name), None)
+    if earlier is not None:
+        return Placement(
+            agent_id, node, slots, cluster_name, earlier.cluster_in_lab, earlier.node_in_lab, earlier.node_in_cluster,
+            earlier.first_worker_in_lab, earlier.first_worker_in_cluster,
+        )  # fmt: skip
+    cluster = [p for p in placements if p.cluster_name == cluster_name]
+    return Placement(
+        agent_id, node, slots, cluster_name,
+        cluster[0].cluster_in_lab if cluster else max((p.cluster_in_lab for p in placements), default=-1) + 1,
+        max((p.node_in_lab for p in placements), default=-1) + 1,
+        max((p.node_in_cluster for p in cluster), default=-1) + 1,
+        max((p.first_worker_in_lab + p.slots for p in placements), default=0),
+        max((p.first_worker_in_cluster + p.slots for p in cluster), default=0),
+    )  # fmt: skip
