@@ -28,6 +28,22 @@ WAITING_CMD = f"if [ {{i}} -ge {QUICK} ]; then echo waiting >&2; while [ ! -e GO
 SWEEP = ("explore", "--cmd", WAITING_CMD, "--va", "i", "0", str(TASKS), "1", "-j", "2", "-y")
 
 
+@pytest.fixture(autouse=True)
+def no_run_left_behind(tmp_path):  # type: ignore[no-untyped-def]
+    """A failing test must not leave its detached sweep waiting for GO forever: whatever run
+    still holds a lock under the test's folder is stopped as Ctrl-C would."""
+    yield
+    stop_runs_left_in(tmp_path)
+
+
+def stop_runs_left_in(folder: Path) -> None:
+    for lock in folder.rglob(".lock"):
+        run = holder(lock.parent)
+        if run is not None and run.pid is not None:
+            os.kill(run.pid, signal.SIGTERM)
+            wait_for(lambda: holder(lock.parent) is None, timeout_s=30)
+
+
 def wait_for(condition, timeout_s: float = 120.0) -> None:  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + timeout_s
     while not condition():
@@ -215,4 +231,5 @@ def test_another_user_cannot_stop_the_run():
         assert attach_then_go(folder).returncode == 0
         exactly_once(grid)
     finally:
+        stop_runs_left_in(folder)
         shutil.rmtree(folder)
