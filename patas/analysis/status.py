@@ -1,0 +1,196 @@
+"""`patas status`: where every experiment of a pataslab stands, during a run and after it.
+
+While a run holds an experiment's lock (`patas.common.lab_lock`), its coordinator is asked over
+the experiment's private control channel (`patas.broker.run.control`): it knows the running tasks,
+its nodes, its rate. Otherwise the journal and the recorded definition say what is done and what
+failed. The counts:
+
+- `done`: tasks whose output is committed (by this run or an earlier one);
+- `running`: attempts given to agents now (0 after a run);
+- `pending`: tasks neither done, running nor given up (`total` minus those; 0 if `total` is None);
+- `failed`: failed attempts — of the run in progress when live; after a run, those of the tasks
+  that are not done (what still needs fixing);
+- `given_up`: tasks the run will not try again (after a run: every task not done whose last
+  attempt failed);
+- `rate_per_s` and `eta_s`: tasks done per second by the run in progress and the time left at
+  that rate (None after a run, or before the first task is done).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from patas.common.errors import ConfigError, LabError, did_you_mean
+from patas.common.lab import AttemptRecord, ExperimentLab, Outcome
+
+
+@dataclass(frozen=True)
+class RunningTask:
+    """One attempt running now (or queued on its agent for a free slot)."""
+
+    task_id: int
+    attempt: int
+    values: dict[str, str]
+    node: str
+    elapsed_s: float
+    last_line: str  # the last line of its output so far (stderr's if it wrote there last)
+
+
+@dataclass(frozen=True)
+class NodeStatus:
+    """One node of the run in progress."""
+
+    name: str
+    agents: int
+    slots: int
+    busy: int  # slots running a task now
+    state: str  # see patas.broker.run.control.NodeState: ready, starting, draining, lost, failed
+
+
+@dataclass(frozen=True)
+class FailureGroup:
+    """Failed attempts of one kind (as patas.broker.run.failures.failure_kind names it)."""
+
+    kind: str
+    count: int  # attempts that failed so
+    task_ids: tuple[int, ...]  # the tasks they belong to, ascending
+
+
+@dataclass(frozen=True)
+class ExperimentStatus:
+    name: str
+    total: int | None  # tasks in the definition (None: no definition recorded)
+    done: int
+    running: int
+    pending: int
+    failed: int
+    given_up: int
+    rate_per_s: float | None
+    eta_s: float | None
+    live: bool  # a run holds the lab lock now
+    running_tasks: tuple[RunningTask, ...]
+    nodes: tuple[NodeStatus, ...]
+    failures: tuple[FailureGroup, ...]
+
+
+@dataclass(frozen=True)
+class LabStatus:
+    lab: Path
+    experiments: tuple[ExperimentStatus, ...]
+
+
+class StatusError(LabError):
+    """The pataslab or the experiment asked about is not there."""
+
+
+def lab_status(lab_root: Path, experiment: str | None = None) -> LabStatus:
+    """The status of every experiment in the pataslab `lab_root` (or of `experiment` alone).
+
+    Example: lab_status(Path("pataslab"), "grid").experiments[0].running_tasks
+    """
+    lab_root = Path(lab_root)
+    names = experiment_names(lab_root, experiment)
+    return LabStatus(lab_root, tuple(experiment_status(ExperimentLab(lab_root, name)) for name in names))
+
+
+def experiment_names(lab_root: Path, experiment: str | None) -> list[str]:
+    """The experiments to report on, or StatusError naming the ones there are."""
+    if not lab_root.is_dir():
+        raise StatusError(f"{lab_root}: no such pataslab folder (use -o to name the folder patas explore wrote into)")
+    found = experiments_in(lab_root)
+    if experiment is None:
+        return found
+    if experiment in found or ExperimentLab(lab_root, experiment).definition_path.exists():
+        return [experiment]
+    there = f"experiments there: {', '.join(found)}" if found else "it holds no experiment"
+    raise StatusError(f"{lab_root / experiment}: no such experiment{did_you_mean(experiment, found)} ({there})")
+
+
+def experiments_in(lab_root: Path) -> list[str]:
+    """The experiment folders of the lab (those with a journal, a definition or a run's lock)."""
+    from patas.common.lab_lock import LOCK_FILE
+
+    try:
+        entries = sorted(os.scandir(lab_root), key=lambda e: e.name)
+    except OSError:
+        return []
+    markers = (ExperimentLab(lab_root, "").journal_path.name, ExperimentLab(lab_root, "").definition_path.name, LOCK_FILE)
+    return [e.name for e in entries if e.is_dir() and any(os.path.lexists(os.path.join(e.path, m)) for m in markers)]
+
+
+def experiment_status(lab: ExperimentLab) -> ExperimentStatus:
+    """Ask the run holding the experiment's lock; from the journal when no run holds it."""
+    from patas.broker.run.control import ask_status
+
+    live = ask_status(lab.path)
+    return live if live is not None else journal_status(lab)
+
+
+def journal_status(lab: ExperimentLab) -> ExperimentStatus:
+    """What the journal and the recorded definition say, with no run in progress."""
+    total = _grid_size(lab)
+    last: dict[int, AttemptRecord] = {}  # task id → its last record that is an attempt's end
+    done: set[int] = set()
+    failures: dict[int, list[AttemptRecord]] = {}
+    for record in lab.read_journal():
+        if record.outcome is Outcome.REPLACING:
+            done.discard(record.task_id)
+            continue
+        last[record.task_id] = record
+        if record.outcome is Outcome.DONE:
+            done.add(record.task_id)
+            failures.pop(record.task_id, None)  # what failed before it no longer stands
+        else:
+            failures.setdefault(record.task_id, []).append(record)
+    done &= lab.task_folders()
+    standing = {task_id: records for task_id, records in failures.items() if task_id not in done}
+    given_up = sum(1 for task_id in standing if last[task_id].outcome is not Outcome.DONE)
+    done_count = _done_of_definition(lab, len(done))
+    pending = max(0, total - done_count - given_up) if total is not None else 0
+    return ExperimentStatus(
+        name=lab.name, total=total, done=done_count, running=0, pending=pending,
+        failed=sum(len(records) for records in standing.values()), given_up=given_up,
+        rate_per_s=None, eta_s=None, live=False, running_tasks=(), nodes=(),
+        failures=group_failures(r for records in standing.values() for r in records),
+    )  # fmt: skip
+
+
+def group_failures(records: Any) -> tuple[FailureGroup, ...]:
+    """Failed attempts grouped by kind, the most frequent kind first."""
+    from patas.broker.run.failures import failure_kind
+
+    kinds: dict[str, list[int]] = {}
+    for record in records:
+        kinds.setdefault(failure_kind(record.outcome, record.exit_code, record.error), []).append(record.task_id)
+    groups = [FailureGroup(kind, len(ids), tuple(sorted(set(ids)))) for kind, ids in kinds.items()]
+    return tuple(sorted(groups, key=lambda g: -g.count))
+
+
+def _grid_size(lab: ExperimentLab) -> int | None:
+    from patas.common.config import load_experiment
+
+    try:
+        return load_experiment(lab.definition_path).task_count
+    except (ConfigError, OSError):
+        return None
+
+
+def _done_of_definition(lab: ExperimentLab, done_in_journal: int) -> int:
+    """How many of the recorded definition's tasks are done (the journal may hold done tasks of
+    an earlier definition, which the grid no longer has)."""
+    from patas.broker.run.plan import plan_experiment
+    from patas.common.config import load_experiment
+
+    try:
+        experiment = load_experiment(lab.definition_path)
+    except (ConfigError, OSError):
+        return done_in_journal
+    return plan_experiment(0, experiment, lab, redo=False).done
+
+
+def status_to_json(status: LabStatus) -> dict[str, Any]:
+    """The status as JSON-ready data: {"lab": ..., "experiments": [{...every field...}]}."""
+    return {"lab": str(status.lab), "experiments": [asdict(e) for e in status.experiments]}
