@@ -61,6 +61,7 @@ class Dashboard:
             Route("/api/experiments/{name}/chart", self.chart),
             Route("/api/experiments/{name}/tasks/{task_id:int}/output", self.output),
             Mount("/static", StaticFiles(directory=STATIC)),
+            Route("/favicon.ico", lambda request: Response(status_code=204)),  # none: the browser asks anyway
         ]
 
     def page(self, file: str) -> Any:

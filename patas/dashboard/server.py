@@ -79,6 +79,12 @@ def _bind_error(host: str, port: int, error: OSError) -> DashboardError:
     return DashboardError(f"--bind {host} --port {port}: {error.strerror}")
 
 
+def check_lab(lab_root: Path) -> None:
+    """Refuse a lab folder that is not there (a typo in -o would otherwise serve an empty page)."""
+    if not lab_root.is_dir():
+        raise DashboardError(f"-o {lab_root}: no such pataslab folder (give the folder patas explore wrote into)")
+
+
 def serve(lab_root: Path, listening: Listening, token: str) -> None:
     """Serve the lab's dashboard on the bound socket until interrupted (Ctrl-C)."""
     import uvicorn
