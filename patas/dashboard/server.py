@@ -11,8 +11,12 @@ import ipaddress
 import socket
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from patas.common.errors import PatasError
+
+if TYPE_CHECKING:
+    import uvicorn
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8765
@@ -87,6 +91,12 @@ def check_lab(lab_root: Path) -> None:
 
 def serve(lab_root: Path, listening: Listening, token: str) -> None:
     """Serve the lab's dashboard on the bound socket until interrupted (Ctrl-C)."""
+    dashboard_server(lab_root, token).run(sockets=[listening.socket])
+
+
+def dashboard_server(lab_root: Path, token: str) -> uvicorn.Server:
+    """The uvicorn server of the lab's dashboard, to run on a bound socket (`run(sockets=...)`);
+    setting its `should_exit` stops it."""
     import uvicorn
 
     from patas.dashboard.app import dashboard_app
@@ -95,4 +105,4 @@ def serve(lab_root: Path, listening: Listening, token: str) -> None:
         dashboard_app(lab_root, token), log_level="warning", access_log=False,
         timeout_graceful_shutdown=SHUTDOWN_GRACE_S, lifespan="off",
     )  # fmt: skip
-    uvicorn.Server(config).run(sockets=[listening.socket])
+    return uvicorn.Server(config)
