@@ -31,9 +31,10 @@ def dashboard(lab_root: str, port: int, host: str, open_browser: bool) -> None:
 
     \b
     Example:
-      patas explore --cmd 'for i in 1 2 3; do echo "loss 0.$i"; sleep 1; done' --repeat 20 -y &
-      patas dashboard --port 0
-      # open the URL it prints (or add --open)
+      patas explore --cmd 'for i in 1 2 3; do echo "loss 0.$i"; sleep 1; done' --repeat 20 -y
+      # in another terminal, while it runs:
+      patas dashboard --open
+      ssh -L 8765:127.0.0.1:8765 server   # from your laptop, for a dashboard on a server
     """
     from patas.dashboard.access import new_token
     from patas.dashboard.server import check_lab, is_loopback, listen, serve

@@ -35,14 +35,15 @@ class Served:
     def token(self) -> str:
         return self.url.split("?token=", 1)[1]
 
-    def stop(self) -> None:
+    def stop(self) -> str:
+        """Stop it (by its PID) and return what it wrote on stderr."""
         if self.process.poll() is None:
             self.process.terminate()
-            try:
-                self.process.communicate(timeout=STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.communicate()
+        try:
+            return self.process.communicate(timeout=STOP_TIMEOUT_S)[1]
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            return self.process.communicate()[1]
 
 
 def start_dashboard(cwd: Path, *args: str) -> Served:

@@ -1,0 +1,73 @@
+"""Make the screenshots of docs/dashboard.md with the browser the tests use (headless Chromium).
+
+    PYTHONPATH=. python3 docs/dashboard_screenshots.py
+
+Runs two real sweeps in a temporary folder: `grid`, finished and parsed (one configuration
+fails on purpose), and `training`, still running (its tasks print an epoch a second and wait),
+serves them with `patas dashboard`, and saves docs/img/dashboard-*.png.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from tests.dashboard.served import browser_or_skip, start_dashboard, text_of, wait_until
+from tests.running import patas, start_patas
+
+IMAGES = Path(__file__).resolve().parent / "img"
+GRID = (
+    "python3 -c 'import random, sys\n"
+    "lr, layers = {lr}, {layers}\n"
+    "sys.exit(1) if layers == 4 and lr == 0.1 else None\n"
+    "print(\"acc\", 0.6 + 0.08 * layers - abs(lr - 0.01) + random.gauss(0, 0.02))'"
+)
+TRAINING = "for e in 1 2 3 4 5 6 7 8; do echo \"epoch $e loss 0.{seed}$((9 - e))\"; sleep 1; done; while [ ! -e GO ]; do sleep 0.1; done"
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory() as name:
+        folder = Path(name)
+        grid = ("--name", "grid", "--cmd", GRID, "--vl", "lr", "0.001", "0.01", "0.1", "--vl", "layers", "1", "2", "3", "4")
+        patas("explore", *grid, "--repeat", "4", "--max-tries", "1", "-y", cwd=folder)
+        patas("parse", "-e", "pataslab/grid", "-p", "acc", "acc (@float@)", cwd=folder)
+        command = TRAINING.replace("GO", str(folder / "go"))
+        training = start_patas("explore", "--name", "training", "--cmd", command, "--va", "seed", "1", "9", "1", "-y", cwd=folder)
+        browser = browser_or_skip()
+        served = start_dashboard(folder)
+        try:
+            browser.set_window_size(1280, 900)
+            browser.get(served.url)
+            wait_until(lambda: text_of(browser, "#running tbody tr"), 60, "running tasks")
+            time.sleep(3)  # a few epochs printed
+            browser.save_screenshot(str(IMAGES / "dashboard-lab.png"))
+            browser.set_window_size(1280, 1500)
+            browser.get(served.base + "/experiments/grid")
+            wait_until(lambda: text_of(browser, "#summary tr.best"), 60, "the summary")
+            time.sleep(1)
+            browser.save_screenshot(str(IMAGES / "dashboard-experiment.png"))
+            from selenium.webdriver.common.by import By
+            from selenium.webdriver.support.ui import Select
+
+            Select(browser.find_element(By.ID, "kind")).select_by_value("heatmap")
+            time.sleep(2)
+            browser.find_element(By.ID, "results-section").screenshot(str(IMAGES / "dashboard-heatmap.png"))
+            browser.set_window_size(1280, 700)
+            browser.get(served.base + "/experiments/training/tasks/0")
+            wait_until(lambda: "epoch 3" in text_of(browser, "#output"), 60, "the task's output")
+            browser.save_screenshot(str(IMAGES / "dashboard-task.png"))
+        finally:
+            browser.quit()
+            served.stop()
+            (folder / "go").touch()
+            try:
+                training.communicate(timeout=120)
+            except subprocess.TimeoutExpired:
+                training.kill()
+                training.communicate()
+
+
+if __name__ == "__main__":
+    main()
