@@ -1,7 +1,7 @@
 """`patas status`: where every experiment of a pataslab stands, during a run and after it.
 
 While a run holds an experiment's lock (`patas.common.lab_lock`), its coordinator is asked over
-the experiment's private control channel (`patas.broker.run.control`): it knows the running tasks,
+the experiment's private control channel (`patas.broker.run.channel`): it knows the running tasks,
 its nodes, its rate. Otherwise the journal and the recorded definition say what is done and what
 failed. The counts:
 
@@ -19,7 +19,7 @@ failed. The counts:
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -122,11 +122,25 @@ def experiments_in(lab_root: Path) -> list[str]:
 
 
 def experiment_status(lab: ExperimentLab) -> ExperimentStatus:
-    """Ask the run holding the experiment's lock; from the journal when no run holds it."""
-    from patas.broker.run.control import ask_status
+    """Ask the run holding the experiment's lock; from the journal when no run holds it.
 
-    live = ask_status(lab.path)
-    return live if live is not None else journal_status(lab)
+    A run that holds the lock but does not listen (it is still asking for confirmation, or has
+    nothing to run) is reported from the journal, marked live."""
+    from patas.broker.run.channel import ChannelAbsent, StatusReply, StatusRequest, request, status_from_wire
+    from patas.common.lab_lock import holder
+
+    if holder(lab.path) is None:
+        return journal_status(lab)
+    try:
+        reply = request(lab.path, StatusRequest(lab.name))
+    except ChannelAbsent as error:
+        if not error.no_listener:
+            raise
+        return replace(journal_status(lab), live=holder(lab.path) is not None)
+    if not isinstance(reply, StatusReply):
+        raise StatusError(f"{lab.path}: the run answered a status request with {type(reply).__name__}")
+    status: ExperimentStatus = status_from_wire(reply.status)
+    return status
 
 
 def journal_status(lab: ExperimentLab) -> ExperimentStatus:

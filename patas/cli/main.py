@@ -21,6 +21,8 @@ COMMANDS = {
     "query": ("patas.cli.query", "query", "Run SQL on parsed experiments (DuckDB)."),
     "summary": ("patas.cli.summary", "summary", "A metric per configuration, with confidence intervals."),
     "logs": ("patas.cli.logs", "logs", "Print a task's output; -f follows it as the task runs."),
+    "status": ("patas.cli.status", "status", "Where each experiment stands: done, running, failed, per node."),
+    "nodes": ("patas.cli.nodes", "nodes", "Add nodes to a running sweep, or take them away."),
     "draw": ("patas.cli.draw", "draw", "Plot a parsed table: heatmap, categories, lines."),
     "pool": ("patas.cli.pool", "pool", "Start agents once and run sweep after sweep on them."),
     "agent": ("patas.cli.agent", "agent", "Run a pool agent on this node (systemd, batch jobs)."),

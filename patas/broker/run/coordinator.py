@@ -18,6 +18,7 @@ from typing import Callable, Iterator, Protocol
 
 import zmq
 
+from patas.broker.run.control import ControlSettings, RunControl
 from patas.broker.run.failures import AttemptFailure, FailureTally
 from patas.broker.run.halt import FAIL_FAST, Halt, HaltPolicy, Urgency
 from patas.broker.launch.session import AgentHandle, NodeSession
@@ -120,8 +121,10 @@ class Coordinator:
         sessions: dict[str, NodeSession],
         observer: RunObserver,
         settings: RunSettings = RunSettings(),
+        control: ControlSettings = ControlSettings(),
     ) -> None:
         self.plans = plans
+        self.control_settings = control
         self.placements = placements
         self.sessions = sessions
         self.observer = observer
@@ -159,6 +162,7 @@ class Coordinator:
             self.curve.stop()
             context.term()
             raise
+        self.control = RunControl(self, self.control_settings)
         previous_handlers = self._catch_stop_signals()
         try:
             self._start_agents()
@@ -174,6 +178,7 @@ class Coordinator:
             self.result.halt = self.scheduler.halt
             self._restore(previous_handlers)
             self._release_agents()
+            self.control.close()
             if self._store is not None:
                 self._store.close_all()
             self.socket.close()
@@ -200,6 +205,7 @@ class Coordinator:
             self._receive_all()
         now = time.monotonic()
         for lease in self.scheduler.assign():
+            lease.given_at = now
             self._send_lease(lease)
         if self._store is not None:
             self._store.end_turn()
@@ -211,6 +217,8 @@ class Coordinator:
         if now - self._last_progress >= PROGRESS_INTERVAL_S:
             self._last_progress = now
             self.observer.progress(self.result.counts)
+        if self.control.busy:  # someone asks (patas status, patas nodes)
+            self.control.serve()
 
     def _receive_all(self) -> None:
         now = time.monotonic()
@@ -256,6 +264,14 @@ class Coordinator:
             self.observer.agent_event(placement.node.name, f"lost: {error}")
             return
         self.agents[placement.agent_id] = AgentLink(placement, handle, now, now)
+
+    def add_node(self, placement: Placement, session: NodeSession) -> AgentLink | None:
+        """Start an agent on a node added while the run goes on; None if it could not start."""
+        self.sessions[placement.agent_id] = session
+        self.placements.append(placement)
+        self.scheduler.total_slots += placement.slots
+        self._start_agent(placement)
+        return self.agents.get(placement.agent_id)
 
     def _restart(self, link: AgentLink) -> None:
         """Start a new agent where one died (not where one fell silent: it may still be running)."""
@@ -383,6 +399,8 @@ class Coordinator:
         self.store.close(lease.id, record, commit=outcome is Outcome.DONE)
         retryable = outcome is Outcome.TIMEOUT or not cannot_run(finished.exit_code, finished.error)
         verdict = self.scheduler.finish(lease.id, outcome is Outcome.DONE, retryable)
+        if verdict is Verdict.DONE:
+            self.control.done[lease.planned.experiment_id] += 1
         if self.scheduler.is_failing(link.placement.agent_id):
             self._send(link, Shutdown("taken out of rotation"))
             self._lose(link, "taken out of rotation: its recent tasks all failed while they succeed on other nodes")

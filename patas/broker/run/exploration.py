@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import itertools
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterator
 
+from patas.broker.run.control import ControlSettings
 from patas.broker.run.coordinator import Coordinator, NoAgentsError, RunObserver, RunResult, RunSettings
 from patas.broker.launch.session import NodeFailure, NodeSession, open_sessions
 from patas.broker.run.outputs import record_definitions
@@ -39,6 +40,7 @@ class Exploration:
     task_filter: TaskFilter | None
     settings: RunSettings
     locks: list[LabLock]
+    control: ControlSettings = ControlSettings()  # how `patas nodes add` reaches new nodes
 
     def __enter__(self) -> "Exploration":
         return self
@@ -75,8 +77,12 @@ class Exploration:
 
     def run(self, observer: RunObserver) -> RunResult:
         """Run every pending task; the definitions are recorded once the run has started."""
+        to_run = tuple(
+            plan.to_run if self.task_filter is None else plan.selection(self.task_filter).to_run(plan.redo) for plan in self.plans
+        )
+        control = replace(self.control, to_run=to_run)
         coordinator = Coordinator(
-            self.plans, self._pending(), self.counts(), self.placements, self.sessions, observer, self.settings
+            self.plans, self._pending(), self.counts(), self.placements, self.sessions, observer, self.settings, control
         )
         return coordinator.run()
 
@@ -106,7 +112,8 @@ def prepare(
     except BaseException:
         _release(locks)
         raise
-    return Exploration(plans, placements, sessions, failures, task_filter, settings, locks)
+    control = ControlSettings(open_remote=lambda node: _ssh_session(node, ssh), pool=pool)
+    return Exploration(plans, placements, sessions, failures, task_filter, settings, locks, control)
 
 
 def _connect(

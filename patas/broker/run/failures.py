@@ -65,6 +65,8 @@ class KindTally:
     attempts: int = 0
     example: AttemptFailure | None = None  # the first attempt that failed so
     given_up: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))  # experiment → task ids
+    # experiment → the task id of each attempt that failed so (for patas status)
+    attempted: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))
     last_given_up: AttemptFailure | None = None
 
     @property
@@ -83,6 +85,7 @@ class FailureTally:
         if tally is None:
             tally = self.kinds[failure.kind] = KindTally(failure.kind, example=failure)
         tally.attempts += 1
+        tally.attempted[failure.experiment_name].append(failure.task_id)
         if failure.verdict is Verdict.GIVE_UP:
             tally.given_up[failure.experiment_name].append(failure.task_id)
             tally.last_given_up = failure

@@ -52,6 +52,7 @@ class Lease:
     attempt: int
     tries: int  # attempts that counted against max_tries, this one included
     agent_id: str
+    given_at: float = 0.0  # time.monotonic() when it was sent to its agent (set by the coordinator)
 
 
 @dataclass
@@ -116,15 +117,20 @@ class Scheduler:
     def add_agent(self, agent_id: str, slots: int) -> None:
         self._agents[agent_id] = AgentSlots(agent_id, slots)
 
-    def remove_agent(self, agent_id: str) -> list[Lease]:
-        """Forget an agent; its running attempts go back to the queue as new attempts."""
+    def remove_agent(self, agent_id: str, lost: bool = True) -> list[Lease]:
+        """Forget an agent; its running attempts go back to the queue as new attempts.
+
+        `lost`: the agent went away by itself, which counts towards giving its tasks up (a task
+        may be what kills its node); an agent the user removed (`lost=False`) costs them nothing."""
         agent = self._agents.pop(agent_id, None)
         if agent is None:
             return []
-        lost = [self._leases.pop(lease_id) for lease_id in sorted(agent.leases)]
-        for lease in lost:
+        if not lost:
+            self.total_slots -= agent.slots  # removed for good; a lost node may come back
+        taken = [self._leases.pop(lease_id) for lease_id in sorted(agent.leases)]
+        for lease in taken:
             self.counts.running -= 1
-            times_lost = self._lost.pop(lease.id, 0) + 1
+            times_lost = self._lost.pop(lease.id, 0) + (1 if lost else 0)
             if times_lost >= MAX_LOST_ATTEMPTS:
                 self.counts.failed += 1
                 self._given_up_lost.append(lease)
@@ -132,7 +138,19 @@ class Scheduler:
             else:
                 # Losing a node is not the task's fault: it keeps its tries.
                 self._retries.append(Retry(lease.planned, lease.attempt + 1, lease.tries - 1, times_lost))
-        return lost
+        return taken
+
+    def drain_agent(self, agent_id: str) -> None:
+        """Give the agent no new task; those it holds run to their end."""
+        agent = self._agents.get(agent_id)
+        if agent is not None:
+            self.total_slots -= agent.slots
+            agent.slots = 0
+
+    def leases_of(self, agent_id: str) -> list[Lease]:
+        """The agent's leases, in the order it was given them (running first, then queued)."""
+        agent = self._agents.get(agent_id)
+        return [self._leases[lease_id] for lease_id in sorted(agent.leases)] if agent is not None else []
 
     def take_given_up_lost(self) -> list[Lease]:
         """The tasks `remove_agent` gave up since the last call (they lost MAX_LOST_ATTEMPTS agents)."""

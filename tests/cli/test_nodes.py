@@ -1,0 +1,115 @@
+"""`patas nodes add/remove`: changing the nodes under a running sweep."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+from tests.cli.live_sweeps import START_TIMEOUT_S, gate, live, running_on, sweeps, wait_for  # noqa: F401 (fixture)
+from tests.running import journal, patas
+
+GATED_TASKS = ("--va", "i", "0", "6", "1")
+
+
+def gated(tmp_path: Path) -> str:
+    return f"echo \"on $PATAS_NODE_NAME\"; {gate(tmp_path)}"
+
+
+def printing_on(lab: Path, node: str):
+    """The status once a task on `node` has printed its first line there."""
+    status = running_on(lab, node)
+    if status is None or not any(t.node == node and t.last_line == f"on {node}" for t in status.running_tasks):
+        return None
+    return status
+
+
+def nodes_of(lab: Path) -> Counter[str]:
+    """How many done attempts each node has in the journal."""
+    return Counter(r["node_name"] for r in journal(lab / "grid") if r["outcome"] == "done")
+
+
+def test_a_node_added_during_a_run_gets_tasks(tmp_path, sweeps):
+    lab = tmp_path / "pataslab"
+    sweep = sweeps("--cmd", gated(tmp_path), *GATED_TASKS, "--node", "localhost", "1")
+    wait_for(lambda: running_on(lab, "node0") or sweep.poll() is not None, START_TIMEOUT_S, "a task on node0")
+    assert sweep.poll() is None, sweep.communicate()
+
+    added = patas("nodes", "add", "grid", "--node", "localhost", "1", cwd=tmp_path)
+    assert added.code == 0, added.stderr
+    assert added.stdout == "Added node1: ready with 1 workers\n"
+    status = wait_for(lambda: printing_on(lab, "node1"), START_TIMEOUT_S, "a task printing on node1")
+    assert [(n.name, n.slots, n.state) for n in status.nodes] == [("node0", 1, "ready"), ("node1", 1, "ready")]
+
+    (tmp_path / "go").touch()
+    assert sweep.wait(60) == 0
+    done = nodes_of(lab)
+    assert done["node1"] >= 1 and done["node0"] + done["node1"] == 6, done
+    records = [r for r in journal(lab / "grid") if r["node_name"] == "node1"]
+    # Numbered after the run's nodes and workers, so the journal's numbering stays unique.
+    assert {(r["node_in_lab"], r["worker_in_lab"], r["cluster_in_lab"]) for r in records} == {(1, 1, 1)}
+
+
+def test_a_node_removed_with_drain_finishes_its_tasks_then_gets_none(tmp_path, sweeps):
+    lab = tmp_path / "pataslab"
+    sweep = sweeps("--cmd", gated(tmp_path), *GATED_TASKS, "--node", "localhost", "1", "--node", "localhost", "1")
+    wait_for(lambda: running_on(lab, "node1") or sweep.poll() is not None, START_TIMEOUT_S, "a task on node1")
+    assert sweep.poll() is None, sweep.communicate()
+
+    removed = patas("nodes", "remove", "grid", "node1", "--drain", cwd=tmp_path)
+    assert removed.code == 0, removed.stderr
+    held = 2  # its slot's task and the one queued there for it (tasks wait on the gate: none ended)
+    assert removed.stdout == f"node1: draining: it takes no new task, and its agent stops once the {held} tasks it holds have ended\n"
+    states = {n.name: n.state for n in live(lab).nodes}
+    assert states == {"node0": "ready", "node1": "draining"}
+
+    (tmp_path / "go").touch()
+    assert sweep.wait(60) == 0
+    done = nodes_of(lab)
+    assert done == {"node1": held, "node0": 6 - held}, done
+    assert all(r["outcome"] == "done" for r in journal(lab / "grid"))  # its tasks ran to their end
+
+
+def test_a_node_removed_without_drain_gives_its_tasks_to_the_others_at_no_cost(tmp_path, sweeps):
+    lab = tmp_path / "pataslab"
+    # One try per task: a removal that counted as a failed try would give the task up.
+    sweep = sweeps("--cmd", gated(tmp_path), *GATED_TASKS, "--node", "localhost", "1", "--node", "localhost", "1", "--max-tries", "1")
+    status = wait_for(lambda: printing_on(lab, "node1") or sweep.poll() is not None, START_TIMEOUT_S, "a task printing on node1")
+    assert sweep.poll() is None, sweep.communicate()
+    taken = next(t.task_id for t in status.running_tasks if t.node == "node1")
+
+    removed = patas("nodes", "remove", "grid", "node1", cwd=tmp_path)
+    assert removed.code == 0, removed.stderr
+    assert removed.stdout == "node1: removed; the 2 tasks it held have gone back to the queue, for other nodes\n"
+    assert [n.name for n in live(lab).nodes] == ["node0"]
+
+    (tmp_path / "go").touch()
+    assert sweep.wait(60) == 0, sweep.communicate()
+    records = journal(lab / "grid")
+    assert nodes_of(lab) == {"node0": 6}
+    assert [r["outcome"] for r in records] == ["done"] * 6  # nothing failed: the killed attempts left no record
+    assert next(r["attempt"] for r in records if r["task_id"] == taken) == 2
+    assert (lab / "grid" / str(taken) / "attempt-1.stdout").read_text() == "on node1\n"
+
+
+def test_the_last_node_and_an_unknown_node_cannot_be_removed(tmp_path, sweeps):
+    lab = tmp_path / "pataslab"
+    sweep = sweeps("--cmd", gated(tmp_path), *GATED_TASKS, "--node", "localhost", "1")
+    wait_for(lambda: running_on(lab, "node0") or sweep.poll() is not None, START_TIMEOUT_S, "a task on node0")
+    last = patas("nodes", "remove", "grid", "node0", "--drain", cwd=tmp_path)
+    assert (last.code, last.stderr) == (
+        1, "Error: pataslab/grid: node0 is the run's last node: add another first (patas nodes add), or stop the run\n"
+    )
+    unknown = patas("nodes", "remove", "grid", "nod0", cwd=tmp_path)
+    assert (unknown.code, unknown.stderr) == (
+        1, "Error: pataslab/grid: no node 'nod0' runs tasks in this run (did you mean 'node0'?) (its nodes: node0)\n"
+    )
+    taken = patas("nodes", "add", "grid", "--cluster", str(_cluster(tmp_path, "node0")), cwd=tmp_path)
+    assert (taken.code, taken.stdout) == (1, "")
+    assert taken.stderr == "Not added: node0: the run has a node of that name already (name it otherwise in the cluster file)\n"
+    assert live(lab).nodes[0].state == "ready"
+
+
+def _cluster(folder: Path, name: str) -> Path:
+    path = folder / "more.yaml"
+    path.write_text(f"name: more\nnodes:\n  - name: {name}\n    hostname: localhost\n    workers: 1\n")
+    return path
