@@ -81,7 +81,7 @@ def lines(rows: list[dict[str, Any]], frame: pd.DataFrame, metric: str, x: str, 
         {"field": "mean", "format": ".4g"}, {"field": "ci_low", "format": ".4g"}, {"field": "ci_high", "format": ".4g"},
         {"field": "n"}, {"field": "verdict"},
     ]  # fmt: skip
-    band = {"mark": {"type": "area", "opacity": BAND_OPACITY}, "encoding": {"y": {"field": "ci_low", "type": "quantitative", "title": metric}, "y2": {"field": "ci_high"}}}
+    band = {"mark": {"type": "area", "opacity": BAND_OPACITY}, "encoding": {"y": {"field": "ci_low", "type": "quantitative", "title": metric, "scale": {"zero": False}}, "y2": {"field": "ci_high"}}}
     line = {"mark": {"type": "line", "point": True}, "encoding": {"y": {"field": "mean", "type": "quantitative", "title": metric}, "tooltip": tooltip}}
     spec = _base(f"{metric}: mean and 95% interval against {x}", sorted(rows, key=lambda r: (str(r.get(colour)), _sort_key(r[x]))))
     spec.update(encoding=encoding, layer=[band, line])
@@ -115,7 +115,7 @@ def best_so_far(frame: pd.DataFrame, metric: str, maximize: bool) -> dict[str, A
     data = [{"trial": i + 1, "task_id": t, metric: v, "best": b} for i, (t, v, b) in enumerate(zip(trials["task_id"], trials[metric], best))]
     points = {
         "mark": {"type": "point", "filled": True, "opacity": 0.6},
-        "encoding": {"y": {"field": metric, "type": "quantitative"}, "tooltip": [{"field": "trial"}, {"field": "task_id"}, {"field": metric}]},
+        "encoding": {"y": {"field": metric, "type": "quantitative", "scale": {"zero": False}}, "tooltip": [{"field": "trial"}, {"field": "task_id"}, {"field": metric}]},
     }
     line = {"mark": {"type": "line", "interpolate": "step-after", "color": "firebrick"}, "encoding": {"y": {"field": "best", "type": "quantitative", "title": metric}}}
     spec = _base(f"{metric}: each trial, and the best so far ({'highest' if maximize else 'lowest'})", records_of(data))

@@ -66,7 +66,9 @@ def test_the_lab_page_shows_a_running_sweeps_done_count_increasing(tmp_path, swe
     browser.get(served.url)
     done = "#experiments tr[data-experiment=grid] td.done"
     wait_until(lambda: text_of(browser, done) == "0", PAGE_TIMEOUT_S, "the sweep on the lab page")
-    assert text_of(browser, "#experiments tr[data-experiment=grid] td.pending") == "4"
+    row = "#experiments tr[data-experiment=grid]"
+    wait_until(lambda: text_of(browser, f"{row} td.running") not in ("", "0"), PAGE_TIMEOUT_S, "tasks running on the page")
+    assert int(text_of(browser, f"{row} td.running")) + int(text_of(browser, f"{row} td.pending")) == 4
     for count, task in enumerate("abc", 1):
         (tmp_path / task).touch()
         wait_until(lambda: text_of(browser, done) == str(count), PAGE_TIMEOUT_S, f"{count} done on the page")

@@ -207,7 +207,7 @@ function drawTasks() {
   const rows = tableState.rows.filter((r) => !state || r.state === state);
   rows.sort((a, b) => (ascending ? 1 : -1) * compare(a[sortBy], b[sortBy]) || a.task_id - b.task_id);
   fill(document.querySelector("#tasks tbody"), rows.map((r) => {
-    const tr = row(columns.map((c) => (c === "task_id" ? link(`${experimentPath(name)}/tasks/${r.task_id}`, r.task_id) : r[c])));
+    const tr = row(columns.map((c) => (c === "task_id" ? link(`${experimentPath(name)}/tasks/${r.task_id}`, r.task_id) : number(r[c]))));
     tr.dataset.taskId = r.task_id;
     tr.children[columns.indexOf("state")].classList.add(`state-${r.state}`);
     return tr;
