@@ -19,6 +19,7 @@ from tests.running import start_patas
 
 START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 15.0
+SWEEP_TIMEOUT_S = 60.0
 PAGE_TIMEOUT_S = 30.0  # for a page to load and fetch its data (not the deadlines a test checks)
 
 
@@ -107,3 +108,8 @@ def text_of(browser: Any, selector: str) -> str:
         return str(found[0].text) if found else ""
     except StaleElementReferenceException:  # the page replaced it between finding and reading
         return ""
+
+
+def gate(folder: Path, name: str) -> str:
+    """A shell loop that waits until the test creates `folder/name`."""
+    return f"while [ ! -e {folder / name} ]; do sleep 0.02; done"

@@ -3,45 +3,16 @@ as it runs, a task's page shows what the task prints within two seconds, and the
 
 from __future__ import annotations
 
-import subprocess
 import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.dashboard.served import PAGE_TIMEOUT_S, start_dashboard, text_of, wait_until
-from tests.running import patas, start_patas
+from tests.dashboard.served import PAGE_TIMEOUT_S, SWEEP_TIMEOUT_S, gate, start_dashboard, text_of, wait_until
+from tests.running import patas
 
 DEADLINE_S = 2.0  # how soon a line a task printed must show on its page
-SWEEP_TIMEOUT_S = 60.0
-
-
-def gate(folder: Path, name: str) -> str:
-    """A shell loop that waits until the test creates `folder/name`."""
-    return f"while [ ! -e {folder / name} ]; do sleep 0.02; done"
-
-
-@pytest.fixture
-def sweep(tmp_path: Path):
-    """Start one `patas explore` in tmp_path; let it go (file `go`) and wait for it at the end."""
-    started: list[subprocess.Popen[str]] = []
-
-    def start(*args: str) -> subprocess.Popen[str]:
-        process = start_patas("explore", *args, "-y", cwd=tmp_path)
-        started.append(process)
-        wait_until(lambda: (tmp_path / "pataslab/grid").exists() or process.poll() is not None, SWEEP_TIMEOUT_S, "the sweep's lab")
-        assert process.poll() is None, process.communicate()
-        return process
-
-    yield start
-    (tmp_path / "go").touch()
-    for process in started:
-        try:
-            process.communicate(timeout=SWEEP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.communicate()
 
 
 @pytest.fixture
