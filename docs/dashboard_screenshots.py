@@ -4,7 +4,8 @@
 
 Runs two real sweeps in a temporary folder: `grid`, finished and parsed (one configuration
 fails on purpose), and `training`, still running (its tasks print an epoch a second and wait),
-serves them with `patas dashboard`, and saves docs/img/dashboard-*.png.
+serves them with `patas dashboard`, and saves docs/img/dashboard-*.png. Where this patas can
+search (`--type tpe`), also a 12-trial search of examples/basic_usage for dashboard-search.png.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from tests.dashboard.served import browser_or_skip, start_dashboard, text_of, wa
 from tests.running import patas, start_patas
 
 IMAGES = Path(__file__).resolve().parent / "img"
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples/basic_usage/main.py"
 GRID = (
     "python3 -c 'import random, sys\n"
     "lr, layers = {lr}, {layers}\n"
@@ -34,6 +36,12 @@ def main() -> None:
         patas("explore", *grid, "--repeat", "4", "--max-tries", "1", "-y", cwd=folder)
         patas("parse", "-e", "pataslab/grid", "-p", "acc", "acc (@float@)", cwd=folder)
         command = TRAINING.replace("GO", str(folder / "go"))
+        searched = patas(
+            "explore", "--name", "search", "--type", "tpe", "--trials", "12", "--seed", "1", "-j", "2", "-y",
+            "--cmd", f"{EXAMPLE} {{neurons}} {{activation}} {{preprocessing}}", "--vi", "neurons", "1", "50",
+            "--vl", "activation", "relu", "leaky_relu", "sigmoid", "tanh", "--vl", "preprocessing", "fast", "medium", "intense",
+            "--objective", "max", "test_acc", "Test accuracy: +(@float@)", cwd=folder,
+        ).code == 0  # fmt: skip
         training = start_patas("explore", "--name", "training", "--cmd", command, "--va", "seed", "1", "9", "1", "-y", cwd=folder)
         browser = browser_or_skip()
         served = start_dashboard(folder)
@@ -54,6 +62,12 @@ def main() -> None:
             Select(browser.find_element(By.ID, "kind")).select_by_value("heatmap")
             time.sleep(2)
             browser.find_element(By.ID, "results-section").screenshot(str(IMAGES / "dashboard-heatmap.png"))
+            if searched:
+                browser.get(served.base + "/experiments/search")
+                wait_until(lambda: text_of(browser, "#summary tr.best"), 60, "the search's summary")
+                Select(browser.find_element(By.ID, "kind")).select_by_value("parallel")
+                time.sleep(2)
+                browser.find_element(By.ID, "results-section").screenshot(str(IMAGES / "dashboard-search.png"))
             browser.set_window_size(1280, 700)
             browser.get(served.base + "/experiments/training/tasks/0")
             wait_until(lambda: "epoch 3" in text_of(browser, "#output"), 60, "the task's output")

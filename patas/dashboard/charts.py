@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
 SCHEMA = "https://vega.github.io/schema/vega-lite/v5.json"
+TRIAL_COLUMN = "trial"  # a search's parsed table numbers its trials in the study's order
 WIDTH_PX = 560
 HEIGHT_PX = 320
 BAND_OPACITY = 0.25
@@ -109,8 +110,11 @@ def heatmap(rows: list[dict[str, Any]], frame: pd.DataFrame, metric: str, x: str
 
 
 def best_so_far(frame: pd.DataFrame, metric: str, maximize: bool) -> dict[str, Any]:
-    """Each trial's `metric` in trial (task id) order, and the best found up to each trial."""
-    trials = frame[["task_id", metric]].dropna().sort_values("task_id").reset_index(drop=True)
+    """Each trial's `metric` in trial order (the study's `trial` column, else task ids), and the
+    best found up to each trial; trials without a value (pruned, failed) are left out."""
+    order = TRIAL_COLUMN if TRIAL_COLUMN in frame.columns else "task_id"
+    trials = frame[["task_id", metric] + ([order] if order != "task_id" else [])].dropna(subset=[metric])
+    trials = trials.sort_values([order, "task_id"]).reset_index(drop=True)
     best = trials[metric].cummax() if maximize else trials[metric].cummin()
     data = [{"trial": i + 1, "task_id": t, metric: v, "best": b} for i, (t, v, b) in enumerate(zip(trials["task_id"], trials[metric], best))]
     points = {
@@ -130,27 +134,41 @@ def records_of(data: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def parallel_coordinates(frame: pd.DataFrame, parameters: list[str], metric: str) -> dict[str, Any]:
-    """One line per trial through each parameter's axis and the metric's, each scaled to [0, 1]."""
-    from pandas.api.types import is_numeric_dtype
-
-    axes = [p for p in parameters if is_numeric_dtype(frame[p])] + [metric]
-    data = records(frame[["task_id", *axes]].dropna())
-    spec = _base(f"{metric} and the numeric parameters, one line per trial", data)
+    """One line per trial through an axis per parameter and one for the metric, each scaled to
+    [0, 1]: a number from its lowest to its highest value, a category by its place among the
+    sorted categories."""
+    trials = frame[["task_id", *parameters, metric]].dropna(subset=[metric])
+    axes = [*parameters, metric]
+    positions = {axis: _positions(trials[axis]) for axis in axes}
+    data = []
+    for index, row in enumerate(trials.itertuples(index=False)):
+        values = dict(zip(["task_id", *axes], row))
+        for axis in axes:
+            data.append({"trial": index, "task_id": values["task_id"], "axis": axis, "position": positions[axis][index],
+                         "value": str(values[axis]), metric: values[metric]})  # fmt: skip
+    spec = _base(f"{metric} and the parameters, one line per trial", records_of(data))
     spec["width"] = max(WIDTH_PX, 120 * len(axes))
     spec.update(
-        # fold keeps each trial's own fields beside its key and value: the colour is its metric.
-        transform=[
-            {"fold": axes},
-            {"joinaggregate": [{"op": "min", "field": "value", "as": "low"}, {"op": "max", "field": "value", "as": "high"}], "groupby": ["key"]},
-            {"calculate": "datum.high == datum.low ? 0.5 : (datum.value - datum.low) / (datum.high - datum.low)", "as": "scaled"},
-        ],
-        mark={"type": "line", "opacity": 0.6},
+        mark={"type": "line", "opacity": 0.6, "point": True},
         encoding={
-            "x": {"field": "key", "type": "nominal", "sort": axes, "title": None},
-            "y": {"field": "scaled", "type": "quantitative", "title": "each axis from its lowest to its highest value"},
-            "detail": {"field": "task_id", "type": "nominal"},
+            "x": {"field": "axis", "type": "nominal", "sort": axes, "title": None, "axis": {"labelAngle": 0}},
+            "y": {"field": "position", "type": "quantitative", "title": "each axis from its lowest to its highest value"},
+            "detail": {"field": "trial", "type": "nominal"},
             "color": {"field": metric, "type": "quantitative"},
-            "tooltip": [{"field": "task_id"}, {"field": "key"}, {"field": "value"}],
+            "tooltip": [{"field": "task_id"}, {"field": "axis"}, {"field": "value"}, {"field": metric}],
         },
     )  # fmt: skip
     return spec
+
+
+def _positions(column: pd.Series) -> list[float]:
+    """Each value's place on its axis, from 0 to 1."""
+    from pandas.api.types import is_numeric_dtype
+
+    if is_numeric_dtype(column):
+        numbers = column.astype(float)
+        low, high = numbers.min(), numbers.max()
+        return [0.5 if high == low or v != v else (v - low) / (high - low) for v in numbers]
+    categories = sorted({str(v) for v in column})
+    place = {c: (i / (len(categories) - 1) if len(categories) > 1 else 0.5) for i, c in enumerate(categories)}
+    return [place[str(v)] for v in column]
