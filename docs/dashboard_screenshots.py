@@ -3,7 +3,7 @@
     PYTHONPATH=. python3 docs/dashboard_screenshots.py
 
 Runs two real sweeps in a temporary folder: `grid`, finished and parsed (one configuration
-fails on purpose), and `training`, still running (its tasks print an epoch a second and wait),
+fails on purpose), and `training`, still running (its tasks print epochs; the later ones then wait),
 serves them with `patas dashboard`, and saves docs/img/dashboard-*.png. Where this patas can
 search (`--type tpe`), also a 12-trial search of examples/basic_usage for dashboard-search.png.
 """
@@ -26,7 +26,11 @@ GRID = (
     "sys.exit(1) if layers == 4 and lr == 0.1 else None\n"
     "print(\"acc\", 0.6 + 0.08 * layers - abs(lr - 0.01) + random.gauss(0, 0.02))'"
 )
-TRAINING = "for e in 1 2 3 4 5 6 7 8; do echo \"epoch $e loss 0.{seed}$((9 - e))\"; sleep 1; done; while [ ! -e GO ]; do sleep 0.1; done"
+# Tasks 0 to 3 finish after 4 epochs (so the lab page has a rate and an ETA); the others then wait.
+TRAINING = (
+    "for e in 1 2 3 4; do echo \"epoch $e loss 0.{seed}$((9 - e))\"; sleep 0.5; done; "
+    "[ {seed} -le 4 ] || while [ ! -e GO ]; do sleep 0.1; done"
+)
 
 
 def main() -> None:
@@ -48,8 +52,7 @@ def main() -> None:
         try:
             browser.set_window_size(1280, 900)
             browser.get(served.url)
-            wait_until(lambda: text_of(browser, "#running tbody tr"), 60, "running tasks")
-            time.sleep(3)  # a few epochs printed
+            wait_until(lambda: "epoch 4" in text_of(browser, "#running tbody"), 60, "the waiting tasks")
             browser.save_screenshot(str(IMAGES / "dashboard-lab.png"))
             browser.set_window_size(1280, 1500)
             browser.get(served.base + "/experiments/grid")
@@ -69,8 +72,8 @@ def main() -> None:
                 time.sleep(2)
                 browser.find_element(By.ID, "results-section").screenshot(str(IMAGES / "dashboard-search.png"))
             browser.set_window_size(1280, 700)
-            browser.get(served.base + "/experiments/training/tasks/0")
-            wait_until(lambda: "epoch 3" in text_of(browser, "#output"), 60, "the task's output")
+            browser.get(served.base + "/experiments/training/tasks/5")
+            wait_until(lambda: "epoch 4" in text_of(browser, "#output"), 60, "the task's output")
             browser.save_screenshot(str(IMAGES / "dashboard-task.png"))
         finally:
             browser.quit()
