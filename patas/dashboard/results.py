@@ -140,20 +140,13 @@ def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
 
 
 def json_value(value: Any) -> Any:
-    """A cell as JSON can hold it."""
-    if value is None:
+    """A cell as JSON can hold it: None for every kind of missing (None, NaN, NA, NaT)."""
+    import pandas as pd
+
+    if value is None or (not isinstance(value, (str, bytes)) and pd.isna(value)):
         return None
     if hasattr(value, "isoformat"):
         return value.isoformat()
-    if isinstance(value, float):
-        return None if math.isnan(value) else value
     if hasattr(value, "item"):  # numpy scalars
-        return json_value(value.item())
-    try:
-        import pandas as pd
-
-        if pd.isna(value):
-            return None
-    except (TypeError, ValueError):
-        pass
+        return value.item()
     return value

@@ -3,8 +3,6 @@ asked by a plain HTTP client or by a browser."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from patas.dashboard.access import COOKIE_NAME
@@ -59,7 +57,7 @@ def test_a_browser_without_the_token_sees_only_the_refusal(served: Served, brows
     wait_until(lambda: "3 of 3 done" in text_of(browser, "#counts"), 30, "the experiment page, by its link")
 
 
-def test_a_name_that_is_no_experiment_of_the_lab_is_not_found(served: Served, tmp_path: Path):
+def test_a_name_that_is_no_experiment_of_the_lab_is_not_found(served: Served):
     auth = {"Authorization": f"token {served.token}"}
     for name in ("nope", "..", "%2E%2E", "grid%2F..%2F.."):
         status, _, body = http_get(f"{served.base}/api/experiments/{name}/tasks", auth)
