@@ -23,6 +23,7 @@ from __future__ import annotations
 import enum
 import os
 import re
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,6 +52,7 @@ class Ending(enum.Enum):
     DONE = "done"  # the task (or the attempt followed) succeeded
     FAILED = "failed"  # the task was given up (or the attempt followed failed)
     STOPPED = "stopped"  # no run is in progress, and the task is not done
+    CANCELLED = "cancelled"  # the reader asked to stop (a dashboard page was closed)
 
 
 @dataclass(frozen=True)
@@ -340,6 +342,7 @@ class Follower:
     on_attempt_ended: Callable[[AttemptEnded], None]
     pinned: int | None = None  # follow this attempt only
     current: int | None = None  # the attempt followed now (None: none has started)
+    stop: threading.Event | None = None  # set by another thread to end following at once
 
     def run(self) -> Ending:
         run = holder(self.history.lab.path)
@@ -360,7 +363,10 @@ class Follower:
                 self.current = current
                 if ending is not None:
                     return ending
-                time.sleep(POLL_INTERVAL_S)
+                if self.stop is None:
+                    time.sleep(POLL_INTERVAL_S)
+                elif self.stop.wait(POLL_INTERVAL_S):
+                    return Ending.CANCELLED
         finally:
             tail.close()
 
@@ -411,7 +417,7 @@ class Followed:
     def describe(self) -> str:
         """One line for the user; empty when the task (or attempt) succeeded."""
         how = _how(self.record) if self.record is not None else "ended without a record"
-        if self.ending is Ending.DONE:
+        if self.ending in (Ending.DONE, Ending.CANCELLED):
             return ""
         if self.ending is Ending.FAILED:
             if self.pinned:
@@ -439,13 +445,15 @@ def show_output(lab_root: Path, experiment: str, task_id: int, stream: str, out:
 def follow_output(
     lab_root: Path, experiment: str, task_id: int, stream: str, out: BinaryIO,
     on_attempt_ended: Callable[[AttemptEnded], None], attempt: int | None = None,
+    stop: threading.Event | None = None,
 ) -> Followed:  # fmt: skip
     """Copy the task's output to `out` as it is written, until the task is done or given up (or
-    attempt `attempt` ends), or no run is in progress; from one attempt to the next on retries."""
+    attempt `attempt` ends), or no run is in progress, or `stop` is set (by another thread); from
+    one attempt to the next on retries."""
     lab = experiment_lab(lab_root, experiment)
     history, journal = read_history(lab, task_id)
     check_task(history, holder(lab.path) is not None, following=True)
-    follower = Follower(history, journal, stream, out, on_attempt_ended, pinned=attempt)
+    follower = Follower(history, journal, stream, out, on_attempt_ended, pinned=attempt, stop=stop)
     ending = follower.run()
     current = follower.current
     record = history.record_of(current) if current is not None else None

@@ -28,6 +28,7 @@ COMMANDS = {
     "draw": ("patas.cli.draw", "draw", "Plot a parsed table: heatmap, categories, lines."),
     "pool": ("patas.cli.pool", "pool", "Start agents once and run sweep after sweep on them."),
     "agent": ("patas.cli.agent", "agent", "Run a pool agent on this node (systemd, batch jobs)."),
+    "dashboard": ("patas.cli.dashboard", "dashboard", "Serve a live web page of the lab (token-protected)."),
 }
 
 

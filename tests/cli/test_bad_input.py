@@ -8,6 +8,7 @@ import json
 import re
 import shlex
 import shutil
+import socket
 from pathlib import Path
 
 import pytest
@@ -43,6 +44,8 @@ FILES.update({
     "bad-definition/grid/experiment.yaml": "cmd: 'x\n",
 })
 FOLDERS = ("journal-folder/grid/journal.jsonl", "definition-folder/grid/experiment.yaml")
+# The port of the `patas dashboard --port 47213` row, held in use while the rows run.
+BUSY_PORT = 47213
 
 
 def rows() -> list[tuple[str, int, str]]:
@@ -72,6 +75,18 @@ def prepared(tmp_path_factory: pytest.TempPathFactory) -> Path:
         (folder / name).mkdir(parents=True)
     shutil.copy(folder / "pataslab/grid/grid.csv", folder / "grid.csv")
     return folder
+
+
+@pytest.fixture(scope="module", autouse=True)
+def busy_port():
+    with socket.socket() as taken:
+        taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the dashboard binds
+        try:
+            taken.bind(("127.0.0.1", BUSY_PORT))
+            taken.listen()
+        except OSError:
+            pass  # another process listens there already: in use all the same
+        yield
 
 
 def test_the_table_has_at_least_thirty_rows():

@@ -155,15 +155,14 @@ class RunControl:
         )  # fmt: skip
 
     def _running_tasks(self, experiment_id: int, now: float) -> list[RunningTask]:
-        """The attempts running on agents: each agent runs the first of its leases, one per slot
-        (the others wait there for a free slot)."""
+        """The attempts running on agents (not those queued there, waiting for a free slot)."""
         tasks = []
         for agent_id, link in self.run.agents.items():
-            for lease in self.run.scheduler.leases_of(agent_id)[: link.placement.slots]:
+            for lease in self.run.scheduler.leases_of(agent_id):
                 planned = lease.planned
-                if planned.experiment_id == experiment_id:
+                if planned.experiment_id == experiment_id and lease.started_at:
                     values = dict(planned.task.values)
-                    elapsed = now - lease.given_at
+                    elapsed = now - lease.started_at
                     tasks.append(RunningTask(planned.task_id, lease.attempt, values, link.placement.node.name, elapsed, self._last_line(lease.id)))
         return sorted(tasks, key=lambda t: t.task_id)
 
@@ -185,7 +184,7 @@ class RunControl:
     def _node(self, name: str, links: list[AgentLink]) -> NodeStatus:
         live = [link for link in links if not link.gone]
         scheduler = self.run.scheduler
-        busy = sum(min(link.placement.slots, len(scheduler.leases_of(link.placement.agent_id))) for link in live)
+        busy = sum(sum(1 for lease in scheduler.leases_of(link.placement.agent_id) if lease.started_at) for link in live)
         if any(link.placement.agent_id in self._draining for link in live):
             state = NodeState.DRAINING
         elif any(link.ready for link in live):
@@ -289,7 +288,7 @@ class RunControl:
             pending.answer(Refusal(f"{name} is the run's last node: add another first (patas nodes add), or stop the run"))
             return
         scheduler = self.run.scheduler
-        held = sum(len(scheduler.leases_of(link.placement.agent_id)) for link in links)
+        held = sum(scheduler.held(link.placement.agent_id) for link in links)
         if request.drain:
             for link in links:
                 scheduler.drain_agent(link.placement.agent_id)
@@ -306,7 +305,7 @@ class RunControl:
         for agent_id, link in list(self._draining.items()):
             if link.gone:
                 del self._draining[agent_id]
-            elif not self.run.scheduler.leases_of(agent_id):
+            elif not self.run.scheduler.held(agent_id):
                 del self._draining[agent_id]
                 self._retire(link)
                 self.run.observer.agent_event(link.placement.node.name, "drained and removed")

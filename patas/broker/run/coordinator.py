@@ -13,6 +13,7 @@ import logging
 import signal
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field, replace
 from typing import Callable, Iterator, Protocol
 
@@ -128,6 +129,9 @@ class AgentLink:
     silent: bool = False  # lost by silence: it may come back, or its process may end later
     queue_state: str | None = None  # what a batch system last said of its job while it waited
     credit: int = 0  # bytes written since the last Credit message
+    # For patas status: the leases it runs, and those sent beyond its slots, in the order it runs them.
+    running: int = 0
+    queued: deque[Lease] = field(default_factory=deque)
 
 
 class Coordinator:
@@ -231,8 +235,7 @@ class Coordinator:
             self._receive_all()
         now = time.monotonic()
         for lease in self.scheduler.assign():
-            lease.given_at = now
-            self._send_lease(lease)
+            self._send_lease(lease, now)
         if self._store is not None:
             self._store.end_turn()
         for agent_id, link in self.agents.items():
@@ -415,6 +418,9 @@ class Coordinator:
         self._requeue(link.placement.agent_id)
 
     def _requeue(self, agent_id: str) -> None:
+        if agent_id in self.agents:
+            self.agents[agent_id].running = 0
+            self.agents[agent_id].queued.clear()
         node_name = self.agents[agent_id].placement.node.name if agent_id in self.agents else agent_id
         for lease in self.scheduler.remove_agent(agent_id):
             self.store.abandon(lease.id)
@@ -434,12 +440,18 @@ class Coordinator:
 
     # --- tasks ------------------------------------------------------------------------------
 
-    def _send_lease(self, lease: Lease) -> None:
+    def _send_lease(self, lease: Lease, now: float) -> None:
         planned = lease.planned
         collect = planned.experiment.collect
         limit = collect.limit_bytes if collect.globs else 0
         self.store.open(lease.id, planned.experiment_id, planned.task_id, lease.attempt, limit)
-        placement = self.agents[lease.agent_id].placement
+        link = self.agents[lease.agent_id]
+        placement = link.placement
+        if link.running < placement.slots:
+            lease.started_at = now
+            link.running += 1
+        else:
+            link.queued.append(lease)  # it starts when one of the agent's tasks ends
         assign = Assign(
             lease.id,
             list(planned.task.commands),
@@ -483,6 +495,9 @@ class Coordinator:
         self.store.close(lease.id, record, commit=outcome is Outcome.DONE)
         retryable = outcome is Outcome.TIMEOUT or not cannot_run(finished.exit_code, finished.error)
         verdict = self.scheduler.finish(lease.id, outcome is Outcome.DONE, retryable)
+        if lease.started_at:
+            link.running -= 1
+        self._start_queued(link, time.monotonic() if link.queued else 0.0)
         if verdict is Verdict.DONE:
             self.control.done[lease.planned.experiment_id] += 1
         if self.scheduler.is_failing(link.placement.agent_id):
@@ -492,6 +507,15 @@ class Coordinator:
         if verdict is not Verdict.DONE:
             has_stderr = record.stderr_bytes > 0 or not record.stdout_bytes
             self._failed(lease, outcome, finished.exit_code, finished.error, link.placement.node.name, verdict, tail, has_stderr)
+
+    def _start_queued(self, link: AgentLink, now: float) -> None:
+        """A slot of the agent is free: the first task queued there (still current) starts."""
+        while link.queued:
+            lease = link.queued.popleft()
+            if self.scheduler.lease(lease.id) is lease:
+                lease.started_at = now
+                link.running += 1
+                return
 
     def _failed(
         self, lease: Lease, outcome: Outcome, exit_code: int | None, error: str, node_name: str, verdict: Verdict,

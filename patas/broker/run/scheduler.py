@@ -52,7 +52,9 @@ class Lease:
     attempt: int
     tries: int  # attempts that counted against max_tries, this one included
     agent_id: str
-    given_at: float = 0.0  # time.monotonic() when it was sent to its agent (set by the coordinator)
+    # time.monotonic() when it took one of its agent's slots, as far as the coordinator can tell;
+    # 0 while it waits there for a free slot (set by the coordinator, for patas status)
+    started_at: float = 0.0
 
 
 @dataclass
@@ -146,6 +148,11 @@ class Scheduler:
         if agent is not None:
             self.total_slots -= agent.slots
             agent.slots = 0
+
+    def held(self, agent_id: str) -> int:
+        """How many leases the agent holds (running, or queued there)."""
+        agent = self._agents.get(agent_id)
+        return len(agent.leases) if agent is not None else 0
 
     def leases_of(self, agent_id: str) -> list[Lease]:
         """The agent's leases, in the order it was given them (running first, then queued)."""
