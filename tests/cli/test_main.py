@@ -10,9 +10,9 @@ def test_a_mistyped_command_suggests_the_right_one(tmp_path):
 
 
 def test_an_unknown_command_without_a_close_one(tmp_path):
-    run = patas("nope", cwd=tmp_path)
+    run = patas("xyzzy", cwd=tmp_path)
     assert run.code == 2
-    assert run.stderr.splitlines()[-1] == "Error: No such command 'nope'."
+    assert run.stderr.splitlines()[-1] == "Error: No such command 'xyzzy'."
 
 
 def test_help_of_the_group_and_of_summary_import_nothing_heavy(tmp_path):
