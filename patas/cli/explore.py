@@ -50,6 +50,9 @@ Example (from examples/basic_usage):
 @click.option("--max-tries", type=int, default=None, help=f"Attempts per task before giving up.  [default: {DEFAULT_MAX_TRIES}]")
 @click.option("--timeout", type=float, default=None, metavar="SECONDS", help="Kill a task (its whole process tree) after this long.")
 @click.option("--workdir", default=None, help="Folder the commands run in.  [default: the current folder]")
+@click.option("--ship", "ship_paths", multiple=True, metavar="PATH",
+              help="Copy PATH (relative to the current folder; repeatable) to every node first; tasks run in the node's copy.")
+@click.option("--ship-limit", default="4GB", show_default=True, metavar="SIZE", help="Refuse to ship more than this (e.g. 500MB).")
 @click.option("--name", default=None, help=f"Experiment name; outputs go to OUTPUT/NAME.  [default: {DEFAULT_EXPERIMENT_NAME}]")
 @click.option("--experiment", "experiment_files", multiple=True, type=click.Path(dir_okay=False), metavar="FILE",
               help="Experiment YAML file (repeatable; mixes with the flags above).")
@@ -82,7 +85,9 @@ def explore(**options: object) -> None:
     """
     from patas.broker.run.exploration import prepare
     from patas.broker.run.plan import TaskFilter
+    from patas.broker.ship.snapshot import parse_size
     from patas.cli.progress import RunReporter, confirm, describe_plan
+    from patas.cli.ship_progress import ShipReporter
 
     experiments = _experiments(options)
     for warning in dict.fromkeys(w for e in experiments for t in e.commands for w in t.warnings):
@@ -99,7 +104,8 @@ def explore(**options: object) -> None:
     if options["dry_run"]:
         _dry_run(experiments, clusters, lab_root, bool(options["redo"]), task_filter, pool, quiet)  # type: ignore[arg-type]
         return
-    with prepare(experiments, clusters, lab_root, bool(options["redo"]), task_filter, settings, ssh, pool) as exploration:  # type: ignore[arg-type]
+    ship_limit = parse_size(str(options["ship_limit"]))
+    with prepare(experiments, clusters, lab_root, bool(options["redo"]), task_filter, settings, ssh, pool, ship_limit) as exploration:  # type: ignore[arg-type]
         if not quiet:
             click.echo(describe_plan(exploration), err=True)
         counts = exploration.counts()
@@ -111,6 +117,7 @@ def explore(**options: object) -> None:
         if not options["yes"] and not confirm(exploration):
             click.echo("Nothing was run.", err=True)
             return
+        exploration.ship(ShipReporter(quiet))
         reporter = RunReporter(quiet=quiet, workers=exploration.workers)
         with reporter:
             result = exploration.run(reporter)
@@ -175,6 +182,7 @@ def _experiments(options: dict[str, object]) -> list[Experiment]:
         "max_tries": options["max_tries"],
         "workdir": _display_path(str(options["workdir"])) if options["workdir"] else None,
         "timeout_s": options["timeout"],
+        "ship": tuple(options["ship_paths"]) or None,  # type: ignore[call-overload]
     }
     experiments = [load_experiment(path) for path in options["experiment_files"]]  # type: ignore[attr-defined]
     variables = _variables(options)
@@ -193,6 +201,7 @@ def _experiments(options: dict[str, object]) -> list[Experiment]:
         DEFAULT_MAX_TRIES if overrides["max_tries"] is None else overrides["max_tries"],  # type: ignore[arg-type]
         overrides["workdir"] or _display_path(os.getcwd()),  # type: ignore[arg-type]
         overrides["timeout_s"],  # type: ignore[arg-type]
+        overrides["ship"] or (),  # type: ignore[arg-type]
     )
     return experiments + [flags_experiment]
 

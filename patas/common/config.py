@@ -59,6 +59,8 @@ class Experiment:
     max_tries: int = DEFAULT_MAX_TRIES
     workdir: str = "."
     timeout_s: float | None = None
+    # Paths (relative to the current folder) shipped to every node; tasks run in the node's copy.
+    ship: tuple[str, ...] = ()
     # Where the workdir was given, for messages: "--workdir", or the YAML file that set it.
     workdir_origin: str = field(default="--workdir", compare=False)
 
@@ -83,6 +85,8 @@ class Experiment:
         }
         if self.timeout_s is not None:
             record["timeout"] = self.timeout_s
+        if self.ship:
+            record["ship"] = list(self.ship)
         record["cmd"] = [t.text for t in self.commands]
         record["vars"] = [_variable_record(v) for v in self.variables]
         return record
@@ -130,9 +134,10 @@ def experiment_from_flags(
     max_tries: int,
     workdir: str,
     timeout_s: float | None,
+    ship: tuple[str, ...] = (),
 ) -> Experiment:
     _check_unique_names(variables, "command line")
-    return _experiment(name, commands, variables, repeat, max_tries, workdir, timeout_s, "--cmd")
+    return replace(_experiment(name, commands, variables, repeat, max_tries, workdir, timeout_s, "--cmd"), ship=ship)
 
 
 def parse_node_spec(words: tuple[str, ...], index: int) -> Node:
@@ -157,7 +162,7 @@ def parse_node_spec(words: tuple[str, ...], index: int) -> Node:
 # ---------------------------------------------------------------------------------------------
 # Loading YAML files
 
-_EXPERIMENT_KEYS = ("name", "workdir", "repeat", "max_tries", "timeout", "cmd", "vars")
+_EXPERIMENT_KEYS = ("name", "workdir", "repeat", "max_tries", "timeout", "ship", "cmd", "vars")
 _VARIABLE_KEYS = {
     VariableKind.LIST: ("name", "type", "values"),
     VariableKind.ARITHMETIC: ("name", "type", "min", "max", "step"),
@@ -189,7 +194,15 @@ def load_experiment(path: str | Path) -> Experiment:
         _get(data, "timeout", (int, float), where, default=None),
         f"{where}: cmd",
     )
-    return replace(experiment, workdir_origin=where)
+    return replace(experiment, workdir_origin=where, ship=_ship_paths(data, where))
+
+
+def _ship_paths(data: dict[str, Any], where: str) -> tuple[str, ...]:
+    raw = _get(data, "ship", (list, str), where, default=[])
+    paths = [raw] if isinstance(raw, str) else raw
+    if not all(isinstance(p, str) and str(p) for p in paths):
+        raise ConfigError(f"{where}: 'ship' must be a path or a list of paths (relative to the current folder)")
+    return tuple(str(p) for p in paths)
 
 
 def load_cluster(path: str | Path) -> Cluster:
