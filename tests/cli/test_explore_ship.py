@@ -8,11 +8,14 @@ from __future__ import annotations
 import csv
 import os
 import re
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from tests.running import ENV, journal, patas
+from tests.running import ENV, journal, patas, processes_with
 
 pytestmark = [
     pytest.mark.cluster,
@@ -110,3 +113,40 @@ def test_a_second_run_sends_only_the_edited_file_and_an_unchanged_one_nothing(cl
         rows = list(csv.DictReader(table))
     assert {r["out_version"] for r in rows} == {"v2"} and len({r["code_digest"] for r in rows}) == 1
     assert rows[0]["code_digest"] in by_version and rows[0]["code_commit"] == ""
+
+
+def test_through_a_tunnel_the_code_goes_over_the_same_connection(clean_sim_cluster, tmp_path):
+    cluster = clean_sim_cluster
+    project = make_project(tmp_path)
+    run = explore(project, cluster, "--tunnel")
+    assert run.code == 0, run.stderr
+    assert len(SENT.findall(run.stderr)) == len(cluster.nodes)
+    assert {(project / f"pataslab/grid/{i}/stdout").read_text().split()[1] for i in range(8)} == {"v1"}
+
+
+POOL = "shippool"
+
+
+def test_a_pools_nodes_get_the_code_over_ssh_opened_for_the_run(clean_sim_cluster, tmp_path):
+    cluster = clean_sim_cluster
+    project = make_project(tmp_path)
+    env = {**ENV, "PATAS_POOLS": str(tmp_path / "pools")}
+    pool = ["--name", POOL]
+    nodes = [arg for node in cluster.nodes[:2] for arg in ("--node", node.name, "1")]
+    ssh = ["--ssh-config", str(cluster.ssh_config_path)]
+
+    def patas_env(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "patas", *args], env=env, cwd=project, capture_output=True, text=True, timeout=180)
+
+    try:
+        up = patas_env("pool", "up", *pool, *ssh, *nodes)
+        assert up.returncode == 0, up.stderr
+        run = patas_env("explore", "--pool", POOL, *ssh, "--ship", ".", "--cmd", "./main.py {i}", "--va", "i", "0", "6", "1", "-y")
+        assert run.returncode == 0, run.stderr
+        assert sorted(s[0] for s in SENT.findall(run.stderr)) == [n.name for n in cluster.nodes[:2]]
+        outputs = [(project / f"pataslab/grid/{i}/stdout").read_text().split() for i in range(6)]
+        assert {o[1] for o in outputs} == {"v1"} and {o[0] for o in outputs} <= {n.name for n in cluster.nodes[:2]}
+    finally:
+        patas_env("pool", "down", *pool)
+        for pid in processes_with(str(tmp_path / "pools")):
+            os.kill(pid, signal.SIGKILL)

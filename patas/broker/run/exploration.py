@@ -142,7 +142,7 @@ def _connect(
     if pool is not None:
         from patas.broker.pools.pool import pool_sessions
 
-        pool_cluster, borrowed = pool_sessions(pool)
+        pool_cluster, borrowed = pool_sessions(pool, ssh)
         clusters = [pool_cluster]
         opened, failures = list(borrowed), []
     else:
