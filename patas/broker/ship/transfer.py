@@ -10,6 +10,7 @@ copying. Nodes are served in parallel; the bytes sent are reported as they go.
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import threading
@@ -17,17 +18,21 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Protocol, TypeVar
 
 from patas.broker.ship import receiver
 from patas.broker.ship.snapshot import ShipError, ShippedFile, Snapshot, human_bytes
 from patas.common.errors import PatasError
+
+if TYPE_CHECKING:
+    import paramiko
 
 REMOTE_CACHE = ".cache/patas"  # under the node's home, beside the agent payloads
 SEND_CHUNK_BYTES = 1 << 18
 PROGRESS_INTERVAL_S = 0.5
 SHIP_TIMEOUT_S = 3600.0
 MAX_PARALLEL_SHIPS = 32
+_Result = TypeVar("_Result")
 
 
 def local_cache() -> Path:
@@ -99,7 +104,7 @@ def deliver(snapshot: Snapshot, targets: list[Target], observer: ShipObserver) -
     return deliveries
 
 
-def _in_parallel(work, targets):  # type: ignore[no-untyped-def]
+def _in_parallel(work: Callable[[Target], _Result], targets: list[Target]) -> list[_Result]:
     if len(targets) == 1:
         return [work(targets[0])]
     with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL_SHIPS, len(targets))) as pool:
@@ -144,7 +149,10 @@ class LocalTarget:
     def lacking(self, snapshot: Snapshot) -> list[ShippedFile] | None:
         blobs = unique_blobs(snapshot)
         missing = receiver.missing(self.cache, snapshot.digest, [f.blob for f in blobs])
-        return None if missing is None else [f for f in blobs if f.blob in set(missing)]
+        if missing is None:
+            return None
+        lacked = set(missing)
+        return [f for f in blobs if f.blob in lacked]
 
     def root(self, snapshot: Snapshot) -> str:
         return receiver.snapshot_path(self.cache, snapshot.digest)
@@ -161,7 +169,7 @@ class LocalTarget:
             raise ShipError(f"cannot keep the code in {self.cache}: {error.strerror or error}") from None
 
 
-def _counting(read, progress: _Progress):  # type: ignore[no-untyped-def]
+def _counting(read: Callable[[int], bytes], progress: _Progress) -> Callable[[int], bytes]:
     def counted(size: int) -> bytes:
         chunk: bytes = read(size)
         progress.add(len(chunk))
@@ -171,8 +179,6 @@ def _counting(read, progress: _Progress):  # type: ignore[no-untyped-def]
 
 
 def _manifest(snapshot: Snapshot) -> dict[str, list[list[object]]]:
-    import json
-
     manifest: dict[str, list[list[object]]] = json.loads(snapshot.manifest)
     return manifest
 
@@ -189,7 +195,7 @@ def _changed(snapshot: Snapshot, blob: str) -> ShipError:
 class SSHTarget:
     """A node reached over an open SSH connection (paramiko client) whose home folder is known."""
 
-    def __init__(self, name: str, client, home: str) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, name: str, client: "paramiko.SSHClient", home: str) -> None:
         self.name = name
         self.client = client
         self.cache = f"{home}/{REMOTE_CACHE}"
@@ -213,7 +219,7 @@ class SSHTarget:
         if code != 0:
             raise self._failure(code, err, snapshot)
 
-    def _exec(self, command: str, digest: str, chunks) -> tuple[int, str, str]:  # type: ignore[no-untyped-def]
+    def _exec(self, command: str, digest: str, chunks: Iterable[bytes]) -> tuple[int, str, str]:
         import paramiko
 
         words = " ".join(shlex.quote(w) for w in (command, self.cache, digest))
@@ -252,7 +258,7 @@ class SSHTarget:
         return ShipError(f"{self.name}: cannot keep the code in ~/{REMOTE_CACHE}: {last}")
 
 
-def _stream(snapshot: Snapshot, manifest: bytes, blobs: list[ShippedFile], progress: _Progress):  # type: ignore[no-untyped-def]
+def _stream(snapshot: Snapshot, manifest: bytes, blobs: list[ShippedFile], progress: _Progress) -> Iterator[bytes]:
     yield b"%d\n" % len(manifest) + manifest
     for shipped in blobs:
         yield f"{shipped.blob} {shipped.size}\n".encode()
