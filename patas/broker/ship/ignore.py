@@ -111,6 +111,8 @@ class IgnoreRules:
         self.root = root
         self.names = names
         self._by_folder: dict[str, tuple[Rule, ...]] = {}
+        self._chains: dict[str, tuple[tuple[int, tuple[Rule, ...]], ...]] = {}
+        self._folder_ignored: dict[str, bool] = {"": False}
 
     def _rules_of(self, folder: str) -> tuple[Rule, ...]:
         if folder not in self._by_folder:
@@ -124,24 +126,33 @@ class IgnoreRules:
             self._by_folder[folder] = tuple(rules)
         return self._by_folder[folder]
 
+    def _chain(self, folder: str) -> tuple[tuple[int, tuple[Rule, ...]], ...]:
+        """The rule files that apply inside `folder`, shallowest first, each with the length of
+        the prefix to strip from a path to make it relative to the rule file's folder."""
+        if folder not in self._chains:
+            parent = folder.rpartition("/")[0] if "/" in folder else ""
+            above = self._chain(parent) if folder else ()
+            rules = self._rules_of(folder)
+            own = ((len(folder) + 1 if folder else 0, rules),) if rules else ()
+            self._chains[folder] = above + own
+        return self._chains[folder]
+
     def ignores(self, relative: str, is_folder: bool) -> bool:
         """Whether the rules exclude this path (relative to the root, slash-separated); its
         parent folders are taken as already admitted (the walk checks them first)."""
-        parts = relative.split("/")
         ignored = False
-        for depth in range(len(parts)):  # deeper rule files override shallower ones
-            folder = "/".join(parts[:depth])
-            rules = self._rules_of(folder)
-            if rules:
-                found = verdict(rules, "/".join(parts[depth:]), is_folder)
-                if found is not None:
-                    ignored = found
+        for prefix, rules in self._chain(relative.rpartition("/")[0]):  # deeper files override
+            found = verdict(rules, relative[prefix:], is_folder)
+            if found is not None:
+                ignored = found
         return ignored
 
     def ignores_with_parents(self, relative: str, is_folder: bool) -> bool:
         """Whether this path or any folder above it is excluded."""
-        parts = relative.split("/")
-        for depth in range(1, len(parts)):
-            if self.ignores("/".join(parts[:depth]), True):
-                return True
-        return self.ignores(relative, is_folder)
+        return self._ignored_folder(relative.rpartition("/")[0]) or self.ignores(relative, is_folder)
+
+    def _ignored_folder(self, folder: str) -> bool:
+        if folder not in self._folder_ignored:
+            parent = folder.rpartition("/")[0]
+            self._folder_ignored[folder] = self._ignored_folder(parent) or self.ignores(folder, True)
+        return self._folder_ignored[folder]

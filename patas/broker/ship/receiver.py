@@ -84,14 +84,12 @@ def materialise(cache, digest, manifest):
     os.makedirs(os.path.dirname(final), mode=0o700, exist_ok=True)
     try:
         os.mkdir(temporary, 0o700)
+        made = {temporary}  # folders made so far: one makedirs per folder, not per file
         for path, executable, _size, sha in manifest["files"]:
-            target = _inside(temporary, path)
-            os.makedirs(os.path.dirname(target), mode=0o700, exist_ok=True)
+            target = _inside(temporary, path, made)
             _link_or_copy(blob_path(cache, sha + (".x" if executable else "")), target)
         for path, link in manifest["links"]:
-            target = _inside(temporary, path)
-            os.makedirs(os.path.dirname(target), mode=0o700, exist_ok=True)
-            os.symlink(link, target)
+            os.symlink(link, _inside(temporary, path, made))
         _freeze(temporary)
         try:
             os.rename(temporary, final)
@@ -103,10 +101,15 @@ def materialise(cache, digest, manifest):
             remove_tree(temporary)
 
 
-def _inside(folder, path):
+def _inside(folder, path, made):
+    """The path in the snapshot's folder, its parent folder made; never a path leaving it."""
     full = os.path.normpath(os.path.join(folder, path))
     if not full.startswith(folder + os.sep):
         raise ValueError("path leaves the snapshot: %r" % path)
+    parent = os.path.dirname(full)
+    if parent not in made:
+        os.makedirs(parent, mode=0o700, exist_ok=True)
+        made.add(parent)
     return full
 
 

@@ -98,14 +98,15 @@ def take_snapshot(paths: list[str], root: Path, limit_bytes: int, cache: Path | 
     names = _listed(relative, root, git_root is not None)
     hashes = _HashCache(cache / "hashes" / (hashlib.sha256(str(root).encode()).hexdigest()[:16] + ".json") if cache else None)
     files, links = [], []
+    base = str(root)
     for name in sorted(set(names)):
-        path = root / name
+        path = f"{base}/{name}"
         try:
-            info = path.lstat()
+            info = os.lstat(path)
         except FileNotFoundError:
             continue  # tracked by git but deleted: not part of the tree
         if stat.S_ISLNK(info.st_mode):
-            links.append((name, _link_target(path, name, root)))
+            links.append((name, _link_target(Path(path), name, root)))
         elif stat.S_ISREG(info.st_mode):
             executable = bool(info.st_mode & stat.S_IXUSR)
             files.append(ShippedFile(name, executable, info.st_size, hashes.digest(path, info)))
@@ -167,23 +168,20 @@ def _git_files(root: Path, top: str) -> list[str]:
 
 
 def _walk(root: Path, top: str) -> list[str]:
-    """The files under `top` that no .gitignore excludes, as git would list them."""
+    """The files (and links) under `top` that no .gitignore excludes, as git would list them."""
     gitignore = IgnoreRules(root, (GITIGNORE,))
-    found = []
-    for folder, subfolders, files in os.walk(root / top if top else root):
-        here = Path(folder).relative_to(root).as_posix()
-        prefix = "" if here == "." else here + "/"
-        kept = []
-        for sub in subfolders:
-            name = prefix + sub
-            if sub in ALWAYS_LEFT_OUT or gitignore.ignores(name, True):
-                continue
-            if (root / name).is_symlink():
-                found.append(name)  # a link to a folder is shipped as a link, never followed
-            else:
-                kept.append(sub)
-        subfolders[:] = kept
-        found += [prefix + f for f in files if not gitignore.ignores(prefix + f, False)]
+    found: list[str] = []
+    folders = [top]
+    while folders:
+        folder = folders.pop()
+        prefix = folder + "/" if folder else ""
+        with os.scandir(root / folder if folder else root) as entries:
+            for entry in entries:
+                name = prefix + entry.name
+                is_folder = entry.is_dir(follow_symlinks=False)  # a link is shipped as a link, never followed
+                if is_folder and entry.name in ALWAYS_LEFT_OUT or gitignore.ignores(name, is_folder):
+                    continue
+                (folders if is_folder else found).append(name)
     return found
 
 
@@ -261,15 +259,15 @@ class _HashCache:
             except (OSError, ValueError):
                 self.entries = {}
 
-    def digest(self, path: Path, info: os.stat_result) -> str:
+    def digest(self, path: str, info: os.stat_result) -> str:
         key = [info.st_size, info.st_mtime_ns, info.st_ctime_ns, info.st_ino]
-        known = self.entries.get(str(path))
+        known = self.entries.get(path)
         if known is not None and known[:4] == key:
-            self.used[str(path)] = known
+            self.used[path] = known
             return str(known[4])
         digest = _hash_file(path)
         if time.time() - max(info.st_mtime, info.st_ctime) > RACY_WINDOW_S:
-            self.used[str(path)] = [*key, digest]
+            self.used[path] = [*key, digest]
         return digest
 
     def save(self) -> None:
@@ -284,7 +282,7 @@ class _HashCache:
             pass  # only a cache: the next snapshot hashes again
 
 
-def _hash_file(path: Path) -> str:
+def _hash_file(path: str) -> str:
     digest = hashlib.sha256()
     try:
         with open(path, "rb") as source:
