@@ -193,3 +193,24 @@ def test_the_rules_decide_as_git_does(tmp_path_factory, patterns):
         asked = path + ("/" if is_folder else "")
         checked = subprocess.run(["git", "check-ignore", "--no-index", "-q", asked], cwd=root)
         assert (verdict(rules, path, is_folder) is True) == (checked.returncode == 0), (patterns, path)
+
+
+def test_an_interrupted_stream_leaves_no_blob_and_no_snapshot_a_later_ship_would_trust(tmp_path):
+    import hashlib
+    import json
+    import sys
+
+    from patas.broker.ship import receiver
+
+    data = b"x" * 100_000
+    sha = hashlib.sha256(data).hexdigest()
+    manifest = json.dumps({"files": [["a.bin", 0, len(data), sha]], "links": []}).encode()
+    cut = b"%d\n" % len(manifest) + manifest + f"{sha} {len(data)}\n".encode() + data[:5000]  # the connection drops here
+    cache = tmp_path / "cache"
+    done = subprocess.run([sys.executable, "-c", Path(receiver.__file__).read_text(), "receive", str(cache), "d" * 64],
+                          input=cut, capture_output=True)  # fmt: skip
+    assert done.returncode == receiver.CHANGED_STATUS and done.stderr.decode().strip() == f"changed {sha}"
+    assert list((cache / "blobs").iterdir()) == [] and not (cache / "snapshots").exists()
+    query = subprocess.run([sys.executable, "-c", Path(receiver.__file__).read_text(), "query", str(cache), "d" * 64],
+                           input=f"{sha}\n".encode(), capture_output=True)  # fmt: skip
+    assert query.returncode == 0 and query.stdout.decode() == f"{sha}\n"  # still missing: it is sent again
