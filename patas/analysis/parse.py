@@ -44,6 +44,9 @@ EXTRA_COLUMN_TYPES = {
     "worker_in_node": ColumnType.INTEGER, "output_dir": ColumnType.STRING, "work_dir": ColumnType.STRING,
 }  # fmt: skip
 EXTRA_COLUMNS = tuple(EXTRA_COLUMN_TYPES)
+# The shipped code's version (--ship), after the extra columns, in a table where some task ran
+# shipped code (empty for a task that did not): a table of runs that shipped nothing is unchanged.
+CODE_COLUMN_TYPES = {"code_digest": ColumnType.STRING, "code_commit": ColumnType.STRING, "code_dirty": ColumnType.STRING}
 OUTCOME_COLUMN = "outcome"  # only with include_unfinished, to tell unfinished rows apart
 PENDING = "pending"  # in the definition, no attempt finished yet (not run, or running)
 
@@ -363,21 +366,24 @@ def build_table(
     with_outcome: bool,
 ) -> Table:
     """One row per task (per block with breakers): inputs, outputs, then the extra columns."""
+    with_code = any(record.code is not None for record in selection.records)
     names = (
         [INPUT_PREFIX + v for v in selection.variables]
         + [p.column for p in patterns]
         + list(EXTRA_COLUMNS)
+        + (list(CODE_COLUMN_TYPES) if with_code else [])
         + ([OUTCOME_COLUMN] if with_outcome else [])
     )
     rows = []
     root = str(lab.path)
     for record in selection.records:
         inputs = [record.values.get(v) for v in selection.variables]
+        code = _code_values(record) if with_code else []
         for break_id, values in enumerate(found.get(record.task_id, ())):
             extra = _extra_values(root, record, break_id)
-            rows.append(inputs + list(values) + extra + ([record.outcome.value] if with_outcome else []))
+            rows.append(inputs + list(values) + extra + code + ([record.outcome.value] if with_outcome else []))
     columns = list(zip(*rows)) if rows else [()] * len(names)
-    declared = {p.column: p.kind for p in patterns} | EXTRA_COLUMN_TYPES | {OUTCOME_COLUMN: ColumnType.STRING}
+    declared = {p.column: p.kind for p in patterns} | EXTRA_COLUMN_TYPES | CODE_COLUMN_TYPES | {OUTCOME_COLUMN: ColumnType.STRING}
     data, types = {}, {}
     for index, name in enumerate(names):
         values = list(columns[index])
@@ -399,3 +405,10 @@ def _extra_values(root: str, record: AttemptRecord, break_id: int) -> list[objec
         record.node_in_cluster, record.worker_in_lab, record.worker_in_cluster,
         record.worker_in_node, f"{root}/{record.task_id}", record.work_dir,
     ]  # fmt: skip
+
+
+def _code_values(record: AttemptRecord) -> list[object]:
+    code = record.code
+    if code is None:
+        return ["", "", ""]
+    return [code.digest, code.commit, ("true" if code.dirty else "false") if code.commit else ""]

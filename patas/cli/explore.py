@@ -63,6 +63,9 @@ Example (from examples/basic_usage):
                    "OUTPUT/NAME/<task_id>/files/ (repeatable; ** spans folders).")
 @click.option("--collect-limit", default=None, metavar="SIZE",
               help="Fail a task whose collected files take more than SIZE (e.g. 500M, 2G).  [default: 1G]")
+@click.option("--ship", "ship_paths", multiple=True, metavar="PATH",
+              help="Copy PATH (relative to the current folder; repeatable) to every node first; tasks run in the node's copy.")
+@click.option("--ship-limit", default="4GB", show_default=True, metavar="SIZE", help="Refuse to ship more than this (e.g. 500MB).")
 @click.option("--name", default=None, help=f"Experiment name; outputs go to OUTPUT/NAME.  [default: {DEFAULT_EXPERIMENT_NAME}]")
 @click.option("--experiment", "experiment_files", multiple=True, type=click.Path(dir_okay=False), metavar="FILE",
               help="Experiment YAML file (repeatable; mixes with the flags above).")
@@ -101,6 +104,7 @@ def explore(**options: object) -> None:
     """
     from patas.broker.run.exploration import prepare
     from patas.broker.run.plan import TaskFilter
+    from patas.broker.ship.snapshot import parse_size
     from patas.cli.detach import Detachment, start_in_background
     from patas.cli.progress import confirm, describe_plan
 
@@ -125,7 +129,10 @@ def explore(**options: object) -> None:
     if options["dry_run"]:
         _dry_run(experiments, clusters, lab_root, bool(options["redo"]), task_filter, pool, quiet)  # type: ignore[arg-type]
         return
-    with prepare(experiments, clusters, lab_root, bool(options["redo"]), task_filter, settings, ssh, pool, slurm) as exploration:  # type: ignore[arg-type]
+    ship_limit = parse_size(str(options["ship_limit"]))
+    with prepare(
+        experiments, clusters, lab_root, bool(options["redo"]), task_filter, settings, ssh, pool, slurm, ship_limit  # type: ignore[arg-type]
+    ) as exploration:
         if not quiet and detachment is None:
             click.echo(describe_plan(exploration), err=True)
         counts = exploration.counts()
@@ -152,7 +159,9 @@ def _run(exploration: Exploration, quiet: bool, detachment: Detachment | None) -
     """Run the plan with progress, summarize; the exit status."""
     from patas.cli.detach import DetachedReporter
     from patas.cli.progress import RunReporter
+    from patas.cli.ship_progress import ShipReporter
 
+    exploration.ship(ShipReporter(quiet))
     if detachment is None:
         reporter = RunReporter(quiet=quiet, workers=exploration.workers)
     else:
@@ -219,6 +228,7 @@ def _experiments(options: dict[str, object]) -> list[Experiment]:
         "max_tries": options["max_tries"],
         "workdir": _display_path(str(options["workdir"])) if options["workdir"] else None,
         "timeout_s": options["timeout"],
+        "ship": tuple(options["ship_paths"]) or None,  # type: ignore[call-overload]
     }
     experiments = [load_experiment(path) for path in options["experiment_files"]]  # type: ignore[attr-defined]
     variables = _variables(options)
@@ -237,6 +247,7 @@ def _experiments(options: dict[str, object]) -> list[Experiment]:
         DEFAULT_MAX_TRIES if overrides["max_tries"] is None else overrides["max_tries"],  # type: ignore[arg-type]
         overrides["workdir"] or _display_path(os.getcwd()),  # type: ignore[arg-type]
         overrides["timeout_s"],  # type: ignore[arg-type]
+        overrides["ship"] or (),  # type: ignore[arg-type]
     )
     return [_with_collect(e, options) for e in [*experiments, flags_experiment]]
 

@@ -61,6 +61,8 @@ class Experiment:
     workdir: str = "."
     timeout_s: float | None = None
     collect: CollectRule = CollectRule()  # files to bring back from each task's folder
+    # Paths (relative to the current folder) shipped to every node; tasks run in the node's copy.
+    ship: tuple[str, ...] = ()
     # Where the workdir was given, for messages: "--workdir", or the YAML file that set it.
     workdir_origin: str = field(default="--workdir", compare=False)
 
@@ -88,6 +90,8 @@ class Experiment:
         if self.collect.globs:
             record["collect"] = list(self.collect.globs)
             record["collect_limit"] = self.collect.limit_bytes
+        if self.ship:
+            record["ship"] = list(self.ship)
         record["cmd"] = [t.text for t in self.commands]
         record["vars"] = [_variable_record(v) for v in self.variables]
         return record
@@ -145,9 +149,10 @@ def experiment_from_flags(
     max_tries: int,
     workdir: str,
     timeout_s: float | None,
+    ship: tuple[str, ...] = (),
 ) -> Experiment:
     _check_unique_names(variables, "command line")
-    return _experiment(name, commands, variables, repeat, max_tries, workdir, timeout_s, "--cmd")
+    return replace(_experiment(name, commands, variables, repeat, max_tries, workdir, timeout_s, "--cmd"), ship=ship)
 
 
 def parse_node_spec(words: tuple[str, ...], index: int) -> Node:
@@ -172,7 +177,7 @@ def parse_node_spec(words: tuple[str, ...], index: int) -> Node:
 # ---------------------------------------------------------------------------------------------
 # Loading YAML files
 
-_EXPERIMENT_KEYS = ("name", "workdir", "repeat", "max_tries", "timeout", "cmd", "vars", "collect", "collect_limit")
+_EXPERIMENT_KEYS = ("name", "workdir", "repeat", "max_tries", "timeout", "ship", "cmd", "vars", "collect", "collect_limit")
 _VARIABLE_KEYS = {
     VariableKind.LIST: ("name", "type", "values"),
     VariableKind.ARITHMETIC: ("name", "type", "min", "max", "step"),
@@ -204,7 +209,7 @@ def load_experiment(path: str | Path) -> Experiment:
         _get(data, "timeout", (int, float), where, default=None),
         f"{where}: cmd",
     )
-    return replace(experiment, workdir_origin=where, collect=_collect(data, where))
+    return replace(experiment, workdir_origin=where, collect=_collect(data, where), ship=_ship_paths(data, where))
 
 
 def _collect(data: dict[str, Any], where: str) -> CollectRule:
@@ -214,6 +219,14 @@ def _collect(data: dict[str, Any], where: str) -> CollectRule:
         raise ConfigError(f"{where}: 'collect' must be a glob or a list of globs (strings)")
     limit = _get(data, "collect_limit", (int, str), where, default=None)
     return collect_rule([str(g) for g in globs], limit, f"{where}: collect", f"{where}: collect_limit")
+
+
+def _ship_paths(data: dict[str, Any], where: str) -> tuple[str, ...]:
+    raw = _get(data, "ship", (list, str), where, default=[])
+    paths = [raw] if isinstance(raw, str) else raw
+    if not all(isinstance(p, str) and str(p) for p in paths):
+        raise ConfigError(f"{where}: 'ship' must be a path or a list of paths (relative to the current folder)")
+    return tuple(str(p) for p in paths)
 
 
 def load_cluster(path: str | Path) -> Cluster:

@@ -45,8 +45,12 @@ _ATTEMPT_FILE = re.compile(r"attempt-(\d+)\.(stdout|stderr|files)\Z")
 # A task folder's name is its id as str(int) writes it: ASCII digits, no leading zero.
 _TASK_FOLDER = re.compile(r"(?:0|[1-9][0-9]*)\Z")
 # The journal's format. Records without a "format" field are format 1 (patas before 3.0 wrote
-# no version); format 2 adds the `replacing` outcome and the "format" and "patas" fields.
-JOURNAL_FORMAT = 2
+# no version); format 2 adds the `replacing` outcome and the "format" and "patas" fields; format 3
+# adds "code" (the shipped code's version). A record is written in the oldest format that holds
+# it, so a run without --ship writes lines an older patas still reads.
+JOURNAL_FORMAT = 3
+BASE_FORMAT = 2
+CODE_FORMAT = 3
 # A torn last journal line is looked for backwards from the end, this many bytes at a time.
 _TAIL_BLOCK_BYTES = 65536
 
@@ -61,6 +65,27 @@ class Outcome(enum.Enum):
     # About to replace the task's committed output (--redo): until this attempt's `done` record
     # follows, the task is not done, whatever earlier records say.
     REPLACING = "replacing"
+
+
+@dataclass(frozen=True)
+class CodeVersion:
+    """The code an attempt ran (--ship): its snapshot's digest, and the git commit of the shipped
+    folder with whether shipped files differed from it ("" and False outside a git work tree)."""
+
+    digest: str
+    commit: str = ""
+    dirty: bool = False
+
+    def to_record(self) -> dict[str, Any]:
+        return {"digest": self.digest, "commit": self.commit, "dirty": self.dirty}
+
+    @classmethod
+    def from_record(cls, data: dict[str, Any]) -> "CodeVersion":
+        if set(data) != {"digest", "commit", "dirty"} or not (
+            type(data["digest"]) is str and type(data["commit"]) is str and type(data["dirty"]) is bool
+        ):
+            raise RecordError('\'code\' must be {"digest": string, "commit": string, "dirty": true or false}')
+        return cls(data["digest"], data["commit"], data["dirty"])
 
 
 @dataclass
@@ -93,8 +118,9 @@ class AttemptRecord:
     stdout_bytes: int = 0
     stderr_bytes: int = 0
     error: str = ""  # why patas itself could not run the command (e.g. no such workdir)
+    code: CodeVersion | None = None  # the shipped code it ran (None: nothing was shipped)
     extra: dict[str, Any] = field(default_factory=dict)
-    format: int = JOURNAL_FORMAT
+    format: int = BASE_FORMAT
     patas: str = __version__  # the version that wrote the record, to name in an upgrade hint
 
     @property
@@ -105,6 +131,11 @@ class AttemptRecord:
         # Not dataclasses.asdict: it deep-copies every field, a measurable cost per task.
         data = {name: getattr(self, name) for name in _RECORD_FIELDS}
         data["outcome"] = self.outcome.value
+        if self.code is None:
+            del data["code"]
+        else:
+            data["code"] = self.code.to_record()
+            data["format"] = max(self.format, CODE_FORMAT)
         if not self.extra:
             del data["extra"]
         return json.dumps(data, separators=(",", ":"))
@@ -126,6 +157,8 @@ class AttemptRecord:
             raise NewerJournalError(f"written by {writer} (journal format {version}); upgrade patas to read it")
         _check_fields(data)
         data["outcome"] = Outcome(data["outcome"])
+        if "code" in data:
+            data["code"] = CodeVersion.from_record(data["code"])
         data["format"] = version
         data.setdefault("patas", "")  # an old journal's: its version was not written
         return cls(**data)
@@ -133,7 +166,7 @@ class AttemptRecord:
 
 _RECORD_FIELDS = tuple(f.name for f in fields(AttemptRecord))
 # Fields with a default: older journals lack some of them.
-_OPTIONAL_FIELDS = frozenset(("stdout_bytes", "stderr_bytes", "error", "extra", "format", "patas"))
+_OPTIONAL_FIELDS = frozenset(("stdout_bytes", "stderr_bytes", "error", "code", "extra", "format", "patas"))
 _INT, _FLOAT, _STR, _OPTIONAL_INT = (int,), (int, float), (str,), (int, type(None))
 # Each field's JSON types, checked exactly (`type(x) in kinds`, so that `true` is no integer).
 _FIELD_TYPES: dict[str, tuple[type, ...]] = {
@@ -143,7 +176,7 @@ _FIELD_TYPES: dict[str, tuple[type, ...]] = {
     "cluster_name": _STR, "node_name": _STR, "hostname": _STR, "cluster_in_lab": _INT,
     "node_in_lab": _INT, "node_in_cluster": _INT, "worker_in_lab": _INT, "worker_in_cluster": _INT,
     "worker_in_node": _INT, "work_dir": _STR, "stdout_bytes": _INT, "stderr_bytes": _INT,
-    "error": _STR, "extra": (dict,), "format": _INT, "patas": _STR,
+    "error": _STR, "code": (dict,), "extra": (dict,), "format": _INT, "patas": _STR,
 }  # fmt: skip
 _OUTCOMES = frozenset(o.value for o in Outcome)
 
@@ -196,11 +229,17 @@ def _written_line() -> re.Pattern[str]:
     captured = {
         "task_id": r"(0|[1-9][0-9]{0,17})", "key": r'"([^"\\\x00-\x1f]*)"', "attempt": r"([1-9][0-9]{0,17})",
         "outcome": '"(' + "|".join(o.value for o in Outcome) + ')"', "repeat_id": f"({integer})",
-        "values": f"({values})", "format": str(JOURNAL_FORMAT),
+        "values": f"({values})", "format": f"(?:{BASE_FORMAT}|{CODE_FORMAT})",
     }  # fmt: skip
     by_type = {_INT: integer, _FLOAT: number, _STR: string, _OPTIONAL_INT: f"(?:null|{integer})"}
-    parts = [f'"{name}":' + (captured[name] if name in captured else by_type[_FIELD_TYPES[name]]) for name in _RECORD_FIELDS if name != "extra"]
-    return re.compile(r"\{" + ",".join(parts) + r"\}\n")
+    code = r'(?:,"code":\{"digest":"[0-9a-f]*","commit":"[0-9a-f]*","dirty":(?:true|false)\})?'
+    text = ""
+    for name in _RECORD_FIELDS:
+        if name == "code":
+            text += code  # optional, with its comma: written only for shipped code
+        elif name != "extra":
+            text += ("," if text else "") + f'"{name}":' + (captured[name] if name in captured else by_type[_FIELD_TYPES[name]])
+    return re.compile(r"\{" + text + r"\}\n")
 
 
 class RecordError(ValueError):
@@ -212,9 +251,10 @@ class NewerJournalError(RecordError):
 
 
 def _written_shapes() -> dict[tuple[str, ...], frozenset[tuple[type, ...]]]:
-    """The key orders `to_json` writes (with and without `extra`), each with its valid types."""
+    """The key orders `to_json` writes (with and without `extra` and `code`), each with its valid types."""
     shapes = {}
-    for names in (_RECORD_FIELDS, tuple(n for n in _RECORD_FIELDS if n != "extra")):
+    for left_out in ((), ("extra",), ("code",), ("extra", "code")):
+        names = tuple(n for n in _RECORD_FIELDS if n not in left_out)
         shapes[names] = frozenset(itertools.product(*(_FIELD_TYPES[n] for n in names)))
     return shapes
 

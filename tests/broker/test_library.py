@@ -59,3 +59,23 @@ def test_bad_input_raises_the_cli_message(tmp_path):
     with pytest.raises(ConfigError, match="--halt 'sometimes'"):
         patas.explore("echo", halt="sometimes", lab=tmp_path)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_shipped_code_runs_from_its_read_only_copy_and_editing_it_mid_way_changes_nothing(tmp_path, monkeypatch):
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "version.txt").write_text("v1\n")
+    monkeypatch.chdir(project)
+    monkeypatch.setenv("PATAS_CACHE", str(tmp_path / "cache"))
+    command = "cat version.txt; pwd; stat -c %a . version.txt"
+    first = patas.explore(command, {"i": range(3)}, jobs=2, ship=["."])
+    assert first.ok
+    outputs = [(project / f"pataslab/grid/{i}/stdout").read_text().split("\n") for i in range(3)]
+    assert {o[0] for o in outputs} == {"v1"} and {(o[2], o[3]) for o in outputs} == {("555", "444")}
+    assert outputs[0][1].startswith(str(tmp_path / "cache/snapshots/"))
+    (project / "version.txt").write_text("v2\n")  # the next run gets the new code; the old copy stays
+    second = patas.explore(command, {"i": range(3)}, jobs=2, ship=["."], redo=True)
+    assert second.ok and (project / "pataslab/grid/0/stdout").read_text().startswith("v2\n")
+    assert (tmp_path / outputs[0][1] / "version.txt").read_text() == "v1\n"
+    with pytest.raises(ConfigError, match="ship_limit= lots: expected a size"):
+        patas.explore("true", ship=["."], ship_limit="lots")

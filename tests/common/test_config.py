@@ -48,7 +48,7 @@ def test_a_record_loads_back_to_the_same_experiment(tmp_path):
 @pytest.mark.parametrize(
     "text, message",
     [
-        ("cmd: x\nrepaet: 2\n", "unknown key 'repaet' (did you mean 'repeat'?) (allowed: name, workdir, repeat, max_tries, timeout, cmd, vars, collect, collect_limit)"),
+        ("cmd: x\nrepaet: 2\n", "unknown key 'repaet' (did you mean 'repeat'?) (allowed: name, workdir, repeat, max_tries, timeout, ship, cmd, vars, collect, collect_limit)"),
         ("cmd: x\nrepeat: two\n", "'repeat' must be an integer, got a string 'two'"),
         ("cmd: x\nrepeat: true\n", "'repeat' must be an integer, got a boolean True"),
         ("repeat: 2\n", "missing key 'cmd'"),
@@ -212,3 +212,18 @@ def test_a_long_bad_value_is_echoed_cut_and_on_one_line(tmp_path):
     with pytest.raises(ConfigError) as error:
         load_experiment(write(tmp_path, f"cmd: x\nrepeat: \"{'z' * 10_000}\\nq\"\n"))
     assert "bytes)" in str(error.value) and len(str(error.value)) < 300 and "\n" not in str(error.value)
+
+
+def test_ship_paths_come_from_the_yaml_and_go_back_into_the_record(tmp_path):
+    path = tmp_path / "exp.yaml"
+    path.write_text("cmd: ./run.sh\nship: [src, run.sh]\n")
+    experiment = load_experiment(path)
+    assert experiment.ship == ("src", "run.sh")
+    assert experiment.to_record()["ship"] == ["src", "run.sh"]
+    path.write_text("cmd: ./run.sh\nship: .\n")
+    assert load_experiment(path).ship == (".",)
+    path.write_text("cmd: ./run.sh\nship: {a: 1}\n")
+    with pytest.raises(ConfigError, match="'ship' must be a list or a string, got a mapping"):
+        load_experiment(path)
+    path.write_text("cmd: echo\n")
+    assert "ship" not in load_experiment(path).to_record()  # a definition without it is unchanged

@@ -301,17 +301,36 @@ class PoolAgentHandle:
 
 
 class PoolSession:
-    """A pool agent as one node of a run."""
+    """A pool agent as one node of a run.
+
+    The pool's SSH connections are not the run's (the agents outlive them), so shipping code to
+    a pool's node (--ship) opens one over SSH for the run, to the address `pool up` used; a node
+    on this machine uses the local cache, as in any run."""
 
     listen_host = LOOPBACK  # the daemon's proxies run on this machine
 
-    def __init__(self, client: PoolClient, agent: PoolAgentStatus, watch: PoolWatch) -> None:
+    def __init__(self, client: PoolClient, agent: PoolAgentStatus, watch: PoolWatch, address: Node | None = None, ssh: SSHOptions = SSHOptions()) -> None:
         self.client = client
         self.agent = agent
         self.watch = watch
         self.node = Node(agent.node_name, agent.hostname, workers=agent.slots)
         self.slots = agent.slots
         self._lent = False
+        self._address = address
+        self._ssh = ssh
+        self._shipping: SSHSession | None = None
+
+    def ship_target(self):  # type: ignore[no-untyped-def]
+        """Where the shipped code goes for this agent (patas.broker.ship.transfer)."""
+        from patas.broker.ship.transfer import LocalTarget, SSHTarget
+
+        if self._address is None:
+            raise NodeError(f"pool agent {self.agent.agent_id}: its node's address is unknown (`patas pool down` and up again to ship code to it)")
+        if self._address.is_local:
+            return LocalTarget("this machine")
+        if self._shipping is None:
+            self._shipping = SSHSession(self._address, self._ssh)
+        return SSHTarget(self.node.name, self._shipping.client, self._shipping.home)
 
     def agent_endpoint(self, broker_port: int) -> str:
         return f"tcp://{LOOPBACK}:{broker_port}"
@@ -331,16 +350,20 @@ class PoolSession:
 
     def close(self) -> None:
         self.watch.close()
+        if self._shipping is not None:
+            self._shipping.close()
 
 
-def pool_sessions(name: str) -> tuple[Cluster, list[PoolSession]]:
+def pool_sessions(name: str, ssh: SSHOptions = SSHOptions()) -> tuple[Cluster, list[PoolSession]]:
     """The pool's ready agents, as one cluster named after the pool."""
-    client = PoolClient(_existing(name))
+    state = _existing(name)
+    client = PoolClient(state)
     ready = [a for a in client.status() if a.state == "ready"]
     if not ready:
         raise PoolError(f"pool '{name}' has no ready agent (see `patas pool status {name}`)")
     watch = PoolWatch(client, {a.agent_id for a in ready})
-    sessions = [PoolSession(client, agent, watch) for agent in ready]
+    addresses = state.nodes()
+    sessions = [PoolSession(client, agent, watch, addresses.get(agent.agent_id), ssh) for agent in ready]
     return Cluster(name, tuple(s.node for s in sessions)), sessions
 
 
@@ -417,6 +440,7 @@ def _ensure_daemon(state: PoolState, hosts: list[str], port: int = 0) -> PoolCli
 def _start_pool_agent(state: PoolState, client: PoolClient, session: NodeSession, port: int) -> None:
     agent_id = session.node.name
     keys = state.issue(agent_id, session.node.name)
+    state.save_node(agent_id, session.node)
     client.request(PoolAllow(agent_id, keys.public, session.node.name))
     endpoint = session.agent_endpoint(port)
     config = AgentConfig(endpoint, agent_id, session.slots, keys, persistent=True)

@@ -4,6 +4,8 @@
         pool.json          bind hosts and port, so agents find the daemon again after a restart
         server.key         the daemon's CURVE key pair (0600)
         agents.json        the public key and node of every agent allowed in (0600)
+        nodes.json         how to reach each agent's node over SSH (host, user, port, key), so
+                           that a run on the pool can ship code to it (--ship)
         control.sock       the daemon's local control socket (only the owner can reach it)
         daemon.pid, daemon.log
         agents/<id>.json   configurations of agents started on this machine (0600)
@@ -22,6 +24,7 @@ from pathlib import Path
 import zmq
 
 from patas.common.agent_config import CurveKeys
+from patas.common.config import Node
 from patas.common.errors import ConfigError
 from patas.common.lab import write_atomically
 
@@ -111,6 +114,17 @@ class PoolState:
         jobs = self.slurm_jobs()
         jobs.update({agent_id: job_id for agent_id in agent_ids})
         write_atomically(self.slurm_jobs_path, json.dumps(jobs).encode())
+    def save_node(self, agent_id: str, node: Node) -> None:
+        nodes = self.nodes()
+        nodes[agent_id] = node
+        _write_private(self.path / "nodes.json", {a: {**asdict(n), "tags": list(n.tags)} for a, n in nodes.items()})
+
+    def nodes(self) -> dict[str, Node]:
+        """The nodes of the pool's agents, by agent id (empty for a pool started before patas kept them)."""
+        path = self.path / "nodes.json"
+        if not path.exists():
+            return {}
+        return {agent: Node(**{**row, "tags": tuple(row["tags"])}) for agent, row in _read(path, self.name).items()}
 
     def revoke(self, agent_id: str) -> bool:
         agents = self.agents()

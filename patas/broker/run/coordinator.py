@@ -28,6 +28,7 @@ from patas.broker.run.placement import Placement, place_joining
 from patas.broker.run.plan import ExperimentPlan, PlannedTask
 from patas.broker.run.scheduler import Counts, Lease, Scheduler, Verdict, cannot_run
 from patas.broker.security import CurveServer
+from patas.broker.ship.code import ShippedCode
 from patas.broker.transport import BrokerSocket
 from patas.common.agent_config import AgentConfig
 from patas.common.bounds import raise_descriptor_limit
@@ -146,9 +147,11 @@ class Coordinator:
         settings: RunSettings = RunSettings(),
         control: ControlSettings = ControlSettings(),
         joining: AgentSource | None = None,
+        code: dict[int, ShippedCode] | None = None,
     ) -> None:
         self.plans = plans
         self.control_settings = control
+        self.code = code or {}  # the shipped code, by experiment id (--ship)
         self.placements = placements
         self.sessions = sessions
         self.observer = observer
@@ -452,14 +455,13 @@ class Coordinator:
             link.running += 1
         else:
             link.queued.append(lease)  # it starts when one of the agent's tasks ends
+        environment = task_environment(planned, lease, placement)
+        workdir = planned.experiment.workdir
+        shipped = self.code.get(planned.experiment_id)
+        if shipped is not None:  # it runs in the node's copy of the shipped code
+            workdir = environment["PATAS_WORK_DIR"] = shipped.workdir_on(placement)
         assign = Assign(
-            lease.id,
-            list(planned.task.commands),
-            planned.experiment.workdir,
-            task_environment(planned, lease, placement),
-            planned.experiment.timeout_s,
-            list(collect.globs),
-            limit,
+            lease.id, list(planned.task.commands), workdir, environment, planned.experiment.timeout_s, list(collect.globs), limit
         )
         try:
             sent = self._send(self.agents[lease.agent_id], assign)
@@ -564,6 +566,7 @@ class Coordinator:
             worker_in_node=finished.slot,
             work_dir=planned.experiment.workdir,
             error=finished.error,
+            code=self.code[planned.experiment_id].version if planned.experiment_id in self.code else None,
         )
 
     # --- stopping ---------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import itertools
 import os
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Iterator
 
@@ -25,6 +25,9 @@ from patas.broker.run.placement import Placement, place
 from patas.broker.run.plan import ExperimentPlan, PlannedTask, TaskFilter, plan_experiment
 from patas.broker.run.scheduler import Counts
 from patas.broker.slurm.options import SlurmOptions
+from patas.broker.ship.code import Shipment, ShippedCode, plan_shipment
+from patas.broker.ship.snapshot import DEFAULT_SHIP_LIMIT_BYTES
+from patas.broker.ship.transfer import Delivery, ShipObserver
 from patas.broker.ssh.options import SSHOptions
 from patas.common.config import Cluster, Experiment, Node
 from patas.common.errors import ConfigError
@@ -43,6 +46,8 @@ class Exploration:
     locks: list[LabLock]
     control: ControlSettings = ControlSettings()  # how `patas nodes add` reaches new nodes
     joining: AgentSource | None = None  # agents that may join once it runs (a pool's)
+    shipment: Shipment = field(default_factory=lambda: Shipment({}, {}))
+    code: dict[int, ShippedCode] | None = None  # by experiment id, once shipped
 
     def __enter__(self) -> "Exploration":
         return self
@@ -77,15 +82,24 @@ class Exploration:
         """Accept a run that has nothing to do: the lab records what was asked for."""
         record_definitions([plan.lab for plan in self.plans], [plan.experiment.to_record() for plan in self.plans])
 
+    def ship(self, observer: ShipObserver) -> None:
+        """Send the shipped code (--ship) to every node that lacks it; once per exploration."""
+        if self.code is not None:
+            return
+        nodes = {(p.cluster_in_lab, p.node_in_cluster): self.sessions[p.agent_id] for p in self.placements}
+        self.code = self.shipment.deliver(nodes, observer) if self.shipment else {}
+
     def run(self, observer: RunObserver) -> RunResult:
-        """Run every pending task; the definitions are recorded once the run has started."""
+        """Run every pending task (in the shipped code, sent first if not yet); the definitions
+        are recorded once the run has started."""
+        self.ship(_Unreported())
         to_run = tuple(
             plan.to_run if self.task_filter is None else plan.selection(self.task_filter).to_run(plan.redo) for plan in self.plans
         )
         control = replace(self.control, to_run=to_run)
         coordinator = Coordinator(
             self.plans, self._pending(), self.counts(), self.placements, self.sessions, observer, self.settings, control,
-            self.joining,
+            self.joining, self.code,
         )
         return coordinator.run()
 
@@ -100,12 +114,14 @@ def prepare(
     ssh: SSHOptions = SSHOptions(),
     pool: str | None = None,
     slurm: SlurmOptions | None = None,
+    ship_limit_bytes: int = DEFAULT_SHIP_LIMIT_BYTES,
 ) -> Exploration:
     """Plan a run and connect to its nodes: what is done, what is left, where it will run.
 
     Starts no agent. A node that cannot be used is reported in `node_failures`; the run goes on
     without it, unless no node at all can be used."""
     check_run(experiments, clusters, task_filter)
+    shipment = plan_shipment(experiments, Path.cwd(), ship_limit_bytes)  # before the lab is touched
     locks: list[LabLock] = []
     try:
         # Locked before the journal is read: a second run is refused before it plans anything.
@@ -117,7 +133,17 @@ def prepare(
         _release(locks)
         raise
     control = ControlSettings(open_remote=lambda node: _ssh_session(node, ssh), pool=pool)
-    return Exploration(plans, placements, sessions, failures, task_filter, settings, locks, control, _joining(pool))
+    return Exploration(plans, placements, sessions, failures, task_filter, settings, locks, control, _joining(pool), shipment)
+
+
+class _Unreported:
+    """A ship observer that shows nothing (the caller did not ship first to show progress)."""
+
+    def shipping(self, sent_bytes: int, total_bytes: int) -> None:
+        pass
+
+    def shipped(self, delivery: Delivery, snapshot: object) -> None:
+        pass
 
 
 def _connect(
@@ -134,7 +160,7 @@ def _connect(
     elif pool is not None:
         from patas.broker.pools.pool import pool_sessions
 
-        pool_cluster, borrowed = pool_sessions(pool)
+        pool_cluster, borrowed = pool_sessions(pool, ssh)
         clusters = [pool_cluster]
         opened, failures = list(borrowed), []
     else:

@@ -23,6 +23,8 @@ from patas.broker.run.exploration import prepare
 from patas.broker.run.failures import AttemptFailure
 from patas.broker.run.halt import FAIL_FAST, HaltPolicy
 from patas.broker.run.scheduler import Counts
+from patas.broker.ship.snapshot import DEFAULT_SHIP_LIMIT_BYTES, Snapshot, parse_size
+from patas.broker.ship.transfer import Delivery
 from patas.common.config import (
     DEFAULT_CLUSTER_NAME,
     DEFAULT_EXPERIMENT_NAME,
@@ -79,6 +81,8 @@ def explore(
     halt: str | None = None,
     collect: str | Sequence[str] = (),
     collect_limit: int | str | None = None,
+    ship: Sequence[str | os.PathLike[str]] = (),
+    ship_limit: str | int = DEFAULT_SHIP_LIMIT_BYTES,
 ) -> ExploreResult:
     """Run `cmd` (one command or several, one after the other) for every combination of
     `variables` (name → values: a list, a range, any iterable; a single value is one value),
@@ -88,7 +92,10 @@ def explore(
     "localhost 4" or "ana@gpu1 8 gpu"), or a `cluster` YAML file; default: this machine, a task
     per core. `halt` is `--halt`'s text ("now,fail=1", "never"). `collect` globs name the files a
     task writes in its folder ($PATAS_TASK_DIR) to bring back into `<task>/files/`, at most
-    `collect_limit` bytes (or a size such as "2G") per task. Raises `PatasError` on bad input."""
+    `collect_limit` bytes (or a size such as "2G") per task. `ship` are paths (relative to the
+    current folder) copied to every node first, the tasks running in the node's copy (`--ship`);
+    `ship_limit` refuses more than that many bytes (or a size such as "500MB"). Raises
+    `PatasError` on bad input."""
     commands = [cmd] if isinstance(cmd, str) else list(cmd)
     values = {var: _values(v) for var, v in (variables or {}).items()}
     experiment = experiment_from_flags(
@@ -99,12 +106,15 @@ def explore(
         max_tries,
         str(workdir) if workdir is not None else os.getcwd(),
         timeout_s,
+        tuple(os.fspath(path) for path in ([ship] if isinstance(ship, (str, os.PathLike)) else ship)),
     )
     globs = [collect] if isinstance(collect, str) else list(collect)
     experiment = replace(experiment, collect=collect_rule(globs, collect_limit, "collect=", "collect_limit="))
+    limit = ship_limit if isinstance(ship_limit, int) else parse_size(ship_limit, "ship_limit=")
     settings = RunSettings(halt=HaltPolicy.parse(halt) if halt is not None else FAIL_FAST)
-    with prepare([experiment], _clusters(jobs, nodes, cluster), Path(lab), redo, settings=settings) as exploration:
+    with prepare([experiment], _clusters(jobs, nodes, cluster), Path(lab), redo, settings=settings, ship_limit_bytes=limit) as exploration:
         plan = exploration.plans[0]
+        exploration.ship(_Log())
         result = exploration.run(_Log())
     counts = result.counts
     failures = {t.kind: sorted(i for ids in t.given_up.values() for i in ids) for t in result.failures.given_up()}
@@ -147,3 +157,9 @@ class _Log:
 
     def agent_event(self, node_name: str, message: str) -> None:
         log.info("%s: %s", node_name, message)
+
+    def shipping(self, sent_bytes: int, total_bytes: int) -> None:
+        pass
+
+    def shipped(self, delivery: Delivery, snapshot: Snapshot) -> None:
+        log.info("%s: %s", delivery.node_name, delivery.describe(snapshot))
