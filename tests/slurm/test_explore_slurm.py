@@ -125,3 +125,15 @@ def test_a_bad_partition_is_one_line_with_slurms_message(quiet_slurm: SlurmClust
     assert "invalid partition" in lines[0].lower() and "--partition" in lines[0]
     assert not (tmp_path / "pataslab" / "grid" / "journal.jsonl").exists()
     _assert_nothing_left(quiet_slurm)
+
+
+def test_the_library_submits_the_same_jobs(quiet_slurm: SlurmCluster, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import patas
+
+    monkeypatch.setenv("SLURM_CONF", str(quiet_slurm.conf))
+    result = patas.explore("echo {x} $SLURMD_NODENAME", {"x": range(8)}, lab=tmp_path / "lab", workdir=tmp_path,
+                           slurm=patas.SlurmOptions(jobs=2), bind="127.0.0.1")  # fmt: skip
+    assert result.ok and result.done == 8
+    nodes = {(result.folder / str(t) / "stdout").read_text().split()[1] for t in range(8)}
+    assert len(nodes) == 2, "two one-node jobs"
+    _assert_nothing_left(quiet_slurm)

@@ -54,6 +54,9 @@ WAIT_STEP_S = 0.05
 POOL_WATCH_INTERVAL_S = 0.5
 # A borrowed agent in one of these states is lost to the run (its tasks run elsewhere).
 LOST_STATES = frozenset({"lost", "stopped"})
+# How long a run waits for a ready pool agent to stand in for a lost one (e.g. a resubmitted
+# Slurm job's), each of the coordinator's restarts of that agent.
+STAND_IN_TIMEOUT_S = 30.0
 
 
 class PoolError(PatasError):
@@ -275,14 +278,17 @@ class PoolAgentHandle:
         self.session = session
         self.config = config
         self.agent_id = agent_id  # None: waiting for an agent to borrow
+        self.since = time.monotonic()
 
     def exit_code(self) -> int | None:
         if self.agent_id is None:
-            return None
+            return 1 if time.monotonic() - self.since > STAND_IN_TIMEOUT_S else None
         return 1 if self.session.watch.state(self.agent_id) in LOST_STATES else None
 
     def failure(self) -> str:
-        return f"pool agent {self.agent_id} is {self.session.watch.state(self.agent_id or '')}"
+        if self.agent_id is None:
+            return f"no ready agent of pool {self.session.client.state.name} to stand in within {STAND_IN_TIMEOUT_S:.0f} s"
+        return f"pool agent {self.agent_id} is {self.session.watch.state(self.agent_id)}"
 
     def queue_state(self) -> str | None:
         if self.agent_id is not None:

@@ -23,6 +23,7 @@ from patas.broker.run.exploration import prepare
 from patas.broker.run.failures import AttemptFailure
 from patas.broker.run.halt import FAIL_FAST, HaltPolicy
 from patas.broker.run.scheduler import Counts
+from patas.broker.slurm.options import SlurmOptions
 from patas.common.config import (
     DEFAULT_CLUSTER_NAME,
     DEFAULT_EXPERIMENT_NAME,
@@ -76,6 +77,8 @@ def explore(
     workdir: str | os.PathLike[str] | None = None,
     redo: bool = False,
     halt: str | None = None,
+    slurm: SlurmOptions | None = None,
+    bind: str | None = None,
 ) -> ExploreResult:
     """Run `cmd` (one command or several, one after the other) for every combination of
     `variables` (name → values: a list, a range, any iterable; a single value is one value),
@@ -83,7 +86,10 @@ def explore(
 
     Where: `jobs=N` tasks at once on this machine, or `nodes` (`--node` specs such as
     "localhost 4" or "ana@gpu1 8 gpu"), or a `cluster` YAML file; default: this machine, a task
-    per core. `halt` is `--halt`'s text ("now,fail=1", "never"). Raises `PatasError` on bad input."""
+    per core; or `slurm=SlurmOptions(nodes=4, partition="gpu", ...)`: agents as Slurm jobs, which
+    connect back to `bind` (an address of this machine the compute nodes reach; default: that of
+    its host name). `halt` is `--halt`'s text ("now,fail=1", "never"). Raises `PatasError` on bad
+    input."""
     commands = [cmd] if isinstance(cmd, str) else list(cmd)
     values = {var: _values(v) for var, v in (variables or {}).items()}
     experiment = experiment_from_flags(
@@ -95,8 +101,11 @@ def explore(
         str(workdir) if workdir is not None else os.getcwd(),
         timeout_s,
     )
-    settings = RunSettings(halt=HaltPolicy.parse(halt) if halt is not None else FAIL_FAST)
-    with prepare([experiment], _clusters(jobs, nodes, cluster), Path(lab), redo, settings=settings) as exploration:
+    settings = RunSettings(halt=HaltPolicy.parse(halt) if halt is not None else FAIL_FAST, bind_host=bind)
+    if slurm is not None and (jobs is not None or nodes or cluster is not None):
+        raise ConfigError("slurm= runs on nodes Slurm allocates; leave out jobs=, nodes= and cluster=")
+    clusters = [] if slurm is not None else _clusters(jobs, nodes, cluster)
+    with prepare([experiment], clusters, Path(lab), redo, settings=settings, slurm=slurm) as exploration:
         plan = exploration.plans[0]
         result = exploration.run(_Log())
     counts = result.counts
