@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from tests.running import ENV, exactly_once, journal, processes_with
@@ -72,21 +72,20 @@ def test_a_cancelled_job_is_replaced_and_the_sweep_completes_each_result_once(qu
         quiet_slurm.wait_for(lambda: _done_count(experiment) >= 4, what="the first tasks done")
         first_jobs = [job for job, state, _ in quiet_slurm.jobs() if state == "RUNNING"]
         victim = first_jobs[0]
-        cancelled_at = time.monotonic()
-        quiet_slurm.run("scancel", victim)
+            quiet_slurm.run("scancel", victim)
         stdout, stderr = run.communicate(timeout=RUN_TIMEOUT_S)
     finally:
         if run.poll() is None:
             run.kill()
     assert run.returncode == 0, stderr
     exactly_once(experiment, {t: f"{t}\n" for t in range(tasks)})
-    assert f"lost: Slurm job {victim} ended: CANCELLED" in stderr
+    # squeue may catch the job while its processes are still being killed (COMPLETING).
+    assert re.search(rf"lost: Slurm job {victim} ended: (CANCELLED|COMPLETING)", stderr), stderr
     assert "starting a new agent (1 of 3)" in stderr
     replacement = int(stderr.split("starting a new agent")[1].split("waiting: Slurm job ")[1].split()[0])
     assert replacement > max(int(job) for job in first_jobs), "a new job was submitted"
     lost_line = next(line for line in stderr.splitlines() if f"Slurm job {victim} ended" in line)
     assert "silent" not in lost_line, "lost as soon as the job ended, not by the agent timeout"
-    del cancelled_at
     _assert_nothing_left(quiet_slurm)
 
 
@@ -112,7 +111,7 @@ def test_a_job_reaching_its_time_limit_is_replaced(quiet_slurm: SlurmCluster, tm
             run.kill()
     assert run.returncode == 0, stderr
     exactly_once(tmp_path / "pataslab" / "grid", {t: f"{t}\n" for t in range(tasks)})
-    assert "ended: TIMEOUT" in stderr
+    assert re.search(r"ended: (TIMEOUT|COMPLETING \(TimeLimit\))", stderr), stderr
     assert "starting a new agent (1 of 3)" in stderr
     _assert_nothing_left(quiet_slurm)
 
