@@ -72,7 +72,7 @@ def test_a_cancelled_job_is_replaced_and_the_sweep_completes_each_result_once(qu
         quiet_slurm.wait_for(lambda: _done_count(experiment) >= 4, what="the first tasks done")
         first_jobs = [job for job, state, _ in quiet_slurm.jobs() if state == "RUNNING"]
         victim = first_jobs[0]
-            quiet_slurm.run("scancel", victim)
+        quiet_slurm.run("scancel", victim)
         stdout, stderr = run.communicate(timeout=RUN_TIMEOUT_S)
     finally:
         if run.poll() is None:
