@@ -130,9 +130,10 @@ def test_the_library_submits_the_same_jobs(quiet_slurm: SlurmCluster, tmp_path: 
     import patas
 
     monkeypatch.setenv("SLURM_CONF", str(quiet_slurm.conf))
-    result = patas.explore("echo {x} $SLURMD_NODENAME", {"x": range(8)}, lab=tmp_path / "lab", workdir=tmp_path,
+    # Tasks long enough (12 s of work for 2 slots) that the second job's agent joins before the end.
+    result = patas.explore("sleep 1; echo {x} $SLURMD_NODENAME", {"x": range(12)}, lab=tmp_path / "lab", workdir=tmp_path,
                            slurm=patas.SlurmOptions(jobs=2), bind="127.0.0.1")  # fmt: skip
-    assert result.ok and result.done == 8
-    nodes = {(result.folder / str(t) / "stdout").read_text().split()[1] for t in range(8)}
+    assert result.ok and result.done == 12
+    nodes = {(result.folder / str(t) / "stdout").read_text().split()[1] for t in range(12)}
     assert len(nodes) == 2, "two one-node jobs"
     _assert_nothing_left(quiet_slurm)
