@@ -8,6 +8,7 @@ The public functions are attributes of this package, imported only when first us
     patas.summary(...)   a metric per configuration with 95% intervals (patas.analysis.summary.summarize)
     patas.draw           heatmap, categories, lines → Figure  (the module patas.analysis.draw)
     patas.explore(...)   run a sweep, its counts              (patas.broker.run.library.explore)
+    patas.SlurmOptions   explore(slurm=...): agents as Slurm jobs (patas.broker.slurm.options)
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ EXPORTS: dict[str, tuple[str, str | None]] = {
     "summary": ("patas.analysis.summary", "summarize"),
     "draw": ("patas.analysis.draw", None),
     "explore": ("patas.broker.run.library", "explore"),
+    "SlurmOptions": ("patas.broker.slurm.options", "SlurmOptions"),
 }
 
 __all__ = [*EXPORTS, "__version__"]

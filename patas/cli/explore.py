@@ -127,6 +127,10 @@ def explore(**options: object) -> None:
     lab_root = Path(str(options["lab_root"]))
     quiet = bool(options["quiet"])
     if options["dry_run"]:
+        if slurm is not None:
+            from patas.broker.slurm.session import slurm_cluster
+
+            clusters = [slurm_cluster(slurm)]  # nothing is submitted
         _dry_run(experiments, clusters, lab_root, bool(options["redo"]), task_filter, pool, quiet)  # type: ignore[arg-type]
         return
     ship_limit = parse_size(str(options["ship_limit"]))

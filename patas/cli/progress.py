@@ -193,7 +193,8 @@ class RunReporter:
 
     def agent_event(self, node_name: str, message: str) -> None:
         if "lost" in message or not self.quiet:
-            if not self.live or "lost" in message:
+            # A batch job's queue state (its id, PENDING, why) shows above the bar too.
+            if not self.live or "lost" in message or message.startswith("waiting:"):
                 self.console.print(f"{node_name}: {message}", markup=False)
 
     def summarize(self, result: RunResult, exploration: Exploration) -> None:

@@ -32,6 +32,8 @@ FILES = {
     "latin1.yaml": "cmd: x\nname: caf\xe9\n".encode("latin-1"),
     "nul.yaml": 'cmd: "echo \\0"\n',
     "bad-workdir.yaml": "cmd: echo\nworkdir: /nonexistent/dir\n",
+    "twice-gpu.yaml": "nodes:\n  - {hostname: localhost, gpus: [0, 0]}\n",
+    "few-gpus.yaml": "nodes:\n  - {hostname: localhost, workers: 3, gpus: [0, 1]}\n",
     "huge-value.yaml": "cmd: echo {a}\nvars: [{name: a, values: [" + "x" * 140_000 + "]}]\n",
 }
 # Damaged labs, each in a pataslab of its own so the explored one stays intact for other rows.

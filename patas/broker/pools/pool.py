@@ -56,6 +56,9 @@ POOL_WATCH_INTERVAL_S = 0.5
 LOST_STATES = frozenset({"lost", "stopped"})
 # A running run asks its pool for newcomers every second; it waits this long for an answer.
 JOIN_STATUS_TIMEOUT_S = 1.0
+# How long a run waits for a ready pool agent to stand in for a lost one (e.g. a resubmitted
+# Slurm job's), each of the coordinator's restarts of that agent.
+STAND_IN_TIMEOUT_S = 30.0
 
 
 class PoolError(PatasError):
@@ -277,14 +280,17 @@ class PoolAgentHandle:
         self.session = session
         self.config = config
         self.agent_id = agent_id  # None: waiting for an agent to borrow
+        self.since = time.monotonic()
 
     def exit_code(self) -> int | None:
         if self.agent_id is None:
-            return None
+            return 1 if time.monotonic() - self.since > STAND_IN_TIMEOUT_S else None
         return 1 if self.session.watch.state(self.agent_id) in LOST_STATES else None
 
     def failure(self) -> str:
-        return f"pool agent {self.agent_id} is {self.session.watch.state(self.agent_id or '')}"
+        if self.agent_id is None:
+            return f"no ready agent of pool {self.session.client.state.name} to stand in within {STAND_IN_TIMEOUT_S:.0f} s"
+        return f"pool agent {self.agent_id} is {self.session.watch.state(self.agent_id)}"
 
     def queue_state(self) -> str | None:
         if self.agent_id is not None:

@@ -25,6 +25,7 @@ from patas.broker.run.halt import FAIL_FAST, HaltPolicy
 from patas.broker.run.scheduler import Counts
 from patas.broker.ship.snapshot import DEFAULT_SHIP_LIMIT_BYTES, Snapshot, parse_size
 from patas.broker.ship.transfer import Delivery
+from patas.broker.slurm.options import SlurmOptions
 from patas.common.config import (
     DEFAULT_CLUSTER_NAME,
     DEFAULT_EXPERIMENT_NAME,
@@ -83,6 +84,8 @@ def explore(
     collect_limit: int | str | None = None,
     ship: Sequence[str | os.PathLike[str]] = (),
     ship_limit: str | int = DEFAULT_SHIP_LIMIT_BYTES,
+    slurm: SlurmOptions | None = None,
+    bind: str | None = None,
 ) -> ExploreResult:
     """Run `cmd` (one command or several, one after the other) for every combination of
     `variables` (name → values: a list, a range, any iterable; a single value is one value),
@@ -90,12 +93,14 @@ def explore(
 
     Where: `jobs=N` tasks at once on this machine, or `nodes` (`--node` specs such as
     "localhost 4" or "ana@gpu1 8 gpu"), or a `cluster` YAML file; default: this machine, a task
-    per core. `halt` is `--halt`'s text ("now,fail=1", "never"). `collect` globs name the files a
-    task writes in its folder ($PATAS_TASK_DIR) to bring back into `<task>/files/`, at most
-    `collect_limit` bytes (or a size such as "2G") per task. `ship` are paths (relative to the
-    current folder) copied to every node first, the tasks running in the node's copy (`--ship`);
-    `ship_limit` refuses more than that many bytes (or a size such as "500MB"). Raises
-    `PatasError` on bad input."""
+    per core; or `slurm=SlurmOptions(nodes=4, partition="gpu", ...)`: agents as Slurm jobs, which
+    connect back to `bind` (an address of this machine the compute nodes reach; default: that of
+    its host name). `halt` is `--halt`'s text ("now,fail=1", "never"). `collect` globs name the
+    files a task writes in its folder ($PATAS_TASK_DIR) to bring back into `<task>/files/`, at
+    most `collect_limit` bytes (or a size such as "2G") per task. `ship` are paths (relative to
+    the current folder) copied to every node first, the tasks running in the node's copy
+    (`--ship`); `ship_limit` refuses more than that many bytes (or a size such as "500MB").
+    Raises `PatasError` on bad input."""
     commands = [cmd] if isinstance(cmd, str) else list(cmd)
     values = {var: _values(v) for var, v in (variables or {}).items()}
     experiment = experiment_from_flags(
@@ -111,8 +116,11 @@ def explore(
     globs = [collect] if isinstance(collect, str) else list(collect)
     experiment = replace(experiment, collect=collect_rule(globs, collect_limit, "collect=", "collect_limit="))
     limit = ship_limit if isinstance(ship_limit, int) else parse_size(ship_limit, "ship_limit=")
-    settings = RunSettings(halt=HaltPolicy.parse(halt) if halt is not None else FAIL_FAST)
-    with prepare([experiment], _clusters(jobs, nodes, cluster), Path(lab), redo, settings=settings, ship_limit_bytes=limit) as exploration:
+    settings = RunSettings(halt=HaltPolicy.parse(halt) if halt is not None else FAIL_FAST, bind_host=bind)
+    if slurm is not None and (jobs is not None or nodes or cluster is not None):
+        raise ConfigError("slurm= runs on nodes Slurm allocates; leave out jobs=, nodes= and cluster=")
+    clusters = [] if slurm is not None else _clusters(jobs, nodes, cluster)
+    with prepare([experiment], clusters, Path(lab), redo, settings=settings, slurm=slurm, ship_limit_bytes=limit) as exploration:
         plan = exploration.plans[0]
         exploration.ship(_Log())
         result = exploration.run(_Log())

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import subprocess
 import threading
+import time
 from dataclasses import dataclass
 
 from patas.common.errors import PatasError
@@ -116,18 +117,13 @@ class JobQueue:
 
     def wait_settled(self, job_ids: list[str], timeout_s: float) -> bool:
         """Wait until every job has ended and its processes are gone; False on timeout."""
-        deadline = threading.Event()
-        timer = threading.Timer(timeout_s, deadline.set)
-        timer.start()
-        try:
-            while not all(self.state(job).settled for job in job_ids):
-                if deadline.is_set():
-                    return False
-                self._wake.set()
-                deadline.wait(SQUEUE_INTERVAL_S / 2)
-            return True
-        finally:
-            timer.cancel()
+        deadline = time.monotonic() + timeout_s
+        while not all(self.state(job).settled for job in job_ids):
+            if time.monotonic() > deadline:
+                return False
+            self._wake.set()  # ask squeue now (still at most once per interval)
+            self._closed.wait(SQUEUE_INTERVAL_S / 2)
+        return True
 
     def close(self) -> None:
         self._closed.set()

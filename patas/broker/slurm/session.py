@@ -217,17 +217,30 @@ def slurm_sessions(options: SlurmOptions, bind_host: str | None) -> tuple[Cluste
     except BaseException:
         launcher.close()
         raise
-    nodes: list[Node] = []
+    cluster = slurm_cluster(options)
     sessions: list[SlurmSession] = []
-    for size in options.job_sizes:
-        first = len(nodes)
-        names = [f"slurm{first + i}" for i in range(size)]
+    for names in _job_node_names(options):
         job = launcher.new_job(names)
-        for name in names:
-            node = Node(name, CLUSTER_NAME, workers=options.cpus_per_node, gpus_per_task=options.gpus_per_task)
-            nodes.append(node)
-            sessions.append(SlurmSession(node, launcher, job))
-    return Cluster(CLUSTER_NAME, tuple(nodes)), sessions
+        sessions.extend(SlurmSession(node, launcher, job) for node in cluster.nodes if node.name in names)
+    return cluster, sessions
+
+
+def slurm_cluster(options: SlurmOptions) -> Cluster:
+    """A node per agent the jobs will run: slurm0, slurm1, ... (for plans and dry runs too)."""
+    nodes = [
+        Node(name, CLUSTER_NAME, workers=options.cpus_per_node, gpus_per_task=options.gpus_per_task)
+        for names in _job_node_names(options)
+        for name in names
+    ]
+    return Cluster(CLUSTER_NAME, tuple(nodes))
+
+
+def _job_node_names(options: SlurmOptions) -> list[list[str]]:
+    names, first = [], 0
+    for size in options.job_sizes:
+        names.append([f"slurm{first + i}" for i in range(size)])
+        first += size
+    return names
 
 
 def default_listen_host() -> str:

@@ -28,6 +28,7 @@ AGENT_MODULES = (
     "agent/__init__.py",
     "agent/__main__.py",
     "agent/agent.py",
+    "agent/allocation.py",
     "agent/command_line.py",
     "agent/supervisor.py",
     "agent/task_files.py",
