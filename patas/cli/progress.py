@@ -156,7 +156,7 @@ class RunReporter:
 
     def progress(self, counts: Counts) -> None:
         if self._progress is not None and self._task is not None:
-            finished = counts.done + counts.failed
+            finished = counts.done + counts.failed + counts.pruned
             self._progress.update(
                 self._task, completed=finished, total=counts.total - counts.skipped, status=self._status(counts)
             )
@@ -169,7 +169,8 @@ class RunReporter:
         # Agents hold a queued task per slot beyond the running ones; count only what runs.
         running = min(counts.running, self.workers)
         rate = rate_text(counts.done + counts.failed, time.monotonic() - self._started)
-        return f"{running} running, {counts.failed} failed, {counts.skipped} skipped, {rate}/s"
+        search = f", {counts.pruned} pruned" + (f", {counts.best}" if counts.best else "") if counts.pruned or counts.best else ""
+        return f"{running} running, {counts.failed} failed{search}, {counts.skipped} skipped, {rate}/s"
 
     def attempt_failed(self, failure: AttemptFailure) -> None:
         if self.quiet:
@@ -213,6 +214,8 @@ def summary_lines(result: RunResult, folders: list[str]) -> list[str]:
     counts = result.counts
     lines = [halt_line(result)] if result.halt is not None else []
     parts = [f"{counts.done:,} done", f"{counts.failed:,} failed"]
+    if counts.pruned:
+        parts.append(f"{counts.pruned:,} pruned")
     if counts.skipped:
         parts.append(f"{counts.skipped:,} skipped (done before)")
     if counts.retried:
@@ -226,6 +229,8 @@ def summary_lines(result: RunResult, folders: list[str]) -> list[str]:
         lines.append(f"{plural(counts.remaining, 'task')} left; run the same command again to resume.")
     elif result.halt is not None and counts.remaining:
         lines.append(f"{plural(counts.remaining, 'task')} not run; run the same command again to run them.")
+    if counts.best:
+        lines.append(f"Search: {counts.best}")
     kinds = result.failures.given_up()
     if kinds:
         lines.append(f"Failed {plural(counts.failed, 'task')}:")

@@ -43,8 +43,12 @@ _ATTEMPT_FILE = re.compile(r"attempt-(\d+)\.(stdout|stderr)\Z")
 # A task folder's name is its id as str(int) writes it: ASCII digits, no leading zero.
 _TASK_FOLDER = re.compile(r"(?:0|[1-9][0-9]*)\Z")
 # The journal's format. Records without a "format" field are format 1 (patas before 3.0 wrote
-# no version); format 2 adds the `replacing` outcome and the "format" and "patas" fields.
-JOURNAL_FORMAT = 2
+# no version); format 2 adds the `replacing` outcome and the "format" and "patas" fields; format 3
+# adds the `pruned` outcome. Only records of a pruned attempt are written as format 3, so a journal
+# without one stays readable by a patas that knows format 2.
+JOURNAL_FORMAT = 3
+PRUNED_FORMAT = 3
+BASE_FORMAT = 2
 # A torn last journal line is looked for backwards from the end, this many bytes at a time.
 _TAIL_BLOCK_BYTES = 65536
 
@@ -59,6 +63,9 @@ class Outcome(enum.Enum):
     # About to replace the task's committed output (--redo): until this attempt's `done` record
     # follows, the task is not done, whatever earlier records say.
     REPLACING = "replacing"
+    # Stopped early by a search's pruner (its intermediate values fell behind): not a failure,
+    # never tried again; the output it printed so far is committed as the task's output.
+    PRUNED = "pruned"
 
 
 @dataclass
@@ -92,7 +99,7 @@ class AttemptRecord:
     stderr_bytes: int = 0
     error: str = ""  # why patas itself could not run the command (e.g. no such workdir)
     extra: dict[str, Any] = field(default_factory=dict)
-    format: int = JOURNAL_FORMAT
+    format: int = BASE_FORMAT
     patas: str = __version__  # the version that wrote the record, to name in an upgrade hint
 
     @property
@@ -194,7 +201,7 @@ def _written_line() -> re.Pattern[str]:
     captured = {
         "task_id": r"(0|[1-9][0-9]{0,17})", "key": r'"([^"\\\x00-\x1f]*)"', "attempt": r"([1-9][0-9]{0,17})",
         "outcome": '"(' + "|".join(o.value for o in Outcome) + ')"', "repeat_id": f"({integer})",
-        "values": f"({values})", "format": str(JOURNAL_FORMAT),
+        "values": f"({values})", "format": f"[{BASE_FORMAT}-{JOURNAL_FORMAT}]",
     }  # fmt: skip
     by_type = {_INT: integer, _FLOAT: number, _STR: string, _OPTIONAL_INT: f"(?:null|{integer})"}
     parts = [f'"{name}":' + (captured[name] if name in captured else by_type[_FIELD_TYPES[name]]) for name in _RECORD_FIELDS if name != "extra"]

@@ -23,6 +23,7 @@ from patas.broker.run.outputs import record_definitions
 from patas.broker.run.placement import Placement, place
 from patas.broker.run.plan import ExperimentPlan, PlannedTask, TaskFilter, plan_experiment
 from patas.broker.run.scheduler import Counts
+from patas.broker.run.source import GridSource, TaskSource
 from patas.broker.ssh.options import SSHOptions
 from patas.common.config import Cluster, Experiment, Node
 from patas.common.errors import ConfigError
@@ -75,10 +76,19 @@ class Exploration:
 
     def run(self, observer: RunObserver) -> RunResult:
         """Run every pending task; the definitions are recorded once the run has started."""
-        coordinator = Coordinator(
-            self.plans, self._pending(), self.counts(), self.placements, self.sessions, observer, self.settings
-        )
+        counts = self.counts()
+        coordinator = Coordinator(self.plans, self._source(counts), counts, self.placements, self.sessions, observer, self.settings)
         return coordinator.run()
+
+    def _source(self, counts: Counts) -> TaskSource:
+        """A search's study makes its tasks as slots free up; grids' tasks are walked in order."""
+        searches = [plan for plan in self.plans if plan.experiment.search is not None]
+        if searches:
+            from patas.broker.run.study import SearchPlan, StudySource
+
+            assert isinstance(searches[0], SearchPlan)
+            return StudySource(searches[0], counts)
+        return GridSource(self._pending())
 
 
 def prepare(
@@ -90,6 +100,7 @@ def prepare(
     settings: RunSettings = RunSettings(),
     ssh: SSHOptions = SSHOptions(),
     pool: str | None = None,
+    new_study: bool = False,
 ) -> Exploration:
     """Plan a run and connect to its nodes: what is done, what is left, where it will run.
 
@@ -101,7 +112,7 @@ def prepare(
         # Locked before the journal is read: a second run is refused before it plans anything.
         for experiment in experiments:
             locks.append(acquire(ExperimentLab(lab_root, experiment.name).path))
-        plans = plan_run(experiments, lab_root, redo, task_filter)
+        plans = plan_run(experiments, lab_root, redo, task_filter, new_study)
         placements, sessions, failures = _connect(clusters, ssh, pool)
     except BaseException:
         _release(locks)
@@ -139,6 +150,7 @@ def _release(locks: list[LabLock]) -> None:
 def check_run(experiments: list[Experiment], clusters: list[Cluster], task_filter: TaskFilter | None) -> None:
     """Refuse a run whose experiments cannot work together or here; reads nothing of the lab."""
     _check_unique([e.name for e in experiments], "experiment", "--name or 'name:'")
+    _check_searches(experiments, task_filter)
     if task_filter is not None and task_filter.experiment is not None:
         if task_filter.experiment not in [e.name for e in experiments]:
             raise ConfigError(f"--filter-tasks: no experiment named '{task_filter.experiment}'")
@@ -147,15 +159,35 @@ def check_run(experiments: list[Experiment], clusters: list[Cluster], task_filte
             _check_local_workdir(experiment)
 
 
-def plan_run(experiments: list[Experiment], lab_root: Path, redo: bool, task_filter: TaskFilter | None) -> list[ExperimentPlan]:
+def plan_run(
+    experiments: list[Experiment], lab_root: Path, redo: bool, task_filter: TaskFilter | None, new_study: bool = False
+) -> list[ExperimentPlan]:
     """Read what the pataslab holds of each experiment; touches no node, writes nothing."""
+    # Optuna and the pattern parser are imported for a search only: a grid's start-up is spared them.
+    if any(experiment.search is not None for experiment in experiments):
+        from patas.broker.run.study import plan_search
     plans = [
-        plan_experiment(i, experiment, ExperimentLab(lab_root, experiment.name), redo)
+        plan_search(i, experiment, ExperimentLab(lab_root, experiment.name), redo, new_study)
+        if experiment.search is not None
+        else plan_experiment(i, experiment, ExperimentLab(lab_root, experiment.name), redo)
         for i, experiment in enumerate(experiments)
     ]
     if task_filter is not None:
         _check_selects_a_task(plans, task_filter)
     return plans
+
+
+def _check_searches(experiments: list[Experiment], task_filter: TaskFilter | None) -> None:
+    searches = [e for e in experiments if e.search is not None]
+    if not searches:
+        return
+    if len(experiments) > 1:
+        raise ConfigError(f"experiment '{searches[0].name}' is a search: run it on its own, not with other experiments")
+    if task_filter is not None:
+        raise ConfigError("--filter-tasks picks tasks of a grid; a search makes its tasks as it goes (leave it out)")
+    from patas.broker.run.study import check_search
+
+    check_search(searches[0])
 
 
 def _ssh_session(node: Node, ssh: SSHOptions) -> NodeSession:
