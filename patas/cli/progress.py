@@ -60,6 +60,9 @@ def describe_experiments(plans: list[ExperimentPlan]) -> list[str]:
     lines = []
     for plan in plans:
         experiment = plan.experiment
+        if experiment.search is not None:
+            lines.append(_describe_search(plan))
+            continue
         lines.append(
             f"Experiment {experiment.name}: {plural(experiment.combination_count, 'combination')}"
             f" × {plural(experiment.repeat, 'repeat')} = {plural(plan.total, 'task')}"
@@ -71,6 +74,18 @@ def describe_experiments(plans: list[ExperimentPlan]) -> list[str]:
                 applies = "no longer applies" if plan.obsolete == 1 else "no longer apply"
                 lines.append(f"  {plural(plan.obsolete, 'done task')} of the old grid {applies} (kept on disk)")
     return lines
+
+
+def _describe_search(plan: ExperimentPlan) -> str:
+    experiment, search = plan.experiment, plan.experiment.search
+    assert search is not None
+    trials = f"{plural(search.trials, 'trial')}" if search.trials is not None else "trials"
+    budget = f" within {search.budget_s:g} s" if search.budget_s is not None else ""
+    repeats = f" × {plural(experiment.repeat, 'repeat')}" if experiment.repeat > 1 else ""
+    return (
+        f"Experiment {experiment.name}: {search.type.value} search, {trials}{budget}{repeats}, {search.objective.direction.value}"
+        f" {search.objective.name} ({plan.done:,} tasks done, {plan.to_run:,} to run) → {plan.lab.path}"
+    )
 
 
 def describe_plan(exploration: Exploration) -> str:

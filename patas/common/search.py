@@ -136,9 +136,9 @@ def make_search(
             raise ConfigError(f"{at}{_option(given[0], where)} needs a search: add --type random, sobol or tpe (a grid runs every combination)")
         return None
     if objective is None:
-        raise ConfigError(f"{at}a {kind.value} search needs an objective (add --objective max|min NAME PATTERN)")
+        raise ConfigError(f"{at}a {kind.value} search needs an objective (add --objective max NAME PATTERN, or min)")
     if prune is not None and report is None:
-        raise ConfigError(f"{at}--prune {prune.value} needs intermediate values to compare (add --report min|max NAME PATTERN)")
+        raise ConfigError(f"{at}--prune {prune.value} needs intermediate values to compare (add --report, e.g. --report min loss 'epoch (@int@) loss (@float@)')")
     if trials is None and budget_s is None:
         raise ConfigError(f"{at}a {kind.value} search needs --trials N or --budget DURATION (when to stop)")
     if trials is not None and trials < 1:

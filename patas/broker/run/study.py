@@ -224,10 +224,14 @@ class SearchPlan(ExperimentPlan):
         return self.experiment.search
 
     @property
+    def trials_counted(self) -> int:
+        """Trials the run's counts hold: `--trials`, or with a budget only, those made and one more."""
+        made = self.state.trials_made
+        return max(self.search.trials, made) if self.search.trials is not None else made + 1
+
+    @property
     def total(self) -> int:
-        study = self.state
-        trials = max(self.search.trials or 0, study.trials_made)
-        return trials * self.experiment.repeat
+        return self.trials_counted * self.experiment.repeat
 
     @property
     def to_run(self) -> int:
@@ -384,6 +388,7 @@ class StudySource:
         self.watches_output = self.search.prune is not None
         self._queue: deque[PlannedTask] = deque(plan.state.reruns)
         self._made = plan.state.trials_made
+        self._counted = plan.trials_counted  # trials in counts.total
         self._study: "optuna.Study | None" = None
         self._space: dict[str, Any] = {}
         self._running: dict[int, RunningTrial] = {}  # by trial number
@@ -403,8 +408,7 @@ class StudySource:
             return True
         if self._deadline is not None and time.monotonic() >= self._deadline and not self._budget_over:
             self._budget_over = True
-            if self.search.trials is not None:  # the trials never made leave the count
-                self.counts.total -= (self.search.trials - self._made) * self.experiment.repeat
+            self.counts.total -= (self._counted - self._made) * self.experiment.repeat  # never made
         return self._budget_over
 
     def start(self) -> None:
@@ -432,6 +436,8 @@ class StudySource:
         for number, results in state.settled.items():
             self._tell(number, results)
         self._note_best()
+        if self.search.type is SearchType.SOBOL:
+            import scipy.stats.qmc  # noqa: F401  (a second to import: before the budget's clock starts)
         if self.search.budget_s is not None:
             self._deadline = time.monotonic() + self.search.budget_s
 
@@ -446,7 +452,8 @@ class StudySource:
         assert self._study is not None
         trial = self._study.ask(self._space)
         self._made += 1
-        if self.search.trials is None:
+        if self._made > self._counted:  # a budget-only search: one more trial than counted
+            self._counted += 1
             self.counts.total += self.experiment.repeat
         self._running[trial.number] = RunningTrial(trial)
         values = values_of(self.experiment.variables, trial.params)
