@@ -409,6 +409,10 @@ class Coordinator:
             return  # fenced: this attempt was already given to another agent
         self.store.write(lease.id, 0, finished.stdout)
         self.store.write(lease.id, 1, finished.stderr)
+        if self.source.watches_output:
+            # The last chunk (a short task's whole output) and the end of its last line: a
+            # search's pruner compares other trials with every step this one reported.
+            self.source.output(lease.planned, finished.stdout + b"\n")
         outcome = _outcome(finished)
         record = self._record(lease, finished, outcome, link.placement)
         tail = self._tail(lease.id)
