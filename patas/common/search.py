@@ -86,6 +86,11 @@ class Search:
         return record
 
 
+# The study, in the experiment's folder (Optuna's JournalStorage), and the study attribute that
+# says where its task ids start (task id = first + trial * repeat + repeat_id).
+STUDY_FILE = "study.journal"
+FIRST_TASK_ATTR = "patas_first_task_id"
+
 SEARCH_KEYS = ("type", "objective", "report", "prune", "trials", "budget", "seed")
 _METRIC_KEYS = ("direction", "name", "pattern")
 _METRIC_NAME = re.compile(r"[A-Za-z0-9_]+\Z")

@@ -40,7 +40,7 @@ from patas.broker.run.scheduler import Counts
 from patas.common.config import Experiment
 from patas.common.errors import ConfigError, LabError
 from patas.common.lab import STDOUT, AttemptRecord, ExperimentLab, Outcome
-from patas.common.search import Direction, Pruner, Search, SearchType
+from patas.common.search import FIRST_TASK_ATTR, STUDY_FILE, Direction, Pruner, Search, SearchType
 from patas.common.sweep import combination_tasks
 from patas.common.variables import Variable, VariableKind
 
@@ -49,8 +49,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-STUDY_FILE = "study.journal"
-FIRST_TASK_ATTR = "patas_first_task_id"
 TRIAL_EXTRA = "trial"  # the key of a task's trial number in its journal record's `extra`
 # A running task's unfinished last line is kept up to this size for the report pattern; longer
 # lines (a progress bar without newlines) are dropped, not accumulated.
