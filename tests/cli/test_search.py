@@ -3,6 +3,7 @@ the study in the lab read back with Optuna."""
 
 from __future__ import annotations
 
+import os
 import signal
 import time
 from collections import Counter
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.running import REPO, journal, patas, processes_with, start_patas
+from tests.running import REPO, children_running, journal, patas, processes_with, start_patas
 
 TRAIN = REPO / "examples" / "search" / "train.py"
 SPACE = ["--va", "hidden", "8", "257", "8", "--vl", "activation", "relu", "tanh", "logistic", "--vlog", "alpha", "1e-5", "1"]
@@ -154,3 +155,78 @@ def test_a_coordinator_killed_mid_study_resumes_without_losing_or_doubling_a_tri
         (record,) = [r for r in done if r["task_id"] == trial.number]
         assert record["values"]["alpha"] == repr(trial.params["alpha"])
         assert f"Test accuracy: {trial.value:.6f}" in (lab / str(trial.number) / "stdout").read_text()
+
+
+def test_a_result_committed_but_not_told_before_a_crash_is_told_on_resume_without_rerunning(tmp_path):
+    assert search(tmp_path, "random", 2, "--seed", "1").code == 0
+    lab = tmp_path / "pataslab/s"
+    told = study_trials(lab)[1].value
+    # As if the coordinator died after trial 1's task was committed but before Optuna heard of it.
+    lines = (lab / "study.journal").read_text().splitlines(keepends=True)
+    (told_line,) = [line for line in lines if '"op_code":6' in line and '"trial_id":1,' in line]
+    (lab / "study.journal").write_text("".join(line for line in lines if line is not told_line))
+    assert [t.state.name for t in study_trials(lab)] == ["COMPLETE", "RUNNING"]
+    records = journal(lab)
+    run = search(tmp_path, "random", 2, "--seed", "1")
+    assert run.code == 0, run.stderr
+    trials = study_trials(lab)
+    assert [t.state.name for t in trials] == ["COMPLETE", "COMPLETE"] and trials[1].value == told
+    assert journal(lab) == records  # nothing ran again
+
+
+def sleeping(marker: str) -> bool:
+    """A `sleep MARKER` process runs (not merely a command line that mentions it)."""
+    return any(Path(f"/proc/{pid}/cmdline").read_bytes() == f"sleep\0{marker}\0".encode() for pid in processes_with(f"sleep {marker}"))
+
+
+def test_a_lost_agent_s_trial_reruns_with_the_same_configuration(tmp_path):
+    marker = f"{os.getpid()}.5"
+    # The first attempt of the first trial runs until its agent is killed; its rerun ends at once.
+    command = f"[ $PATAS_ATTEMPT$PATAS_TASK_ID = 10 ] && sleep {marker}; echo Test accuracy: 0.5 {{hidden}} {{activation}} {{alpha}}"
+    process = start_patas("explore", "--type", "random", "--trials", "2", "--cmd", command, *SPACE, *OBJECTIVE,
+                          "-j", "1", "--name", "s", "-y", cwd=tmp_path)  # fmt: skip
+    deadline = time.monotonic() + 60
+    while not sleeping(marker) and time.monotonic() < deadline:  # the first trial's task is running
+        time.sleep(0.05)
+    (agent,) = children_running(process.pid, "patas.agent")
+    os.kill(agent, signal.SIGKILL)
+    try:
+        _, stderr = process.communicate(timeout=120)
+    finally:
+        process.kill()
+    assert process.returncode == 0, stderr
+    lab = tmp_path / "pataslab/s"
+    trials = study_trials(lab)
+    assert [t.state.name for t in trials] == ["COMPLETE", "COMPLETE"]
+    done = [r for r in journal(lab) if r["outcome"] == "done"]
+    assert sorted((r["task_id"], r["attempt"] if r["task_id"] == 0 else 1) for r in done) == [(0, 2), (1, 1)]
+    assert done[[r["task_id"] for r in done].index(0)]["values"]["alpha"] == repr(trials[0].params["alpha"])
+
+
+def test_a_budget_stops_starting_trials(tmp_path):
+    run = patas("explore", "--type", "random", "--budget", "2s", "--cmd", "sleep 0.4; echo Test accuracy: 1 {hidden} {activation} {alpha}",
+                *SPACE, *OBJECTIVE, "-j", "1", "--name", "s", "-y", cwd=tmp_path)  # fmt: skip
+    assert run.code == 0, run.stderr
+    trials = study_trials(tmp_path / "pataslab/s")
+    assert 1 <= len(trials) <= 6 and all(t.state.name == "COMPLETE" for t in trials)
+    assert f"Finished: {len(trials)} done, 0 failed" in run.stderr
+
+
+def test_parse_query_and_summary_read_a_search(tmp_path):
+    command = f"EPOCHS=3 EPOCH_SECONDS=0 {TRAIN} {{hidden}} {{activation}} {{alpha}}"
+    run = search(tmp_path, "tpe", 4, "--seed", "2", "--report", "min", "loss", "epoch (@int@) loss (@float@)", command=command)
+    assert run.code == 0, run.stderr
+    assert patas("parse", "-e", "pataslab/s", cwd=tmp_path).code == 0
+    lab = tmp_path / "pataslab/s"
+    header = (lab / "s.csv").read_text().splitlines()[0].split(",")
+    assert "out_test_acc" in header and header[-2:] == ["trial", "trial_state"]
+    assert (lab / "s_reports.csv").read_text().startswith("task_id,trial,step,out_loss\n0,0,1,")
+    steps = patas("query", "SELECT count(*) AS n FROM s_reports", cwd=tmp_path)
+    assert steps.stdout == "n\n12\n", steps.stderr
+    states = patas("query", "SELECT trial_state, count(*) AS n FROM s GROUP BY 1", cwd=tmp_path)
+    assert states.stdout == "trial_state,n\ncomplete,4\n", states.stderr
+    best = max(t.value for t in study_trials(lab))
+    summary = patas("summary", "-e", "pataslab/s", cwd=tmp_path)
+    assert summary.code == 0, summary.stderr
+    first = dict(zip(summary.stdout.splitlines()[0].split(","), summary.stdout.splitlines()[1].split(",")))
+    assert float(first["mean"]) == best and first["verdict"] == "best"

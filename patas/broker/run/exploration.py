@@ -73,6 +73,11 @@ class Exploration:
     def record_definitions(self) -> None:
         """Accept a run that has nothing to do: the lab records what was asked for."""
         record_definitions([plan.lab for plan in self.plans], [plan.experiment.to_record() for plan in self.plans])
+        for plan in self.plans:
+            if plan.experiment.search is not None:
+                from patas.broker.run.study import settle
+
+                settle(plan)  # type: ignore[arg-type]
 
     def run(self, observer: RunObserver) -> RunResult:
         """Run every pending task; the definitions are recorded once the run has started."""

@@ -550,3 +550,10 @@ class StudySource:
             return ""
         value, values = self.best
         return f"best {self.search.objective.name} {value:.6g} (" + ", ".join(f"{k}={v}" for k, v in values.items()) + ")"
+
+
+def settle(plan: SearchPlan) -> None:
+    """Tell the study the results that were committed before a crash, when a rerun has nothing
+    else to do (a run that starts tells them as it starts)."""
+    if plan.state.settled:
+        StudySource(plan, Counts()).start()
