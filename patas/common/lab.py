@@ -4,6 +4,7 @@
         experiment.yaml         the definition of the last run, in the YAML schema of --experiment
         journal.jsonl           one JSON line per finished attempt (the metadata of every task)
         .lock                   held by the run writing into the folder (see lab_lock)
+        study.journal           a search's Optuna study (see patas/broker/run/study.py)
         <task_id>/stdout        the committed output of the task's successful attempt
         <task_id>/stderr        (only when that attempt wrote to stderr)
         <task_id>/attempt-<n>.stdout, attempt-<n>.stderr

@@ -241,7 +241,9 @@ class SearchPlan(ExperimentPlan):
         return self.study
 
     def pending(self, task_filter: object = None) -> Iterator[PlannedTask]:
-        raise AssertionError("a search's tasks come from its StudySource")
+        """The tasks known before the run: those of trials to run again (a dry run shows them).
+        The sampler chooses the others as the run goes (see StudySource)."""
+        yield from self.state.reruns
 
     @property
     def study_path(self) -> str:
@@ -427,9 +429,10 @@ class StudySource:
             )
             self._study.set_user_attr(FIRST_TASK_ATTR, state.first_task_id)
         self._space = distributions(self.experiment.variables)
+        study_id = storage.get_study_id_from_name(state.study_name)
         for task in self._queue:
             if task.trial is not None and task.trial not in self._running:
-                trial_id = self._study._storage.get_trial_id_from_study_id_trial_number(self._study._study_id, task.trial)
+                trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, task.trial)
                 self._running[task.trial] = RunningTrial(optuna.trial.Trial(self._study, trial_id))
         for number, results in state.settled.items():
             self._tell(number, results)
