@@ -129,6 +129,7 @@ def test_pruning_kills_the_trial_s_processes_and_keeps_its_output(tmp_path):
     records = {r["task_id"]: r for r in journal(lab)}
     assert records[1]["outcome"] == "pruned" and records[1]["format"] == 3
     assert (lab / "1" / "stdout").read_text() == "epoch 1 loss 9\n"
+    assert patas("logs", "s", "1", cwd=tmp_path).stdout == "epoch 1 loss 9\n"  # the committed output
     assert processes_with(f"sleep {PRUNED_SLEEP}") == []
     assert "1 done, 0 failed, 1 pruned" in run.stderr
 
