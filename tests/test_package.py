@@ -8,7 +8,7 @@ import pytest
 import patas
 from tests.running import ENV
 
-HEAVY = ("pandas", "duckdb", "seaborn", "matplotlib", "zmq", "paramiko")
+HEAVY = ("pandas", "duckdb", "seaborn", "matplotlib", "zmq", "paramiko", "optuna")
 
 
 def test_import_patas_loads_nothing_heavy(tmp_path):

@@ -19,14 +19,17 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from patas.analysis.patterns import Pattern, UnmatchedError, compile_breaker, compile_patterns, shell_quoted
+from patas.analysis.patterns import Pattern, UnmatchedError, compile_breaker, compile_pattern, compile_patterns, shell_quoted
 from patas.analysis.scan import Scan, ScanJob, Values, read_text, scan
 from patas.analysis.table import ColumnType, Table, check_destination, typed, value_type
+from patas.analysis.trials import TRIAL_COLUMN, TRIAL_STATE_COLUMN, reports_path, reports_table, trial_states
 from patas.common.errors import LabError
 from patas.common.lab import DEFINITION_FILE, JOURNAL_FILE, STDERR, STDOUT, AttemptRecord, ExperimentLab, Outcome
 
 if TYPE_CHECKING:
     import pandas as pd
+
+    from patas.common.config import Experiment
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +50,10 @@ EXTRA_COLUMNS = tuple(EXTRA_COLUMN_TYPES)
 # The shipped code's version (--ship), after the extra columns, in a table where some task ran
 # shipped code (empty for a task that did not): a table of runs that shipped nothing is unchanged.
 CODE_COLUMN_TYPES = {"code_digest": ColumnType.STRING, "code_commit": ColumnType.STRING, "code_dirty": ColumnType.STRING}
+# A search's tables also say each task's trial and the trial's state in the study.
+TRIAL_COLUMN_TYPES = {TRIAL_COLUMN: ColumnType.INTEGER, TRIAL_STATE_COLUMN: ColumnType.STRING}
+# Outcomes whose attempt committed the task's output: done, or stopped early by a search's pruner.
+COMMITTED = frozenset({Outcome.DONE, Outcome.PRUNED})
 OUTCOME_COLUMN = "outcome"  # only with include_unfinished, to tell unfinished rows apart
 PENDING = "pending"  # in the definition, no attempt finished yet (not run, or running)
 
@@ -127,10 +134,13 @@ def parse_experiment(
     `UnmatchedError` and leaves the old table as it was, unless `allow_empty`.
     """
     compiled = compile_patterns(patterns)
-    regexes = [p.regex for p in compiled]
     breaker_regexes = [compile_breaker(b) for b in breakers]
     streams = Streams(streams)
     lab = open_experiment(experiment_dir)
+    search = _search_definition(lab)
+    if search is not None:
+        compiled = _with_objective(compiled, search)
+    regexes = [p.regex for p in compiled]
     path = Path(output) if output is not None else None
     if path is not None:
         check_destination(path)
@@ -140,19 +150,41 @@ def parse_experiment(
     with Scan(jobs, regexes, breaker_regexes, workers) as running:
         selection = select_tasks(lab, folders, include_unfinished, include_obsolete)
         found = running.result()
-    unfinished = [r for r in selection.records if r.outcome is not Outcome.DONE]
+    unfinished = [r for r in selection.records if r.outcome not in COMMITTED]
     jobs = [ScanJob(r.task_id, _output_paths(lab, r.task_id, r.attempt, streams)) for r in unfinished]
     found.update(scan(jobs, regexes, breaker_regexes, workers=1))
-    table = build_table(lab, selection, compiled, found, include_unfinished)
+    states = trial_states(lab, search) if search is not None else None
+    table = build_table(lab, selection, compiled, found, include_unfinished, states)
     unmatched = unmatched_patterns(compiled, [found.get(r.task_id, []) for r in selection.records])
     if not allow_empty and selection.records:
         check_matched(Found(Path(experiment_dir), lab, selection.records, streams), unmatched, breakers, len(table))
     if path is not None:
         table.write(path)
+        reports = reports_table(lab, [r for r in selection.records if r.outcome in COMMITTED], search, states or {}) if search else None
+        if reports is not None:
+            reports.write(reports_path(path))
     return ParseResult(
         table, path, len(selection.records), selection.unfinished, include_unfinished,
         selection.obsolete, include_obsolete, unmatched,
     )  # fmt: skip
+
+
+def _search_definition(lab: ExperimentLab) -> "Experiment | None":
+    """The recorded definition when the experiment is a search (its tables gain trial columns)."""
+    if not os.path.lexists(lab.definition_path):
+        return None
+    from patas.common.config import load_experiment
+
+    experiment = load_experiment(lab.definition_path)
+    return experiment if experiment.search is not None else None
+
+
+def _with_objective(patterns: tuple[Pattern, ...], experiment: "Experiment") -> tuple[Pattern, ...]:
+    """A search's table always has its objective's column (unless a -p of that name replaces it)."""
+    objective = experiment.search.objective  # type: ignore[union-attr]
+    if any(p.name == objective.name for p in patterns):
+        return patterns
+    return (compile_pattern(objective.name, objective.pattern, f"--objective {objective.direction.value}"), *patterns)
 
 
 def unmatched_patterns(patterns: Sequence[Pattern], rows: Iterable[list[Values]]) -> tuple[Pattern, ...]:
@@ -212,7 +244,7 @@ def _other_stream(where: Found, patterns: Sequence[Pattern]) -> Streams | None:
         return None
     other = Streams.STDERR if where.streams is Streams.STDOUT else Streams.STDOUT
     for record in where.records:
-        attempt = None if record.outcome is Outcome.DONE else record.attempt
+        attempt = None if record.outcome in COMMITTED else record.attempt
         text = read_text(_output_paths(where.lab, record.task_id, attempt, other))
         if any(p.regex.search(text) for p in patterns):
             return other
@@ -288,7 +320,7 @@ def select_tasks(lab: ExperimentLab, folders: set[int], include_unfinished: bool
     latest: dict[int, AttemptRecord] = {}
     for record in lab.read_journal():
         latest[record.task_id] = record
-        if record.outcome is Outcome.DONE:
+        if record.outcome in COMMITTED:
             committed[record.task_id] = record
         elif record.outcome is Outcome.REPLACING:
             committed.pop(record.task_id, None)  # its committed output was being replaced
@@ -346,6 +378,8 @@ def _definition(lab: ExperimentLab) -> Definition | None:
     from patas.common.sweep import tasks
 
     experiment = load_experiment(lab.definition_path)
+    if experiment.search is not None:
+        return None  # a search's tasks are its trials, whichever study made them: all current
     ids = {t.key: index for index, t in enumerate(tasks(experiment))}
     return Definition(ids, experiment.repeat, [v.name for v in experiment.variables])
 
@@ -364,6 +398,7 @@ def build_table(
     patterns: Sequence[Pattern],
     found: dict[int, list[Values]],
     with_outcome: bool,
+    trials: dict[int, tuple[int, str]] | None = None,
 ) -> Table:
     """One row per task (per block with breakers): inputs, outputs, then the extra columns."""
     with_code = any(record.code is not None for record in selection.records)
@@ -373,6 +408,7 @@ def build_table(
         + list(EXTRA_COLUMNS)
         + (list(CODE_COLUMN_TYPES) if with_code else [])
         + ([OUTCOME_COLUMN] if with_outcome else [])
+        + ([TRIAL_COLUMN, TRIAL_STATE_COLUMN] if trials is not None else [])
     )
     rows = []
     root = str(lab.path)
@@ -381,9 +417,12 @@ def build_table(
         code = _code_values(record) if with_code else []
         for break_id, values in enumerate(found.get(record.task_id, ())):
             extra = _extra_values(root, record, break_id)
-            rows.append(inputs + list(values) + extra + code + ([record.outcome.value] if with_outcome else []))
+            trial = list(trials.get(record.task_id, (None, ""))) if trials is not None else []
+            rows.append(inputs + list(values) + extra + code + ([record.outcome.value] if with_outcome else []) + trial)
     columns = list(zip(*rows)) if rows else [()] * len(names)
-    declared = {p.column: p.kind for p in patterns} | EXTRA_COLUMN_TYPES | CODE_COLUMN_TYPES | {OUTCOME_COLUMN: ColumnType.STRING}
+    declared = (
+        {p.column: p.kind for p in patterns} | EXTRA_COLUMN_TYPES | CODE_COLUMN_TYPES | {OUTCOME_COLUMN: ColumnType.STRING} | TRIAL_COLUMN_TYPES
+    )
     data, types = {}, {}
     for index, name in enumerate(names):
         values = list(columns[index])

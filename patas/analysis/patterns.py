@@ -77,9 +77,10 @@ def expand_placeholders(text: str) -> str:
     return text
 
 
-def compile_pattern(name: str, text: str) -> Pattern:
-    """A checked pattern; a bad name, a bad regex or a group count other than one is an error."""
-    where = f"-p {name} {shell_quoted(text)}"
+def compile_pattern(name: str, text: str, option: str = "-p") -> Pattern:
+    """A checked pattern; a bad name, a bad regex or a group count other than one is an error.
+    `option` names where it was given, for messages (`-p`, `--objective max`)."""
+    where = f"{option} {name} {shell_quoted(text)}"
     if not _NAME.match(name):
         raise PatternError(f"{where}: the name must be letters, digits and _ (it becomes column out_{name})")
     _check_placeholders(text, where)
@@ -94,6 +95,20 @@ def compile_pattern(name: str, text: str) -> Pattern:
             " make the others non-capturing with (?:...)"
         )
     return Pattern(name, text, regex, placeholder_type(text))
+
+
+def compile_step_pattern(name: str, text: str, option: str) -> Pattern:
+    """A pattern of intermediate values (`--report`): two groups, the step `(@int@)` and the value."""
+    where = f"{option} {name} {shell_quoted(text)}"
+    if not _NAME.match(name):
+        raise PatternError(f"{where}: the name must be letters, digits and _ (it becomes column out_{name})")
+    _check_placeholders(text, where)
+    regex = _compile(text, where)
+    if regex.groups != 2 or group_text(text) != "@int@":
+        raise PatternError(
+            f"{where}: expected two capture groups, the step then the value, e.g. 'epoch (@int@) loss (@float@)'"
+        )
+    return Pattern(name, text, regex, ColumnType.NUMBER)
 
 
 def placeholder_type(text: str) -> ColumnType | None:

@@ -19,6 +19,9 @@ from typing import TYPE_CHECKING, TextIO, Union
 
 from patas.analysis.formats import Format, write_result
 from patas.analysis.table import read_schema
+
+# A search's table of intermediate values, beside its experiment's (see patas/analysis/trials.py).
+REPORTS_SUFFIX = "_reports"
 from patas.common.errors import PatasError
 
 if TYPE_CHECKING:
@@ -63,7 +66,7 @@ def find_tables(inputs: Inputs = (DEFAULT_LAB,)) -> list[TableFile]:
         elif path.is_dir():
             # Task folders (named by number) are skipped: an experiment folder holds thousands.
             folders = [path, *sorted(p for p in path.iterdir() if not p.name.isdigit())]
-            tables = [t for folder in folders if (t := _experiment_table(folder))]
+            tables = [t for folder in folders for name in _table_names(folder) if (t := _experiment_table(folder, name))]
         elif Path(given) == DEFAULT_LAB:
             tables = []  # no lab here yet: the query may still read files named in its SQL
         else:
@@ -77,15 +80,21 @@ def find_tables(inputs: Inputs = (DEFAULT_LAB,)) -> list[TableFile]:
     return list(found.values())
 
 
-def _experiment_table(folder: Path) -> TableFile | None:
-    """The newest parsed table of an experiment folder (`<name>/<name>.csv` or `.parquet`)."""
+def _table_names(folder: Path) -> tuple[str, ...]:
+    """The tables `patas parse` writes in an experiment folder: the experiment's, and a search's
+    intermediate values (`<name>_reports`)."""
+    return (folder.name, folder.name + REPORTS_SUFFIX)
+
+
+def _experiment_table(folder: Path, name: str) -> TableFile | None:
+    """The newest parsed table `name` of an experiment folder (`<name>.csv` or `.parquet`)."""
     if not folder.is_dir():
         return None
-    candidates = [folder / f"{folder.name}{suffix}" for suffix in READERS]
+    candidates = [folder / f"{name}{suffix}" for suffix in READERS]
     existing = [p for p in candidates if p.is_file()]
     if not existing:
         return None
-    return TableFile(folder.name, max(existing, key=lambda p: p.stat().st_mtime))
+    return TableFile(name, max(existing, key=lambda p: p.stat().st_mtime))
 
 
 def _table_file(path: Path, name: str) -> TableFile:

@@ -90,6 +90,8 @@ def _source(connection: duckdb.DuckDBPyConnection, given: Source) -> tuple[duckd
     if not path.exists():
         raise SummaryError(f"-e {given}: no such experiment folder or table file")
     tables = find_tables([path])
+    if path.is_dir() and any(t.name == path.name for t in tables):
+        tables = [t for t in tables if t.name == path.name]  # an experiment folder: its own table
     if not tables:
         hint = PARSE_HINT.replace("pataslab/<experiment>", str(given).rstrip("/"))
         raise SummaryError(f"-e {given}: no parsed table ({hint})")

@@ -82,6 +82,8 @@ def _how(record: AttemptRecord) -> str:
         return "succeeded"
     if record.outcome is Outcome.TIMEOUT:
         return "timed out"
+    if record.outcome is Outcome.PRUNED:
+        return "was pruned (its search stopped it early)"
     if record.error:
         return f"could not run ({record.error})"
     return f"failed (exit {record.exit_code})" if record.exit_code is not None else "failed (killed)"
@@ -124,7 +126,7 @@ class TaskHistory:
         """The attempt whose output is committed: its `done` record stands (no `replacing` after)."""
         done = None
         for record in self.records:
-            if record.outcome is Outcome.DONE:
+            if record.outcome in (Outcome.DONE, Outcome.PRUNED):  # a pruned attempt commits its output too
                 done = record.attempt
             elif record.outcome is Outcome.REPLACING:
                 done = None

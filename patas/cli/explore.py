@@ -25,7 +25,10 @@ from patas.common.config import (
 )
 from patas.common.collected_files import collect_rule
 from patas.common.errors import EXIT_INTERRUPTED, EXIT_TASKS_FAILED, ConfigError, UsageError
-from patas.common.variables import Variable, arithmetic_variable, geometric_variable, list_variable
+from patas.common.search import Metric, Search, make_search, metric, parse_duration, pruner, search_type
+from patas.common.variables import Variable, VariableKind, arithmetic_variable, geometric_variable, list_variable, sampled_variable
+
+_SAMPLED_FLAG = {VariableKind.UNIFORM: "vu", VariableKind.LOGUNIFORM: "vlog", VariableKind.INT: "vi"}
 
 if TYPE_CHECKING:  # imported when run: `patas explore --help` stays light
     from patas.broker.run.exploration import Exploration
@@ -45,8 +48,8 @@ Example (from examples/basic_usage):
 
 
 @click.command(epilog=EXAMPLE)
-@click.option("--type", "sweep_type", type=click.Choice(["grid"]), default="grid", show_default=True,
-              help="How variables combine: grid runs every combination.")
+@click.option("--type", "sweep_type", type=click.Choice(["grid", "random", "sobol", "tpe"]), default="grid", show_default=True,
+              help="grid runs every combination; random, sobol and tpe search the space (see docs/search.md).")
 @click.option("--cmd", "commands", multiple=True, metavar="COMMAND",
               help="Command to run; {name} is replaced by variable NAME's value. Repeat to run several, one after the other.")
 @click.option("--vl", "list_vars", cls=VariadicOption, metavar="NAME VALUE...", help="A variable taking the listed values.")
@@ -54,6 +57,20 @@ Example (from examples/basic_usage):
               help="A variable from MIN up to MAX (exclusive) by STEP, like range().")
 @click.option("--vg", "geometric_vars", multiple=True, nargs=4, metavar="NAME MIN MAX FACTOR",
               help="A variable MIN, MIN*FACTOR, ... below MAX.")
+@click.option("--vu", "uniform_vars", multiple=True, nargs=3, metavar="NAME LOW HIGH", help="A search variable: real numbers from LOW to HIGH.")
+@click.option("--vlog", "loguniform_vars", multiple=True, nargs=3, metavar="NAME LOW HIGH",
+              help="A search variable: real numbers from LOW to HIGH, log-uniform (LOW > 0).")
+@click.option("--vi", "int_vars", multiple=True, nargs=3, metavar="NAME LOW HIGH", help="A search variable: integers from LOW to HIGH, both included.")
+@click.option("--objective", nargs=3, default=None, metavar="max|min NAME PATTERN",
+              help="A search's objective: the last match of PATTERN's group in each trial's output (placeholders as in parse).")
+@click.option("--report", nargs=3, default=None, metavar="min|max NAME PATTERN",
+              help="Intermediate values read as a trial runs: PATTERN's groups are the step (@int@) and the value.")
+@click.option("--prune", type=click.Choice(["asha", "median", "hyperband"]), default=None,
+              help="Stop trials whose --report values fall behind (outcome pruned).")
+@click.option("--trials", type=int, default=None, metavar="N", help="Trials a search makes in all, counting earlier runs'.")
+@click.option("--budget", default=None, metavar="DURATION", help="Start no new trial after this long (90s, 15m, 2h).")
+@click.option("--seed", type=int, default=None, help="Seed of the search's sampler (the same seed suggests the same values).")
+@click.option("--new-study", is_flag=True, help="Start a new study in the experiment's folder instead of continuing the last.")
 @click.option("--repeat", type=int, default=None, help="Runs of each combination.  [default: 1]")
 @click.option("--max-tries", type=int, default=None, help=f"Attempts per task before giving up.  [default: {DEFAULT_MAX_TRIES}]")
 @click.option("--timeout", type=float, default=None, metavar="SECONDS", help="Kill a task (its whole process tree) after this long.")
@@ -135,7 +152,8 @@ def explore(**options: object) -> None:
         return
     ship_limit = parse_size(str(options["ship_limit"]))
     with prepare(
-        experiments, clusters, lab_root, bool(options["redo"]), task_filter, settings, ssh, pool, slurm, ship_limit  # type: ignore[arg-type]
+        experiments, clusters, lab_root, bool(options["redo"]), task_filter, settings, ssh, pool, slurm, ship_limit,  # type: ignore[arg-type]
+        bool(options["new_study"]),
     ) as exploration:
         if not quiet and detachment is None:
             click.echo(describe_plan(exploration), err=True)
@@ -233,6 +251,7 @@ def _experiments(options: dict[str, object]) -> list[Experiment]:
         "workdir": _display_path(str(options["workdir"])) if options["workdir"] else None,
         "timeout_s": options["timeout"],
         "ship": tuple(options["ship_paths"]) or None,  # type: ignore[call-overload]
+        "search": _search(options),
     }
     experiments = [load_experiment(path) for path in options["experiment_files"]]  # type: ignore[attr-defined]
     variables = _variables(options)
@@ -252,6 +271,7 @@ def _experiments(options: dict[str, object]) -> list[Experiment]:
         overrides["workdir"] or _display_path(os.getcwd()),  # type: ignore[arg-type]
         overrides["timeout_s"],  # type: ignore[arg-type]
         overrides["ship"] or (),  # type: ignore[arg-type]
+        overrides["search"],  # type: ignore[arg-type]
     )
     return [_with_collect(e, options) for e in [*experiments, flags_experiment]]
 
@@ -264,6 +284,18 @@ def _with_collect(experiment: Experiment, options: dict[str, object]) -> Experim
     return replace(experiment, collect=rule)
 
 
+def _search(options: dict[str, object]) -> Search | None:
+    """The search the flags ask for; None for a grid."""
+    def given(option: str) -> Metric | None:
+        words = options[option]
+        return metric(*words, f"--{option}") if words else None  # type: ignore[misc]
+
+    budget = parse_duration(str(options["budget"]), "--budget") if options["budget"] is not None else None
+    prune = pruner(str(options["prune"]), "--prune") if options["prune"] else None
+    kind = search_type(str(options["sweep_type"]), "--type")
+    return make_search(kind, given("objective"), given("report"), prune, options["trials"], budget, options["seed"], "command line")  # type: ignore[arg-type]
+
+
 def _variables(options: dict[str, object]) -> list[Variable]:
     variables = []
     for words in options["list_vars"]:  # type: ignore[attr-defined]
@@ -272,6 +304,9 @@ def _variables(options: dict[str, object]) -> list[Variable]:
         variables.append(arithmetic_variable(name, low, high, step, f"--va {name}"))
     for name, low, high, factor in options["geometric_vars"]:  # type: ignore[attr-defined]
         variables.append(geometric_variable(name, low, high, factor, f"--vg {name}"))
+    for option, kind in (("uniform_vars", VariableKind.UNIFORM), ("loguniform_vars", VariableKind.LOGUNIFORM), ("int_vars", VariableKind.INT)):
+        for name, low, high in options[option]:  # type: ignore[attr-defined]
+            variables.append(sampled_variable(kind, name, low, high, f"--{_SAMPLED_FLAG[kind]} {name}"))
     return variables
 
 

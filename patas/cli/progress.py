@@ -60,6 +60,9 @@ def describe_experiments(plans: list[ExperimentPlan]) -> list[str]:
     lines = []
     for plan in plans:
         experiment = plan.experiment
+        if experiment.search is not None:
+            lines.append(_describe_search(plan))
+            continue
         lines.append(
             f"Experiment {experiment.name}: {plural(experiment.combination_count, 'combination')}"
             f" × {plural(experiment.repeat, 'repeat')} = {plural(plan.total, 'task')}"
@@ -71,6 +74,18 @@ def describe_experiments(plans: list[ExperimentPlan]) -> list[str]:
                 applies = "no longer applies" if plan.obsolete == 1 else "no longer apply"
                 lines.append(f"  {plural(plan.obsolete, 'done task')} of the old grid {applies} (kept on disk)")
     return lines
+
+
+def _describe_search(plan: ExperimentPlan) -> str:
+    experiment, search = plan.experiment, plan.experiment.search
+    assert search is not None
+    trials = f"{plural(search.trials, 'trial')}" if search.trials is not None else "trials"
+    budget = f" within {search.budget_s:g} s" if search.budget_s is not None else ""
+    repeats = f" × {plural(experiment.repeat, 'repeat')}" if experiment.repeat > 1 else ""
+    return (
+        f"Experiment {experiment.name}: {search.type.value} search, {trials}{budget}{repeats}, {search.objective.direction.value}"
+        f" {search.objective.name} ({plan.done:,} tasks done, {plan.to_run:,} to run) → {plan.lab.path}"
+    )
 
 
 def describe_plan(exploration: Exploration) -> str:
@@ -158,7 +173,7 @@ class RunReporter:
 
     def progress(self, counts: Counts) -> None:
         if self._progress is not None and self._task is not None:
-            finished = counts.done + counts.failed
+            finished = counts.done + counts.failed + counts.pruned
             self._progress.update(
                 self._task, completed=finished, total=counts.total - counts.skipped, status=self._status(counts)
             )
@@ -171,7 +186,8 @@ class RunReporter:
         # Agents hold a queued task per slot beyond the running ones; count only what runs.
         running = min(counts.running, self.workers)
         rate = rate_text(counts.done + counts.failed, time.monotonic() - self._started)
-        return f"{running} running, {counts.failed} failed, {counts.skipped} skipped, {rate}/s"
+        search = f", {counts.pruned} pruned" + (f", {counts.best}" if counts.best else "") if counts.pruned or counts.best else ""
+        return f"{running} running, {counts.failed} failed{search}, {counts.skipped} skipped, {rate}/s"
 
     def attempt_failed(self, failure: AttemptFailure) -> None:
         if self.quiet:
@@ -216,6 +232,8 @@ def summary_lines(result: RunResult, folders: list[str]) -> list[str]:
     counts = result.counts
     lines = [halt_line(result)] if result.halt is not None else []
     parts = [f"{counts.done:,} done", f"{counts.failed:,} failed"]
+    if counts.pruned:
+        parts.append(f"{counts.pruned:,} pruned")
     if counts.skipped:
         parts.append(f"{counts.skipped:,} skipped (done before)")
     if counts.retried:
@@ -229,6 +247,8 @@ def summary_lines(result: RunResult, folders: list[str]) -> list[str]:
         lines.append(f"{plural(counts.remaining, 'task')} left; run the same command again to resume.")
     elif result.halt is not None and counts.remaining:
         lines.append(f"{plural(counts.remaining, 'task')} not run; run the same command again to run them.")
+    if counts.best:
+        lines.append(f"Search: {counts.best}")
     kinds = result.failures.given_up()
     if kinds:
         lines.append(f"Failed {plural(counts.failed, 'task')}:")

@@ -6,6 +6,8 @@ import click
 
 from patas.analysis.formats import Format
 from patas.analysis.summary import print_summary
+from patas.analysis.trials import search_objective
+from patas.common.errors import UsageError
 from patas.cli.output import table_format_options
 
 
@@ -14,15 +16,17 @@ from patas.cli.output import table_format_options
     "-e", "--experiment", "source", required=True, metavar="FOLDER",
     help="A parsed experiment folder (pataslab/grid) or a table file (.csv, .parquet).",
 )  # fmt: skip
-@click.option("--metric", required=True, metavar="NAME", help="The column to summarize: out_test_acc, or test_acc.")
-@click.option("--maximize/--minimize", default=True, help="Whether the best mean is the highest or the lowest.  [default: maximize]")
+@click.option("--metric", default=None, metavar="NAME",
+              help="The column to summarize: out_test_acc, or test_acc.  [default: a search's objective]")
+@click.option("--maximize/--minimize", default=None,
+              help="Whether the best mean is the highest or the lowest.  [default: maximize, or a search's direction]")
 @click.option(
     "--by", metavar="COLUMNS",
     help="Comma-separated columns that make a configuration, e.g. in_activation,in_neurons ('' for all rows "
     "together).  [default: every in_* column]",
 )  # fmt: skip
 @table_format_options
-def summary(source: str, metric: str, maximize: bool, by: str | None, form: Format) -> None:
+def summary(source: str, metric: str | None, maximize: bool | None, by: str | None, form: Format) -> None:
     """Summarize a metric per configuration, with 95% confidence intervals.
 
     One row per configuration, best first: n (values), missing (empty or NaN, left out), mean,
@@ -36,6 +40,16 @@ def summary(source: str, metric: str, maximize: bool, by: str | None, form: Form
           --va neurons 10 31 10 --vl activation relu tanh --repeat 10 -y
       patas parse -e pataslab/grid -p test_acc 'Test accuracy: +(@float@)'
       patas summary -e pataslab/grid --metric test_acc -m
+
+    On a search's folder the metric and its direction default to the search's objective, so
+    `patas summary -e pataslab/search` lists its best trials first.
     """
+    objective = search_objective(source)
+    if metric is None:
+        if objective is None:
+            raise UsageError("--metric NAME is needed (only a search's folder has a default: its objective)")
+        metric = objective[0]
+    if maximize is None:
+        maximize = objective[1] if objective is not None and objective[0] in (metric, f"out_{metric}") else True
     groups = None if by is None else [name.strip() for name in by.split(",") if name.strip()]
     print_summary(source, metric, form, click.get_text_stream("stdout"), maximize=maximize, by=groups)

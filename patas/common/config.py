@@ -40,7 +40,9 @@ from patas.common.variables import (
     arithmetic_variable,
     geometric_variable,
     list_variable,
+    sampled_variable,
 )
+from patas.common.search import Search, search_from_record
 
 DEFAULT_EXPERIMENT_NAME = "grid"
 DEFAULT_CLUSTER_NAME = "cluster"
@@ -65,9 +67,13 @@ class Experiment:
     ship: tuple[str, ...] = ()
     # Where the workdir was given, for messages: "--workdir", or the YAML file that set it.
     workdir_origin: str = field(default="--workdir", compare=False)
+    search: Search | None = None  # None: a grid, every combination
 
     @property
     def combination_count(self) -> int:
+        """A grid's combinations; a search's trials (0 when only its budget bounds them)."""
+        if self.search is not None:
+            return self.search.trials or 0
         count = 1
         for variable in self.variables:
             count *= len(variable.values)
@@ -94,6 +100,8 @@ class Experiment:
             record["ship"] = list(self.ship)
         record["cmd"] = [t.text for t in self.commands]
         record["vars"] = [_variable_record(v) for v in self.variables]
+        if self.search is not None:
+            record["search"] = self.search.to_record()
         return record
 
 
@@ -150,9 +158,10 @@ def experiment_from_flags(
     workdir: str,
     timeout_s: float | None,
     ship: tuple[str, ...] = (),
+    search: Search | None = None,
 ) -> Experiment:
     _check_unique_names(variables, "command line")
-    return replace(_experiment(name, commands, variables, repeat, max_tries, workdir, timeout_s, "--cmd"), ship=ship)
+    return replace(_experiment(name, commands, variables, repeat, max_tries, workdir, timeout_s, "--cmd", search), ship=ship)
 
 
 def parse_node_spec(words: tuple[str, ...], index: int) -> Node:
@@ -177,11 +186,14 @@ def parse_node_spec(words: tuple[str, ...], index: int) -> Node:
 # ---------------------------------------------------------------------------------------------
 # Loading YAML files
 
-_EXPERIMENT_KEYS = ("name", "workdir", "repeat", "max_tries", "timeout", "ship", "cmd", "vars", "collect", "collect_limit")
+_EXPERIMENT_KEYS = ("name", "workdir", "repeat", "max_tries", "timeout", "ship", "cmd", "vars", "collect", "collect_limit", "search")
 _VARIABLE_KEYS = {
     VariableKind.LIST: ("name", "type", "values"),
     VariableKind.ARITHMETIC: ("name", "type", "min", "max", "step"),
     VariableKind.GEOMETRIC: ("name", "type", "min", "max", "factor"),
+    VariableKind.UNIFORM: ("name", "type", "min", "max"),
+    VariableKind.LOGUNIFORM: ("name", "type", "min", "max"),
+    VariableKind.INT: ("name", "type", "min", "max"),
 }
 _CLUSTER_KEYS = ("name", "nodes")
 _NODE_KEYS = ("name", "hostname", "user", "port", "private_key", "workers", "tags", "gpus", "gpus_per_task")
@@ -208,6 +220,7 @@ def load_experiment(path: str | Path) -> Experiment:
         _get(data, "workdir", str, where, default=os.getcwd()),
         _get(data, "timeout", (int, float), where, default=None),
         f"{where}: cmd",
+        search_from_record(data["search"], f"{where}: search") if typed(data.get("search")) is not None else None,
     )
     return replace(experiment, workdir_origin=where, collect=_collect(data, where), ship=_ship_paths(data, where))
 
@@ -272,6 +285,8 @@ def _variable(item: object, where: str) -> Variable:
             raise ConfigError(f"{where}: 'values' must be a list of plain values")
         return list_variable(name, [str(v) for v in values], where)
     bounds = [_text(item, key, where) for key in _VARIABLE_KEYS[kind][2:]]
+    if kind.is_continuous:
+        return sampled_variable(kind, name, *bounds, where)
     make = arithmetic_variable if kind is VariableKind.ARITHMETIC else geometric_variable
     return make(name, *bounds, where)
 
@@ -347,8 +362,16 @@ def _experiment(
     workdir: str,
     timeout_s: float | None,
     where: str,
+    search: Search | None = None,
 ) -> Experiment:
     check_experiment_name(name, where)
+    if search is None:
+        for variable in variables:
+            if variable.kind.is_continuous:
+                raise ConfigError(
+                    f"{where}: variable '{variable.name}' is a {variable.kind.value} range, which a grid cannot"
+                    " enumerate (add --type random, sobol or tpe)"
+                )
     if not commands:
         raise ConfigError(f"{where}: no command given (add --cmd or 'cmd:')")
     if repeat < 1:
@@ -363,7 +386,7 @@ def _experiment(
     templates = tuple(compile_template(c, names, where) for c in commands)
     for number, template in enumerate(templates, 1):
         _check_rendered_size(template, number, {v.name: v for v in variables}, where)
-    return Experiment(name, templates, tuple(variables), repeat, max_tries, workdir, timeout_s)
+    return Experiment(name, templates, tuple(variables), repeat, max_tries, workdir, timeout_s, search=search)
 
 
 def check_experiment_name(name: str, where: str) -> None:
@@ -379,6 +402,8 @@ def _check_command_text(command: str, number: int, where: str) -> None:
         raise ConfigError(f"{where}: command {number} holds a NUL byte (\\0); no program can receive one (remove it)")
 
 
+# The longest text of a sampled value: repr() of a float (`-1.2345678901234567e-308`).
+_SAMPLED_VALUE_CHARS = 24
 # A value grows at most this much when shell-quoted (each `'` outside quotes becomes `'"'"'`), and
 # a UTF-8 character is at most 4 bytes: a cheap bound that spares measuring every quoted value.
 _QUOTED_GROWTH = 5 * 4
@@ -388,7 +413,7 @@ def _check_rendered_size(template: Template, number: int, variables: dict[str, V
     """Refuse a command that some combination of values makes longer than one argument can be."""
     literal = sum(len(part.encode()) for part in template.parts if isinstance(part, str))
     slots = [part for part in template.parts if isinstance(part, Slot)]
-    longest = {name: max(map(len, variables[name].values)) for name in template.names}
+    longest = {name: max(map(len, variables[name].values), default=_SAMPLED_VALUE_CHARS) for name in template.names}
     if literal + sum(_QUOTED_GROWTH * longest[slot.name] + 2 for slot in slots) < MAX_ARGUMENT_BYTES:
         return
     size = literal + sum(_longest_quoted(slot, variables[slot.name]) for slot in slots)
@@ -397,7 +422,10 @@ def _check_rendered_size(template: Template, number: int, variables: dict[str, V
 
 def _longest_quoted(slot: Slot, variable: Variable) -> int:
     alone = Template("", (slot,))
-    return max(len(alone.render({slot.name: value}).encode("utf-8", "surrogateescape")) for value in variable.values)
+    return max(
+        (len(alone.render({slot.name: value}).encode("utf-8", "surrogateescape")) for value in variable.values),
+        default=_SAMPLED_VALUE_CHARS,
+    )
 
 
 def with_overrides(experiment: Experiment, **changes: Any) -> Experiment:
@@ -484,6 +512,9 @@ def _int(text: str, where: str, what: str) -> int:
 def _variable_record(variable: Variable) -> dict[str, Any]:
     if variable.bounds is None:
         return {"name": variable.name, "type": variable.kind.value, "values": list(variable.values)}
+    if variable.kind.is_continuous:
+        low, high, _ = variable.bounds
+        return {"name": variable.name, "type": variable.kind.value, "min": low, "max": high}
     third = "step" if variable.kind is VariableKind.ARITHMETIC else "factor"
     low, high, last = variable.bounds
     return {"name": variable.name, "type": variable.kind.value, "min": low, "max": high, third: last}

@@ -4,6 +4,7 @@
         experiment.yaml         the definition of the last run, in the YAML schema of --experiment
         journal.jsonl           one JSON line per finished attempt (the metadata of every task)
         .lock                   held by the run writing into the folder (see lab_lock)
+        study.journal           a search's Optuna study (see patas/broker/run/study.py)
         <task_id>/stdout        the committed output of the task's successful attempt
         <task_id>/stderr        (only when that attempt wrote to stderr)
         <task_id>/files/        the files that attempt collected (--collect), as the task wrote them
@@ -46,11 +47,13 @@ _ATTEMPT_FILE = re.compile(r"attempt-(\d+)\.(stdout|stderr|files)\Z")
 _TASK_FOLDER = re.compile(r"(?:0|[1-9][0-9]*)\Z")
 # The journal's format. Records without a "format" field are format 1 (patas before 3.0 wrote
 # no version); format 2 adds the `replacing` outcome and the "format" and "patas" fields; format 3
-# adds "code" (the shipped code's version). A record is written in the oldest format that holds
-# it, so a run without --ship writes lines an older patas still reads.
+# adds "code" (the shipped code's version) and the `pruned` outcome. A record is written in the
+# oldest format that holds it, so a run that neither ships code nor prunes writes lines an older
+# patas still reads.
 JOURNAL_FORMAT = 3
 BASE_FORMAT = 2
 CODE_FORMAT = 3
+PRUNED_FORMAT = 3
 # A torn last journal line is looked for backwards from the end, this many bytes at a time.
 _TAIL_BLOCK_BYTES = 65536
 
@@ -65,6 +68,9 @@ class Outcome(enum.Enum):
     # About to replace the task's committed output (--redo): until this attempt's `done` record
     # follows, the task is not done, whatever earlier records say.
     REPLACING = "replacing"
+    # Stopped early by a search's pruner (its intermediate values fell behind): not a failure,
+    # never tried again; the output it printed so far is committed as the task's output.
+    PRUNED = "pruned"
 
 
 @dataclass(frozen=True)
@@ -229,7 +235,7 @@ def _written_line() -> re.Pattern[str]:
     captured = {
         "task_id": r"(0|[1-9][0-9]{0,17})", "key": r'"([^"\\\x00-\x1f]*)"', "attempt": r"([1-9][0-9]{0,17})",
         "outcome": '"(' + "|".join(o.value for o in Outcome) + ')"', "repeat_id": f"({integer})",
-        "values": f"({values})", "format": f"(?:{BASE_FORMAT}|{CODE_FORMAT})",
+        "values": f"({values})", "format": f"[{BASE_FORMAT}-{JOURNAL_FORMAT}]",
     }  # fmt: skip
     by_type = {_INT: integer, _FLOAT: number, _STR: string, _OPTIONAL_INT: f"(?:null|{integer})"}
     code = r'(?:,"code":\{"digest":"[0-9a-f]*","commit":"[0-9a-f]*","dirty":(?:true|false)\})?'

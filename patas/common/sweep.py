@@ -83,6 +83,13 @@ def task_at(experiment: Experiment, natural_id: int) -> Task:
     return next(_combination_tasks(experiment, combination_id, combo, range(repeat_id, repeat_id + 1)))
 
 
+def combination_tasks(experiment: Experiment, combination_id: int, values: dict[str, str]) -> list[Task]:
+    """The tasks (one per repeat) of one combination of values chosen outside a grid: a search's
+    trial. They have keys exactly as a grid's tasks with the same values would."""
+    combo = tuple(values[v.name] for v in experiment.variables)
+    return list(_combination_tasks(experiment, combination_id, combo, range(experiment.repeat)))
+
+
 def _combination_tasks(experiment: Experiment, combination_id: int, combo: tuple[str, ...], repeats: range) -> Iterator[Task]:
     names = [v.name for v in experiment.variables]
     commands = tuple(t.render(dict(zip(names, combo))) for t in experiment.commands)

@@ -37,6 +37,15 @@ class VariableKind(enum.Enum):
     LIST = "list"
     ARITHMETIC = "arithmetic"
     GEOMETRIC = "geometric"
+    # Ranges a search samples from (--vu, --vlog, --vi): no list of values, only bounds.
+    UNIFORM = "uniform"
+    LOGUNIFORM = "loguniform"
+    INT = "int"
+
+    @property
+    def is_continuous(self) -> bool:
+        """A range sampled by a search, which a grid cannot enumerate."""
+        return self in _SAMPLED_KINDS
 
 
 @dataclass(frozen=True)
@@ -135,6 +144,24 @@ def geometric_variable(name: str, low: object, high: object, factor: object, whe
         _check_size(len(values), name, where, "factor")
         value *= fa
     return Variable(name, VariableKind.GEOMETRIC, tuple(values), (str(low), str(high), str(factor)))
+
+
+_SAMPLED_KINDS = frozenset({VariableKind.UNIFORM, VariableKind.LOGUNIFORM, VariableKind.INT})
+_SAMPLED_OPTIONS = {VariableKind.UNIFORM: "--vu", VariableKind.LOGUNIFORM: "--vlog", VariableKind.INT: "--vi"}
+
+
+def sampled_variable(kind: VariableKind, name: str, low: object, high: object, where: str) -> Variable:
+    """A range a search samples: uniform or log-uniform reals, or integers, from LOW to HIGH
+    (both included, as Optuna's distributions have them)."""
+    check_name(name, where)
+    lo, hi = (_number(v, name, part, where) for v, part in ((low, "low"), (high, "high")))
+    if kind is VariableKind.INT and (lo != lo.to_integral_value() or hi != hi.to_integral_value()):
+        raise ConfigError(f"{where}: variable '{name}' takes integers; LOW {low} and HIGH {high} must be whole numbers")
+    if lo >= hi:
+        raise ConfigError(f"{where}: variable '{name}' needs LOW below HIGH, got {low} and {high}")
+    if kind is VariableKind.LOGUNIFORM and lo <= 0:
+        raise ConfigError(f"{where}: variable '{name}' is log-uniform: LOW must be above 0, got {low} (use {_SAMPLED_OPTIONS[VariableKind.UNIFORM]} for a range through 0)")
+    return Variable(name, kind, (), (str(low), str(high), ""))
 
 
 def check_name(name: str, where: str) -> None:

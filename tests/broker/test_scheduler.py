@@ -100,3 +100,41 @@ def test_an_agent_failing_while_others_succeed_is_flagged_but_not_when_all_fail(
         for lease in everyone_fails.assign():
             everyone_fails.finish(lease.id, False)
     assert not everyone_fails.is_failing("a") and not everyone_fails.is_failing("b")
+
+
+class OnDemand:
+    """A source like a search's: no prefetch, tasks made only once `opened`, `limit` in all."""
+
+    prefetch = False
+    watches_output = wants_commits = False
+    best_text = ""
+
+    def __init__(self, limit: int) -> None:
+        self.made, self.limit, self.opened = 0, limit, False
+        self.experiment = experiment_from_flags("s", ["run {i}"], [arithmetic_variable("i", 0, limit, 1, "t")], 1, 3, ".", None)
+
+    @property
+    def exhausted(self) -> bool:
+        return self.made >= self.limit
+
+    def next_task(self) -> PlannedTask | None:
+        if not self.opened or self.exhausted:
+            return None
+        task = list(tasks(self.experiment))[self.made]
+        self.made += 1
+        return PlannedTask(0, self.experiment, task, task.combination_id, 1, self.made - 1)
+
+
+def test_a_source_with_nothing_yet_keeps_the_run_going_and_gets_no_prefetch():
+    source = OnDemand(10)
+    s = Scheduler(source, Counts(total=10), 2)
+    s.prime()
+    assert not s.finished  # nothing now, but the source is not exhausted
+    s.add_agent("a", 2)
+    assert s.assign() == []
+    source.opened = True
+    leases = s.assign()
+    assert len(leases) == 2 and source.made == 2  # its slots, nothing queued beyond them
+    s.prune(leases[0].id)
+    assert s.counts.pruned == 1 and s.counts.remaining == 9  # neither done nor failed, and not to run again
+    assert len(s.assign()) == 1

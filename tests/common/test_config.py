@@ -48,7 +48,7 @@ def test_a_record_loads_back_to_the_same_experiment(tmp_path):
 @pytest.mark.parametrize(
     "text, message",
     [
-        ("cmd: x\nrepaet: 2\n", "unknown key 'repaet' (did you mean 'repeat'?) (allowed: name, workdir, repeat, max_tries, timeout, ship, cmd, vars, collect, collect_limit)"),
+        ("cmd: x\nrepaet: 2\n", "unknown key 'repaet' (did you mean 'repeat'?) (allowed: name, workdir, repeat, max_tries, timeout, ship, cmd, vars, collect, collect_limit, search)"),
         ("cmd: x\nrepeat: two\n", "'repeat' must be an integer, got a string 'two'"),
         ("cmd: x\nrepeat: true\n", "'repeat' must be an integer, got a boolean True"),
         ("repeat: 2\n", "missing key 'cmd'"),

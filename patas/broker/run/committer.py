@@ -60,9 +60,12 @@ class Commit:
 
 
 class Committer:
-    def __init__(self, journal_paths: list[Path], sync: bool) -> None:
+    def __init__(self, journal_paths: list[Path], sync: bool, notify: bool = False) -> None:
         self._paths = journal_paths
         self._sync = sync
+        # With `notify`, the records appended so far, for the run loop to take (a search tells
+        # its sampler a result only once it is durable); a grid's run does not pay for it.
+        self._committed: queue.SimpleQueue[AttemptRecord] | None = queue.SimpleQueue() if notify else None
         self._journals = [guard(lambda p=p: _open_journal(p), p) for p in journal_paths]
         self._batches: queue.Queue[list[Commit] | None] = queue.Queue(MAX_PENDING_BATCHES)
         self._error: LabError | None = None
@@ -115,6 +118,22 @@ class Committer:
             if commit.collected is not None:
                 guard(lambda: commit.collected.apply(self._sync), commit.collected.target)
         self._append([c.record for c in batch], [c.journal for c in batch])
+        if self._committed is not None:
+            self._make_durable({c.journal for c in batch})
+            for commit in batch:
+                self._committed.put(commit.record)
+
+    def _make_durable(self, journals: set[int]) -> None:
+        if self._sync:
+            for journal in journals:
+                guard(lambda: os.fsync(self._journals[journal]), self._paths[journal])
+
+    def take_committed(self) -> list[AttemptRecord]:
+        """The records appended (and fsynced) since the last call; empty without `notify`."""
+        records: list[AttemptRecord] = []
+        while self._committed is not None and not self._committed.empty():
+            records.append(self._committed.get_nowait())
+        return records
 
     def _append(self, records: list[AttemptRecord], journals: list[int]) -> None:
         lines: dict[int, list[str]] = {}

@@ -15,7 +15,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field, replace
-from typing import Callable, Iterator, Protocol
+from typing import Callable, Protocol
 
 import zmq
 
@@ -27,16 +27,18 @@ from patas.broker.run.outputs import OutputStore
 from patas.broker.run.placement import Placement, place_joining
 from patas.broker.run.plan import ExperimentPlan, PlannedTask
 from patas.broker.run.scheduler import Counts, Lease, Scheduler, Verdict, cannot_run
+from patas.broker.run.source import TaskSource
 from patas.broker.security import CurveServer
 from patas.broker.ship.code import ShippedCode
 from patas.broker.transport import BrokerSocket
 from patas.common.agent_config import AgentConfig
 from patas.common.bounds import raise_descriptor_limit
 from patas.common.errors import PatasError
-from patas.common.lab import STDERR, STDOUT, AttemptRecord, Outcome
+from patas.common.lab import BASE_FORMAT, PRUNED_FORMAT, STDERR, STDOUT, AttemptRecord, Outcome
 from patas.common.protocol import (
     PROTOCOL_VERSION,
     Assign,
+    Cancel,
     Credit,
     Finished,
     Heartbeat,
@@ -139,7 +141,7 @@ class Coordinator:
     def __init__(
         self,
         plans: list[ExperimentPlan],
-        pending: Iterator[PlannedTask],
+        source: TaskSource,
         counts: Counts,
         placements: list[Placement],
         sessions: dict[str, NodeSession],
@@ -156,7 +158,9 @@ class Coordinator:
         self.sessions = sessions
         self.observer = observer
         self.settings = settings
-        self.scheduler = Scheduler(pending, counts, sum(p.slots for p in placements), settings.halt)
+        self.source = source
+        self.scheduler = Scheduler(source, counts, sum(p.slots for p in placements), settings.halt)
+        self._sent_at: dict[int, float] = {}  # lease id → when it was sent, for attempts the run stops
         self._store: OutputStore | None = None  # opened once the run has started (see _open_store)
         self.agents: dict[str, AgentLink] = {}
         self.result = RunResult(counts)
@@ -184,6 +188,8 @@ class Coordinator:
         self.scheduler.prime()
         if self.scheduler.finished:
             self._open_store().close_all()
+            self._hand_over_commits()
+            self.source.close()
             return self.result
         raise_descriptor_limit()  # so that idle outside connections cannot starve the lab's files
         context = zmq.Context()
@@ -214,6 +220,8 @@ class Coordinator:
             self.control.close()
             if self._store is not None:
                 self._store.close_all()
+                self._hand_over_commits()
+            self.source.close()
             self.socket.close()
             self.curve.stop()
             context.term()
@@ -225,8 +233,16 @@ class Coordinator:
         """Start writing into the lab: the run is accepted, so its definitions are recorded."""
         labs = [plan.lab for plan in self.plans]
         definitions = [plan.experiment.to_record() for plan in self.plans]
-        self._store = OutputStore(labs, definitions, sync=self.settings.sync)
+        self._store = OutputStore(labs, definitions, sync=self.settings.sync, notify=self.source.wants_commits)
+        self.source.start()
         return self._store
+
+    def _hand_over_commits(self) -> None:
+        """Tell the source which attempts are durable now (a search tells its sampler then)."""
+        if self.source.wants_commits and self._store is not None:
+            for record in self._store.committed():
+                self.source.committed(record)
+            self.result.counts.best = self.source.best_text
 
     @property
     def store(self) -> OutputStore:
@@ -241,6 +257,7 @@ class Coordinator:
             self._send_lease(lease, now)
         if self._store is not None:
             self._store.end_turn()
+            self._hand_over_commits()
         for agent_id, link in self.agents.items():
             if link.credit:
                 self._send(link, Credit(link.credit))
@@ -430,6 +447,7 @@ class Coordinator:
         for lease in self.scheduler.take_given_up_lost():
             stderr = self.plans[lease.planned.experiment_id].lab.attempt_path(lease.planned.task_id, lease.attempt, STDERR)
             self._failed(lease, Outcome.LOST, None, "", node_name, Verdict.GIVE_UP, "", stderr.exists())
+            self.source.attempt_ended(lease.planned, lease.attempt, Outcome.LOST, True)
 
     def _release_agents(self) -> None:
         for agent_id, link in self.agents.items():
@@ -469,12 +487,27 @@ class Coordinator:
             raise MessageTooLarge(f"experiment {planned.experiment.name}, task {planned.task_id}: {error}") from None
         if not sent:
             self._lose(self.agents[lease.agent_id], "unreachable")
+        elif self.source.watches_output:
+            self._sent_at[lease.id] = time.time()
 
     def _on_output(self, link: AgentLink, output: Output) -> None:
         link.credit += len(output.data)
         lease = self.scheduler.lease(output.lease)
         if lease is not None and lease.agent_id == link.placement.agent_id:
             self.store.write(lease.id, output.stream, output.data)
+            if self.source.watches_output and output.stream == 0 and self.source.output(lease.planned, output.data):
+                self._prune(link, lease)
+
+    def _prune(self, link: AgentLink, lease: Lease) -> None:
+        """Stop a task its search gave up on: the agent kills it, its output so far is committed."""
+        self._send(link, Cancel(lease.id))
+        now = time.time()
+        ended = Finished(lease.id, 0, None, self._sent_at.pop(lease.id, now), now, False, "", b"", b"")
+        record = self._record(lease, ended, Outcome.PRUNED, link.placement)
+        self.store.close(lease.id, record, commit=True)
+        self.scheduler.prune(lease.id)
+        self._slot_freed(link, lease)
+        self.source.attempt_ended(lease.planned, lease.attempt, Outcome.PRUNED, True)
 
     def _on_task_file(self, link: AgentLink, chunk: TaskFile) -> None:
         link.credit += len(chunk.data)
@@ -491,17 +524,21 @@ class Coordinator:
             finished = replace(finished, error=files_error)
         self.store.write(lease.id, 0, finished.stdout)
         self.store.write(lease.id, 1, finished.stderr)
+        if self.source.watches_output:
+            # The last chunk (a short task's whole output) and the end of its last line: a
+            # search's pruner compares other trials with every step this one reported.
+            self.source.output(lease.planned, finished.stdout + b"\n")
         outcome = _outcome(finished)
         record = self._record(lease, finished, outcome, link.placement)
         tail = self._tail(lease.id)
         self.store.close(lease.id, record, commit=outcome is Outcome.DONE)
         retryable = outcome is Outcome.TIMEOUT or not cannot_run(finished.exit_code, finished.error)
         verdict = self.scheduler.finish(lease.id, outcome is Outcome.DONE, retryable)
-        if lease.started_at:
-            link.running -= 1
-        self._start_queued(link, time.monotonic() if link.queued else 0.0)
+        self._slot_freed(link, lease)
         if verdict is Verdict.DONE:
             self.control.done[lease.planned.experiment_id] += 1
+        self._sent_at.pop(lease.id, None)
+        self.source.attempt_ended(lease.planned, lease.attempt, outcome, verdict is not Verdict.RETRY)
         if self.scheduler.is_failing(link.placement.agent_id):
             self._send(link, Shutdown("taken out of rotation"))
             self._retired.add(link.placement.node.name)  # not to be borrowed again from its pool
@@ -509,6 +546,12 @@ class Coordinator:
         if verdict is not Verdict.DONE:
             has_stderr = record.stderr_bytes > 0 or not record.stdout_bytes
             self._failed(lease, outcome, finished.exit_code, finished.error, link.placement.node.name, verdict, tail, has_stderr)
+
+    def _slot_freed(self, link: AgentLink, lease: Lease) -> None:
+        """One of the agent's tasks ended: the next task queued there (for `patas status`) starts."""
+        if lease.started_at:
+            link.running -= 1
+        self._start_queued(link, time.monotonic() if link.queued else 0.0)
 
     def _start_queued(self, link: AgentLink, now: float) -> None:
         """A slot of the agent is free: the first task queued there (still current) starts."""
@@ -567,6 +610,8 @@ class Coordinator:
             work_dir=planned.experiment.workdir,
             error=finished.error,
             code=self.code[planned.experiment_id].version if planned.experiment_id in self.code else None,
+            extra={} if planned.trial is None else {"trial": planned.trial},
+            format=PRUNED_FORMAT if outcome is Outcome.PRUNED else BASE_FORMAT,
         )
 
     # --- stopping ---------------------------------------------------------------------------

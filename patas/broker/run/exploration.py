@@ -28,6 +28,7 @@ from patas.broker.slurm.options import SlurmOptions
 from patas.broker.ship.code import Shipment, ShippedCode, plan_shipment
 from patas.broker.ship.snapshot import DEFAULT_SHIP_LIMIT_BYTES
 from patas.broker.ship.transfer import Delivery, ShipObserver
+from patas.broker.run.source import GridSource, TaskSource
 from patas.broker.ssh.options import SSHOptions
 from patas.common.config import Cluster, Experiment, Node
 from patas.common.errors import ConfigError
@@ -81,6 +82,11 @@ class Exploration:
     def record_definitions(self) -> None:
         """Accept a run that has nothing to do: the lab records what was asked for."""
         record_definitions([plan.lab for plan in self.plans], [plan.experiment.to_record() for plan in self.plans])
+        for plan in self.plans:
+            if plan.experiment.search is not None:
+                from patas.broker.run.study import settle
+
+                settle(plan)  # type: ignore[arg-type]
 
     def ship(self, observer: ShipObserver) -> None:
         """Send the shipped code (--ship) to every node that lacks it; once per exploration."""
@@ -97,11 +103,22 @@ class Exploration:
             plan.to_run if self.task_filter is None else plan.selection(self.task_filter).to_run(plan.redo) for plan in self.plans
         )
         control = replace(self.control, to_run=to_run)
+        counts = self.counts()
         coordinator = Coordinator(
-            self.plans, self._pending(), self.counts(), self.placements, self.sessions, observer, self.settings, control,
+            self.plans, self._source(counts), counts, self.placements, self.sessions, observer, self.settings, control,
             self.joining, self.code,
         )
         return coordinator.run()
+
+    def _source(self, counts: Counts) -> TaskSource:
+        """A search's study makes its tasks as slots free up; grids' tasks are walked in order."""
+        searches = [plan for plan in self.plans if plan.experiment.search is not None]
+        if searches:
+            from patas.broker.run.study import SearchPlan, StudySource
+
+            assert isinstance(searches[0], SearchPlan)
+            return StudySource(searches[0], counts)
+        return GridSource(self._pending())
 
 
 def prepare(
@@ -115,6 +132,7 @@ def prepare(
     pool: str | None = None,
     slurm: SlurmOptions | None = None,
     ship_limit_bytes: int = DEFAULT_SHIP_LIMIT_BYTES,
+    new_study: bool = False,
 ) -> Exploration:
     """Plan a run and connect to its nodes: what is done, what is left, where it will run.
 
@@ -127,7 +145,7 @@ def prepare(
         # Locked before the journal is read: a second run is refused before it plans anything.
         for experiment in experiments:
             locks.append(acquire(ExperimentLab(lab_root, experiment.name).path))
-        plans = plan_run(experiments, lab_root, redo, task_filter)
+        plans = plan_run(experiments, lab_root, redo, task_filter, new_study)
         placements, sessions, failures = _connect(clusters, ssh, pool, slurm, settings.bind_host)
     except BaseException:
         _release(locks)
@@ -192,6 +210,7 @@ def _release(locks: list[LabLock]) -> None:
 def check_run(experiments: list[Experiment], clusters: list[Cluster], task_filter: TaskFilter | None) -> None:
     """Refuse a run whose experiments cannot work together or here; reads nothing of the lab."""
     _check_unique([e.name for e in experiments], "experiment", "--name or 'name:'")
+    _check_searches(experiments, task_filter)
     if task_filter is not None and task_filter.experiment is not None:
         if task_filter.experiment not in [e.name for e in experiments]:
             raise ConfigError(f"--filter-tasks: no experiment named '{task_filter.experiment}'")
@@ -200,15 +219,35 @@ def check_run(experiments: list[Experiment], clusters: list[Cluster], task_filte
             _check_local_workdir(experiment)
 
 
-def plan_run(experiments: list[Experiment], lab_root: Path, redo: bool, task_filter: TaskFilter | None) -> list[ExperimentPlan]:
+def plan_run(
+    experiments: list[Experiment], lab_root: Path, redo: bool, task_filter: TaskFilter | None, new_study: bool = False
+) -> list[ExperimentPlan]:
     """Read what the pataslab holds of each experiment; touches no node, writes nothing."""
+    # Optuna and the pattern parser are imported for a search only: a grid's start-up is spared them.
+    if any(experiment.search is not None for experiment in experiments):
+        from patas.broker.run.study import plan_search
     plans = [
-        plan_experiment(i, experiment, ExperimentLab(lab_root, experiment.name), redo)
+        plan_search(i, experiment, ExperimentLab(lab_root, experiment.name), redo, new_study)
+        if experiment.search is not None
+        else plan_experiment(i, experiment, ExperimentLab(lab_root, experiment.name), redo)
         for i, experiment in enumerate(experiments)
     ]
     if task_filter is not None:
         _check_selects_a_task(plans, task_filter)
     return plans
+
+
+def _check_searches(experiments: list[Experiment], task_filter: TaskFilter | None) -> None:
+    searches = [e for e in experiments if e.search is not None]
+    if not searches:
+        return
+    if len(experiments) > 1:
+        raise ConfigError(f"experiment '{searches[0].name}' is a search: run it on its own, not with other experiments")
+    if task_filter is not None:
+        raise ConfigError("--filter-tasks picks tasks of a grid; a search makes its tasks as it goes (leave it out)")
+    from patas.broker.run.study import check_search
+
+    check_search(searches[0])
 
 
 def _ssh_session(node: Node, ssh: SSHOptions) -> NodeSession:

@@ -59,7 +59,7 @@ class OpenAttempt:
 class OutputStore:
     """The open attempts of a run, by lease id; finished ones go to the committer each turn."""
 
-    def __init__(self, labs: list[ExperimentLab], definitions: list[dict[str, Any]], sync: bool = True) -> None:
+    def __init__(self, labs: list[ExperimentLab], definitions: list[dict[str, Any]], sync: bool = True, notify: bool = False) -> None:
         self._labs = labs
         self._open: dict[int, OpenAttempt] = {}
         self._batch: list[Commit] = []
@@ -67,7 +67,7 @@ class OutputStore:
         self._next_flush = 0.0  # time.monotonic() at which they are due
         record_definitions(labs, definitions)
         self._folders = [str(lab.path) for lab in labs]
-        self._committer = Committer([lab.journal_path for lab in labs], sync)
+        self._committer = Committer([lab.journal_path for lab in labs], sync, notify)
 
     def open(self, lease_id: int, experiment_id: int, task_id: int, attempt: int, collect_limit_bytes: int = 0) -> None:
         folder = f"{self._folders[experiment_id]}/{task_id}"
@@ -172,6 +172,10 @@ class OutputStore:
                 raise lab_error(error, handle.name) from error
         self._unflushed.clear()
         self._next_flush = now + OUTPUT_FLUSH_INTERVAL_S
+
+    def committed(self) -> list[AttemptRecord]:
+        """The records made durable since the last call (only when opened with `notify`)."""
+        return self._committer.take_committed()
 
     def close_all(self) -> None:
         for lease_id in list(self._open):

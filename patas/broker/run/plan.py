@@ -43,6 +43,7 @@ class PlannedTask:
     task: Task
     task_id: int
     first_attempt: int
+    trial: int | None = None  # the search trial the task belongs to (None: a grid's task)
 
     @property
     def max_tries(self) -> int:

@@ -15,6 +15,7 @@ from typing import Iterator
 
 from patas.broker.run.halt import FAIL_FAST, FailFast, Halt, HaltPolicy
 from patas.broker.run.plan import PlannedTask
+from patas.broker.run.source import GridSource, TaskSource
 
 # A task whose agent was lost this many times is given up: it may be what kills its node.
 MAX_LOST_ATTEMPTS = 3
@@ -88,23 +89,28 @@ class Counts:
     failed: int = 0  # given up after their tries
     retried: int = 0  # attempts that failed and were tried again
     running: int = 0  # given to agents (running, or queued there for a free slot)
+    pruned: int = 0  # stopped early by a search's pruner: neither done nor failed
+    best: str = ""  # a search's best trial so far, as progress shows it
 
     @property
     def remaining(self) -> int:
-        return self.total - self.skipped - self.done - self.failed
+        return self.total - self.skipped - self.done - self.failed - self.pruned
 
 
 class Scheduler:
     def __init__(
-        self, pending: Iterator[PlannedTask], counts: Counts, total_slots: int, halt_policy: HaltPolicy = FAIL_FAST
+        self,
+        source: TaskSource | Iterator[PlannedTask],
+        counts: Counts,
+        total_slots: int,
+        halt_policy: HaltPolicy = FAIL_FAST,
     ) -> None:
-        self._pending = pending
+        self._source: TaskSource = GridSource(source) if isinstance(source, Iterator) else source
         self._retries: deque[Retry] = deque()
         self._agents: dict[str, AgentSlots] = {}
         self._leases: dict[int, Lease] = {}
         self._lost: dict[int, int] = {}  # lease id → lost attempts of its task so far
         self._next_lease = 1
-        self._exhausted = False
         self._draining = False
         self._successes = 0
         self.counts = counts
@@ -180,7 +186,7 @@ class Scheduler:
         slots only while more tasks wait than the run has slots in all: otherwise the first agents
         to connect would hoard the last few (long) tasks while others stand idle."""
         leases: list[Lease] = []
-        for prefetch in (False, self._unassigned() > self.total_slots):
+        for prefetch in (False, self._source.prefetch and self._unassigned() > self.total_slots):
             while not self._draining:
                 given = self._one_round(prefetch, leases)
                 if given is None:
@@ -215,11 +221,10 @@ class Scheduler:
     def _next_task(self) -> Retry | None:
         if self._retries:
             return self._retries.popleft()
-        if self._exhausted:
+        if self._source.exhausted:
             return None
-        planned = next(self._pending, None)
+        planned = self._source.next_task()
         if planned is None:
-            self._exhausted = True
             return None
         return Retry(planned, planned.first_attempt, 0, 0)
 
@@ -251,6 +256,16 @@ class Scheduler:
         self.counts.failed += 1
         self._check_halt()
         return Verdict.GIVE_UP
+
+    def prune(self, lease_id: int) -> Lease:
+        """Close a lease whose task a search stopped early: not a failure, never tried again."""
+        lease = self._leases.pop(lease_id)
+        self._lost.pop(lease_id, None)
+        self._agents[lease.agent_id].leases.discard(lease_id)
+        self.counts.running -= 1
+        self.counts.pruned += 1
+        self._check_halt()
+        return lease
 
     def _check_halt(self) -> None:
         if self.halt is None:
@@ -293,11 +308,11 @@ class Scheduler:
         if self._draining:
             return True
         self.prime()  # is the source of tasks empty? Look one task ahead to know.
-        return not self._retries
+        return not self._retries and self._source.exhausted
 
     def prime(self) -> None:
         """Look ahead one task so `finished` is true at once for a run with nothing to do."""
-        if not self._retries and not self._exhausted:
+        if not self._retries and not self._source.exhausted:
             retry = self._next_task()
             if retry is not None:
                 self._retries.appendleft(retry)
