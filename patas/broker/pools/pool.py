@@ -54,11 +54,6 @@ WAIT_STEP_S = 0.05
 POOL_WATCH_INTERVAL_S = 0.5
 # A borrowed agent in one of these states is lost to the run (its tasks run elsewhere).
 LOST_STATES = frozenset({"lost", "stopped"})
-# A running run asks its pool for newcomers every second; it waits this long for an answer.
-JOIN_STATUS_TIMEOUT_S = 1.0
-# How long a run waits for a ready pool agent to stand in for a lost one (e.g. a resubmitted
-# Slurm job's), each of the coordinator's restarts of that agent.
-STAND_IN_TIMEOUT_S = 30.0
 
 
 class PoolError(PatasError):
@@ -230,13 +225,13 @@ class PoolWatch:
     """The pool's agents as a run sees them: a thread asks the daemon for their states (at most
     every POOL_WATCH_INTERVAL_S), so that the run loop learns at once, without waiting on a
     request, that a borrowed agent was lost (its Slurm job ended, it was drained), and which
-    ready agents it could borrow instead."""
+    ready agents it can borrow (newcomers, or agents back after a restart)."""
 
-    def __init__(self, client: PoolClient, held: set[str]) -> None:
+    def __init__(self, client: PoolClient) -> None:
         self.client = client
-        self.held = held  # pool agents this run borrows
         self._lock = threading.Lock()
         self._states: dict[str, PoolAgentStatus] | None = None  # None until the first answer
+        self._daemon_gone = False
         self._closed = threading.Event()
         self._thread = threading.Thread(target=self._poll, name="pool-watch", daemon=True)
         self._thread.start()
@@ -248,15 +243,20 @@ class PoolWatch:
             row = self._states.get(agent_id)
         return row.state if row is not None else "stopped"  # revoked: no longer in the pool
 
-    def claim(self) -> PoolAgentStatus | None:
-        """A ready agent this run does not borrow yet, now its own; None if there is none."""
+    def ready_agents(self, busy_nodes: set[str]) -> list[PoolAgentStatus]:
+        """The ready agents on nodes other than `busy_nodes` (those the run has a live agent on)."""
         with self._lock:
             rows = (self._states or {}).values()
-            free = [row for row in rows if row.state == "ready" and row.agent_id not in self.held]
-            if not free:
-                return None
-            self.held.add(free[0].agent_id)
-            return free[0]
+            return [row for row in rows if row.state == "ready" and row.node_name not in busy_nodes]
+
+    def expects_agents(self) -> bool:
+        """True while some agent of the pool is ready, connecting or lost (it may come back);
+        stopped, draining or revoked ones will not, nor will any once the daemon is gone."""
+        with self._lock:
+            if self._daemon_gone:
+                return False
+            rows = (self._states or {}).values()
+            return self._states is None or any(row.state in ("ready", "connecting", "lost") for row in rows)
 
     def close(self) -> None:
         self._closed.set()
@@ -266,41 +266,28 @@ class PoolWatch:
         while not self._closed.wait(POOL_WATCH_INTERVAL_S):
             try:
                 rows = self.client.status(timeout_s=POOL_WATCH_INTERVAL_S * 4)
-            except PoolError:
+            except PoolError:  # busy (a slow answer), restarting, or gone
+                with self._lock:
+                    self._daemon_gone = not _daemon_alive(self.client.state)
                 continue  # the daemon is busy or restarting; the run's own timeouts decide
             with self._lock:
+                self._daemon_gone = False
                 self._states = {row.agent_id: row for row in rows}
 
 
 class PoolAgentHandle:
-    """A borrowed agent: the daemon ends the loan when the run's broker says goodbye. One that
-    stands in for a lost agent first waits for a ready agent of the pool to borrow."""
+    """A borrowed agent: the daemon ends the loan when the run's broker says goodbye. It is lost
+    to the run as soon as the pool says so (and is borrowed again once it is back)."""
 
-    def __init__(self, session: "PoolSession", config: AgentConfig, agent_id: str | None) -> None:
-        self.session = session
-        self.config = config
-        self.agent_id = agent_id  # None: waiting for an agent to borrow
-        self.since = time.monotonic()
+    def __init__(self, watch: PoolWatch, agent_id: str) -> None:
+        self.watch = watch
+        self.agent_id = agent_id
 
     def exit_code(self) -> int | None:
-        if self.agent_id is None:
-            return 1 if time.monotonic() - self.since > STAND_IN_TIMEOUT_S else None
-        return 1 if self.session.watch.state(self.agent_id) in LOST_STATES else None
+        return 1 if self.watch.state(self.agent_id) in LOST_STATES else None
 
     def failure(self) -> str:
-        if self.agent_id is None:
-            return f"no ready agent of pool {self.session.client.state.name} to stand in within {STAND_IN_TIMEOUT_S:.0f} s"
-        return f"pool agent {self.agent_id} is {self.session.watch.state(self.agent_id)}"
-
-    def queue_state(self) -> str | None:
-        if self.agent_id is not None:
-            return None
-        agent = self.session.watch.claim()
-        if agent is None:
-            return f"waiting for a ready agent of pool {self.session.client.state.name}"
-        self.session.attach(agent.agent_id, self.config)
-        self.agent_id = agent.agent_id
-        return None
+        return f"pool agent {self.agent_id} is {self.watch.state(self.agent_id)}"
 
     def stop(self, timeout_s: float = 0.0) -> None:
         pass
@@ -315,86 +302,74 @@ class PoolSession:
 
     listen_host = LOOPBACK  # the daemon's proxies run on this machine
 
-    def __init__(self, client: PoolClient, agent: PoolAgentStatus, watch: PoolWatch, address: Node | None = None, ssh: SSHOptions = SSHOptions()) -> None:
-        self.client = client
+    def __init__(self, borrowing: "PoolBorrowing", agent: PoolAgentStatus) -> None:
+        self.borrowing = borrowing
         self.agent = agent
-        self.watch = watch
         self.node = Node(agent.node_name, agent.hostname, workers=agent.slots)
         self.slots = agent.slots
         self._lent = False
-        self._address = address
-        self._ssh = ssh
         self._shipping: SSHSession | None = None
 
     def ship_target(self):  # type: ignore[no-untyped-def]
         """Where the shipped code goes for this agent (patas.broker.ship.transfer)."""
         from patas.broker.ship.transfer import LocalTarget, SSHTarget
 
-        if self._address is None:
+        address = self.borrowing.addresses.get(self.agent.agent_id)
+        if address is None:
             raise NodeError(f"pool agent {self.agent.agent_id}: its node's address is unknown (`patas pool down` and up again to ship code to it)")
-        if self._address.is_local:
+        if address.is_local:
             return LocalTarget("this machine")
         if self._shipping is None:
-            self._shipping = SSHSession(self._address, self._ssh)
+            self._shipping = SSHSession(address, self.borrowing.ssh)
         return SSHTarget(self.node.name, self._shipping.client, self._shipping.home)
 
     def agent_endpoint(self, broker_port: int) -> str:
         return f"tcp://{LOOPBACK}:{broker_port}"
 
     def start_agent(self, config: AgentConfig) -> PoolAgentHandle:
-        if self._lent:  # its agent was lost: stand in with the next ready agent of the pool
-            return PoolAgentHandle(self, config, None)
+        if self._lent:  # the coordinator restarts a lost agent; a pool's come back by joining
+            raise NodeError(f"pool agent {self.agent.agent_id} is lost; the run borrows it again once the pool has it ready")
         self._lent = True
-        self.attach(self.agent.agent_id, config)
-        return PoolAgentHandle(self, config, self.agent.agent_id)
-
-    def attach(self, agent_id: str, config: AgentConfig) -> None:
         try:
-            self.client.request(PoolAttach(agent_id, config.to_line()))
+            self.borrowing.client.request(PoolAttach(self.agent.agent_id, config.to_line()))
         except PoolError as error:
             raise NodeError(str(error)) from None
+        return PoolAgentHandle(self.borrowing.watch, self.agent.agent_id)
 
     def close(self) -> None:
-        self.watch.close()
         if self._shipping is not None:
             self._shipping.close()
 
 
-def pool_sessions(name: str, ssh: SSHOptions = SSHOptions()) -> tuple[Cluster, list[PoolSession]]:
-    """The pool's ready agents, as one cluster named after the pool."""
-    state = _existing(name)
-    client = PoolClient(state)
-    ready = [a for a in client.status() if a.state == "ready"]
-    if not ready:
-        raise PoolError(f"pool '{name}' has no ready agent (see `patas pool status {name}`)")
-    watch = PoolWatch(client, {a.agent_id for a in ready})
-    addresses = state.nodes()
-    sessions = [PoolSession(client, agent, watch, addresses.get(agent.agent_id), ssh) for agent in ready]
-    return Cluster(name, tuple(s.node for s in sessions)), sessions
+class PoolBorrowing:
+    """What a run borrows from a pool: its ready agents at the start, then, as the run goes on
+    (the coordinator's `AgentSource`), the agents that join the pool or come back to it."""
 
-
-class PoolJoins:
-    """The agents a running run can borrow from its pool: those that join the pool after the run
-    started, or that are back (restarted, or returned after being lost)."""
-
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, ssh: SSHOptions = SSHOptions()) -> None:
+        state = _existing(name)
         self.cluster_name = name
-        self.client = PoolClient(_existing(name))
-        self._expecting = True
+        self.client = PoolClient(state)
+        self.ssh = ssh
+        self.addresses = state.nodes()  # where `pool up` reached each agent's node (for --ship)
+        ready = [a for a in self.client.status() if a.state == "ready"]
+        if not ready:
+            raise PoolError(f"pool '{name}' has no ready agent (see `patas pool status {name}`)")
+        self.watch = PoolWatch(self.client)
+        self.sessions = [PoolSession(self, agent) for agent in ready]
 
-    def joining(self, present: set[str]) -> list[PoolSession]:
-        """The pool's ready agents on nodes other than `present`."""
-        try:
-            agents = self.client.status(timeout_s=JOIN_STATUS_TIMEOUT_S)
-        except PoolError:
-            self._expecting = False  # the daemon is gone: so are its agents' loans
-            return []
-        # Agents that are connecting or lost may come back; stopped or draining ones will not.
-        self._expecting = any(a.state in ("ready", "connecting", "lost") for a in agents)
-        return [PoolSession(self.client, a) for a in agents if a.state == "ready" and a.node_name not in present]
+    @property
+    def cluster(self) -> Cluster:
+        return Cluster(self.cluster_name, tuple(s.node for s in self.sessions))
+
+    def joining(self, present: set[str]) -> list[NodeSession]:
+        """The pool's ready agents on nodes other than `present`, borrowed now."""
+        return [PoolSession(self, agent) for agent in self.watch.ready_agents(present)]
 
     def expects_agents(self) -> bool:
-        return self._expecting
+        return self.watch.expects_agents()
+
+    def close(self) -> None:
+        self.watch.close()
 
 
 # --- helpers ---------------------------------------------------------------------------------
@@ -405,6 +380,15 @@ def _existing(name: str) -> PoolState:
     if not state.exists():
         raise ConfigError(f"no pool named '{name}' (start one with `patas pool up --name {name} --node ...`)")
     return state
+
+
+def _daemon_alive(state: PoolState) -> bool:
+    """Whether the pool's daemon process still exists (it may be too busy to answer)."""
+    try:
+        os.kill(int(state.pid_path.read_text()), 0)
+    except (OSError, ValueError):
+        return False
+    return True
 
 
 def _check_unique_names(nodes: list[Node]) -> None:

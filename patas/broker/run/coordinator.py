@@ -104,6 +104,9 @@ class AgentSource(Protocol):
     def expects_agents(self) -> bool:
         """True when agents may still join (as the last `joining` saw it)."""
 
+    def close(self) -> None:
+        """Stop looking for agents (the run is over)."""
+
 
 @dataclass
 class RunResult:

@@ -61,6 +61,8 @@ class Exploration:
         try:
             for session in self.sessions.values():
                 session.close()
+            if self.joining is not None:
+                self.joining.close()
         finally:
             _release(self.locks)
 
@@ -146,12 +148,12 @@ def prepare(
         for experiment in experiments:
             locks.append(acquire(ExperimentLab(lab_root, experiment.name).path))
         plans = plan_run(experiments, lab_root, redo, task_filter, new_study)
-        placements, sessions, failures = _connect(clusters, ssh, pool, slurm, settings.bind_host)
+        placements, sessions, failures, joining = _connect(clusters, ssh, pool, slurm, settings.bind_host)
     except BaseException:
         _release(locks)
         raise
     control = ControlSettings(open_remote=lambda node: _ssh_session(node, ssh), pool=pool)
-    return Exploration(plans, placements, sessions, failures, task_filter, settings, locks, control, _joining(pool), shipment)
+    return Exploration(plans, placements, sessions, failures, task_filter, settings, locks, control, joining, shipment)
 
 
 class _Unreported:
@@ -166,9 +168,11 @@ class _Unreported:
 
 def _connect(
     clusters: list[Cluster], ssh: SSHOptions, pool: str | None, slurm: SlurmOptions | None, bind_host: str | None
-) -> tuple[list[Placement], dict[str, NodeSession], list[NodeFailure]]:
-    """The placements of the run's agents and the sessions to start them through."""
+) -> tuple[list[Placement], dict[str, NodeSession], list[NodeFailure], AgentSource | None]:
+    """The placements of the run's agents, the sessions to start them through, and where more
+    agents may come from once the run goes on (a pool's newcomers)."""
     opened: list[NodeSession | None]
+    joining: AgentSource | None = None
     if slurm is not None:
         from patas.broker.slurm.session import slurm_sessions
 
@@ -176,30 +180,23 @@ def _connect(
         clusters = [slurm_cluster]
         opened, failures = list(submitted), []
     elif pool is not None:
-        from patas.broker.pools.pool import pool_sessions
+        from patas.broker.pools.pool import PoolBorrowing
 
-        pool_cluster, borrowed = pool_sessions(pool, ssh)
-        clusters = [pool_cluster]
-        opened, failures = list(borrowed), []
+        borrowing = PoolBorrowing(pool, ssh)
+        clusters = [borrowing.cluster]
+        opened, failures, joining = list(borrowing.sessions), [], borrowing
     else:
         nodes = [node for cluster in clusters for node in cluster.nodes]
         opened, failures = open_sessions(nodes, lambda node: _ssh_session(node, ssh))
     indexed = [((ci, ni), node) for ci, cluster in enumerate(clusters) for ni, node in enumerate(cluster.nodes)]
     live = {index: session for (index, _), session in zip(indexed, opened) if session is not None}
     if not live:
+        if joining is not None:
+            joining.close()
         raise NoAgentsError("no node can be used: " + "; ".join(str(f) for f in failures))
     placements = place(clusters, {index: session.slots for index, session in live.items()})
     sessions = {p.agent_id: live[(p.cluster_in_lab, p.node_in_cluster)] for p in placements}
-    return placements, sessions, failures
-
-
-def _joining(pool: str | None) -> AgentSource | None:
-    """A run on a pool takes the agents that join the pool after it started."""
-    if pool is None:
-        return None
-    from patas.broker.pools.pool import PoolJoins
-
-    return PoolJoins(pool)
+    return placements, sessions, failures, joining
 
 
 def _release(locks: list[LabLock]) -> None:
