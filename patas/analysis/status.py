@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 from patas.common.errors import ConfigError, LabError, did_you_mean
 from patas.common.lab import AttemptRecord, ExperimentLab, Outcome
@@ -172,7 +172,7 @@ def journal_status(lab: ExperimentLab) -> ExperimentStatus:
     )  # fmt: skip
 
 
-def group_failures(records: Any) -> tuple[FailureGroup, ...]:
+def group_failures(records: Iterable[AttemptRecord]) -> tuple[FailureGroup, ...]:
     """Failed attempts grouped by kind, the most frequent kind first."""
     from patas.broker.run.failures import failure_kind
 

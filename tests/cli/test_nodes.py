@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from pathlib import Path
+
+import pytest
 
 from tests.cli.live_sweeps import START_TIMEOUT_S, gate, live, running_on, sweeps, wait_for  # noqa: F401 (fixture)
 from tests.running import journal, patas
@@ -113,3 +116,26 @@ def _cluster(folder: Path, name: str) -> Path:
     path = folder / "more.yaml"
     path.write_text(f"name: more\nnodes:\n  - name: {name}\n    hostname: localhost\n    workers: 1\n")
     return path
+
+
+@pytest.mark.cluster
+@pytest.mark.skipif(os.geteuid() != 0, reason="a simulated cluster needs root (users, namespaces, mounts)")
+def test_an_ssh_node_added_during_a_run_gets_tasks(clean_sim_cluster, tmp_path, sweeps):
+    cluster = clean_sim_cluster
+    first, second = cluster.nodes[0], cluster.nodes[1]
+    lab = tmp_path / "pataslab"
+    ssh = ("--ssh-config", str(cluster.ssh_config_path))
+    # Each node has a private home: the tasks wait for a file the test makes there, on each node.
+    command = 'echo "on $PATAS_NODE_NAME"; while [ ! -e ~/go ]; do sleep 0.02; done'
+    sweep = sweeps("--cmd", command, *GATED_TASKS, "--workdir", "~", "--node", first.name, "1", *ssh)
+    wait_for(lambda: running_on(lab, "node0") or sweep.poll() is not None, START_TIMEOUT_S, "a task on node0")
+    assert sweep.poll() is None, sweep.communicate()
+
+    added = patas("nodes", "add", "grid", "--node", second.name, "1", cwd=tmp_path)
+    assert (added.code, added.stdout) == (0, "Added node1: ready with 1 workers\n"), added.stderr
+    wait_for(lambda: printing_on(lab, "node1"), START_TIMEOUT_S, "a task printing on the SSH node")
+    for node in (first, second):
+        cluster.run_on(node, "touch ~/go")
+    assert sweep.wait(60) == 0, sweep.communicate()
+    hosts = Counter(r["hostname"] for r in journal(lab / "grid") if r["outcome"] == "done")
+    assert hosts[second.name] >= 1 and sum(hosts.values()) == 6, hosts

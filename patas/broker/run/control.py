@@ -228,7 +228,7 @@ class RunControl:
 
     def _open(self, pending: PendingRequest, cluster: str, nodes: list[Node], failed: list[str]) -> None:
         """In a thread: connect to the nodes, then hand the sessions to the loop."""
-        opener = self.settings.open_remote or (lambda node: _refuse_remote(node))
+        opener = self.settings.open_remote or _refuse_remote
         sessions, failures = open_sessions(nodes, opener)
         self._opened.append((pending, cluster, nodes, sessions, failed + [str(failure) for failure in failures]))
 
