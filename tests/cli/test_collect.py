@@ -82,7 +82,7 @@ def test_a_task_killed_mid_write_commits_no_half_file(tmp_path):
 
 
 def test_an_agent_killed_while_its_files_travel_leaves_them_under_its_attempt(tmp_path):
-    size = 400 * 2**20  # long enough in transit to be caught there
+    size = 200 * 2**20  # long enough in transit to be caught there
     command = f'head -c {size} /dev/zero > "$PATAS_TASK_DIR/model.bin"; echo attempt $PATAS_ATTEMPT'
     process = start_patas("explore", "--cmd", command, "--collect", "model.bin", "--no-sync", "-y", cwd=tmp_path)
     staged = tmp_path / "pataslab/grid/0/attempt-1.files/model.bin"
