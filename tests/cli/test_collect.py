@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import patas
+from tests.cli.test_pool import POOL, pools, run  # noqa: F401 (a fixture)
 from tests.running import children_running, done_ids, journal, patas as run_patas, start_patas
 
 WAIT_S = 60.0
@@ -141,3 +142,16 @@ def test_collect_in_an_experiment_file_and_from_python(tmp_path):
     result = patas.explore('echo {n} > "$PATAS_TASK_DIR/n"', {"n": [5, 6]}, lab=tmp_path / "lab", jobs=2, collect="n")
     assert result.ok
     assert [committed(result.folder / str(i)) for i in (0, 1)] == [{"n": b"5\n"}, {"n": b"6\n"}]
+
+
+def test_a_pools_agents_collect_files_too(pools, tmp_path):
+    root, env = pools
+    up = run(env, tmp_path, "pool", "up", "--name", POOL, "--node", "localhost", "2")
+    assert up.returncode == 0, up.stderr
+    size = 3 * 2**20  # more than a chunk: relayed chunk by chunk, with the run's credit
+    command = f'head -c {size} /dev/urandom > "$PATAS_TASK_DIR/model.bin"; sha256sum < "$PATAS_TASK_DIR/model.bin"'
+    sweep = run(env, tmp_path, "explore", "--pool", POOL, "--cmd", command, "--repeat", "4", "--collect", "model.bin", "-y")
+    assert sweep.returncode == 0, sweep.stderr
+    for i in range(4):
+        task = tmp_path / "pataslab/grid" / str(i)
+        assert sha256(task / "files/model.bin") == (task / "stdout").read_text().split()[0]
