@@ -32,6 +32,7 @@ FILES = {
     "nul.yaml": 'cmd: "echo \\0"\n',
     "bad-workdir.yaml": "cmd: echo\nworkdir: /nonexistent/dir\n",
     "huge-value.yaml": "cmd: echo {a}\nvars: [{name: a, values: [" + "x" * 140_000 + "]}]\n",
+    "bad-collect.yaml": "cmd: x\ncollect: /etc/passwd\n",
 }
 # Damaged labs, each in a pataslab of its own so the explored one stays intact for other rows.
 FILES.update({
