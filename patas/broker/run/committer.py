@@ -1,7 +1,8 @@
 """Making finished attempts durable without stalling the run loop.
 
 Committing an attempt means: flush its files, fdatasync them, rename them into place, remove
-every committed stream it did not write (a `stderr` left by an earlier attempt), and only then
+every committed stream it did not write (a `stderr` left by an earlier attempt), put its
+collected files' folder in place of the task's `files/` (see `task_files`), and only then
 append its journal record. fdatasync waits for the disk (about a quarter of a millisecond per
 file here, more under load), so a background thread does it, batch by batch, in the order the
 loop hands them over. The loop is told of a failure (disk full, say) at its next turn; an attempt
