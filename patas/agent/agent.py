@@ -4,6 +4,8 @@ One thread, one `zmq.Poller` over the broker socket and every running task's pip
 batched per stream (sent at FLUSH_BYTES or after FLUSH_INTERVAL_S), and a short task's whole
 output travels inside its `Finished` message. The broker grants byte credits as it writes, so a
 task printing faster than the coordinator's disk is slowed down by its pipe, not buffered here.
+Each attempt runs with a folder of its own (PATAS_TASK_DIR); when it ends, the files it collects
+there travel back under the same window before its `Finished` (see `patas.agent.task_files`).
 """
 
 from __future__ import annotations
@@ -21,9 +23,9 @@ import zmq
 from patas.agent.supervisor import Supervisor, become_subreaper, kill_strays
 from patas.agent.task_files import AttemptFiles, FileSender, TaskFolders
 from patas.agent.task_process import READ_CHUNK_BYTES, TaskProcess
-from patas.common.collected_files import CollectRule
 from patas.common import protocol
 from patas.common.agent_config import AgentConfig
+from patas.common.collected_files import CollectRule
 from patas.common.bounds import bound_socket, settle_descriptor_limit
 from patas.common.protocol import (
     PROTOCOL_VERSION,
@@ -196,7 +198,6 @@ class Agent:
                 wake = min(wake, now + FLUSH_INTERVAL_S)
             if task.finished and self.window > 0:
                 wake = now  # its files are being sent
-
         return max(0, int((wake - now) * 1000))
 
     def _check_lifeline(self) -> None:

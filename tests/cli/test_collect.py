@@ -128,6 +128,17 @@ def test_files_over_the_limit_fail_the_task_with_one_clear_line(tmp_path):
     assert not (tmp_path / "pataslab/grid/0/files").exists() and not (tmp_path / "pataslab/grid/0/attempt-1.files").exists()
 
 
+def test_gigabytes_of_files_stop_at_the_default_limit_before_a_byte_is_sent(tmp_path):
+    command = 'truncate -s 2G "$PATAS_TASK_DIR/huge.bin" && echo small > "$PATAS_TASK_DIR/small.txt"'  # sparse: costs nothing
+    run = run_patas("explore", "--cmd", command, "--collect", "**", "--max-tries", "1", "-y", cwd=tmp_path)
+    assert run.code == 3, run.stderr
+    assert (
+        "its collected files take 2.0 GiB, more than the collect limit of 1.0 GiB (largest: huge.bin 2.0 GiB,"
+        " small.txt 6 B); raise --collect-limit or collect fewer files"
+    ) in run.stderr
+    assert os.listdir(tmp_path / "pataslab/grid/0") == []  # nothing of it came
+
+
 def test_collect_in_an_experiment_file_and_from_python(tmp_path):
     (tmp_path / "exp.yaml").write_text(
         "name: yaml\ncmd: echo {i} > $PATAS_TASK_DIR/out-{i}.txt\nvars: [{name: i, values: [1, 2]}]\n"
