@@ -113,8 +113,9 @@ class Committer:
                 guard(lambda: self._finish(output), output.path)
             for path in commit.stale:
                 guard(lambda: _remove(path), path)
-            if commit.collected is not None:
-                guard(lambda: commit.collected.apply(self._sync), commit.collected.target)
+            collected = commit.collected
+            if collected is not None:
+                guard(lambda: collected.apply(self._sync), collected.target)
         self._append([c.record for c in batch], [c.journal for c in batch])
 
     def _append(self, records: list[AttemptRecord], journals: list[int]) -> None:
