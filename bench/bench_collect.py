@@ -189,7 +189,8 @@ def report(results: Results, command: str) -> str:
         "",
         f"{results.tasks} tasks x {results.mib} MiB ({results.total_bytes / 2**30:.2f} GiB) written on {NODES} simulated SSH nodes"
         f" x {SLOTS} slots and brought back to the coordinator; wall clock from launch to exit, every file checked"
-        f" (size, sha256); {results.rounds} round(s), medians. Ratio: GNU parallel --return's time / the contender's.",
+        f" (size, sha256); {results.rounds} round(s), medians. Ratio: GNU parallel --return's time / the contender's."
+        " patas fdatasyncs every file before its task counts (its default); rsync, under parallel --return, does not.",
         "",
         "| contender | wall s | MiB/s | vs parallel --return |",
         "| --- | ---: | ---: | ---: |",
