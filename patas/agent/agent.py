@@ -252,7 +252,7 @@ class Agent:
                 "PATAS_WORKER_IN_LAB": str(in_lab + slot),
             }
             try:
-                folder = self.folders.create(env.get("PATAS_TASK_ID", ""), env.get("PATAS_ATTEMPT", ""))
+                folder = self.folders.create()
             except OSError as error:
                 folder, folder_error = "", f"cannot create the task's folder in {tempfile.gettempdir()}: {error.strerror}"
             else:
@@ -311,7 +311,7 @@ class Agent:
                 self._send(TaskFile(task.lease, chunk.path, chunk.offset, chunk.eof, chunk.data))
             if not sender.done:
                 return  # more once the broker grants credit
-        self._drop_folder(task)  # before its end is told: once the broker knows, the folder is gone
+        self._drop_folder(task)  # before its end is told: once the broker knows, its files are gone
         stdout, stderr = (self._send_all_but_last_chunk(task.lease, stream, b.take()) for stream, b in enumerate(task.buffers))
         self._send(
             Finished(
@@ -372,14 +372,14 @@ class Agent:
             self._start_queued()
 
     def _drop_folder(self, task: TaskProcess) -> None:
-        """Remove the task's folder (PATAS_TASK_DIR), if it still has one."""
+        """Release the task's folder (PATAS_TASK_DIR), if it still has one: removed, or kept empty (TaskFolders)."""
         files = self.attempt_files.pop(task.lease, None)
         if files is None:
             return
         if files.sender is not None:
             files.sender.close()
         try:
-            self.folders.remove(files.folder)
+            self.folders.release(files.folder)
         except OSError as error:
             log.warning("could not remove the task folder %s: %s", files.folder, error.strerror)
 
