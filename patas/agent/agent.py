@@ -4,6 +4,8 @@ One thread, one `zmq.Poller` over the broker socket and every running task's pip
 batched per stream (sent at FLUSH_BYTES or after FLUSH_INTERVAL_S), and a short task's whole
 output travels inside its `Finished` message. The broker grants byte credits as it writes, so a
 task printing faster than the coordinator's disk is slowed down by its pipe, not buffered here.
+Each attempt runs with a folder of its own (PATAS_TASK_DIR); when it ends, the files it collects
+there travel back under the same window before its `Finished` (see `patas.agent.task_files`).
 """
 
 from __future__ import annotations
@@ -22,9 +24,9 @@ from patas.agent.allocation import slot_gpus
 from patas.agent.supervisor import Supervisor, become_subreaper, kill_strays
 from patas.agent.task_files import AttemptFiles, FileSender, TaskFolders
 from patas.agent.task_process import READ_CHUNK_BYTES, TaskProcess
-from patas.common.collected_files import CollectRule
 from patas.common import protocol
 from patas.common.agent_config import AgentConfig
+from patas.common.collected_files import CollectRule
 from patas.common.bounds import bound_socket, settle_descriptor_limit
 from patas.common.protocol import (
     PROTOCOL_VERSION,
@@ -197,7 +199,6 @@ class Agent:
                 wake = min(wake, now + FLUSH_INTERVAL_S)
             if task.finished and self.window > 0:
                 wake = now  # its files are being sent
-
         return max(0, int((wake - now) * 1000))
 
     def _check_lifeline(self) -> None:
@@ -253,7 +254,7 @@ class Agent:
                 **slot_gpus(self.settings, slot),
             }
             try:
-                folder = self.folders.create(env.get("PATAS_TASK_ID", ""), env.get("PATAS_ATTEMPT", ""))
+                folder = self.folders.create()
             except OSError as error:
                 folder, folder_error = "", f"cannot create the task's folder in {tempfile.gettempdir()}: {error.strerror}"
             else:
@@ -312,7 +313,7 @@ class Agent:
                 self._send(TaskFile(task.lease, chunk.path, chunk.offset, chunk.eof, chunk.data))
             if not sender.done:
                 return  # more once the broker grants credit
-        self._drop_folder(task)  # before its end is told: once the broker knows, the folder is gone
+        self._drop_folder(task)  # before its end is told: once the broker knows, its files are gone
         stdout, stderr = (self._send_all_but_last_chunk(task.lease, stream, b.take()) for stream, b in enumerate(task.buffers))
         self._send(
             Finished(
@@ -373,14 +374,14 @@ class Agent:
             self._start_queued()
 
     def _drop_folder(self, task: TaskProcess) -> None:
-        """Remove the task's folder (PATAS_TASK_DIR), if it still has one."""
+        """Release the task's folder (PATAS_TASK_DIR), if it still has one: removed, or kept empty (TaskFolders)."""
         files = self.attempt_files.pop(task.lease, None)
         if files is None:
             return
         if files.sender is not None:
             files.sender.close()
         try:
-            self.folders.remove(files.folder)
+            self.folders.release(files.folder)
         except OSError as error:
             log.warning("could not remove the task folder %s: %s", files.folder, error.strerror)
 

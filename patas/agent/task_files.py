@@ -2,9 +2,12 @@
 wrote there (see `patas.common.collected_files` for which).
 
 Folders live under one scratch folder per agent process, `$TMPDIR/patas-<agent>-XXXX/`, made
-private (0700) like every folder in it: `<task>-<attempt>-XXXX/`, fresh for each attempt. An
-attempt's folder is removed once its files are sent (or it is cancelled), the scratch folder when
-the agent exits; an agent that is SIGKILLed leaves its scratch folder in the node's temporary
+private (0700) like every folder in it: `task-XXXX/`, empty when an attempt starts. Once an
+attempt's files are sent (or it is cancelled), its folder is removed with all in it; one the
+attempt left empty, still private and its own, is kept for a later attempt instead, since
+removing a folder costs milliseconds on a busy disk (3.4 ms measured here, against 40 us to see
+that it is empty): a sweep of short tasks that never use it would pay that per task. The scratch
+folder goes when the agent exits; an agent that is SIGKILLed leaves it in the node's temporary
 folder, which the system cleans.
 
 The walk happens once the task and everything it started are dead, so the set of files is fixed;
@@ -34,12 +37,25 @@ class TaskFolders:
     def __init__(self, agent_id: str) -> None:
         self._prefix = "patas-" + re.sub(r"[^A-Za-z0-9_.-]", "_", agent_id) + "-"
         self._root: str | None = None
+        self._spare: list[str] = []  # folders attempts left empty, for the next ones
 
-    def create(self, task_id: str, attempt: str) -> str:
-        """A new empty private folder for one attempt; raises OSError (a full or read-only disk)."""
+    def create(self) -> str:
+        """An empty private folder for one attempt; raises OSError (a full or read-only disk)."""
+        while self._spare:
+            folder = self._spare.pop()
+            if _empty_and_private(folder):
+                return folder
+            self.remove(folder)  # something wrote there since: it is no attempt's to reuse
         if self._root is None or not os.path.isdir(self._root):
             self._root = tempfile.mkdtemp(prefix=self._prefix)
-        return tempfile.mkdtemp(prefix=f"{task_id}-{attempt}-", dir=self._root)
+        return tempfile.mkdtemp(prefix="task-", dir=self._root)
+
+    def release(self, folder: str) -> None:
+        """An attempt is done with its folder: kept for a later one if left empty, else removed."""
+        if _empty_and_private(folder):
+            self._spare.append(folder)
+        else:
+            self.remove(folder)
 
     @staticmethod
     def remove(folder: str) -> None:
@@ -57,9 +73,22 @@ class TaskFolders:
 
     def close(self) -> None:
         """Remove the scratch folder (at the agent's exit)."""
+        self._spare.clear()
         if self._root is not None:
             shutil.rmtree(self._root, onerror=_make_removable)
             self._root = None
+
+
+def _empty_and_private(folder: str) -> bool:
+    """The folder is still a real folder of this user's, 0700, with nothing in it."""
+    try:
+        info = os.lstat(folder)
+        return (
+            stat.S_ISDIR(info.st_mode) and stat.S_IMODE(info.st_mode) == stat.S_IRWXU and info.st_uid == os.getuid()
+            and not os.listdir(folder)
+        )  # fmt: skip
+    except OSError:
+        return False
 
 
 def _make_removable(function: object, path: str, exc_info: object) -> None:

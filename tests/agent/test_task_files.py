@@ -65,11 +65,23 @@ def test_each_attempt_gets_a_fresh_private_folder_removed_after_it_ends(agent_in
     for end in (first, second):
         folder, cwd, mode, entries = end.stdout.decode().split("\n")[:4]
         assert (cwd, mode, entries) == (str(tmp_path), "700", "0")  # the workdir stays the workdir
-        assert Path(folder).parent.parent == scratch and Path(folder).name.startswith("4-2-")
+        assert Path(folder).parent.parent == scratch and Path(folder).name.startswith("task-")
         assert stat.S_IMODE(Path(folder).parent.stat().st_mode) == 0o700
         assert not Path(folder).exists()  # removed once the attempt ended
         folders.append(folder)
     assert folders[0] != folders[1]
+
+
+def test_a_folder_an_attempt_left_empty_serves_the_next_one_empty(agent_in, tmp_path):
+    broker, _ = agent_in
+    _, first = run(broker, 'echo "$PATAS_TASK_DIR"', [])
+    _, second = run(broker, 'echo "$PATAS_TASK_DIR"; ls -A "$PATAS_TASK_DIR" | wc -l; mkdir "$PATAS_TASK_DIR/d"', [], lease=2)
+    _, third = run(broker, 'echo "$PATAS_TASK_DIR"; ls -A "$PATAS_TASK_DIR" | wc -l; chmod 755 "$PATAS_TASK_DIR"', [], lease=3)
+    _, fourth = run(broker, 'echo "$PATAS_TASK_DIR"; stat -c %a "$PATAS_TASK_DIR"', [], lease=4)
+    one, two, three, four = (end.stdout.decode().split("\n")[0] for end in (first, second, third, fourth))
+    assert one == two and second.stdout.decode().split("\n")[1] == "0"  # kept, and still empty
+    assert three != two and not Path(two).exists()  # it held a folder: removed, a new one given
+    assert four != three and fourth.stdout.decode().split("\n")[1] == "700"  # no longer private: not reused
 
 
 def test_files_matching_the_globs_come_back_byte_exact_in_chunks_within_the_window(agent_in):

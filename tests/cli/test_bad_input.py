@@ -35,6 +35,7 @@ FILES = {
     "twice-gpu.yaml": "nodes:\n  - {hostname: localhost, gpus: [0, 0]}\n",
     "few-gpus.yaml": "nodes:\n  - {hostname: localhost, workers: 3, gpus: [0, 1]}\n",
     "huge-value.yaml": "cmd: echo {a}\nvars: [{name: a, values: [" + "x" * 140_000 + "]}]\n",
+    "bad-collect.yaml": "cmd: x\ncollect: /etc/passwd\n",
 }
 # Damaged labs, each in a pataslab of its own so the explored one stays intact for other rows.
 FILES.update({

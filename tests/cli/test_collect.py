@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import patas
+from tests.cli.test_pool import POOL, pools, run  # noqa: F401 (a fixture)
 from tests.running import children_running, done_ids, journal, patas as run_patas, start_patas
 
 WAIT_S = 60.0
@@ -82,7 +83,7 @@ def test_a_task_killed_mid_write_commits_no_half_file(tmp_path):
 
 
 def test_an_agent_killed_while_its_files_travel_leaves_them_under_its_attempt(tmp_path):
-    size = 400 * 2**20  # long enough in transit to be caught there
+    size = 200 * 2**20  # long enough in transit to be caught there
     command = f'head -c {size} /dev/zero > "$PATAS_TASK_DIR/model.bin"; echo attempt $PATAS_ATTEMPT'
     process = start_patas("explore", "--cmd", command, "--collect", "model.bin", "--no-sync", "-y", cwd=tmp_path)
     staged = tmp_path / "pataslab/grid/0/attempt-1.files/model.bin"
@@ -127,6 +128,17 @@ def test_files_over_the_limit_fail_the_task_with_one_clear_line(tmp_path):
     assert not (tmp_path / "pataslab/grid/0/files").exists() and not (tmp_path / "pataslab/grid/0/attempt-1.files").exists()
 
 
+def test_gigabytes_of_files_stop_at_the_default_limit_before_a_byte_is_sent(tmp_path):
+    command = 'truncate -s 2G "$PATAS_TASK_DIR/huge.bin" && echo small > "$PATAS_TASK_DIR/small.txt"'  # sparse: costs nothing
+    run = run_patas("explore", "--cmd", command, "--collect", "**", "--max-tries", "1", "-y", cwd=tmp_path)
+    assert run.code == 3, run.stderr
+    assert (
+        "its collected files take 2.0 GiB, more than the collect limit of 1.0 GiB (largest: huge.bin 2.0 GiB,"
+        " small.txt 6 B); raise --collect-limit or collect fewer files"
+    ) in run.stderr
+    assert os.listdir(tmp_path / "pataslab/grid/0") == []  # nothing of it came
+
+
 def test_collect_in_an_experiment_file_and_from_python(tmp_path):
     (tmp_path / "exp.yaml").write_text(
         "name: yaml\ncmd: echo {i} > $PATAS_TASK_DIR/out-{i}.txt\nvars: [{name: i, values: [1, 2]}]\n"
@@ -141,3 +153,16 @@ def test_collect_in_an_experiment_file_and_from_python(tmp_path):
     result = patas.explore('echo {n} > "$PATAS_TASK_DIR/n"', {"n": [5, 6]}, lab=tmp_path / "lab", jobs=2, collect="n")
     assert result.ok
     assert [committed(result.folder / str(i)) for i in (0, 1)] == [{"n": b"5\n"}, {"n": b"6\n"}]
+
+
+def test_a_pools_agents_collect_files_too(pools, tmp_path):
+    root, env = pools
+    up = run(env, tmp_path, "pool", "up", "--name", POOL, "--node", "localhost", "2")
+    assert up.returncode == 0, up.stderr
+    size = 3 * 2**20  # more than a chunk: relayed chunk by chunk, with the run's credit
+    command = f'head -c {size} /dev/urandom > "$PATAS_TASK_DIR/model.bin"; sha256sum < "$PATAS_TASK_DIR/model.bin"'
+    sweep = run(env, tmp_path, "explore", "--pool", POOL, "--cmd", command, "--repeat", "4", "--collect", "model.bin", "-y")
+    assert sweep.returncode == 0, sweep.stderr
+    for i in range(4):
+        task = tmp_path / "pataslab/grid" / str(i)
+        assert sha256(task / "files/model.bin") == (task / "stdout").read_text().split()[0]

@@ -69,6 +69,8 @@ def test_tasks_see_the_patas_environment(tmp_path):
     )  # fmt: skip
     assert run.code == 0, run.stderr
     env = dict(line.split("=", 1) for line in (tmp_path / "pataslab/envs/1/stdout").read_text().splitlines())
+    task_dir = Path(env.pop("PATAS_TASK_DIR"))  # the attempt's own folder, gone with its agent
+    assert task_dir.name.startswith("task-") and task_dir.parent.name.startswith("patas-") and not task_dir.exists()
     assert env == {
         "PATAS_VAR_act": "relu", "PATAS_ATTEMPT": "1", "PATAS_WORK_DIR": str(tmp_path) if not str(tmp_path).startswith(
             os.path.expanduser("~") + "/") else "$HOME" + str(tmp_path)[len(os.path.expanduser("~")):],

@@ -1,7 +1,8 @@
 """Making finished attempts durable without stalling the run loop.
 
 Committing an attempt means: flush its files, fdatasync them, rename them into place, remove
-every committed stream it did not write (a `stderr` left by an earlier attempt), and only then
+every committed stream it did not write (a `stderr` left by an earlier attempt), put its
+collected files' folder in place of the task's `files/` (see `task_files`), and only then
 append its journal record. fdatasync waits for the disk (about a quarter of a millisecond per
 file here, more under load), so a background thread does it, batch by batch, in the order the
 loop hands them over. The loop is told of a failure (disk full, say) at its next turn; an attempt
@@ -115,8 +116,9 @@ class Committer:
                 guard(lambda: self._finish(output), output.path)
             for path in commit.stale:
                 guard(lambda: _remove(path), path)
-            if commit.collected is not None:
-                guard(lambda: commit.collected.apply(self._sync), commit.collected.target)
+            collected = commit.collected
+            if collected is not None:
+                guard(lambda: collected.apply(self._sync), collected.target)
         self._append([c.record for c in batch], [c.journal for c in batch])
         if self._committed is not None:
             self._make_durable({c.journal for c in batch})
