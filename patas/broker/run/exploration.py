@@ -21,7 +21,7 @@ from patas.broker.run.coordinator import Coordinator, NoAgentsError, RunObserver
 from patas.broker.launch.session import NodeFailure, NodeSession, open_sessions
 from patas.broker.run.outputs import record_definitions
 from patas.broker.run.placement import Placement, place
-from patas.broker.run.plan import ExperimentPlan, PlannedTask, TaskFilter, plan_experiment
+from patas.broker.run.plan import ExperimentPlan, PlannedTask, TaskFilter, plan_experiment, save_indexes
 from patas.broker.run.scheduler import Counts
 from patas.broker.ssh.options import SSHOptions
 from patas.common.config import Cluster, Experiment, Node
@@ -72,13 +72,16 @@ class Exploration:
     def record_definitions(self) -> None:
         """Accept a run that has nothing to do: the lab records what was asked for."""
         record_definitions([plan.lab for plan in self.plans], [plan.experiment.to_record() for plan in self.plans])
+        save_indexes(self.plans)
 
     def run(self, observer: RunObserver) -> RunResult:
         """Run every pending task; the definitions are recorded once the run has started."""
         coordinator = Coordinator(
             self.plans, self._pending(), self.counts(), self.placements, self.sessions, observer, self.settings
         )
-        return coordinator.run()
+        result = coordinator.run()
+        save_indexes(self.plans)  # still holding the locks: the journal is the run's to summarise
+        return result
 
 
 def prepare(
@@ -149,8 +152,9 @@ def check_run(experiments: list[Experiment], clusters: list[Cluster], task_filte
 
 def plan_run(experiments: list[Experiment], lab_root: Path, redo: bool, task_filter: TaskFilter | None) -> list[ExperimentPlan]:
     """Read what the pataslab holds of each experiment; touches no node, writes nothing."""
+    # Through the plan index, unless tasks are selected by id (which reads the whole journal).
     plans = [
-        plan_experiment(i, experiment, ExperimentLab(lab_root, experiment.name), redo)
+        plan_experiment(i, experiment, ExperimentLab(lab_root, experiment.name), redo, use_index=task_filter is None)
         for i, experiment in enumerate(experiments)
     ]
     if task_filter is not None:
