@@ -41,6 +41,8 @@ from pathlib import Path
 from benchmarks_doc import DOCS_FILE, write_section
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+from patas.broker.run.plan_index import INDEX_FILE  # noqa: E402  (this checkout's, after the path)
 DOCS_HEADING = "## Reruns of big labs"
 EXPERIMENT = "big"
 STARTED_FILE = "started"  # the first new task creates it
@@ -115,7 +117,6 @@ class BuiltLab:
 
 def build_lab(scratch: Path, experiment_file: Path) -> BuiltLab:
     """The lab of a run that did every task: a journal record and a folder for each."""
-    sys.path.insert(0, str(REPO))
     from patas.common.config import load_experiment
     from patas.common.lab import AttemptRecord, ExperimentLab, Outcome
     from patas.common.sweep import tasks
@@ -160,12 +161,52 @@ def environment(checkout: Checkout, scratch: Path) -> dict[str, str]:
     return env
 
 
-def set_journal(scratch: Path, data: bytes) -> None:
+def set_journal(scratch: Path, data: bytes, index: bytes | None = None) -> None:
+    """The journal of the case and the plan index the run that left it wrote (None: no index)."""
     (scratch / "lab" / EXPERIMENT / "journal.jsonl").write_bytes(data)
+    index_path = scratch / "lab" / EXPERIMENT / INDEX_FILE
+    if index is None:
+        index_path.unlink(missing_ok=True)
+    else:
+        index_path.write_bytes(index)
 
 
-def nothing_to_run(checkout: Checkout, built: BuiltLab, experiment_file: Path, scratch: Path) -> None:
-    set_journal(scratch, built.journal)
+@dataclass(frozen=True)
+class Indexes:
+    """The plan index a run leaves with every task done, and with all but LEFT done."""
+
+    full: bytes
+    cut: bytes
+    build_s: float  # the longer of the two to build from the journal alone
+
+
+def build_indexes(built: BuiltLab, experiment_file: Path, scratch: Path) -> Indexes:
+    """Each case's index as a run that ended with that journal writes it (`save_indexes` after
+    the run), built by this checkout: an older patas ignores the file."""
+    from patas.broker.run.plan import plan_experiment, save_indexes
+    from patas.common.config import load_experiment
+    from patas.common.lab import ExperimentLab
+
+    experiment = load_experiment(experiment_file)
+    lab = ExperimentLab(scratch / "lab", EXPERIMENT)
+    made = {}
+    slowest = 0.0
+    for case, journal, folders in (("cut", built.journal[: built.cut], False), ("full", built.journal, True)):
+        set_journal(scratch, journal)
+        for task_id in built.last_ids:
+            if folders:
+                lab.task_dir(task_id).mkdir(exist_ok=True)
+            else:
+                shutil.rmtree(lab.task_dir(task_id), ignore_errors=True)
+        started = time.perf_counter()
+        save_indexes([plan_experiment(0, experiment, lab, redo=False, use_index=True)])
+        slowest = max(slowest, time.perf_counter() - started)
+        made[case] = (lab.path / INDEX_FILE).read_bytes()
+    return Indexes(made["full"], made["cut"], slowest)
+
+
+def nothing_to_run(checkout: Checkout, built: BuiltLab, indexes: Indexes, experiment_file: Path, scratch: Path) -> None:
+    set_journal(scratch, built.journal, indexes.full)
     lab = scratch / "lab" / EXPERIMENT
     for task_id in built.last_ids:
         (lab / str(task_id)).mkdir(exist_ok=True)
@@ -180,8 +221,8 @@ def nothing_to_run(checkout: Checkout, built: BuiltLab, experiment_file: Path, s
     checkout.nothing_mb.append(int((scratch / "usage").read_text()) / 1024)
 
 
-def first_task(checkout: Checkout, built: BuiltLab, experiment_file: Path, scratch: Path) -> None:
-    set_journal(scratch, built.journal[: built.cut])
+def first_task(checkout: Checkout, built: BuiltLab, indexes: Indexes, experiment_file: Path, scratch: Path) -> None:
+    set_journal(scratch, built.journal[: built.cut], indexes.cut)
     lab = scratch / "lab" / EXPERIMENT
     for task_id in built.last_ids:
         shutil.rmtree(lab / str(task_id), ignore_errors=True)
@@ -224,7 +265,7 @@ def verdict(value: list[float], target: float) -> str:
     return "met" if min(value) <= target else f"missed by {min(value) / target:.2f}x"
 
 
-def report(checkouts: list[Checkout], sizes: Sizes, built: BuiltLab, command: str) -> str:
+def report(checkouts: list[Checkout], sizes: Sizes, built: BuiltLab, indexes: Indexes, command: str) -> str:
     total = sizes.side * sizes.side
     load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
     lines = [
@@ -233,7 +274,8 @@ def report(checkouts: list[Checkout], sizes: Sizes, built: BuiltLab, command: st
         f"A rerun of a {total:,}-task lab (`echo {{a}} {{b}}`, {sizes.side}×{sizes.side}), measured by"
         f" `{command}` on {datetime.date.today()}, {os.cpu_count()} CPUs, load average {load}"
         f" (shared machine: best of {sizes.rounds} interleaved rounds, median in brackets).",
-        f"Building the lab: journal {built.build_s:.1f} s, {total:,} task folders {built.mkdir_s:.1f} s.",
+        f"Building the lab: journal {built.build_s:.1f} s, {total:,} task folders {built.mkdir_s:.1f} s;"
+        f" the plan index from the journal alone (a first rerun without one) {indexes.build_s:.1f} s.",
         "",
         "| checkout | every task done: \"Nothing to run\" (s) | its peak RSS (MB) "
         f"| {LEFT:,} left: first task starts after (s) |",
@@ -276,18 +318,20 @@ def main() -> None:
         print(f"building a {sizes.side * sizes.side:,}-task lab in {scratch}", file=sys.stderr)
         built = build_lab(scratch, experiment_file)
         print(f"  journal {built.build_s:.1f} s, folders {built.mkdir_s:.1f} s", file=sys.stderr)
+        indexes = build_indexes(built, experiment_file, scratch)
+        print(f"  plan index from the journal alone {indexes.build_s:.1f} s", file=sys.stderr)
         # One untimed run first: the first to read a lab just built pays for its cold caches.
-        nothing_to_run(Checkout("warm-up", REPO), built, experiment_file, scratch)
+        nothing_to_run(Checkout("warm-up", REPO), built, indexes, experiment_file, scratch)
         for round_number in range(sizes.rounds):
             for checkout in checkouts:
-                nothing_to_run(checkout, built, experiment_file, scratch)
-                first_task(checkout, built, experiment_file, scratch)
+                nothing_to_run(checkout, built, indexes, experiment_file, scratch)
+                first_task(checkout, built, indexes, experiment_file, scratch)
                 print(f"  round {round_number + 1}, {checkout.label}: nothing to run {checkout.nothing_s[-1]:.2f} s"
                       f" {checkout.nothing_mb[-1]:.0f} MB, first task {checkout.first_task_s[-1]:.2f} s", file=sys.stderr)  # fmt: skip
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     command = "python bench/bench_rerun.py" + " ".join(a for a in [""] + sys.argv[1:] if a != "--write-docs")
-    text = report(checkouts, sizes, built, command)
+    text = report(checkouts, sizes, built, indexes, command)
     print(text)
     if args.write_docs:
         write_section(DOCS_HEADING, text)

@@ -5,6 +5,8 @@
         journal.jsonl           one JSON line per finished attempt (the metadata of every task)
         .lock                   held by the run writing into the folder (see lab_lock)
         study.journal           a search's Optuna study (see patas/broker/run/study.py)
+        .plan-index             a summary of the journal for the last grid run, so that a rerun
+                                need not read every line (a cache; see broker/run/plan_index)
         <task_id>/stdout        the committed output of the task's successful attempt
         <task_id>/stderr        (only when that attempt wrote to stderr)
         <task_id>/files/        the files that attempt collected (--collect), as the task wrote them
@@ -298,6 +300,13 @@ def _check_each_field(data: dict[str, Any]) -> None:
 _JSON_NAMES = {int: "an integer", float: "a number", str: "a string", dict: "an object", type(None): "null"}
 
 
+class JournalPosition(NamedTuple):
+    """A place in the journal: just after line `line` (0: the start), `offset` bytes in."""
+
+    offset: int = 0
+    line: int = 0
+
+
 class ExperimentLab:
     """The folder of one experiment inside a pataslab."""
 
@@ -345,14 +354,19 @@ class ExperimentLab:
 
     def read_journal(self) -> Iterator[AttemptRecord]:
         """Every complete record in the journal; a torn last line (a crash mid-append) is skipped."""
-        return self._read_lines(AttemptRecord.from_json)
+        return (record for record, _ in self._read_lines(AttemptRecord.from_json, JournalPosition()))
 
     def read_plan_journal(self) -> Iterator[PlanRecord]:
         """What planning needs of every complete record, read as exactly and strictly as
         `read_journal` reads it, at a fraction of the cost (see PlanRecord.from_json)."""
-        return self._read_lines(PlanRecord.from_json)
+        return (record for record, _ in self._read_lines(PlanRecord.from_json, JournalPosition()))
 
-    def _read_lines(self, read: Callable[[bytes], _Record]) -> Iterator[_Record]:
+    def read_plan_journal_from(self, start: "JournalPosition") -> Iterator[tuple[PlanRecord, "JournalPosition"]]:
+        """As `read_plan_journal`, from the line that starts at `start` on, each record with the
+        position just after its line (where a reader that has read it goes on from)."""
+        return self._read_lines(PlanRecord.from_json, start)
+
+    def _read_lines(self, read: Callable[[bytes], _Record], start: "JournalPosition") -> Iterator[tuple[_Record, "JournalPosition"]]:
         try:
             stream = open(self.journal_path, "rb")
         except FileNotFoundError:
@@ -360,12 +374,14 @@ class ExperimentLab:
         except OSError as error:
             raise self._unreadable(self.journal_path, error) from None
         with stream:
-            number = 0
+            offset, number = start
             try:
-                for number, line in enumerate(stream, 1):
+                stream.seek(offset)
+                for number, line in enumerate(stream, number + 1):
                     if not line.endswith(b"\n"):
                         break  # the coordinator died while appending; the attempt never counted
-                    yield read(line)
+                    offset += len(line)
+                    yield read(line), JournalPosition(offset, number)
             except NewerJournalError as error:
                 raise LabError(f"{self.journal_path}:{number}: {error}") from None
             except RecordError as error:

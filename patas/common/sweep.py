@@ -50,25 +50,71 @@ def task_keys(experiment: Experiment) -> Iterator[str]:
     """The keys of `tasks(experiment)`, in the same order, without building each Task: a
     rerun's plan reads a big grid's keys only, and a value's quoting for each of its slots is
     computed once rather than once per combination."""
-    names = [v.name for v in experiment.variables]
-    # For each command, its parts: literal text, or the quoted text of each value of a variable.
-    rendered = [
-        [part if isinstance(part, str) else {value: quote(value, part.placement) for value in _values_of(experiment, part.name)}
-         for part in template.parts]
-        for template in experiment.commands
-    ]  # fmt: skip
-    slots = [[(i, names.index(part.name)) for i, part in enumerate(t.parts) if not isinstance(part, str)] for t in experiment.commands]
+    render = _CommandRenderer(experiment)
+    names = render.names
     repeats = range(experiment.repeat)
     for combo in itertools.product(*(v.values for v in experiment.variables)):
+        base = combination_digest(render(combo), tuple(zip(names, combo)))
+        for repeat_id in repeats:
+            yield task_key(base, repeat_id)
+
+
+class _CommandRenderer:
+    """An experiment's commands for a combination of values, each value's quoting for each of
+    its slots computed once, not once per combination."""
+
+    def __init__(self, experiment: Experiment) -> None:
+        self.names = [v.name for v in experiment.variables]
+        # For each command, its parts: literal text, or the quoted text of each value of a variable.
+        self._rendered = [
+            [part if isinstance(part, str) else {value: quote(value, part.placement) for value in _values_of(experiment, part.name)}
+             for part in template.parts]
+            for template in experiment.commands
+        ]  # fmt: skip
+        self._slots = [
+            [(i, self.names.index(part.name)) for i, part in enumerate(t.parts) if not isinstance(part, str)] for t in experiment.commands
+        ]
+
+    def __call__(self, combo: tuple[str, ...]) -> tuple[str, ...]:
         commands = []
-        for parts, command_slots in zip(rendered, slots):
+        for parts, command_slots in zip(self._rendered, self._slots):
             pieces = list(parts)
             for i, variable in command_slots:
                 pieces[i] = parts[i][combo[variable]]
             commands.append("".join(pieces))
-        base = combination_digest(tuple(commands), tuple(zip(names, combo)))
-        for repeat_id in repeats:
-            yield task_key(base, repeat_id)
+        return tuple(commands)
+
+
+class GridPositions:
+    """Where a task with given values sits in the grid (mixed radix): the inverse of `task_at`."""
+
+    def __init__(self, experiment: Experiment) -> None:
+        self.experiment = experiment
+        self._positions = [{value: i for i, value in enumerate(v.values)} for v in experiment.variables]
+        self._render = _CommandRenderer(experiment)
+
+    def locate(self, key: str, values: dict[str, str], repeat_id: int) -> int | None:
+        """The natural id of the grid's task with this key, values and repeat; None if the grid
+        has no such task (an earlier definition's, with other values or other commands)."""
+        natural = self.natural_id(values, repeat_id)
+        if natural is None:
+            return None
+        combo = tuple(values[name] for name in self._render.names)
+        base = combination_digest(self._render(combo), tuple(zip(self._render.names, combo)))
+        return natural if task_key(base, repeat_id) == key else None
+
+    def natural_id(self, values: dict[str, str], repeat_id: int) -> int | None:
+        """The natural id of the grid's task with these values and repeat, None if it has none."""
+        experiment = self.experiment
+        if len(values) != len(self._positions) or not 0 <= repeat_id < experiment.repeat:
+            return None
+        combination_id = 0
+        for variable, position in zip(experiment.variables, self._positions):
+            index = position.get(values[variable.name]) if variable.name in values else None
+            if index is None:
+                return None
+            combination_id = combination_id * len(position) + index
+        return combination_id * experiment.repeat + repeat_id
 
 
 def _values_of(experiment: Experiment, name: str) -> tuple[str, ...]:

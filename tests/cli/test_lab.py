@@ -114,7 +114,7 @@ def test_a_run_that_cannot_bind_leaves_the_lab_byte_identical(tmp_path):
     assert run.stderr.splitlines()[-1].startswith(f"Error: cannot listen on tcp://127.0.0.1:{port}")
     assert "Traceback" not in run.stderr
     assert md5_of_every_file(tmp_path) == before
-    assert sorted(p.name for p in (tmp_path / "pataslab/grid").iterdir()) == ["0", "1", "experiment.yaml", "journal.jsonl"]
+    assert sorted(p.name for p in (tmp_path / "pataslab/grid").iterdir()) == [".plan-index", "0", "1", "experiment.yaml", "journal.jsonl"]
 
 
 def test_combination_ids_in_the_table_follow_the_current_definition(tmp_path):

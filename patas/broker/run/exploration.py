@@ -22,7 +22,7 @@ from patas.broker.run.coordinator import AgentSource, Coordinator, NoAgentsError
 from patas.broker.launch.session import NodeFailure, NodeSession, open_sessions
 from patas.broker.run.outputs import record_definitions
 from patas.broker.run.placement import Placement, place
-from patas.broker.run.plan import ExperimentPlan, PlannedTask, TaskFilter, plan_experiment
+from patas.broker.run.plan import ExperimentPlan, PlannedTask, TaskFilter, plan_experiment, save_indexes
 from patas.broker.run.scheduler import Counts
 from patas.broker.slurm.options import SlurmOptions
 from patas.broker.ship.code import Shipment, ShippedCode, plan_shipment
@@ -89,6 +89,7 @@ class Exploration:
                 from patas.broker.run.study import settle
 
                 settle(plan)  # type: ignore[arg-type]
+        save_indexes(self.plans)
 
     def ship(self, observer: ShipObserver) -> None:
         """Send the shipped code (--ship) to every node that lacks it; once per exploration."""
@@ -110,7 +111,9 @@ class Exploration:
             self.plans, self._source(counts), counts, self.placements, self.sessions, observer, self.settings, control,
             self.joining, self.code,
         )
-        return coordinator.run()
+        result = coordinator.run()
+        save_indexes(self.plans)  # still holding the locks: the journal is the run's to summarise
+        return result
 
     def _source(self, counts: Counts) -> TaskSource:
         """A search's study makes its tasks as slots free up; grids' tasks are walked in order."""
@@ -223,10 +226,12 @@ def plan_run(
     # Optuna and the pattern parser are imported for a search only: a grid's start-up is spared them.
     if any(experiment.search is not None for experiment in experiments):
         from patas.broker.run.study import plan_search
+    # A grid is planned through its plan index, unless tasks are selected by id (which reads the
+    # whole journal).
     plans = [
         plan_search(i, experiment, ExperimentLab(lab_root, experiment.name), redo, new_study)
         if experiment.search is not None
-        else plan_experiment(i, experiment, ExperimentLab(lab_root, experiment.name), redo)
+        else plan_experiment(i, experiment, ExperimentLab(lab_root, experiment.name), redo, use_index=task_filter is None)
         for i, experiment in enumerate(experiments)
     ]
     if task_filter is not None:

@@ -15,17 +15,21 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import logging
 import re
 from array import array
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Iterator
 
+from patas.broker.run.plan_index import GridHistory
 from patas.common.config import Experiment
 from patas.common.errors import ConfigError, excerpt
 from patas.common.lab import ExperimentLab, Outcome
-from patas.common.sweep import Task, task_at, task_keys, tasks
+from patas.common.sweep import GridPositions, Task, task_at, task_keys, tasks
 
+
+log = logging.getLogger(__name__)
 
 # A rerun walks the grid to find its done tasks while the grid has at most this many tasks per
 # task in the journal; beyond, it locates the journal's tasks in the grid. Walking computes one
@@ -77,13 +81,30 @@ class LabHistory:
         history.done = {key for key in done if task_ids[key] in history.folders}
         return history
 
+    # The answers pending() asks for; GridHistory (the plan index) gives the same ones.
+
+    def journal_id(self, natural: int, key: str) -> int | None:
+        """The id the journal recorded the task under, None if it has no record of it."""
+        return self.task_ids.get(key)
+
+    def id_held_by_other(self, natural: int, key: str) -> bool:
+        """Whether another task holds the task's natural id."""
+        return self.keys_by_id.get(natural, key) != key
+
+    def last_attempt_of(self, natural: int, key: str) -> int:
+        return self.last_attempt.get(key, 0)
+
+    @property
+    def max_task_id(self) -> int:
+        return max(self.keys_by_id, default=-1)
+
 
 @dataclass
 class ExperimentPlan:
     experiment_id: int
     experiment: Experiment
     lab: ExperimentLab
-    history: LabHistory
+    history: LabHistory | GridHistory  # GridHistory: the index, which answers pending() but not --filter-tasks
     redo: bool
     changes: list[str]
     done: int  # tasks of this definition already done (skipped unless redo)
@@ -108,16 +129,16 @@ class ExperimentPlan:
             return
         history = self.history
         repeat = self.experiment.repeat
-        spare_id = max(max(history.keys_by_id, default=-1), self.total - 1) + 1
+        spare_id = max(history.max_task_id, self.total - 1) + 1
         for task in self._not_done():
-            task_id = history.task_ids.get(task.key)
+            natural = task.natural_id(repeat)
+            task_id = history.journal_id(natural, task.key)
             if task_id is None:
-                natural = task.natural_id(repeat)
-                if history.keys_by_id.get(natural, task.key) == task.key:
+                if not history.id_held_by_other(natural, task.key):
                     task_id = natural
                 else:  # an earlier definition's task holds that id: keep both
                     task_id, spare_id = spare_id, spare_id + 1
-            yield PlannedTask(self.experiment_id, self.experiment, task, task_id, self._first_attempt(task, task_id))
+            yield PlannedTask(self.experiment_id, self.experiment, task, task_id, self._first_attempt(natural, task, task_id))
 
     def _not_done(self) -> Iterator[Task]:
         """The grid's tasks, in order, less the done ones unless redo: the tasks between two
@@ -161,17 +182,22 @@ class ExperimentPlan:
         in_place = ((n, task) for n, task in in_place if n not in moved)
         away = ((n, task_at(self.experiment, n)) for n in sorted(n for n, task_id in moved.items() if task_id in ids))
         for natural, task in heapq.merge(in_place, away, key=lambda pair: pair[0]):
-            if task.key in self.history.done and not self.redo:
+            if task.key in self._journal.done and not self.redo:
                 continue
             task_id = moved.get(natural, natural)
-            yield PlannedTask(self.experiment_id, self.experiment, task, task_id, self._first_attempt(task, task_id))
+            yield PlannedTask(self.experiment_id, self.experiment, task, task_id, self._first_attempt(natural, task, task_id))
 
     @cached_property
     def _moved(self) -> "MovedTasks":
-        return MovedTasks.find(self.experiment, self.history, self.lab)
+        return MovedTasks.find(self.experiment, self._journal, self.lab)
 
-    def _first_attempt(self, task: Task, task_id: int) -> int:
-        previous = self.history.last_attempt.get(task.key, 0)
+    @property
+    def _journal(self) -> LabHistory:
+        assert isinstance(self.history, LabHistory), "a plan from the index cannot filter tasks (plan_run reads the journal then)"
+        return self.history
+
+    def _first_attempt(self, natural: int, task: Task, task_id: int) -> int:
+        previous = self.history.last_attempt_of(natural, task.key)
         if task_id in self.history.folders:
             previous = max(previous, self.lab.attempts_on_disk(task_id))
         return previous + 1
@@ -200,7 +226,7 @@ class MovedTasks:
     def find(cls, experiment: Experiment, history: LabHistory, lab: ExperimentLab) -> "MovedTasks":
         """Costs one read of the journal and one task per journal key, never a walk of the grid."""
         total = experiment.task_count
-        positions = [{value: i for i, value in enumerate(v.values)} for v in experiment.variables]
+        positions = GridPositions(experiment)
         ids: dict[int, int] = {}
         done_ids = []
         done_naturals = []
@@ -209,7 +235,7 @@ class MovedTasks:
             if record.key in seen:
                 continue
             seen.add(record.key)
-            natural = _natural_id(experiment, positions, record.values, record.repeat_id)
+            natural = positions.natural_id(record.values, record.repeat_id)
             if natural is None or task_at(experiment, natural).key != record.key:
                 continue  # an earlier definition's task, not in this grid
             task_id = history.task_ids[record.key]
@@ -220,25 +246,12 @@ class MovedTasks:
                 done_naturals.append(natural)
         # As in ExperimentPlan.pending: a task the journal does not know, whose natural id an
         # earlier definition's task holds, takes the next spare id, in grid order.
-        spare = itertools.count(max(max(history.keys_by_id, default=-1), total - 1) + 1)
+        spare = itertools.count(max(history.max_task_id, total - 1) + 1)
         for natural in sorted(n for n in history.keys_by_id if n < total):
             key = task_at(experiment, natural).key
             if key not in history.task_ids and history.keys_by_id[natural] != key:
                 ids[natural] = next(spare)
         return cls(ids, tuple(done_ids), tuple(done_naturals))
-
-
-def _natural_id(experiment: Experiment, positions: list[dict[str, int]], values: dict[str, str], repeat_id: int) -> int | None:
-    """Where a task with these values sits in the grid (mixed radix), or None if it cannot be there."""
-    if len(values) != len(positions) or not 0 <= repeat_id < experiment.repeat:
-        return None
-    combination_id = 0
-    for variable, position in zip(experiment.variables, positions):
-        index = position.get(values[variable.name]) if variable.name in values else None
-        if index is None:
-            return None
-        combination_id = combination_id * len(position) + index
-    return combination_id * experiment.repeat + repeat_id
 
 
 @dataclass(frozen=True)
@@ -298,10 +311,17 @@ class TaskFilter:
         return ids is None or task_id in ids
 
 
-def plan_experiment(experiment_id: int, experiment: Experiment, lab: ExperimentLab, redo: bool) -> ExperimentPlan:
-    history = LabHistory.read(lab)
+def plan_experiment(experiment_id: int, experiment: Experiment, lab: ExperimentLab, redo: bool, use_index: bool = False) -> ExperimentPlan:
+    """What is done and what to run. With `use_index`, the journal is read through the plan index
+    (see plan_index), and the plan cannot select tasks by id (`pending(task_filter)`)."""
     previous = lab.read_definition()
     changes = describe_changes(previous, experiment.to_record()) if previous else []
+    if use_index:
+        indexed = GridHistory.read(experiment, lab)
+        indexed.folders = lab.task_folders()
+        done_ids = indexed.done_naturals()
+        return ExperimentPlan(experiment_id, experiment, lab, indexed, redo, changes, len(done_ids), indexed.other_done(), done_ids)
+    history = LabHistory.read(lab)
     done_ids = array("q")
     if history.done:
         # Which done tasks this grid still has: walk the grid or locate the journal's tasks in it,
@@ -315,6 +335,19 @@ def plan_experiment(experiment_id: int, experiment: Experiment, lab: ExperimentL
     done = len(done_ids)
     obsolete = len(history.done) - done
     return ExperimentPlan(experiment_id, experiment, lab, history, redo, changes, done, obsolete, done_ids)
+
+
+def save_indexes(plans: list[ExperimentPlan]) -> None:
+    """Bring the plan index of each experiment planned through one up to date with its journal
+    and write it, so the next rerun reads only what was appended since. The index is a cache:
+    failing to write it is logged, not an error."""
+    for plan in plans:
+        if isinstance(plan.history, GridHistory):
+            plan.history.catch_up(plan.experiment, plan.lab)
+            try:
+                plan.history.save(plan.lab)
+            except OSError as error:
+                log.warning("%s: cannot write the plan index (%s); the next rerun reads the whole journal", plan.lab.path, error)
 
 
 def describe_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:

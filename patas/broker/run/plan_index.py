@@ -1,0 +1,230 @@
+"""The plan index: what a rerun needs of the journal about one grid, kept beside the journal.
+
+    pataslab/<experiment>/.plan-index
+
+A rerun must know, for every task of its grid, whether the journal says it is done, its last
+attempt and the id it was recorded under. Reading that from a journal of a million lines (a
+regular expression, a key lookup and several dictionaries per line) takes longer than the whole
+rerun may take, so the run that wrote the journal also writes this summary of it, by natural id
+in arrays (`GridHistory`), for the grid it ran. The journal stays the truth; the index is a
+cache of it that is never trusted beyond what it can check:
+
+- it names the grid it describes by a digest of everything a task's key depends on (commands,
+  variables and their values, repeat): another grid reads the journal from its start instead;
+- it records how much of the journal it covers (bytes and lines) and a digest of the journal's
+  first bytes and of the last bytes it covers: a journal that is shorter or whose bytes differ
+  there (replaced, restored from a copy, edited) is read from its start again; lines appended
+  after the covered part (a run that crashed before writing the index) are read and applied;
+- it ends with a digest of its own contents, and is written whole to a temporary file, flushed
+  and renamed over the old one (`write_atomically`): a torn or damaged index is read as none,
+  and a reader sees the old index or the new one, never a mix. Only the run holding the
+  experiment's lock writes it.
+
+Task folders are not in the index: whether each done task's folder exists is read from the
+folder at every plan, as without the index.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from array import array
+from dataclasses import dataclass, field
+from itertools import compress
+from typing import Any
+
+from patas.common.config import Experiment
+from patas.common.lab import ExperimentLab, JournalPosition, Outcome, PlanRecord, write_atomically
+from patas.common.sweep import GridPositions
+
+log = logging.getLogger(__name__)
+
+INDEX_FILE = ".plan-index"
+INDEX_FORMAT = 1
+_MAGIC = b"patas plan index\n"
+_LENGTH_BYTES = 8  # the header's length, before the header
+_CHECKSUM_BYTES = 32
+# The journal bytes checked against the index: this many at its start and before the covered end.
+FINGERPRINT_BYTES = 4096
+_ATTEMPTS = "q"  # the array type of last attempts: the journal's integers fit 64 bits (see lab.py)
+
+
+class StaleIndex(Exception):
+    """An index that does not describe this grid or this journal: read the journal instead."""
+
+
+def grid_digest(experiment: Experiment) -> str:
+    """A digest of everything the keys of an experiment's tasks depend on."""
+    identity = [
+        INDEX_FORMAT,
+        [t.text for t in experiment.commands],
+        [[v.name, list(v.values)] for v in experiment.variables],
+        experiment.repeat,
+    ]
+    return hashlib.blake2b(json.dumps(identity).encode(), digest_size=16).hexdigest()
+
+
+@dataclass
+class GridHistory:
+    """What the journal says about the tasks of one grid, by natural id: the answers
+    `plan.LabHistory` gives, without a dictionary entry per task."""
+
+    digest: str
+    total: int
+    position: JournalPosition = JournalPosition()  # the journal is read up to here
+    fingerprint: str = ""  # of the journal up to `position` (see `_fingerprint`)
+    attempts: array = field(default_factory=lambda: array(_ATTEMPTS))  # last attempt per natural id, 0: none
+    done: bytearray = field(default_factory=bytearray)  # 1: its last done record stands (folder unchecked)
+    moved: dict[int, int] = field(default_factory=dict)  # natural id → task id, where the journal has another
+    held: dict[int, str] = field(default_factory=dict)  # task id → key: ids a key other than that natural id's task holds
+    others: dict[str, list[int]] = field(default_factory=dict)  # keys of other grids → [task id, done 0/1]
+    max_id: int = -1  # the highest task id in the journal
+    folders: set[int] = field(default_factory=set)  # the task folders on disk (set by the planner)
+    unsaved: bool = True  # differs from the index file (a rerun with nothing new writes nothing)
+
+    @classmethod
+    def empty(cls, experiment: Experiment) -> "GridHistory":
+        total = experiment.task_count
+        return cls(grid_digest(experiment), total, attempts=array(_ATTEMPTS, bytes(8 * total)), done=bytearray(total))
+
+    @classmethod
+    def read(cls, experiment: Experiment, lab: ExperimentLab) -> "GridHistory":
+        """The index brought up to date with the journal; the journal alone if there is none
+        that fits (missing, damaged, of another grid, or of another journal)."""
+        try:
+            history = cls.load(lab, experiment)
+        except StaleIndex as why:
+            log.debug("%s: reading the whole journal (%s)", lab.path / INDEX_FILE, why)
+            history = cls.empty(experiment)
+        history.catch_up(experiment, lab)
+        return history
+
+    # --- the answers planning asks for (the same as LabHistory's) -----------------------------
+
+    def journal_id(self, natural: int, key: str) -> int | None:
+        """The id the journal recorded the task under, None if it has no record of it."""
+        return self.moved.get(natural, natural) if self.attempts[natural] else None
+
+    def id_held_by_other(self, natural: int, key: str) -> bool:
+        """Whether another task holds the task's natural id."""
+        return natural in self.held
+
+    def last_attempt_of(self, natural: int, key: str) -> int:
+        return self.attempts[natural]
+
+    @property
+    def max_task_id(self) -> int:
+        return self.max_id
+
+    def done_naturals(self) -> array:
+        """The natural ids of the grid's done tasks whose folder exists, ascending."""
+        naturals = compress(range(self.total), self.done)
+        if self.moved:
+            return array("q", (n for n in naturals if self.moved.get(n, n) in self.folders))
+        return array("q", filter(self.folders.__contains__, naturals))
+
+    def other_done(self) -> int:
+        """Done tasks, with their folder, that this grid does not have."""
+        return sum(1 for task_id, done in self.others.values() if done and task_id in self.folders)
+
+    # --- keeping it up to date ------------------------------------------------------------------
+
+    def catch_up(self, experiment: Experiment, lab: ExperimentLab) -> None:
+        """Apply the journal's records after `position`."""
+        positions = GridPositions(experiment)
+        for record, position in lab.read_plan_journal_from(self.position):
+            self._apply(record, positions.locate(record.key, record.values, record.repeat_id))
+            self.position = position
+            self.unsaved = True
+        self.fingerprint = _fingerprint(lab, self.position.offset)
+
+    def _apply(self, record: PlanRecord, natural: int | None) -> None:
+        key, task_id = record.key, record.task_id
+        self.max_id = max(self.max_id, task_id)
+        if natural is None:
+            self.held[task_id] = key
+            entry = self.others.setdefault(key, [task_id, 0])
+            entry[0] = task_id
+            if record.outcome is Outcome.DONE or record.outcome is Outcome.REPLACING:
+                entry[1] = int(record.outcome is Outcome.DONE)
+            return
+        if task_id == natural:
+            self.moved.pop(natural, None)
+            self.held.pop(task_id, None)
+        else:
+            self.moved[natural] = task_id
+            self.held[task_id] = key
+        if record.attempt > self.attempts[natural]:
+            self.attempts[natural] = record.attempt
+        if record.outcome is Outcome.DONE:
+            self.done[natural] = 1
+        elif record.outcome is Outcome.REPLACING:
+            self.done[natural] = 0  # a crash while its output was being replaced
+
+    # --- the file -------------------------------------------------------------------------------
+
+    def save(self, lab: ExperimentLab) -> None:
+        if not self.unsaved:
+            return
+        header = {
+            "format": INDEX_FORMAT, "digest": self.digest, "total": self.total, "offset": self.position.offset,
+            "line": self.position.line, "fingerprint": self.fingerprint, "max_id": self.max_id,
+            "moved": list(self.moved.items()), "held": list(self.held.items()),
+            "others": [[key, *entry] for key, entry in self.others.items()],
+        }  # fmt: skip
+        encoded = json.dumps(header, separators=(",", ":")).encode()
+        body = b"".join((_MAGIC, len(encoded).to_bytes(_LENGTH_BYTES, "little"), encoded, self.attempts.tobytes(), self.done))
+        write_atomically(lab.path / INDEX_FILE, body + _checksum(body))
+        self.unsaved = False
+
+    @classmethod
+    def load(cls, lab: ExperimentLab, experiment: Experiment) -> "GridHistory":
+        """The index of `experiment`'s grid, if it is whole and describes the journal as it is."""
+        try:
+            data = (lab.path / INDEX_FILE).read_bytes()
+        except OSError as error:
+            raise StaleIndex(error.strerror or str(error)) from None
+        body, checksum = data[:-_CHECKSUM_BYTES], data[-_CHECKSUM_BYTES:]
+        if not body.startswith(_MAGIC) or _checksum(body) != checksum:
+            raise StaleIndex("damaged")
+        start = len(_MAGIC) + _LENGTH_BYTES
+        header_end = start + int.from_bytes(body[len(_MAGIC) : start], "little")
+        header: dict[str, Any] = json.loads(body[start:header_end])
+        total = experiment.task_count
+        if header["format"] != INDEX_FORMAT or header["digest"] != grid_digest(experiment) or header["total"] != total:
+            raise StaleIndex("of another grid")
+        if len(body) != header_end + 9 * total:
+            raise StaleIndex("damaged")
+        position = JournalPosition(header["offset"], header["line"])
+        if not header["fingerprint"] or _fingerprint(lab, position.offset) != header["fingerprint"]:
+            raise StaleIndex("of another journal")
+        attempts = array(_ATTEMPTS)
+        attempts.frombytes(body[header_end : header_end + 8 * total])
+        return cls(
+            header["digest"], total, position, header["fingerprint"], attempts, bytearray(body[header_end + 8 * total :]),
+            {n: task_id for n, task_id in header["moved"]}, {task_id: key for task_id, key in header["held"]},
+            {key: [task_id, done] for key, task_id, done in header["others"]}, header["max_id"], unsaved=False,
+        )  # fmt: skip
+
+
+def _fingerprint(lab: ExperimentLab, end: int) -> str:
+    """A digest of the journal's length up to `end` and of its bytes at the start and just
+    before `end`; "" if the journal is shorter than `end`."""
+    digest = hashlib.blake2b(b"%d:" % end, digest_size=16)
+    tail = max(0, end - FINGERPRINT_BYTES)
+    try:
+        with open(lab.journal_path, "rb") as journal:
+            digest.update(journal.read(min(end, FINGERPRINT_BYTES)))
+            journal.seek(tail)
+            before_end = journal.read(end - tail)
+    except FileNotFoundError:
+        before_end = b""
+    if len(before_end) != end - tail:
+        return ""
+    digest.update(before_end)
+    return digest.hexdigest()
+
+
+def _checksum(body: bytes) -> bytes:
+    return hashlib.blake2b(body, digest_size=_CHECKSUM_BYTES).digest()
