@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.cli.live_sweeps import START_TIMEOUT_S, gate, live, running_on, sweeps, wait_for  # noqa: F401 (fixture)
-from tests.running import journal, patas
+from tests.running import ENV, journal, patas
 
 GATED_TASKS = ("--va", "i", "0", "6", "1")
 
@@ -139,3 +139,22 @@ def test_an_ssh_node_added_during_a_run_gets_tasks(clean_sim_cluster, tmp_path, 
     assert sweep.wait(60) == 0, sweep.communicate()
     hosts = Counter(r["hostname"] for r in journal(lab / "grid") if r["outcome"] == "done")
     assert hosts[second.name] >= 1 and sum(hosts.values()) == 6, hosts
+
+
+def test_a_run_that_ships_its_code_refuses_a_node_added_later(tmp_path, sweeps, monkeypatch):
+    monkeypatch.setitem(ENV, "PATAS_CACHE", str(tmp_path / "cache"))
+    # The code goes to the run's nodes before it starts; a node added later would have no copy.
+    code = tmp_path / "code"
+    code.mkdir()
+    (code / "task.sh").write_text(gated(tmp_path) + "\n")
+    lab = code / "pataslab"
+    sweep = sweeps("--ship", ".", "--cmd", "bash task.sh", *GATED_TASKS, "--node", "localhost", "1", cwd=code)
+    wait_for(lambda: running_on(lab, "node0") or sweep.poll() is not None, START_TIMEOUT_S, "a task on node0")
+    assert sweep.poll() is None, sweep.communicate()
+
+    added = patas("nodes", "add", "grid", "--node", "localhost", "1", cwd=code)
+    assert added.code == 1
+    assert "node1: this run ships its code (--ship), which goes to the nodes it started with only" in added.stdout + added.stderr
+    (tmp_path / "go").touch()
+    assert sweep.wait(60) == 0
+    assert set(nodes_of(lab)) == {"node0"}

@@ -323,6 +323,15 @@ class Coordinator:
     def add_node(self, placement: Placement, session: NodeSession) -> AgentLink | None:
         """Start an agent on a node added while the run goes on (`patas nodes add`, a pool's
         newcomer); None if it could not start. A node seen before (an agent back) adds no slots."""
+        place = (placement.cluster_in_lab, placement.node_in_cluster)
+        if any(place not in shipped.roots for shipped in self.code.values()):
+            # The code is shipped before the run starts, to its nodes then: a new node has no copy
+            # (an agent back on a node seen before finds its copy in the node's cache).
+            reason = "this run ships its code (--ship), which goes to the nodes it started with only"
+            self.result.agent_failures.append(f"{placement.node.name}: {reason}")
+            self.observer.agent_event(placement.node.name, f"not added: {reason}")
+            self._retired.add(placement.node.name)  # not to be borrowed again from its pool
+            return None
         if all(p.node.name != placement.node.name for p in self.placements):
             self.scheduler.total_slots += placement.slots
         self.sessions[placement.agent_id] = session
