@@ -93,6 +93,17 @@ def test_rerunning_continues_the_study_up_to_trials_and_a_changed_space_is_refus
     assert sorted(r["task_id"] for r in journal(lab)[-2:]) == [4, 5]  # after every id of the first study
 
 
+def test_a_lock_a_killed_run_left_on_the_study_does_not_stop_the_next_run(tmp_path):
+    # What Optuna's own file lock (a symbolic link beside the study) leaves when a run is
+    # SIGKILLed while it writes: a run waited for it forever. The study's lock is an flock now.
+    assert search(tmp_path, "random", 2, "--seed", "1").code == 0
+    lab = tmp_path / "pataslab/s"
+    os.symlink("pataslab/s/study.journal", lab / "study.journal.lock")
+    run = search(tmp_path, "random", 3, "--seed", "1")
+    assert run.code == 0, run.stderr
+    assert len(study_trials(lab)) == 3
+
+
 def test_a_trial_without_its_objective_in_the_output_fails_with_a_message(tmp_path):
     run = search(tmp_path, "random", 2, command="echo {hidden} {activation} {alpha}")
     assert run.code == 0, run.stderr

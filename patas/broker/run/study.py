@@ -25,6 +25,7 @@ the task and ends it as `pruned`.
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import math
 import os
@@ -172,7 +173,31 @@ def open_storage(path: os.PathLike[str] | str) -> "optuna.storages.JournalStorag
     from optuna.storages.journal import JournalFileBackend
 
     _quiet_optuna()
-    return JournalStorage(JournalFileBackend(str(path)))
+    return JournalStorage(JournalFileBackend(str(path), lock_obj=_study_lock(path)))
+
+
+def _study_lock(path: os.PathLike[str] | str) -> "optuna.storages.journal.BaseJournalFileLock":
+    """Optuna's lock around each write of the study file, as an flock on the file itself: the
+    kernel lets go of it when its process dies. Optuna's own (a symbolic link beside the file)
+    outlives a SIGKILLed run, and the next run waits for it forever (its staleness check stats
+    the link's relative target from the wrong folder)."""
+    from optuna.storages.journal._file import BaseJournalFileLock
+
+    class FileLock(BaseJournalFileLock):
+        def __init__(self) -> None:
+            self._fd: int | None = None
+
+        def acquire(self) -> bool:
+            self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+            return True
+
+        def release(self) -> None:
+            if self._fd is not None:
+                os.close(self._fd)  # also lets go of the flock
+                self._fd = None
+
+    return FileLock()
 
 
 def _drop_torn_line(path: os.PathLike[str] | str) -> None:
