@@ -18,13 +18,12 @@ failed. The counts:
 
 from __future__ import annotations
 
-import os
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Iterable
 
 from patas.common.errors import ConfigError, LabError, did_you_mean
-from patas.common.lab import AttemptRecord, ExperimentLab, Outcome
+from patas.common.lab import AttemptRecord, ExperimentLab, Outcome, experiments_in
 
 
 @dataclass(frozen=True)
@@ -107,18 +106,6 @@ def experiment_names(lab_root: Path, experiment: str | None) -> list[str]:
         return [experiment]
     there = f"experiments there: {', '.join(found)}" if found else "it holds no experiment"
     raise StatusError(f"{lab_root / experiment}: no such experiment{did_you_mean(experiment, found)} ({there})")
-
-
-def experiments_in(lab_root: Path) -> list[str]:
-    """The experiment folders of the lab (those with a journal, a definition or a run's lock)."""
-    from patas.common.lab_lock import LOCK_FILE
-
-    try:
-        entries = sorted(os.scandir(lab_root), key=lambda e: e.name)
-    except OSError:
-        return []
-    markers = (ExperimentLab(lab_root, "").journal_path.name, ExperimentLab(lab_root, "").definition_path.name, LOCK_FILE)
-    return [e.name for e in entries if e.is_dir() and any(os.path.lexists(os.path.join(e.path, m)) for m in markers)]
 
 
 def experiment_status(lab: ExperimentLab) -> ExperimentStatus:

@@ -31,7 +31,7 @@ from typing import BinaryIO, Callable
 
 from patas.broker.run.scheduler import cannot_run
 from patas.common.errors import ConfigError, LabError
-from patas.common.lab import AttemptRecord, ExperimentLab, NewerJournalError, Outcome, RecordError
+from patas.common.lab import AttemptRecord, ExperimentLab, NewerJournalError, Outcome, RecordError, experiments_in
 from patas.common.lab_lock import LockHolder, holder
 
 # How often a followed file, the journal and the lock are looked at.
@@ -207,14 +207,6 @@ def experiment_lab(lab_root: Path, name: str) -> ExperimentLab:
     found = experiments_in(lab_root)
     there = f"experiments there: {', '.join(found)}" if found else "it holds no experiment"
     raise TaskOutputError(f"{lab.path}: no such experiment ({there}; give one of them, or -o for another lab)")
-
-
-def experiments_in(lab_root: Path) -> list[str]:
-    try:
-        entries = sorted(os.scandir(lab_root), key=lambda e: e.name)
-    except OSError:
-        return []
-    return [e.name for e in entries if e.is_dir() and ExperimentLab(lab_root, e.name).journal_path.exists()]
 
 
 def read_history(lab: ExperimentLab, task_id: int) -> tuple[TaskHistory, JournalTail]:

@@ -443,6 +443,19 @@ def _end_of_last_line(stream: Any, end: int) -> int:
     return 0
 
 
+def experiments_in(lab_root: Path) -> list[str]:
+    """The experiment folders of a pataslab, by name: those with a journal, a definition or a
+    run's lock (a run that has not finished a task yet)."""
+    from patas.common.lab_lock import LOCK_FILE
+
+    try:
+        entries = sorted(os.scandir(lab_root), key=lambda e: e.name)
+    except OSError:
+        return []
+    markers = (JOURNAL_FILE, DEFINITION_FILE, LOCK_FILE)
+    return [e.name for e in entries if e.is_dir() and any(os.path.lexists(os.path.join(e.path, m)) for m in markers)]
+
+
 def write_atomically(path: Path, data: bytes) -> None:
     """Write a whole file or nothing: a temporary file, flushed, then renamed over `path`.
 

@@ -27,7 +27,8 @@ from starlette.responses import FileResponse, JSONResponse, Response, StreamingR
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from patas.analysis.status import experiments_in, lab_status, status_to_json
+from patas.analysis.status import lab_status, status_to_json
+from patas.common.lab import experiments_in
 from patas.common.errors import PatasError
 from patas.common.lab import STREAMS, ExperimentLab
 from patas.dashboard.access import TokenGate

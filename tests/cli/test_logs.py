@@ -10,9 +10,9 @@ import time
 from pathlib import Path
 from typing import Callable
 
-import pytest
 
-from tests.running import ENV, patas, start_patas
+from tests.cli.live_sweeps import gate, sweeps  # noqa: F401 (sweeps: a fixture)
+from tests.running import ENV, patas
 
 DEADLINE_S = 2.0  # how soon a printed line must show
 
@@ -31,31 +31,6 @@ def read(path: Path) -> bytes:
         return path.read_bytes()
     except FileNotFoundError:
         return b""
-
-
-def gate(folder: Path, name: str) -> str:
-    """A shell loop that waits until the test creates `folder/name`."""
-    return f"while [ ! -e {folder / name} ]; do sleep 0.02; done"
-
-
-@pytest.fixture
-def sweeps(tmp_path: Path):
-    """Start `patas explore` in tmp_path; every sweep started is let go and waited for at the end."""
-    started: list[subprocess.Popen[str]] = []
-
-    def start(*args: str) -> subprocess.Popen[str]:
-        process = start_patas("explore", *args, "-y", cwd=tmp_path)
-        started.append(process)
-        return process
-
-    yield start
-    (tmp_path / "go").touch()
-    for process in started:
-        try:
-            process.communicate(timeout=60)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.communicate()
 
 
 def test_a_line_printed_by_a_running_task_is_in_its_attempt_file_within_two_seconds(tmp_path, sweeps):
