@@ -20,32 +20,19 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+from first_task import seconds_to_first_task  # bench/ is the script's folder
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-POLL_S = 0.005
 TIMEOUT_S = 60.0
 
 
 def time_to_first_task(args: list[str], cwd: Path, env: dict[str, str]) -> float:
-    """Seconds from launching `patas explore ARGS` to its first journal line; then it is stopped."""
-    journal = cwd / "pataslab" / "grid" / "journal.jsonl"
-    started = time.monotonic()
-    process = subprocess.Popen([sys.executable, "-m", "patas", "explore", *args, "-y", "-q"], cwd=cwd, env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
-    try:
-        while not (journal.exists() and journal.stat().st_size > 0):
-            if process.poll() is not None:
-                raise RuntimeError(f"patas exited early: {process.stderr.read().decode()[-500:]}")
-            if time.monotonic() - started > TIMEOUT_S:
-                raise RuntimeError("no task within the timeout")
-            time.sleep(POLL_S)
-        return time.monotonic() - started
-    finally:
-        process.wait(TIMEOUT_S)
+    """Seconds from launching `patas explore ARGS` to its first journal line."""
+    return seconds_to_first_task([sys.executable, "-m", "patas", "explore", *args, "-y", "-q"], cwd, env, TIMEOUT_S)
 
 
 def measure(node_args: list[str], env: dict[str, str], rounds: int) -> tuple[list[float], list[float]]:

@@ -23,6 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from first_task import seconds_to_first_task  # bench/ is the script's folder
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
@@ -36,20 +38,7 @@ def patas_argv(*args: str) -> list[str]:
 
 
 def time_to_first_task(env: dict[str, str], cwd: Path) -> float:
-    journal = cwd / "pataslab" / "grid" / "journal.jsonl"
-    started = time.monotonic()
-    process = subprocess.Popen(patas_argv("--cmd", "echo {i}", "--va", "i", "0", "4", "1"), cwd=cwd, env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
-    try:
-        while not (journal.exists() and journal.stat().st_size > 0):
-            if process.poll() is not None:
-                raise RuntimeError(f"patas exited early: {process.stderr.read().decode()[-500:]}")
-            if time.monotonic() - started > TIMEOUT_S:
-                raise RuntimeError("no task within the timeout")
-            time.sleep(POLL_S)
-        return time.monotonic() - started
-    finally:
-        process.wait(TIMEOUT_S)
+    return seconds_to_first_task(patas_argv("--cmd", "echo {i}", "--va", "i", "0", "4", "1"), cwd, env, TIMEOUT_S)
 
 
 def patas_sweep(env: dict[str, str], cwd: Path) -> float:
