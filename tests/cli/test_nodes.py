@@ -141,20 +141,70 @@ def test_an_ssh_node_added_during_a_run_gets_tasks(clean_sim_cluster, tmp_path, 
     assert hosts[second.name] >= 1 and sum(hosts.values()) == 6, hosts
 
 
-def test_a_run_that_ships_its_code_refuses_a_node_added_later(tmp_path, sweeps, monkeypatch):
-    monkeypatch.setitem(ENV, "PATAS_CACHE", str(tmp_path / "cache"))
-    # The code goes to the run's nodes before it starts; a node added later would have no copy.
+def shipping_sweep(tmp_path: Path, sweeps, *nodes: str) -> tuple[Path, Path, object]:
+    """A gated sweep that ships ./code and prints the folder each task runs in, started on `nodes`."""
     code = tmp_path / "code"
     code.mkdir()
-    (code / "task.sh").write_text(gated(tmp_path) + "\n")
-    lab = code / "pataslab"
-    sweep = sweeps("--ship", ".", "--cmd", "bash task.sh", *GATED_TASKS, "--node", "localhost", "1", cwd=code)
+    (code / "task.sh").write_text('echo "on $PATAS_NODE_NAME in $PWD"; while [ ! -e ~/go ]; do sleep 0.02; done\n')
+    sweep = sweeps("--ship", ".", "--cmd", "bash task.sh", *GATED_TASKS, *nodes, cwd=code)
+    return code, code / "pataslab", sweep
+
+
+def shipped_to(lab: Path, node: str) -> list[dict]:
+    """The done records of `node`, each with the code digest the journal recorded for it."""
+    return [r for r in journal(lab / "grid") if r["outcome"] == "done" and r["node_name"] == node]
+
+
+def test_a_node_added_to_a_run_that_ships_its_code_runs_it_in_its_copy(tmp_path, sweeps, monkeypatch):
+    monkeypatch.setitem(ENV, "PATAS_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setitem(ENV, "HOME", str(tmp_path))  # the tasks wait for ~/go
+    code, lab, sweep = shipping_sweep(tmp_path, sweeps, "--node", "localhost", "1")
     wait_for(lambda: running_on(lab, "node0") or sweep.poll() is not None, START_TIMEOUT_S, "a task on node0")
     assert sweep.poll() is None, sweep.communicate()
+    (code / "task.sh").write_text("echo edited after the snapshot\n")  # the copy is what runs
 
     added = patas("nodes", "add", "grid", "--node", "localhost", "1", cwd=code)
-    assert added.code == 1
-    assert "node1: this run ships its code (--ship), which goes to the nodes it started with only" in added.stdout + added.stderr
+    assert (added.code, added.stdout) == (0, "Added node1: ready with 1 workers\n"), added.stderr
+    wait_for(lambda: printing_on_in(lab, "node1"), START_TIMEOUT_S, "a task printing on node1")
     (tmp_path / "go").touch()
-    assert sweep.wait(60) == 0
-    assert set(nodes_of(lab)) == {"node0"}
+    assert sweep.wait(60) == 0, sweep.communicate()
+    records = shipped_to(lab, "node0") + shipped_to(lab, "node1")
+    assert len(records) == 6 and shipped_to(lab, "node1"), nodes_of(lab)
+    assert len({r["code"]["digest"] for r in records}) == 1
+    for record in records:
+        stdout = (lab / "grid" / str(record["task_id"]) / "stdout").read_text()
+        assert stdout.startswith(f"on {record['node_name']} in {tmp_path / 'cache' / 'snapshots'}/"), stdout
+
+
+def printing_on_in(lab: Path, node: str):
+    """The status once a task on `node` has printed its first line (the folder it runs in)."""
+    status = running_on(lab, node)
+    if status is None or not any(t.node == node and t.last_line.startswith(f"on {node} in ") for t in status.running_tasks):
+        return None
+    return status
+
+
+@pytest.mark.cluster
+@pytest.mark.skipif(os.geteuid() != 0, reason="a simulated cluster needs root (users, namespaces, mounts)")
+def test_an_ssh_node_added_to_a_run_that_ships_its_code_gets_the_code_first(clean_sim_cluster, tmp_path, sweeps):
+    cluster = clean_sim_cluster
+    first, second, third = cluster.nodes[0], cluster.nodes[1], cluster.nodes[2]
+    ssh = ("--ssh-config", str(cluster.ssh_config_path))
+    code, lab, sweep = shipping_sweep(tmp_path, sweeps, "--node", first.name, "1", *ssh)
+    wait_for(lambda: running_on(lab, "node0") or sweep.poll() is not None, START_TIMEOUT_S, "a task on node0")
+    assert sweep.poll() is None, sweep.communicate()
+    # The third node cannot keep the code: a file where its blob store should be.
+    assert cluster.run_on(third, "mkdir -p ~/.cache/patas && touch ~/.cache/patas/blobs").returncode == 0
+
+    added = patas("nodes", "add", "grid", "--node", second.name, "1", "--node", third.name, "1", cwd=code)
+    assert added.code == 1, added.stdout + added.stderr
+    assert "Added node1: ready with 1 workers\n" in added.stdout, added.stdout
+    assert "Not added: node2: cannot keep the code in ~/.cache/patas: " in added.stdout + added.stderr, added.stdout + added.stderr
+    wait_for(lambda: printing_on_in(lab, "node1"), START_TIMEOUT_S, "a task printing on the SSH node")
+    for node in (first, second):
+        cluster.run_on(node, "touch ~/go")
+    assert sweep.wait(60) == 0, sweep.communicate()
+    assert set(nodes_of(lab)) == {"node0", "node1"} and sum(nodes_of(lab).values()) == 6, nodes_of(lab)
+    for record in shipped_to(lab, "node1"):
+        stdout = (lab / "grid" / str(record["task_id"]) / "stdout").read_text()
+        assert stdout.startswith(f"on node1 in {second.home}/.cache/patas/snapshots/{record['code']['digest']}"), stdout

@@ -380,3 +380,28 @@ def test_a_sweep_takes_the_agents_that_join_the_pool_after_it_started(pools, tmp
     exactly_once(lab, outputs)
     assert any(text.startswith("node1 ") for text in outputs.values()), "the newcomer should have run tasks"
     assert all(text.split()[1] == str(i) for i, text in outputs.items())
+
+
+def test_a_sweep_that_ships_its_code_ships_it_to_the_agents_that_join_the_pool(pools, tmp_path):
+    root, env = pools
+    env = {**env, "PATAS_CACHE": str(tmp_path / "cache")}
+    assert run(env, tmp_path, "pool", "up", "--name", POOL, "--node", "localhost", "1").returncode == 0
+    work = tmp_path / "work"
+    work.mkdir()
+    go = tmp_path / "GO"
+    (work / "task.sh").write_text(f'[ "$1" -lt 3 ] || until [ -e {go} ]; do sleep 0.02; done; echo "$PATAS_NODE_NAME $1 $PWD"\n')
+    command = ["explore", "--pool", POOL, "--ship", ".", "--cmd", "bash task.sh {i}", "--va", "i", "0", "40", "1", "-y"]
+    sweep_process = subprocess.Popen([sys.executable, "-m", "patas", *command], env=env, cwd=work, stderr=subprocess.PIPE, text=True)
+    lab = work / "pataslab/grid"
+    wait_for(lambda: len(done_ids(lab)) >= 3)
+    more = run(env, tmp_path, "pool", "up", "--name", POOL, "--node", "localhost", "1", "--node", "127.0.0.1", "1")
+    assert more.returncode == 0 and "2/2 agents ready" in more.stderr, more.stderr
+    wait_for(lambda: _running(env, tmp_path).get("node1", 0) >= 1)  # the newcomer, once it has the code
+    go.touch()
+    _, stderr = sweep_process.communicate(timeout=120)
+    assert sweep_process.returncode == 0, stderr
+    outputs = {i: (lab / str(i) / "stdout").read_text().split() for i in range(40)}
+    assert any(node == "node1" for node, _, _ in outputs.values()), "the newcomer should have run tasks"
+    assert all(i == int(task) for i, (_, task, _) in outputs.items())
+    assert len({folder for _, _, folder in outputs.values()}) == 1, "every task ran in the same shipped copy"
+    assert next(iter(outputs.values()))[2].startswith(f"{tmp_path / 'cache' / 'snapshots'}/")

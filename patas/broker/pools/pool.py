@@ -314,7 +314,7 @@ class PoolSession:
         """Where the shipped code goes for this agent (patas.broker.ship.transfer)."""
         from patas.broker.ship.transfer import LocalTarget, SSHTarget
 
-        address = self.borrowing.addresses.get(self.agent.agent_id)
+        address = self.borrowing.address_of(self.agent.agent_id)
         if address is None:
             raise NodeError(f"pool agent {self.agent.agent_id}: its node's address is unknown (`patas pool down` and up again to ship code to it)")
         if address.is_local:
@@ -350,7 +350,8 @@ class PoolBorrowing:
         self.cluster_name = name
         self.client = PoolClient(state)
         self.ssh = ssh
-        self.addresses = state.nodes()  # where `pool up` reached each agent's node (for --ship)
+        self._state = state
+        self._addresses = state.nodes()  # where `pool up` reached each agent's node (for --ship)
         ready = [a for a in self.client.status() if a.state == "ready"]
         if not ready:
             raise PoolError(f"pool '{name}' has no ready agent (see `patas pool status {name}`)")
@@ -360,6 +361,13 @@ class PoolBorrowing:
     @property
     def cluster(self) -> Cluster:
         return Cluster(self.cluster_name, tuple(s.node for s in self.sessions))
+
+    def address_of(self, agent_id: str) -> Node | None:
+        """Where `pool up` reached the agent's node; read again for an agent that joined the pool
+        after the run started (from any thread: the map is replaced, never changed)."""
+        if agent_id not in self._addresses:
+            self._addresses = self._state.nodes()
+        return self._addresses.get(agent_id)
 
     def joining(self, present: set[str]) -> list[NodeSession]:
         """The pool's ready agents on nodes other than `present`, borrowed now."""

@@ -8,10 +8,10 @@ attribute test per turn.
   last line of output so far (from the tails the output store keeps in memory, so it includes
   what is not yet flushed to the attempt's file); per node its agents, slots, busy slots and
   state; tasks done per second since the run started, and the time left at that rate.
-- Adding nodes: their SSH sessions are opened in a thread of their own (connecting and shipping
-  the agent takes seconds); the loop then places them after every node of the run (new node and
-  worker numbers, so the journal's numbering stays unique), starts their agents, and answers
-  once each agent said hello or was given up.
+- Adding nodes: their SSH sessions are opened in a thread of their own, which also ships them
+  the run's code if it ships any (connecting and shipping take seconds); the loop then places
+  them after every node of the run (new node and worker numbers, so the journal's numbering
+  stays unique), starts their agents, and answers once each agent said hello or was given up.
 - Removing a node: without draining, its agent is told to stop and its attempts go back to the
   queue, as new attempts that cost the tasks no try; with draining, it takes no new task and
   its agent is stopped once the tasks it holds have ended.
@@ -30,6 +30,7 @@ import zmq
 
 from patas.analysis.status import ExperimentStatus, FailureGroup, NodeStatus, RunningTask
 from patas.broker.launch.session import NodeSession, open_sessions
+from patas.broker.run.newcomers import Newcomer, ship_to
 from patas.broker.run.channel import (
     AddNodesReply,
     AddNodesRequest,
@@ -51,6 +52,7 @@ from patas.common.protocol import Shutdown
 
 if TYPE_CHECKING:
     from patas.broker.run.coordinator import AgentLink, Coordinator
+    from patas.broker.ship.code import ShippedCode
 
 
 class NodeState(enum.Enum):
@@ -86,7 +88,7 @@ class RunControl:
         self.server = ControlServer([plan.lab.path for plan in coordinator.plans])
         self._started = time.monotonic()
         # Sessions a thread opened, for the loop to use: (request, cluster, nodes, sessions, failures).
-        self._opened: collections.deque[tuple[PendingRequest, str, list[Node], list[NodeSession | None], list[str]]]
+        self._opened: collections.deque[tuple[PendingRequest, str, list[Node], list[Newcomer | None], list[str]]]
         self._opened = collections.deque()
         self._arrivals: list[Arrival] = []
         self._draining: dict[str, AgentLink] = {}
@@ -207,7 +209,7 @@ class RunControl:
             pending.answer(AddNodesReply([], failed))
             return
         cluster = request.cluster or DEFAULT_CLUSTER_NAME
-        arguments = (pending, cluster, nodes, failed)
+        arguments = (pending, cluster, nodes, failed, dict(self.run.code))
         threading.Thread(target=self._open, args=arguments, name="patas-add-nodes", daemon=True).start()
 
     def _named_nodes(self, wire: list[list[Any]]) -> tuple[list[Node], list[str]]:
@@ -226,18 +228,27 @@ class RunControl:
             nodes.append(Node(name, hostname, user, port, private_key, workers, tuple(tags)))
         return nodes, failed
 
-    def _open(self, pending: PendingRequest, cluster: str, nodes: list[Node], failed: list[str]) -> None:
-        """In a thread: connect to the nodes, then hand the sessions to the loop."""
+    def _open(self, pending: PendingRequest, cluster: str, nodes: list[Node], failed: list[str], code: dict[int, ShippedCode]) -> None:
+        """In a thread: connect to the nodes and ship them the run's code, then hand the sessions to the loop."""
         opener = self.settings.open_remote or _refuse_remote
         sessions, failures = open_sessions(nodes, opener)
-        self._opened.append((pending, cluster, nodes, sessions, failed + [str(failure) for failure in failures]))
+        failed = failed + [str(failure) for failure in failures]
+        newcomers: list[Newcomer | None] = []
+        for session in sessions:
+            newcomer = ship_to(code, session) if session is not None else None
+            if newcomer is not None and newcomer.error:
+                failed.append(newcomer.error)
+                newcomer.session.close()
+                newcomer = None
+            newcomers.append(newcomer)
+        self._opened.append((pending, cluster, nodes, newcomers, failed))
 
     def _place_opened(self, pending: PendingRequest, cluster: str, nodes: list[Node],
-                      sessions: list[NodeSession | None], failed: list[str]) -> None:  # fmt: skip
+                      newcomers: list[Newcomer | None], failed: list[str]) -> None:  # fmt: skip
         arrival = Arrival(pending, failed=list(failed))
-        opened = [(node, session) for node, session in zip(nodes, sessions) if session is not None]
-        for placement, session in zip(self._placements(cluster, opened), (s for _, s in opened)):
-            link = self.run.add_node(placement, session)
+        opened = [(node, newcomer) for node, newcomer in zip(nodes, newcomers) if newcomer is not None]
+        for placement, (_, newcomer) in zip(self._placements(cluster, [(n, c.session) for n, c in opened]), opened):
+            link = self.run.add_node(placement, newcomer.session, newcomer.copies)
             if link is None:
                 arrival.failed.append(self.run.result.agent_failures[-1])
             else:

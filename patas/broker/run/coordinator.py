@@ -23,6 +23,7 @@ from patas.broker.run.control import ControlSettings, RunControl
 from patas.broker.run.failures import AttemptFailure, FailureTally
 from patas.broker.run.halt import FAIL_FAST, Halt, HaltPolicy, Urgency
 from patas.broker.launch.session import AgentHandle, NodeSession
+from patas.broker.run.newcomers import Newcomers
 from patas.broker.run.outputs import OutputStore
 from patas.broker.run.placement import Placement, place_joining
 from patas.broker.run.plan import ExperimentPlan, PlannedTask
@@ -172,6 +173,7 @@ class Coordinator:
         self._last_progress = 0.0
         self._joining = joining
         self._joined = 0  # agents added by `joining` so far
+        self._newcomers = Newcomers(self.code)  # `joining`'s agents, given the shipped code first
         self._last_join_poll = time.monotonic()
         self._alone_since: float | None = None  # when the run last lost its last agent
         self._retired: set[str] = set()  # nodes taken out of rotation
@@ -320,18 +322,14 @@ class Coordinator:
             return
         self.agents[placement.agent_id] = AgentLink(placement, handle, now, now)
 
-    def add_node(self, placement: Placement, session: NodeSession) -> AgentLink | None:
+    def add_node(self, placement: Placement, session: NodeSession, copies: dict[int, str] | None = None) -> AgentLink | None:
         """Start an agent on a node added while the run goes on (`patas nodes add`, a pool's
-        newcomer); None if it could not start. A node seen before (an agent back) adds no slots."""
+        newcomer); None if it could not start. `copies`: where the node holds the shipped code, by
+        experiment (`newcomers.ship_to`; a run that ships nothing has none). A node seen before (an
+        agent back) adds no slots."""
         place = (placement.cluster_in_lab, placement.node_in_cluster)
-        if any(place not in shipped.roots for shipped in self.code.values()):
-            # The code is shipped before the run starts, to its nodes then: a new node has no copy
-            # (an agent back on a node seen before finds its copy in the node's cache).
-            reason = "this run ships its code (--ship), which goes to the nodes it started with only"
-            self.result.agent_failures.append(f"{placement.node.name}: {reason}")
-            self.observer.agent_event(placement.node.name, f"not added: {reason}")
-            self._retired.add(placement.node.name)  # not to be borrowed again from its pool
-            return None
+        for experiment_id, root in (copies or {}).items():
+            self.code[experiment_id] = self.code[experiment_id].with_copy(place, root)
         if all(p.node.name != placement.node.name for p in self.placements):
             self.scheduler.total_slots += placement.slots
         self.sessions[placement.agent_id] = session
@@ -353,17 +351,28 @@ class Coordinator:
         self._start_agent(placement)
 
     def _recruit(self, now: float) -> None:
-        """Add the agents that joined since the last look (a pool's newcomers, or its agents back)."""
-        if self._joining is None or now - self._last_join_poll < JOIN_POLL_INTERVAL_S or self._stop_requested:
+        """Add the agents that joined since the last look (a pool's newcomers, or its agents back),
+        once the run's shipped code, if any, is on their node."""
+        if self._joining is None or self._stop_requested:
             return
-        self._last_join_poll = now
-        present = {link.placement.node.name for link in self.agents.values() if not link.gone}
-        for session in self._joining.joining(present | self._retired):
+        if now - self._last_join_poll >= JOIN_POLL_INTERVAL_S:
+            self._last_join_poll = now
+            present = {link.placement.node.name for link in self.agents.values() if not link.gone}
+            for session in self._joining.joining(present | self._retired | self._newcomers.underway):
+                self._newcomers.send(session)
+        for arrival in self._newcomers.arrived():
+            session = arrival.session
+            if arrival.error:
+                self.result.agent_failures.append(arrival.error)
+                self.observer.agent_event(session.node.name, f"not added: {arrival.error}")
+                self._retired.add(session.node.name)  # not to be borrowed again from its pool
+                session.close()
+                continue
             self._joined += 1
             agent_id = f"{session.node.name}~joined{self._joined}"
             placement = place_joining(self.placements, session.node, session.slots, self._joining.cluster_name, agent_id)
             self.observer.agent_event(session.node.name, "joined the run")
-            self.add_node(placement, session)
+            self.add_node(placement, session, arrival.copies)
 
     def _on_hello(self, link: AgentLink, hello: Hello) -> None:
         agent_id = link.placement.agent_id

@@ -27,7 +27,7 @@ from patas.broker.run.scheduler import Counts
 from patas.broker.slurm.options import SlurmOptions
 from patas.broker.ship.code import Shipment, ShippedCode, plan_shipment
 from patas.broker.ship.snapshot import DEFAULT_SHIP_LIMIT_BYTES
-from patas.broker.ship.transfer import Delivery, ShipObserver
+from patas.broker.ship.transfer import UNREPORTED, ShipObserver
 from patas.broker.run.source import GridSource, TaskSource
 from patas.broker.ssh.options import SSHOptions
 from patas.common.config import Cluster, Experiment, Node
@@ -101,7 +101,7 @@ class Exploration:
     def run(self, observer: RunObserver) -> RunResult:
         """Run every pending task (in the shipped code, sent first if not yet); the definitions
         are recorded once the run has started."""
-        self.ship(_Unreported())
+        self.ship(UNREPORTED)
         to_run = tuple(
             plan.to_run if self.task_filter is None else plan.selection(self.task_filter).to_run(plan.redo) for plan in self.plans
         )
@@ -157,16 +157,6 @@ def prepare(
         raise
     control = ControlSettings(open_remote=lambda node: _ssh_session(node, ssh), pool=pool)
     return Exploration(plans, placements, sessions, failures, task_filter, settings, locks, control, joining, shipment)
-
-
-class _Unreported:
-    """A ship observer that shows nothing (the caller did not ship first to show progress)."""
-
-    def shipping(self, sent_bytes: int, total_bytes: int) -> None:
-        pass
-
-    def shipped(self, delivery: Delivery, snapshot: object) -> None:
-        pass
 
 
 def _connect(

@@ -3,6 +3,7 @@
     shipment = plan_shipment(experiments, Path.cwd(), limit_bytes)   # before anything runs
     code = shipment.deliver(sessions, observer)                     # once the nodes are open
     code[experiment_id].workdir_on(placement)                       # a task's folder on its node
+    copies = copies_on(code, session)                               # a node joining the run later
 
 Experiments that ship the same paths share one snapshot. A task's workdir is its experiment's
 workdir relative to the shipped root, inside the node's copy: the copy is read-only and named by
@@ -12,14 +13,14 @@ its digest, so editing the code during a sweep never changes what its tasks run.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from patas.broker.launch.session import NodeSession
 from patas.broker.local.session import LocalSession
 from patas.broker.run.placement import Placement
 from patas.broker.ship.snapshot import ShipError, Snapshot, take_snapshot
-from patas.broker.ship.transfer import LocalTarget, ShipObserver, SSHTarget, Target, deliver, local_cache
+from patas.broker.ship.transfer import UNREPORTED, LocalTarget, ShipObserver, SSHTarget, Target, deliver, local_cache
 from patas.common.config import Experiment
 from patas.common.lab import CodeVersion
 
@@ -42,6 +43,10 @@ class ShippedCode:
     def workdir_on(self, placement: Placement) -> str:
         root = self.roots[(placement.cluster_in_lab, placement.node_in_cluster)]
         return f"{root}/{self.workdir}" if self.workdir else root
+
+    def with_copy(self, node: NodeKey, root: str) -> ShippedCode:
+        """The same code, with one more node holding a copy at `root`."""
+        return replace(self, roots={**self.roots, node: root})
 
 
 @dataclass(frozen=True)
@@ -73,6 +78,19 @@ class Shipment:
             )  # fmt: skip
             for experiment_id, snapshot in self.snapshots.items()
         }
+
+
+def copies_on(code: dict[int, ShippedCode], session: NodeSession) -> dict[int, str]:
+    """Ship a run's code to one more node (one that joins the run while it goes on): the root of
+    the node's copy, by experiment id. ShipError if it cannot be shipped there. It blocks for as
+    long as the transfer takes, so it is called off the run loop's thread."""
+    target = _target(session, LocalTarget("this machine", local_cache()))
+    roots: dict[str, str] = {}  # by snapshot digest: experiments that ship the same paths share it
+    for shipped in code.values():
+        if shipped.snapshot.digest not in roots:
+            (delivery,) = deliver(shipped.snapshot, [target], UNREPORTED)
+            roots[shipped.snapshot.digest] = delivery.root
+    return {experiment_id: roots[shipped.snapshot.digest] for experiment_id, shipped in code.items()}
 
 
 def plan_shipment(experiments: list[Experiment], root: Path, limit_bytes: int) -> Shipment:

@@ -68,6 +68,20 @@ class ShipObserver(Protocol):
     def shipped(self, delivery: Delivery, snapshot: Snapshot) -> None: ...
 
 
+class _Unreported:
+    """A ship observer that shows nothing: where progress is not shown, or a node joining a run
+    that is reported once, when its agent is ready."""
+
+    def shipping(self, sent_bytes: int, total_bytes: int) -> None:
+        pass
+
+    def shipped(self, delivery: Delivery, snapshot: Snapshot) -> None:
+        pass
+
+
+UNREPORTED: ShipObserver = _Unreported()
+
+
 class Target(Protocol):
     """Where one node keeps its cache, and how to reach it."""
 
