@@ -21,6 +21,7 @@ import pwd
 import secrets
 import shutil
 import signal
+import stat
 import subprocess
 import tempfile
 import time
@@ -29,6 +30,8 @@ from pathlib import Path
 
 NODES = ("c1", "c2", "c3")
 CPUS_PER_NODE = 2
+GPUS_PER_NODE = 2  # fake: device files only (see _gres_conf)
+NVIDIA_MAJOR = 195
 CONTROLLER_PORT = 16817
 SLURMD_PORT = 16818
 FIRST_NODE_PORT = 16821  # node i listens on FIRST_NODE_PORT + i
@@ -108,6 +111,7 @@ def start_slurm() -> SlurmCluster:
     cluster = SlurmCluster(folder, {**os.environ, "SLURM_CONF": str(folder / "slurm.conf")})
     munge_socket = _write_munge(folder)
     cluster.conf.write_text(_slurm_conf(folder, munge_socket))
+    (folder / "gres.conf").write_text(_gres_conf(folder))
     try:
         cluster.pids["munged"] = _start_munged(folder, munge_socket)
         cluster.pids["slurmctld"] = _start_daemon(
@@ -215,13 +219,31 @@ def _path(command: str) -> str:
     return shutil.which(command) or str(Path("/usr/sbin", command))
 
 
+def _gres_conf(folder: Path) -> str:
+    """Each node's GPUs: character devices of NVIDIA's major number made in the folder. Slurm
+    grants them and sets SLURM_JOB_GPUS and CUDA_VISIBLE_DEVICES as on a GPU node; nothing here
+    opens them (no device cgroup: TaskPlugin=task/none)."""
+    devices = folder / "dev"
+    devices.mkdir(exist_ok=True)
+    lines = []
+    for i, node in enumerate(NODES):
+        for gpu in range(GPUS_PER_NODE):
+            path = devices / f"{node}-nvidia{gpu}"
+            if not path.exists():
+                os.mknod(path, 0o600 | stat.S_IFCHR, os.makedev(NVIDIA_MAJOR, i * GPUS_PER_NODE + gpu))
+        lines.append(f"NodeName={node} Name=gpu File={devices}/{node}-nvidia[0-{GPUS_PER_NODE - 1}]")
+    return "\n".join(lines) + "\n"
+
+
 def _slurm_conf(folder: Path, munge_socket: Path) -> str:
     nodes = "\n".join(
-        f"NodeName={node} NodeHostname=localhost NodeAddr=127.0.0.1 Port={FIRST_NODE_PORT + i} CPUs={CPUS_PER_NODE} State=UNKNOWN"
+        f"NodeName={node} NodeHostname=localhost NodeAddr=127.0.0.1 Port={FIRST_NODE_PORT + i} CPUs={CPUS_PER_NODE}"
+        f" Gres=gpu:{GPUS_PER_NODE} State=UNKNOWN"
         for i, node in enumerate(NODES)
     )
     return f"""\
 ClusterName=patastest
+GresTypes=gpu
 SlurmctldHost=localhost
 SlurmctldPort={CONTROLLER_PORT}
 SlurmdPort={SLURMD_PORT}

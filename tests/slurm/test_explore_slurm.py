@@ -137,3 +137,39 @@ def test_the_library_submits_the_same_jobs(quiet_slurm: SlurmCluster, tmp_path: 
     nodes = {(result.folder / str(t) / "stdout").read_text().split()[1] for t in range(12)}
     assert len(nodes) == 2, "two one-node jobs"
     _assert_nothing_left(quiet_slurm)
+
+
+def test_the_gpus_slurm_grants_are_shared_out_so_that_no_two_running_tasks_share_one(quiet_slurm: SlurmCluster, tmp_path: Path) -> None:
+    # The testbed's nodes have GPUS_PER_NODE fake GPUs each (device files, see tests/slurmcluster.py).
+    done = _patas(
+        quiet_slurm, tmp_path,
+        *_explore("--slurm-nodes", "2", "--gpus-per-node", "2", "--gpus-per-task", "1"),
+        "--cmd", "sleep 0.3; echo $SLURMD_NODENAME $CUDA_VISIBLE_DEVICES $PATAS_GPUS", "--va", "x", "0", "16", "1",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    experiment = tmp_path / "pataslab" / "grid"
+    records = {r["task_id"]: r for r in journal(experiment) if r["outcome"] == "done"}
+    assert sorted(records) == list(range(16))
+    held: dict[tuple[str, str], list[tuple[float, float]]] = {}
+    for task_id, record in records.items():
+        node, cuda, patas_gpus = (experiment / str(task_id) / "stdout").read_text().split()
+        assert cuda == patas_gpus and cuda in {"0", "1"}, (cuda, patas_gpus)
+        held.setdefault((node, cuda), []).append((record["started_at"], record["ended_at"]))
+    assert {gpu for _, gpu in held} == {"0", "1"} and len({node for node, _ in held}) == 2, held
+    for spans in held.values():  # one GPU, one task at a time
+        spans.sort()
+        assert all(end <= next_start for (_, end), (next_start, _) in zip(spans, spans[1:])), spans
+    _assert_nothing_left(quiet_slurm)
+
+
+def test_two_gpus_per_task_make_one_worker_per_two_gpus(quiet_slurm: SlurmCluster, tmp_path: Path) -> None:
+    done = _patas(
+        quiet_slurm, tmp_path,
+        *_explore("--slurm-nodes", "1", "--gpus-per-node", "2", "--gpus-per-task", "2"),
+        "--cmd", "echo $CUDA_VISIBLE_DEVICES", "--va", "x", "0", "4", "1",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    experiment = tmp_path / "pataslab" / "grid"
+    assert {(experiment / str(t) / "stdout").read_text() for t in range(4)} == {"0,1\n"}
+    assert {r["worker_in_lab"] for r in journal(experiment) if r["outcome"] == "done"} == {0}, "one worker"
+    _assert_nothing_left(quiet_slurm)
