@@ -111,8 +111,8 @@ def start_slurm() -> SlurmCluster:
     cluster = SlurmCluster(folder, {**os.environ, "SLURM_CONF": str(folder / "slurm.conf")})
     munge_socket = _write_munge(folder)
     cluster.conf.write_text(_slurm_conf(folder, munge_socket))
-    (folder / "gres.conf").write_text(_gres_conf(folder))
     try:
+        (folder / "gres.conf").write_text(_gres_conf(folder))
         cluster.pids["munged"] = _start_munged(folder, munge_socket)
         cluster.pids["slurmctld"] = _start_daemon(
             ["slurmctld", "-f", str(cluster.conf), "-c", "-i"], folder / "run" / "slurmctld.pid", cluster.env
@@ -229,8 +229,10 @@ def _gres_conf(folder: Path) -> str:
     for i, node in enumerate(NODES):
         for gpu in range(GPUS_PER_NODE):
             path = devices / f"{node}-nvidia{gpu}"
-            if not path.exists():
+            try:
                 os.mknod(path, 0o600 | stat.S_IFCHR, os.makedev(NVIDIA_MAJOR, i * GPUS_PER_NODE + gpu))
+            except OSError as error:
+                raise SlurmUnavailable(f"cannot make the fake GPU device {path}: {error.strerror}") from None
         lines.append(f"NodeName={node} Name=gpu File={devices}/{node}-nvidia[0-{GPUS_PER_NODE - 1}]")
     return "\n".join(lines) + "\n"
 
