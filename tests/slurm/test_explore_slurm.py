@@ -173,3 +173,22 @@ def test_two_gpus_per_task_make_one_worker_per_two_gpus(quiet_slurm: SlurmCluste
     assert {(experiment / str(t) / "stdout").read_text() for t in range(4)} == {"0,1\n"}
     assert {r["worker_in_lab"] for r in journal(experiment) if r["outcome"] == "done"} == {0}, "one worker"
     _assert_nothing_left(quiet_slurm)
+
+
+def test_shipped_code_runs_on_the_jobs_nodes_from_its_snapshot(quiet_slurm: SlurmCluster, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    cache = tmp_path / "cache"  # on a filesystem the job's nodes share with this machine, as patas is
+    monkeypatch.setitem(ENV, "PATAS_CACHE", str(cache))
+    code = tmp_path / "code"
+    code.mkdir()
+    (code / "task.sh").write_text('echo "$1 $SLURMD_NODENAME $PWD"\n')
+    done = _patas(quiet_slurm, code, *_explore("--slurm-nodes", "2"), "--ship", ".", "--cmd", "bash task.sh {x}", "--va", "x", "0", "8", "1")
+    assert done.returncode == 0, done.stderr
+    experiment = code / "pataslab" / "grid"
+    records = [r for r in journal(experiment) if r["outcome"] == "done"]
+    (digest,) = {r["code"]["digest"] for r in records}
+    snapshot = cache / "snapshots" / digest
+    outputs = [(experiment / str(t) / "stdout").read_text().split() for t in range(8)]
+    assert [int(x) for x, _, _ in outputs] == list(range(8))
+    assert {folder for _, _, folder in outputs} == {str(snapshot)}, "every task ran in the snapshot"
+    assert (snapshot / "task.sh").read_text() == (code / "task.sh").read_text()
+    _assert_nothing_left(quiet_slurm)

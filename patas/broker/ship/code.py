@@ -124,6 +124,12 @@ def _relative_workdir(experiment: Experiment, root: Path) -> str:
 def _target(session: NodeSession, local: LocalTarget) -> Target:
     if isinstance(session, LocalSession):
         return local
+    from patas.broker.slurm.session import SlurmSession
+
+    if isinstance(session, SlurmSession):
+        # A Slurm job's nodes run this machine's Python and patas from a filesystem they share
+        # with it: they see its cache too, so one copy there serves every node of the job.
+        return local
     from patas.broker.ssh.session import SSHSession
 
     if isinstance(session, SSHSession):
