@@ -15,10 +15,13 @@ from __future__ import annotations
 import queue
 import threading
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from patas.broker.launch.session import NodeSession
-from patas.broker.ship.code import ShippedCode, copies_on
 from patas.common.errors import PatasError
+
+if TYPE_CHECKING:
+    from patas.broker.ship.code import ShippedCode
 
 
 @dataclass(frozen=True)
@@ -32,6 +35,8 @@ def ship_to(code: dict[int, ShippedCode], session: NodeSession) -> Newcomer:
     """Ship the run's code to a node that joins it (blocking: call it off the loop's thread)."""
     if not code:
         return Newcomer(session)
+    from patas.broker.ship.code import copies_on  # a run that ships nothing never loads shipping
+
     try:
         return Newcomer(session, copies_on(code, session))
     except PatasError as error:
