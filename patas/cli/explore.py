@@ -208,14 +208,17 @@ def _prepare(experiments, clusters, lab_root, task_filter, settings, ssh, pool, 
 
 def _run(exploration: Exploration, quiet: bool, detachment: Detachment | None) -> int:
     """Run the plan with progress, summarize; the exit status."""
-    from patas.cli.detach import DetachedReporter
     from patas.cli.progress import RunReporter
-    from patas.cli.ship_progress import ShipReporter
 
-    exploration.ship(ShipReporter(quiet))
+    if exploration.shipment is not None:
+        from patas.cli.ship_progress import ShipReporter  # --ship only
+
+        exploration.ship(ShipReporter(quiet))
     if detachment is None:
         reporter = RunReporter(quiet=quiet, workers=exploration.workers)
     else:
+        from patas.cli.detach import DetachedReporter  # --detach only
+
         reporter = DetachedReporter(quiet, exploration.workers, detachment)
     with reporter:
         result = exploration.run(reporter)

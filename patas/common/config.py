@@ -29,7 +29,7 @@ from typing import Any
 
 from patas.common.collected_files import CollectRule, collect_rule
 from patas.common.errors import ConfigError, did_you_mean, excerpt
-from patas.common.strict_yaml import load_yaml, typed
+from patas.common.scalar import typed
 from patas.common.template import Slot, Template, compile_template
 from patas.common.variables import (
     IDENTIFIER,
@@ -259,6 +259,8 @@ def load_cluster(path: str | Path) -> Cluster:
 
 
 def _load_mapping(path: str | Path) -> dict[str, Any]:
+    from patas.common.strict_yaml import load_yaml  # PyYAML is imported when a file is read
+
     data = load_yaml(path)
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of keys (name:, cmd:, ...) at the top level")

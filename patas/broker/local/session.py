@@ -43,13 +43,16 @@ def _spawn() -> subprocess.Popen[bytes]:
 @contextmanager
 def starting_early(count: int) -> Iterator[None]:
     """Start `count` local agent processes now, for the run's local sessions to configure; those
-    left unused when the block ends are let go (end of file on their stdin)."""
+    left unused when the block ends (nothing to run, a refusal, an error) are killed: they hold
+    nothing yet, and waiting for them to finish importing would delay the exit."""
     _waiting.extend(_spawn() for _ in range(count))
     try:
         yield
     finally:
         while _waiting:
-            LocalAgent(_waiting.pop()).stop()
+            unused = _waiting.pop()
+            unused.kill()
+            unused.communicate()  # reaps it and closes its pipes
 
 
 class LocalAgent:
