@@ -8,6 +8,7 @@ planning and imports, and the agent waits on its stdin until `start_agent` write
 from __future__ import annotations
 
 import os
+import select
 import subprocess
 import sys
 from contextlib import contextmanager
@@ -73,13 +74,30 @@ class LocalAgent:
     def stop(self, timeout_s: float = STOP_TIMEOUT_S) -> None:
         if self.process.stdin is not None:
             self.process.stdin.close()  # the agent's lifeline: it exits at end of file
-        try:
-            self.process.wait(timeout_s)
-        except subprocess.TimeoutExpired:
+        if not _exits_within(self.process, timeout_s):
             self.process.kill()
-            self.process.wait()
+        self.process.wait()
         if self.process.stderr is not None:
             self.process.stderr.close()
+
+
+def _exits_within(process: subprocess.Popen[bytes], timeout_s: float) -> bool:
+    """Whether `process` exits within `timeout_s`, known the moment it does through its pidfd
+    (`Popen.wait` with a timeout polls, sleeping up to 50 ms between looks)."""
+    if process.poll() is not None:
+        return True  # reaped: its pid may be another process's by now
+    try:
+        pidfd = os.pidfd_open(process.pid)  # a zombie's pidfd is readable at once
+    except (AttributeError, OSError):  # Python before 3.9, Linux before 5.3
+        try:
+            process.wait(timeout_s)
+            return True
+        except subprocess.TimeoutExpired:
+            return False
+    try:
+        return bool(select.select([pidfd], [], [], timeout_s)[0])
+    finally:
+        os.close(pidfd)
 
 
 class LocalSession:
