@@ -204,14 +204,20 @@ def big_output_contenders(tasks: int, task_bytes: int) -> list[Contender]:
     ]
 
 
+def checkout_prefix(checkout: Path) -> tuple[str, ...]:
+    """What runs a patas command on `checkout` (through PYTHONPATH, so that runs differ only in
+    the patas they import)."""
+    return ("env", f"PYTHONPATH={checkout.resolve()}")
+
+
 def startup_contenders(checkouts: list[Path]) -> list[Contender]:
     """The 1-task run of the patas that is installed, or of each checkout given (through
     PYTHONPATH, so the rows differ only in the patas they import)."""
     argv = patas_argv("echo {i}", [("i", 1)])
     if not checkouts:
         return [Contender(STARTUP_PATAS, argv, patas_outputs, patas=True)]
-    return [Contender(f"{STARTUP_PATAS} ({checkout_name(c)})", ["env", f"PYTHONPATH={c.resolve()}", *argv], patas_outputs,
-                      patas=True) for c in checkouts]
+    return [Contender(f"{STARTUP_PATAS} ({checkout_name(c)})", [*checkout_prefix(c), *argv], patas_outputs, patas=True)
+            for c in checkouts]
 
 
 def checkout_name(checkout: Path) -> str:
@@ -406,12 +412,13 @@ class GridResult:
     leftovers: list[str]
 
 
-def measure_big_grid(side: int, observe_s: float, scratch: Path) -> GridResult:
-    """Launch a side×side grid, time its first committed task, read its RSS, then SIGINT it."""
+def measure_big_grid(side: int, observe_s: float, scratch: Path, prefix: tuple[str, ...] = ()) -> GridResult:
+    """Launch a side×side grid (its argv after `prefix`), time its first committed task, read its
+    RSS, then SIGINT it."""
     usage_file = scratch / USAGE_FILE
     usage_file.unlink(missing_ok=True)
     journal = scratch / OUT / "grid" / "journal.jsonl"
-    argv = patas_argv("echo {a} {b}", [("a", side), ("b", side)])
+    argv = [*prefix, *patas_argv("echo {a} {b}", [("a", side), ("b", side)])]
     os.sync()
     with open(scratch / "stderr", "w") as stderr:
         started = time.perf_counter()
@@ -591,6 +598,7 @@ class Results:
     grid: GridResult | None
     skipped: list[str]
     startup: list[Row] = dataclasses.field(default_factory=list)
+    first_tasks: dict[str, list[float | None]] = dataclasses.field(default_factory=dict)  # --startup-only
 
     @staticmethod
     def row(rows: list[Row], label: str) -> Row | None:
@@ -772,6 +780,15 @@ def startup_table(rows: list[Row]) -> tuple[list[str], list[list[str]]]:
     return headers, body
 
 
+def first_task_table(times: dict[str, list[float | None]]) -> tuple[list[str], list[list[str]]]:
+    body = []
+    for name, values in times.items():
+        present = [v for v in values if v is not None]
+        failed = f"{len(values) - len(present)} of {len(values)}" if len(present) < len(values) else ""
+        body.append([name, number(min(present, default=None)) or "never", number(median_of(present)), failed])
+    return ["checkout", "best s", "median s", "no first task"], body
+
+
 def with_unit(value: float | None, unit: str, missing: str) -> str:
     return missing if value is None else f"{value:.2f} {unit}"
 
@@ -808,7 +825,9 @@ def sections(results: Results) -> list[tuple[str, tuple[list[str], list[list[str
     startup = (f"(d) 1 task (`echo {{i}}`, --node localhost {SLOTS} -y -q), launch → exit", startup_table(results.startup))
     targets = ("Targets (issues 2 and 15; the SIGINT limit is ours)", targets_table(results.targets()))
     if results.grid is None:  # --startup-only
-        return [startup, targets]
+        side = results.sizes.grid_side
+        return [startup, (f"(d) launch → first task committed, a {side}×{side} grid", first_task_table(results.first_tasks)),
+                targets]
     return [
         (f"(a) {s.trivial_tasks:,} trivial tasks, every output kept, {SLOTS} slots",
          rate_table(results.trivial, XARGS, "tasks/s")),
@@ -953,7 +972,19 @@ def run_startup_only(sizes: Sizes, scratch: Path, checkouts: list[Path]) -> Resu
     warm_up(scratch)
     for contender in startup_contenders(checkouts)[1:]:  # each checkout's bytecode cached alike
         run_once(contender, scratch, STARTUP_EXPECTED)
-    return Results(sizes, [], [], None, [], measure_startup(sizes.rounds, scratch, checkouts))
+    startup = measure_startup(sizes.rounds, scratch, checkouts)
+    return Results(sizes, [], [], None, [], startup, first_tasks(sizes, scratch, checkouts))
+
+
+def first_tasks(sizes: Sizes, scratch: Path, checkouts: list[Path]) -> dict[str, list[float | None]]:
+    """Launch → first committed task of the big grid (c), per checkout, interleaved; stopped then."""
+    progress(f"(d) launch → first task of a {sizes.grid_side}×{sizes.grid_side} grid")
+    prefixes = {checkout_name(c): checkout_prefix(c) for c in checkouts} or {"installed patas": ()}
+    times: dict[str, list[float | None]] = {name: [] for name in prefixes}
+    for _ in range(sizes.rounds):
+        for name, prefix in prefixes.items():
+            times[name].append(measure_big_grid(sizes.grid_side, 0.0, scratch, prefix).first_task_s)
+    return times
 
 
 def parse_arguments() -> argparse.Namespace:
