@@ -18,8 +18,8 @@ from patas.cli.options import VariadicOption
 from patas.cli.slurm import slurm_options, slurm_options_from, with_gpus_per_task
 from patas.common.config import (
     DEFAULT_EXPERIMENT_NAME,
-    Cluster,
     DEFAULT_MAX_TRIES,
+    Cluster,
     Experiment,
     experiment_from_flags,
     load_experiment,
