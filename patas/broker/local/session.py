@@ -32,7 +32,7 @@ _waiting: list[subprocess.Popen[bytes]] = []
 
 def _spawn() -> subprocess.Popen[bytes]:
     """A local agent process, waiting for its configuration on its stdin."""
-    import_path = [os.path.dirname(os.path.dirname(patas.__file__)), *(p for p in sys.path if p)]
+    import_path = [os.path.abspath(p) for p in (os.path.dirname(os.path.dirname(patas.__file__)), *sys.path) if p]
     return subprocess.Popen(
         [sys.executable, "-S", "-c", _AGENT_BOOT, *import_path],
         stdin=subprocess.PIPE,
