@@ -7,6 +7,7 @@ How to run (after `pip install -e .` in the repository; Linux only, it reads /pr
     python bench/bench_explore.py --quick       # small sizes, 1 round: a smoke check of ~10 s
     python bench/bench_explore.py --install     # as root: `apt-get install -y parallel` if missing
     python bench/bench_explore.py --write-docs  # also write the results to docs/benchmarks.md
+    python bench/bench_explore.py --startup-only --rounds 9 --checkouts . /tmp/bench-main
 
 What it measures (the "Done when" of issue 2), every tool on the same 2 slots:
 
@@ -18,6 +19,9 @@ What it measures (the "Done when" of issue 2), every tool on the same 2 slots:
       generator redirected into files by `xargs -P2`, and the coordinator's peak RSS.
   (c) a 1,000,000-task grid: time from launch to the first committed task (its journal line),
       the coordinator's RSS after 10 s of running, and a prompt exit 130 on SIGINT.
+  (d) a 1-task local explore (`echo {i}`, -y -q), from launch to exit: patas' fixed start and
+      stop cost (issue 15). `--startup-only` measures this row alone; `--checkouts DIR...` runs
+      it for several patas checkouts side by side (interleaved), e.g. before and after a change.
 
 Method. Runs are interleaved (one run of every tool, then the next round) and the page cache is
 flushed (`sync`) before each. Times are wall clock from starting the command to its exit, so
@@ -84,6 +88,7 @@ TARGET_BIG_VS_XARGS = 0.5
 TARGET_BIG_RSS_MB = 150.0
 TARGET_FIRST_TASK_S = 2.0
 TARGET_GRID_RSS_MB = 300.0
+TARGET_STARTUP_S = 0.25  # issue 15
 # Ours: what "stops promptly on SIGINT" means here.
 TARGET_STOP_S = 3.0
 EXIT_INTERRUPTED = 130
@@ -105,6 +110,7 @@ PATAS_NO_SHELL_NO_SYNC = "patas '/bin/echo {i}' --no-sync"
 BIG_XARGS = "xargs -P2, sh > file"
 BIG_PATAS = "patas"
 BIG_PATAS_NO_SYNC = "patas --no-sync"
+STARTUP_PATAS = "patas, 1 task"
 
 # Runs the patas CLI in this very process and, at exit, writes the process's own peak RSS (kB)
 # and CPU seconds to $BENCH_USAGE_FILE. RUSAGE_SELF counts the coordinator alone; RUSAGE_CHILDREN
@@ -198,6 +204,27 @@ def big_output_contenders(tasks: int, task_bytes: int) -> list[Contender]:
     ]
 
 
+def checkout_prefix(checkout: Path) -> tuple[str, ...]:
+    """What runs a patas command on `checkout` (through PYTHONPATH, so that runs differ only in
+    the patas they import)."""
+    return ("env", f"PYTHONPATH={checkout.resolve()}")
+
+
+def startup_contenders(checkouts: list[Path]) -> list[Contender]:
+    """The 1-task run of the patas that is installed, or of each checkout given (through
+    PYTHONPATH, so the rows differ only in the patas they import)."""
+    argv = patas_argv("echo {i}", [("i", 1)])
+    if not checkouts:
+        return [Contender(STARTUP_PATAS, argv, patas_outputs, patas=True)]
+    return [Contender(f"{STARTUP_PATAS} ({checkout_name(c)})", [*checkout_prefix(c), *argv], patas_outputs, patas=True)
+            for c in checkouts]
+
+
+def checkout_name(checkout: Path) -> str:
+    head = subprocess.run(["git", "-C", str(checkout), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    return f"{checkout} at {head.stdout.strip()}" if head.returncode == 0 else str(checkout)
+
+
 # --- running and timing ----------------------------------------------------------------------
 
 
@@ -232,6 +259,9 @@ class Completed:
 class Expected:
     files: int
     total_bytes: int
+
+
+STARTUP_EXPECTED = Expected(1, 2)  # the 1-task run's one output, "0\n"
 
 
 class AgentWatcher(threading.Thread):
@@ -382,12 +412,13 @@ class GridResult:
     leftovers: list[str]
 
 
-def measure_big_grid(side: int, observe_s: float, scratch: Path) -> GridResult:
-    """Launch a side×side grid, time its first committed task, read its RSS, then SIGINT it."""
+def measure_big_grid(side: int, observe_s: float, scratch: Path, prefix: tuple[str, ...] = ()) -> GridResult:
+    """Launch a side×side grid (its argv after `prefix`), time its first committed task, read its
+    RSS, then SIGINT it."""
     usage_file = scratch / USAGE_FILE
     usage_file.unlink(missing_ok=True)
     journal = scratch / OUT / "grid" / "journal.jsonl"
-    argv = patas_argv("echo {a} {b}", [("a", side), ("b", side)])
+    argv = [*prefix, *patas_argv("echo {a} {b}", [("a", side), ("b", side)])]
     os.sync()
     with open(scratch / "stderr", "w") as stderr:
         started = time.perf_counter()
@@ -564,8 +595,10 @@ class Results:
     sizes: Sizes
     trivial: list[Row]
     big: list[Row]
-    grid: GridResult
+    grid: GridResult | None
     skipped: list[str]
+    startup: list[Row] = dataclasses.field(default_factory=list)
+    first_tasks: dict[str, list[float | None]] = dataclasses.field(default_factory=dict)  # --startup-only
 
     @staticmethod
     def row(rows: list[Row], label: str) -> Row | None:
@@ -576,7 +609,11 @@ class Results:
         return rate_ratio(row, base)
 
     def targets(self) -> list[Target]:
+        startup = Target("(d) 1-task local explore, launch → exit", self.startup[0].best_s if self.startup else None,
+                         TARGET_STARTUP_S, False, " s")
         grid = self.grid
+        if grid is None:  # --startup-only
+            return [startup]
         grid_rss_mb = grid.rss_kb / 1024 if grid.rss_kb is not None else None
         stop_s = grid.stop_s if grid.exit_code == EXIT_INTERRUPTED else None
         return [
@@ -588,6 +625,7 @@ class Results:
             Target("(c) launch → first task committed", grid.first_task_s, TARGET_FIRST_TASK_S, False, " s"),
             Target(f"(c) coordinator RSS after {grid.observed_s:.0f} s", grid_rss_mb, TARGET_GRID_RSS_MB, False, " MB"),
             Target("(c) SIGINT → exit with status 130", stop_s, TARGET_STOP_S, False, " s"),
+            startup,
         ]
 
     def big_peak_rss_mb(self) -> float | None:
@@ -611,7 +649,7 @@ def per_unit_ms(value_s: float | None, units: float) -> str:
 
 
 def noise_finding(results: Results) -> list[str]:
-    spreads = [row.median_s / row.best_s - 1 for row in results.trivial + results.big
+    spreads = [row.median_s / row.best_s - 1 for row in results.trivial + results.big + results.startup
                if row.best_s and row.median_s and len(row.runs) > 1]
     if not spreads:
         return []
@@ -731,6 +769,26 @@ def rate_table(rows: list[Row], baseline: str, unit: str) -> tuple[list[str], li
     return headers, body
 
 
+def startup_table(rows: list[Row]) -> tuple[list[str], list[list[str]]]:
+    headers = ["run", "best s", "median s", "CPU s all", "CPU s coordinator", "CPU s agent", "failed runs"]
+    body = [
+        [row.label, number(row.best_s) or "failed", number(row.median_s), number(row.total_cpu_s),
+         number(row.coordinator_cpu_s), number(row.agent_cpu_s),
+         f"{len(row.failures)} of {len(row.all_runs)}" if row.failures else ""]
+        for row in rows
+    ]
+    return headers, body
+
+
+def first_task_table(times: dict[str, list[float | None]]) -> tuple[list[str], list[list[str]]]:
+    body = []
+    for name, values in times.items():
+        present = [v for v in values if v is not None]
+        failed = f"{len(values) - len(present)} of {len(values)}" if len(present) < len(values) else ""
+        body.append([name, number(min(present, default=None)) or "never", number(median_of(present)), failed])
+    return ["checkout", "best s", "median s", "no first task"], body
+
+
 def with_unit(value: float | None, unit: str, missing: str) -> str:
     return missing if value is None else f"{value:.2f} {unit}"
 
@@ -764,13 +822,20 @@ def targets_table(targets: list[Target]) -> tuple[list[str], list[list[str]]]:
 
 def sections(results: Results) -> list[tuple[str, tuple[list[str], list[list[str]]]]]:
     s = results.sizes
+    startup = (f"(d) 1 task (`echo {{i}}`, --node localhost {SLOTS} -y -q), launch → exit", startup_table(results.startup))
+    targets = ("Targets (issues 2 and 15; the SIGINT limit is ours)", targets_table(results.targets()))
+    if results.grid is None:  # --startup-only
+        side = results.sizes.grid_side
+        return [startup, (f"(d) launch → first task committed, a {side}×{side} grid", first_task_table(results.first_tasks)),
+                targets]
     return [
         (f"(a) {s.trivial_tasks:,} trivial tasks, every output kept, {SLOTS} slots",
          rate_table(results.trivial, XARGS, "tasks/s")),
         (f"(b) {s.big_tasks} tasks × {s.big_task_bytes / 1e6:g} MB of output, {SLOTS} slots",
          rate_table(results.big, BIG_XARGS, "MB/s")),
         (f"(c) a {s.grid_side}×{s.grid_side} grid of `echo {{a}} {{b}}`, {SLOTS} slots", grid_table(results.grid)),
-        ("Targets (issue 2; the SIGINT limit is ours)", targets_table(results.targets())),
+        startup,
+        targets,
     ]
 
 
@@ -893,7 +958,33 @@ def run_all(sizes: Sizes, with_parallel: bool, scratch: Path) -> Results:
 
     progress(f"(c) a {sizes.grid_side}×{sizes.grid_side} grid, observed for {sizes.grid_observe_s:g} s")
     grid = measure_big_grid(sizes.grid_side, sizes.grid_observe_s, scratch)
-    return Results(sizes, trivial, big, grid, skipped)
+    return Results(sizes, trivial, big, grid, skipped, measure_startup(sizes.rounds, scratch, []))
+
+
+def measure_startup(rounds: int, scratch: Path, checkouts: list[Path]) -> list[Row]:
+    progress("(d) 1 task, launch → exit")
+    contenders = startup_contenders(checkouts)
+    runs = measure(contenders, rounds, scratch, STARTUP_EXPECTED)
+    return [Row(c.label, runs[c.label], 1) for c in contenders]
+
+
+def run_startup_only(sizes: Sizes, scratch: Path, checkouts: list[Path]) -> Results:
+    warm_up(scratch)
+    for contender in startup_contenders(checkouts)[1:]:  # each checkout's bytecode cached alike
+        run_once(contender, scratch, STARTUP_EXPECTED)
+    startup = measure_startup(sizes.rounds, scratch, checkouts)
+    return Results(sizes, [], [], None, [], startup, first_tasks(sizes, scratch, checkouts))
+
+
+def first_tasks(sizes: Sizes, scratch: Path, checkouts: list[Path]) -> dict[str, list[float | None]]:
+    """Launch → first committed task of the big grid (c), per checkout, interleaved; stopped then."""
+    progress(f"(d) launch → first task of a {sizes.grid_side}×{sizes.grid_side} grid")
+    prefixes = {checkout_name(c): checkout_prefix(c) for c in checkouts} or {"installed patas": ()}
+    times: dict[str, list[float | None]] = {name: [] for name in prefixes}
+    for _ in range(sizes.rounds):
+        for name, prefix in prefixes.items():
+            times[name].append(measure_big_grid(sizes.grid_side, 0.0, scratch, prefix).first_task_s)
+    return times
 
 
 def parse_arguments() -> argparse.Namespace:
@@ -902,6 +993,9 @@ def parse_arguments() -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, help=f"rounds per row (default: {FULL.rounds}, or {QUICK.rounds} with --quick)")
     parser.add_argument("--install", action="store_true", help=f"as root, `{APT_INSTALL}` if parallel is missing")
     parser.add_argument("--write-docs", action="store_true", help=f"write the results into {DOCS_FILE.relative_to(REPO)}")
+    parser.add_argument("--startup-only", action="store_true", help="measure row (d) alone: a 1-task run, launch to exit")
+    parser.add_argument("--checkouts", nargs="+", type=Path, default=[], metavar="DIR",
+                        help="with --startup-only: one row per patas checkout (its PYTHONPATH), interleaved")
     return parser.parse_args()
 
 
@@ -909,12 +1003,20 @@ def command_line(arguments: argparse.Namespace) -> str:
     words = ["python", "bench/bench_explore.py"]
     words += ["--quick"] if arguments.quick else []
     words += [f"--rounds {arguments.rounds}"] if arguments.rounds else []
+    words += ["--startup-only"] if arguments.startup_only else []
+    words += ["--checkouts", *map(str, arguments.checkouts)] if arguments.checkouts else []
     return " ".join(words + ["--write-docs"])
 
 
 def main() -> int:
     arguments = parse_arguments()
-    with_parallel = ensure_parallel(arguments.install)
+    if arguments.checkouts and not arguments.startup_only:
+        print("--checkouts compares row (d) only: add --startup-only", file=sys.stderr)
+        return 2
+    if arguments.startup_only and arguments.write_docs:
+        print(f"--write-docs writes the whole {DOCS_HEADING!r} section: leave out --startup-only", file=sys.stderr)
+        return 2
+    with_parallel = arguments.startup_only or ensure_parallel(arguments.install)
     if not with_parallel:
         progress(f"GNU parallel not found: skipping it. Install it with `sudo {APT_INSTALL}` "
                  "(or run this script as root with --install).")
@@ -923,7 +1025,10 @@ def main() -> int:
         sizes = dataclasses.replace(sizes, rounds=arguments.rounds)
     scratch = Path(tempfile.mkdtemp(prefix="patas-bench-explore-"))
     try:
-        results = run_all(sizes, with_parallel, scratch)
+        if arguments.startup_only:
+            results = run_startup_only(sizes, scratch, arguments.checkouts)
+        else:
+            results = run_all(sizes, with_parallel, scratch)
     except BenchError as error:
         print(f"benchmark aborted: {error}", file=sys.stderr)
         return 1

@@ -14,6 +14,7 @@ configuration file must be readable by its owner only.
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import stat
@@ -62,7 +63,12 @@ def main(argv: list[str]) -> int:
         format=f"%(asctime)s %(levelname)s agent {config.agent_id}: %(message)s",
         stream=sys.stderr,
     )
-    return run(config, lifeline=lifeline)
+    try:
+        return run(config, lifeline=lifeline)
+    finally:
+        # The agent exits next, and the coordinator waits for that: its objects, frozen, are
+        # spared the interpreter's collections at exit (tens of ms of CPU).
+        gc.freeze()
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from patas.broker.local.session import starting_early
 from patas.broker.run.halt import FAIL_FAST_FIRST_TASKS
 from patas.cli.nodes import clusters_from, node_options, ssh_options_from
 from patas.cli.options import VariadicOption
@@ -18,6 +19,7 @@ from patas.cli.slurm import slurm_options, slurm_options_from, with_gpus_per_tas
 from patas.common.config import (
     DEFAULT_EXPERIMENT_NAME,
     DEFAULT_MAX_TRIES,
+    Cluster,
     Experiment,
     experiment_from_flags,
     load_experiment,
@@ -32,6 +34,7 @@ _SAMPLED_FLAG = {VariableKind.UNIFORM: "vu", VariableKind.LOGUNIFORM: "vlog", Va
 
 if TYPE_CHECKING:  # imported when run: `patas explore --help` stays light
     from patas.broker.run.exploration import Exploration
+    from patas.broker.slurm.options import SlurmOptions
     from patas.cli.detach import Detachment
 
 EXAMPLE = """
@@ -119,17 +122,7 @@ def explore(**options: object) -> None:
     Each task's stdout and stderr land in OUTPUT/NAME/<task_id>/. Running the same command
     again skips tasks already done; edit the grid and only the new tasks run.
     """
-    from patas.broker.run.exploration import prepare
-    from patas.broker.run.plan import TaskFilter
-    from patas.broker.ship.snapshot import parse_size
-    from patas.cli.detach import Detachment, start_in_background
-    from patas.cli.progress import confirm, describe_plan
-
-    detachment = Detachment.from_environment() if options["detach"] else None
-    if options["detach"] and detachment is None:
-        if options["dry_run"]:
-            raise UsageError("--dry-run runs nothing, --detach runs it in the background: leave one out")
-        start_in_background()
+    detachment = _detachment(options)
     experiments = _experiments(options)
     for warning in dict.fromkeys(w for e in experiments for t in e.commands for w in t.warnings):
         click.echo(f"Warning: {warning}", err=True)
@@ -139,6 +132,23 @@ def explore(**options: object) -> None:
     slurm = slurm_options_from(options)
     _jobs_as_node(options)
     clusters = [] if pool or slurm else with_gpus_per_task(clusters_from(options), options["gpus_per_task"])  # type: ignore[arg-type]
+    # The local agents' processes start now, to get through Python's start and their imports
+    # while this process imports the coordinator and plans.
+    local_nodes = 0 if options["dry_run"] else sum(node.is_local for cluster in clusters for node in cluster.nodes)
+    with starting_early(local_nodes):
+        status = _plan_and_run(experiments, clusters, pool, slurm, detachment, options)  # type: ignore[arg-type]
+    if status:
+        sys.exit(status)
+
+
+def _plan_and_run(
+    experiments: list[Experiment], clusters: list[Cluster], pool: str | None, slurm: SlurmOptions | None,
+    detachment: Detachment | None, options: dict[str, object],
+) -> int:  # fmt: skip
+    """Plan, show the plan, ask, run (or, with --dry-run, show what would run); the exit status."""
+    from patas.broker.run.plan import TaskFilter
+    from patas.cli.progress import confirm, describe_plan
+
     settings, ssh = _run_settings(options)
     task_filter = TaskFilter.parse(str(options["task_filter"])) if options["task_filter"] else None
     lab_root = Path(str(options["lab_root"]))
@@ -148,13 +158,9 @@ def explore(**options: object) -> None:
             from patas.broker.slurm.session import slurm_cluster
 
             clusters = [slurm_cluster(slurm)]  # nothing is submitted
-        _dry_run(experiments, clusters, lab_root, bool(options["redo"]), task_filter, pool, quiet)  # type: ignore[arg-type]
-        return
-    ship_limit = parse_size(str(options["ship_limit"]))
-    with prepare(
-        experiments, clusters, lab_root, bool(options["redo"]), task_filter, settings, ssh, pool, slurm, ship_limit,  # type: ignore[arg-type]
-        bool(options["new_study"]),
-    ) as exploration:
+        _dry_run(experiments, clusters, lab_root, bool(options["redo"]), task_filter, pool, quiet)
+        return 0
+    with _prepare(experiments, clusters, lab_root, task_filter, settings, ssh, pool, slurm, options) as exploration:
         if not quiet and detachment is None:
             click.echo(describe_plan(exploration), err=True)
         counts = exploration.counts()
@@ -162,31 +168,57 @@ def explore(**options: object) -> None:
             exploration.record_definitions()  # accepted: the lab now says what was asked for
             selected = f" --filter-tasks {task_filter} selects" if task_filter else ""
             click.echo(f"Nothing to run: every task{selected} is done (use --redo to run them again).", err=True)
-            return
+            return 0
         if detachment is not None:  # in the background: it asks nothing, it says everything in its log
             detachment.move_to_log([plan.lab.path for plan in exploration.plans])
             if not quiet:
                 click.echo(describe_plan(exploration), err=True)
-            status = detachment.guard(lambda: _run(exploration, quiet, detachment))
-        elif not options["yes"] and not confirm(exploration):
+            return detachment.guard(lambda: _run(exploration, quiet, detachment))
+        if not options["yes"] and not confirm(exploration):
             click.echo("Nothing was run.", err=True)
-            return
-        else:
-            status = _run(exploration, quiet, None)
-    if status:
-        sys.exit(status)
+            return 0
+        return _run(exploration, quiet, None)
+
+
+def _detachment(options: dict[str, object]) -> Detachment | None:
+    """The background process of a --detach run, None in the foreground; the terminal's process
+    of a --detach run starts the background one and exits here."""
+    if not options["detach"]:
+        return None
+    from patas.cli.detach import Detachment, start_in_background  # --detach only
+
+    detachment = Detachment.from_environment()
+    if detachment is None:
+        if options["dry_run"]:
+            raise UsageError("--dry-run runs nothing, --detach runs it in the background: leave one out")
+        start_in_background()
+    return detachment
+
+
+def _prepare(experiments, clusters, lab_root, task_filter, settings, ssh, pool, slurm, options) -> Exploration:  # type: ignore[no-untyped-def]
+    # Imported after the local agents have started, to overlap with them.
+    from patas.broker.run.exploration import prepare
+    from patas.broker.ship.snapshot import parse_size
+
+    return prepare(
+        experiments, clusters, lab_root, bool(options["redo"]), task_filter, settings, ssh, pool, slurm,
+        parse_size(str(options["ship_limit"])), bool(options["new_study"]),
+    )  # fmt: skip
 
 
 def _run(exploration: Exploration, quiet: bool, detachment: Detachment | None) -> int:
     """Run the plan with progress, summarize; the exit status."""
-    from patas.cli.detach import DetachedReporter
     from patas.cli.progress import RunReporter
-    from patas.cli.ship_progress import ShipReporter
 
-    exploration.ship(ShipReporter(quiet))
+    if exploration.shipment is not None:
+        from patas.cli.ship_progress import ShipReporter  # --ship only
+
+        exploration.ship(ShipReporter(quiet))
     if detachment is None:
         reporter = RunReporter(quiet=quiet, workers=exploration.workers)
     else:
+        from patas.cli.detach import DetachedReporter  # --detach only
+
         reporter = DetachedReporter(quiet, exploration.workers, detachment)
     with reporter:
         result = exploration.run(reporter)

@@ -3,6 +3,7 @@ never imports pandas, duckdb, seaborn or zmq."""
 
 from __future__ import annotations
 
+import gc
 import importlib
 import importlib.util
 import logging
@@ -81,6 +82,15 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
 def main() -> None:
     """Run the CLI, turning library errors into one line on stderr and an exit status."""
+    try:
+        _main()
+    finally:
+        # The process ends here, and what it made goes with it. Frozen, its objects are spared the
+        # interpreter's collections at exit, which cost ~50 ms of CPU after every command.
+        gc.freeze()
+
+
+def _main() -> None:
     debug = "--debug" in sys.argv[1:]
     try:
         cli.main(prog_name="patas", standalone_mode=False)

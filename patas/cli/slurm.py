@@ -39,13 +39,13 @@ def slurm_options(command: Callable[..., Any]) -> Callable[..., Any]:
 
 def slurm_options_from(options: dict[str, Any]):  # type: ignore[no-untyped-def]
     """The SlurmOptions of --slurm, or None; Slurm-only options without --slurm are an error."""
-    from patas.broker.slurm.options import SlurmOptions
-
     if not options["slurm"]:
         given = [flag for key, flag in _SLURM_ONLY.items() if options[key]]
         if given:
             raise UsageError(f"{given[0]} shapes the Slurm jobs of --slurm; add --slurm (or leave it out)")
         return None
+    from patas.broker.slurm.options import SlurmOptions  # with --slurm only
+
     for other, flag in (("pool", "--pool"), ("cluster_files", "--cluster"), ("node_specs", "--node"), ("jobs", "-j")):
         if options.get(other):
             raise UsageError(f"--slurm runs on nodes Slurm allocates; leave out {flag}")

@@ -28,8 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from patas.common.collected_files import CollectRule, collect_rule
-from patas.common.errors import ConfigError, did_you_mean, excerpt
-from patas.common.strict_yaml import load_yaml, typed
+from patas.common.errors import ConfigError, PatasError, did_you_mean, excerpt
+from patas.common.scalar import typed
 from patas.common.template import Slot, Template, compile_template
 from patas.common.variables import (
     IDENTIFIER,
@@ -256,6 +256,13 @@ def load_cluster(path: str | Path) -> Cluster:
         if names.count(node_name) > 1:
             raise ConfigError(f"{where}: two nodes are named '{node_name}' (node names must be unique)")
     return Cluster(name, tuple(nodes))
+
+
+def load_yaml(path: str | Path, error: type[PatasError] = ConfigError) -> Any:
+    """The YAML file at `path`, read strictly (see patas.common.strict_yaml)."""
+    from patas.common import strict_yaml  # PyYAML (~20 ms) is imported when a file is read
+
+    return strict_yaml.load_yaml(path, error)
 
 
 def _load_mapping(path: str | Path) -> dict[str, Any]:

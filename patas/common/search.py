@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from patas.common.errors import ConfigError, did_you_mean
+from patas.common.scalar import typed
 
 
 class SearchType(enum.Enum):
@@ -172,8 +173,6 @@ def parse_duration(text: str, where: str) -> float:
 
 def search_from_record(data: object, where: str) -> Search | None:
     """The `search:` key of an experiment YAML file."""
-    from patas.common.strict_yaml import typed
-
     if not isinstance(data, dict):
         raise ConfigError(f"{where}: 'search' must be a mapping with type, objective, trials, ...")
     for key in data:
@@ -193,8 +192,6 @@ def search_from_record(data: object, where: str) -> Search | None:
 
 
 def _metric_record(data: object, where: str) -> Metric | None:
-    from patas.common.strict_yaml import typed
-
     if data is None:
         return None
     if not isinstance(data, dict) or set(data) != set(_METRIC_KEYS):

@@ -25,6 +25,7 @@ import yaml
 from yaml.constructor import ConstructorError
 
 from patas.common.errors import ConfigError, PatasError, excerpt
+from patas.common.scalar import Scalar
 
 _CORE = "tag:yaml.org,2002:"
 
@@ -39,23 +40,6 @@ _CORE_RESOLVERS = (
         "-+.0123456789",
     ),
 )
-
-
-class Scalar(str):
-    """A plain scalar that YAML reads as a number, boolean or null: the text exactly as typed
-    (it is a `str`), and `value`, what it means (an int, float, bool or None)."""
-
-    value: Any
-
-    def __new__(cls, text: str, value: Any) -> "Scalar":
-        scalar = super().__new__(cls, text)
-        scalar.value = value
-        return scalar
-
-
-def typed(value: Any) -> Any:
-    """What a loaded value means: a `Scalar`'s typed reading, anything else itself."""
-    return value.value if isinstance(value, Scalar) else value
 
 
 class _DuplicateKey(yaml.MarkedYAMLError):

@@ -28,7 +28,6 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import zmq
 
-from patas.analysis.status import ExperimentStatus, FailureGroup, NodeStatus, RunningTask
 from patas.broker.launch.session import NodeSession, open_sessions
 from patas.broker.run.newcomers import Newcomer, ship_to
 from patas.broker.run.channel import (
@@ -51,6 +50,8 @@ from patas.common.lab import STDERR, STDOUT
 from patas.common.protocol import Shutdown
 
 if TYPE_CHECKING:
+    # The status types are imported when someone asks (patas status), not by every run.
+    from patas.analysis.status import ExperimentStatus, NodeStatus, RunningTask
     from patas.broker.run.coordinator import AgentLink, Coordinator
     from patas.broker.ship.code import ShippedCode
 
@@ -137,6 +138,8 @@ class RunControl:
         pending.answer(StatusReply(status_to_wire(self.experiment_status(ids[0]))))
 
     def experiment_status(self, experiment_id: int) -> ExperimentStatus:
+        from patas.analysis.status import ExperimentStatus, FailureGroup  # when asked (see the top)
+
         plan = self.run.plans[experiment_id]
         name = plan.experiment.name
         now = time.monotonic()
@@ -158,6 +161,8 @@ class RunControl:
 
     def _running_tasks(self, experiment_id: int, now: float) -> list[RunningTask]:
         """The attempts running on agents (not those queued there, waiting for a free slot)."""
+        from patas.analysis.status import RunningTask  # when asked (see the top)
+
         tasks = []
         for agent_id, link in self.run.agents.items():
             for lease in self.run.scheduler.leases_of(agent_id):
@@ -184,6 +189,8 @@ class RunControl:
         return [self._node(name, links) for name, links in by_node.items()]
 
     def _node(self, name: str, links: list[AgentLink]) -> NodeStatus:
+        from patas.analysis.status import NodeStatus  # when asked (see the top)
+
         live = [link for link in links if not link.gone]
         scheduler = self.run.scheduler
         busy = sum(sum(1 for lease in scheduler.leases_of(link.placement.agent_id) if lease.started_at) for link in live)

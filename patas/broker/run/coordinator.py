@@ -15,7 +15,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field, replace
-from typing import Callable, Protocol
+from typing import TYPE_CHECKING, Callable, Protocol
 
 import zmq
 
@@ -30,7 +30,6 @@ from patas.broker.run.plan import ExperimentPlan, PlannedTask
 from patas.broker.run.scheduler import Counts, Lease, Scheduler, Verdict, cannot_run
 from patas.broker.run.source import TaskSource
 from patas.broker.security import CurveServer
-from patas.broker.ship.code import ShippedCode
 from patas.broker.transport import BrokerSocket
 from patas.common.agent_config import AgentConfig
 from patas.common.bounds import raise_descriptor_limit
@@ -52,6 +51,9 @@ from patas.common.protocol import (
     TaskFile,
     Welcome,
 )
+
+if TYPE_CHECKING:  # shipping (--ship) is imported by the runs that ship
+    from patas.broker.ship.code import ShippedCode
 
 log = logging.getLogger(__name__)
 

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import itertools
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 from patas.broker.run.control import ControlSettings
 from patas.broker.run.coordinator import AgentSource, Coordinator, NoAgentsError, RunObserver, RunResult, RunSettings
@@ -24,16 +24,17 @@ from patas.broker.run.outputs import record_definitions
 from patas.broker.run.placement import Placement, place
 from patas.broker.run.plan import ExperimentPlan, PlannedTask, TaskFilter, plan_experiment, save_indexes
 from patas.broker.run.scheduler import Counts
-from patas.broker.slurm.options import SlurmOptions
-from patas.broker.ship.code import Shipment, ShippedCode, plan_shipment
-from patas.broker.ship.snapshot import DEFAULT_SHIP_LIMIT_BYTES
-from patas.broker.ship.transfer import UNREPORTED, ShipObserver
 from patas.broker.run.source import GridSource, TaskSource
 from patas.broker.ssh.options import SSHOptions
 from patas.common.config import Cluster, Experiment, Node
 from patas.common.errors import ConfigError
 from patas.common.lab import ExperimentLab
 from patas.common.lab_lock import LabLock, acquire
+
+if TYPE_CHECKING:  # shipping (--ship) and Slurm are imported where a run uses them
+    from patas.broker.ship.code import Shipment, ShippedCode
+    from patas.broker.ship.transfer import ShipObserver
+    from patas.broker.slurm.options import SlurmOptions
 
 
 @dataclass
@@ -47,7 +48,7 @@ class Exploration:
     locks: list[LabLock]
     control: ControlSettings = ControlSettings()  # how `patas nodes add` reaches new nodes
     joining: AgentSource | None = None  # agents that may join once it runs (a pool's)
-    shipment: Shipment = field(default_factory=lambda: Shipment({}, {}))
+    shipment: Shipment | None = None  # what --ship sends (None: nothing)
     code: dict[int, ShippedCode] | None = None  # by experiment id, once shipped
 
     def __enter__(self) -> "Exploration":
@@ -96,12 +97,15 @@ class Exploration:
         if self.code is not None:
             return
         nodes = {(p.cluster_in_lab, p.node_in_cluster): self.sessions[p.agent_id] for p in self.placements}
-        self.code = self.shipment.deliver(nodes, observer) if self.shipment else {}
+        self.code = self.shipment.deliver(nodes, observer) if self.shipment is not None else {}
 
     def run(self, observer: RunObserver) -> RunResult:
         """Run every pending task (in the shipped code, sent first if not yet); the definitions
         are recorded once the run has started."""
-        self.ship(UNREPORTED)
+        if self.code is None and self.shipment is not None:  # not shipped first to show progress
+            from patas.broker.ship.transfer import UNREPORTED
+
+            self.ship(UNREPORTED)
         to_run = tuple(
             plan.to_run if self.task_filter is None else plan.selection(self.task_filter).to_run(plan.redo) for plan in self.plans
         )
@@ -136,7 +140,7 @@ def prepare(
     ssh: SSHOptions = SSHOptions(),
     pool: str | None = None,
     slurm: SlurmOptions | None = None,
-    ship_limit_bytes: int = DEFAULT_SHIP_LIMIT_BYTES,
+    ship_limit_bytes: int | None = None,  # None: patas.broker.ship.snapshot.DEFAULT_SHIP_LIMIT_BYTES
     new_study: bool = False,
 ) -> Exploration:
     """Plan a run and connect to its nodes: what is done, what is left, where it will run.
@@ -144,7 +148,7 @@ def prepare(
     Starts no agent. A node that cannot be used is reported in `node_failures`; the run goes on
     without it, unless no node at all can be used."""
     check_run(experiments, clusters, task_filter)
-    shipment = plan_shipment(experiments, Path.cwd(), ship_limit_bytes)  # before the lab is touched
+    shipment = _plan_shipment(experiments, ship_limit_bytes)  # before the lab is touched
     locks: list[LabLock] = []
     try:
         # Locked before the journal is read: a second run is refused before it plans anything.
@@ -157,6 +161,17 @@ def prepare(
         raise
     control = ControlSettings(open_remote=lambda node: _ssh_session(node, ssh), pool=pool)
     return Exploration(plans, placements, sessions, failures, task_filter, settings, locks, control, joining, shipment)
+
+
+def _plan_shipment(experiments: list[Experiment], limit_bytes: int | None) -> Shipment | None:
+    """What --ship sends, snapshotted now; None when no experiment ships."""
+    if not any(experiment.ship for experiment in experiments):
+        return None
+    from patas.broker.ship.code import plan_shipment
+    from patas.broker.ship.snapshot import DEFAULT_SHIP_LIMIT_BYTES
+
+    shipment = plan_shipment(experiments, Path.cwd(), DEFAULT_SHIP_LIMIT_BYTES if limit_bytes is None else limit_bytes)
+    return shipment if shipment else None
 
 
 def _connect(
