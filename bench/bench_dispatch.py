@@ -67,7 +67,11 @@ class Watcher(threading.Thread):
 
     def run(self) -> None:
         while not self._stop_event.wait(SAMPLE_S):
-            for process in descendants(self.root):
+            try:
+                found = list(descendants(self.root))
+            except OSError:
+                continue  # a process ended while its children were listed: look again
+            for process in found:
                 kind = "agent" if "patas.agent" in process.command else None
                 if kind is not None:
                     try:
