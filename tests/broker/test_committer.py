@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+import time
 
 import pytest
 
@@ -133,11 +134,21 @@ def test_folders_are_made_ahead_and_every_attempt_writes_into_its_own(tmp_path):
     store, lab = store_in(tmp_path, sync=False)
     for task_id in range(TASKS):
         store.open(task_id, 0, task_id, 1)
-    for task_id in range(TASKS):  # whether the folder thread got there first or not
+    store.end_turn()
+    deadline = time.monotonic() + 10
+    while not all((lab.path / str(t)).is_dir() for t in range(TASKS)):  # before any output came
+        assert time.monotonic() < deadline, "the folders were not made ahead"
+        time.sleep(0.01)
+    for task_id in range(TASKS // 2, TASKS):
+        store.open(TASKS + task_id, 0, TASKS + task_id, 1)  # no turn ends: made at the first write
+    for task_id in range(TASKS):
+        store.write(task_id, 0, f"{task_id}\n".encode())
+        store.close(task_id, record(task_id), commit=True)
+    for task_id in range(TASKS + TASKS // 2, 2 * TASKS):
         store.write(task_id, 0, f"{task_id}\n".encode())
         store.close(task_id, record(task_id), commit=True)
     store.close_all()
-    for task_id in range(TASKS):
+    for task_id in [*range(TASKS), *range(TASKS + TASKS // 2, 2 * TASKS)]:
         assert (lab.path / str(task_id) / "stdout").read_text() == f"{task_id}\n"
 
 

@@ -185,6 +185,9 @@ class Committer:
                         committed.append(output)
         if self._syncing is None or not committed:
             return
+        if len(committed) == 1:  # nothing to share a flush with: no thread hand-off
+            guard(lambda: os.fdatasync(committed[0].handle.fileno()), committed[0].path)
+            return
         syncs = [(output, self._syncing.submit(_datasync, output.handle.fileno())) for output in committed]
         failure = None
         for output, done in syncs:  # every one is waited for, so that none runs on after an error

@@ -68,13 +68,20 @@ class FoldersAhead:
     """Makes task folders on a thread of its own, ahead of their first file."""
 
     def __init__(self) -> None:
-        self._wanted: queue.SimpleQueue[str | None] = queue.SimpleQueue()
+        self._wanted: queue.SimpleQueue[list[str] | None] = queue.SimpleQueue()
+        self._requested: list[str] = []  # this loop turn's, handed over together at its end
         self._made: set[str] = set()  # made (or found there) by the thread, not yet ensured
         self._thread = threading.Thread(target=self._work, name="patas-folders", daemon=True)
         self._thread.start()
 
     def request(self, folder: str) -> None:
-        self._wanted.put(folder)
+        self._requested.append(folder)
+
+    def hand_over(self) -> None:
+        """Give the thread this turn's folders in one go (one wake-up a turn, not one a task)."""
+        if self._requested:
+            self._wanted.put(self._requested)
+            self._requested = []
 
     def ensure(self, folder: str) -> None:
         """The folder exists once this returns (made now if the thread has not made it yet);
@@ -94,19 +101,21 @@ class FoldersAhead:
         self._made.discard(folder)
 
     def close(self) -> None:
+        self._requested = []
         self._wanted.put(None)
         self._thread.join()
         self._made.clear()
 
     def _work(self) -> None:
-        while (folder := self._wanted.get()) is not None:
-            try:
-                os.mkdir(folder)
-            except FileExistsError:
-                pass
-            except OSError:
-                continue  # `ensure` tries again, and reports it
-            self._made.add(folder)
+        while (folders := self._wanted.get()) is not None:
+            for folder in folders:
+                try:
+                    os.mkdir(folder)
+                except FileExistsError:
+                    pass
+                except OSError:
+                    continue  # `ensure` tries again, and reports it
+                self._made.add(folder)
 
 
 class OutputStore:
@@ -208,8 +217,10 @@ class OutputStore:
             self._unflushed.discard(handle)
 
     def end_turn(self) -> None:
-        """Hand this turn's finished attempts to the committer and, when due, flush what running
-        attempts wrote; raise if an earlier commit failed."""
+        """Hand this turn's new task folders to their thread and its finished attempts to the
+        committer, and when due, flush what running attempts wrote; raise if an earlier commit
+        failed."""
+        self._ahead.hand_over()
         batch, self._batch = self._batch, []
         self._committer.submit(batch)
         if self._unflushed:
