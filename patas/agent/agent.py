@@ -157,12 +157,17 @@ class Agent:
             self._receive_all(now)
         if self.lifeline is not None and events.pop(self.lifeline, 0):
             self._check_lifeline()
+        touched: dict[int, TaskProcess] = {}  # by lease: tasks with a ready pipe or supervisor
         for fd in events:
             task = self.fd_owner.get(fd)
-            if task is not None and fd in task.pipes:
-                task.read(fd, now)
+            if task is not None:
+                touched[task.lease] = task
+                if fd in task.pipes:
+                    task.read(fd, now)
+        for task in touched.values():
+            self._sync(task)  # a pipe read to its end is closed: before its number is reused
         for task in list(self.tasks.values()):
-            self._advance(task, now)
+            self._advance(task, now, task.running and task.supervisor.fileno() in events)
         self._pause_reading(self.window <= 0)
         if now - self.last_sent >= HEARTBEAT_INTERVAL_S:
             self._send(Heartbeat())
@@ -173,11 +178,12 @@ class Agent:
             self.exit_code = EXIT_BROKER_LOST
             self.stopping = f"no word from the broker for {self.broker_timeout_s:.0f} s"
 
-    def _advance(self, task: TaskProcess, now: float) -> None:
-        """Move one task along: send due output, reap, enforce its timeout, report its end."""
+    def _advance(self, task: TaskProcess, now: float, ended: bool) -> None:
+        """Move one task along: send due output, reap (if `ended`: its supervisor has word, so
+        only then is it asked), enforce its timeout, report its end."""
         task.check_deadline(now)
-        task.reap()
-        self._sync(task)
+        if ended and task.reap():
+            self._sync(task)
         if task.finished:
             self._finish(task)
             return

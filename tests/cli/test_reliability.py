@@ -139,3 +139,25 @@ def test_tasks_that_crash_or_are_killed_are_failures_with_a_reason(tmp_path):
     assert "attempt 1/1 on node0: killed by signal 9; giving up" in run.stderr
     assert "attempt 1/1 on node0: killed by signal 15; giving up" in run.stderr
     assert (tmp_path / "pataslab/grid/0/attempt-1.stdout").read_text() == "before\n"
+
+
+def test_a_coordinator_killed_between_group_commits_counts_only_whole_outputs(tmp_path):
+    # Short tasks, synced: commits go in groups (see committer). After each SIGKILL, at a random
+    # moment, every task the journal says is done has exactly its output in place.
+    marker = "%d4" % os.getpid()
+    rng = random.Random(11)
+    lab = tmp_path / "pataslab/grid"
+    tasks = expected(300)
+    for _ in range(4):
+        process = start_patas(*sweep(marker, 300, "0.0"), cwd=tmp_path)
+        wait_for(lambda: (lab / "journal.jsonl").exists(), what="the run to start")
+        time.sleep(rng.uniform(0.2, 1.0))
+        process.send_signal(signal.SIGKILL)
+        process.wait(10)
+        wait_for(lambda: processes_with(marker) == [] and agents_in(tmp_path) == [], what="the agent to exit")
+        for record in journal(lab):
+            if record["outcome"] == "done":
+                assert (lab / str(record["task_id"]) / "stdout").read_text() == tasks[record["task_id"]]
+    final = patas(*sweep(marker, 300, "0.0"), cwd=tmp_path)
+    assert final.code == 0, final.stderr
+    exactly_once(lab, tasks)

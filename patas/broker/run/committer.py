@@ -3,10 +3,16 @@
 Committing an attempt means: flush its files, fdatasync them, rename them into place, remove
 every committed stream it did not write (a `stderr` left by an earlier attempt), put its
 collected files' folder in place of the task's `files/` (see `task_files`), and only then
-append its journal record. fdatasync waits for the disk (about a quarter of a millisecond per
-file here, more under load), so a background thread does it, batch by batch, in the order the
-loop hands them over. The loop is told of a failure (disk full, say) at its next turn; an attempt
-whose commit failed is never journaled, so it never counts as done.
+append its journal record. fdatasync waits for the disk, so a background thread does it, in the
+order the loop hands attempts over. The loop is told of a failure (disk full, say) at its next
+turn; an attempt whose commit failed is never journaled, so it never counts as done.
+
+Group commit. Each fdatasync of a small new file costs a disk cache flush (3-5 ms here, done
+one after another), while fdatasyncs issued at once share their flushes (0.4-0.6 ms a file in
+groups of 64, measured on this machine's ext4). So the thread takes every batch waiting for it as
+one group (the batches of all the loop turns that passed while the disk was busy), flushes all
+of the group's files, fdatasyncs them together from SYNC_THREADS threads, and only once every
+one of them is durable renames them into place and appends the group's records in one write.
 
 Why a crash can never leave a done task whose streams come from two attempts: while an attempt's
 files are renamed and removed, no `done` record may vouch for the folder. A first commit has
@@ -24,6 +30,7 @@ import errno
 import os
 import queue
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Callable, TypeVar
@@ -38,6 +45,9 @@ T = TypeVar("T")
 
 # Batches (one per loop turn) waiting for the thread; beyond this the loop waits for the disk.
 MAX_PENDING_BATCHES = 64
+# How many fdatasyncs of a group are in flight at once: enough for the disk to share its cache
+# flushes among them (8 and 32 measured alike, 1 five to ten times slower a file).
+SYNC_THREADS = 8
 
 
 @dataclass(frozen=True)
@@ -69,6 +79,7 @@ class Committer:
         self._committed: queue.SimpleQueue[AttemptRecord] | None = queue.SimpleQueue() if notify else None
         self._journals = [guard(lambda p=p: _open_journal(p), p) for p in journal_paths]
         self._batches: queue.Queue[list[Commit] | None] = queue.Queue(MAX_PENDING_BATCHES)
+        self._syncing = ThreadPoolExecutor(SYNC_THREADS, thread_name_prefix="patas-sync") if sync else None
         self._error: LabError | None = None
         self._thread = threading.Thread(target=self._work, name="patas-committer", daemon=True)
         self._thread.start()
@@ -87,6 +98,8 @@ class Committer:
         """Finish every queued batch, then make the journals durable."""
         self._batches.put(None)
         self._thread.join()
+        if self._syncing is not None:
+            self._syncing.shutdown()
         for fd in self._journals:
             if self._sync and self._error is None:
                 os.fsync(fd)
@@ -94,15 +107,30 @@ class Committer:
         self.check()
 
     def _work(self) -> None:
-        while (batch := self._batches.get()) is not None:
+        closing = False
+        while not closing:
+            group, closing = self._next_group()
             if self._error is not None:
-                _close_quietly(batch)
+                _close_quietly(group)
                 continue
             try:
-                self._commit(batch)
+                self._commit(group)
             except LabError as error:
                 self._error = error
-                _close_quietly(batch)
+                _close_quietly(group)
+
+    def _next_group(self) -> tuple[list[Commit], bool]:
+        """Every batch waiting now, in order (waiting for one if none is); True once `close`
+        was asked (nothing comes after its marker)."""
+        group: list[Commit] = []
+        batch = self._batches.get()
+        while batch is not None:
+            group += batch
+            try:
+                batch = self._batches.get_nowait()
+            except queue.Empty:
+                return group, False
+        return group, True
 
     def _commit(self, batch: list[Commit]) -> None:
         replacing = [c for c in batch if c.commits and _has_committed_output(c)]
@@ -111,9 +139,10 @@ class Committer:
             for journal in {c.journal for c in replacing}:
                 if self._sync:
                     guard(lambda: os.fsync(self._journals[journal]), self._paths[journal])
+        self._make_outputs_durable(batch)
         for commit in batch:
             for output in commit.files:
-                guard(lambda: self._finish(output), output.path)
+                guard(lambda: _place(output), output.path)
             for path in commit.stale:
                 guard(lambda: _remove(path), path)
             collected = commit.collected
@@ -145,15 +174,45 @@ class Committer:
             data = "".join(texts).encode()
             guard(lambda: _write_all(self._journals[journal], data), self._paths[journal])
 
-    def _finish(self, output: OutputFile) -> None:
-        if output.handle.closed:
+    def _make_outputs_durable(self, batch: list[Commit]) -> None:
+        """Flush every open output of the batch; fdatasync those to be committed, all at once."""
+        committed = []
+        for commit in batch:
+            for output in commit.files:
+                if not output.handle.closed:
+                    guard(output.handle.flush, output.path)
+                    if output.target is not None:
+                        committed.append(output)
+        if self._syncing is None or not committed:
             return
-        output.handle.flush()
-        if self._sync and output.target is not None:
-            os.fdatasync(output.handle.fileno())
-        output.handle.close()
-        if output.target is not None:
-            os.replace(output.path, output.target)
+        if len(committed) == 1:  # nothing to share a flush with: no thread hand-off
+            guard(lambda: os.fdatasync(committed[0].handle.fileno()), committed[0].path)
+            return
+        syncs = [(output, self._syncing.submit(_datasync, output.handle.fileno())) for output in committed]
+        failure = None
+        for output, done in syncs:  # every one is waited for, so that none runs on after an error
+            error = done.result()
+            if error is not None and failure is None:
+                failure = lab_error(error, output.path)
+        if failure is not None:
+            raise failure
+
+
+def _datasync(fd: int) -> OSError | None:
+    try:
+        os.fdatasync(fd)
+        return None
+    except OSError as error:
+        return error
+
+
+def _place(output: OutputFile) -> None:
+    """Close a flushed (and, if it is committed, durable) output and rename it into place."""
+    if output.handle.closed:
+        return
+    output.handle.close()
+    if output.target is not None:
+        os.replace(output.path, output.target)
 
 
 def _has_committed_output(commit: Commit) -> bool:

@@ -13,6 +13,12 @@ little the task prints, so that `patas logs -f` (or `tail -f`) shows it as it is
 that received data are flushed together at the end of a loop turn once the interval has passed,
 not after every chunk (a system call per small chunk would cost throughput).
 
+A task's folder is made off the run loop: `open` asks a thread of its own to make it (a mkdir
+costs 0.1 ms on a quiet disk here and 0.7 ms of CPU on a busy one, per task, when the loop does
+it), and the first file the attempt writes there makes it on the spot if the thread has not yet
+(`FoldersAhead.ensure`), so no write ever waits for that thread. A folder made for an attempt that
+never writes (stopped before it ran) stays empty, as before: only a journal record counts a task.
+
 The store is opened when the run starts (its socket bound, its first agent ready): that is when
 each experiment's definition is recorded and its journal opened, so a run that fails before it
 starts leaves the lab as it was.
@@ -21,6 +27,8 @@ starts leaves the lab as it was.
 from __future__ import annotations
 
 import os
+import queue
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import IO, Any
@@ -56,6 +64,60 @@ class OpenAttempt:
         return f"{self.folder}/{stream}"
 
 
+class FoldersAhead:
+    """Makes task folders on a thread of its own, ahead of their first file."""
+
+    def __init__(self) -> None:
+        self._wanted: queue.SimpleQueue[list[str] | None] = queue.SimpleQueue()
+        self._requested: list[str] = []  # this loop turn's, handed over together at its end
+        self._made: set[str] = set()  # made (or found there) by the thread, not yet ensured
+        self._thread = threading.Thread(target=self._work, name="patas-folders", daemon=True)
+        self._thread.start()
+
+    def request(self, folder: str) -> None:
+        self._requested.append(folder)
+
+    def hand_over(self) -> None:
+        """Give the thread this turn's folders in one go (one wake-up a turn, not one a task)."""
+        if self._requested:
+            self._wanted.put(self._requested)
+            self._requested = []
+
+    def ensure(self, folder: str) -> None:
+        """The folder exists once this returns (made now if the thread has not made it yet);
+        raises LabError if it cannot be made."""
+        if folder in self._made:
+            self._made.discard(folder)
+            return
+        try:
+            os.mkdir(folder)
+        except FileExistsError:
+            pass  # an earlier attempt's, or the thread's since
+        except OSError as error:
+            raise lab_error(error, folder) from error
+
+    def forget(self, folder: str) -> None:
+        """An attempt that will write nothing more in its folder."""
+        self._made.discard(folder)
+
+    def close(self) -> None:
+        self._requested = []
+        self._wanted.put(None)
+        self._thread.join()
+        self._made.clear()
+
+    def _work(self) -> None:
+        while (folders := self._wanted.get()) is not None:
+            for folder in folders:
+                try:
+                    os.mkdir(folder)
+                except FileExistsError:
+                    pass
+                except OSError:
+                    continue  # `ensure` tries again, and reports it
+                self._made.add(folder)
+
+
 class OutputStore:
     """The open attempts of a run, by lease id; finished ones go to the committer each turn."""
 
@@ -67,16 +129,12 @@ class OutputStore:
         self._next_flush = 0.0  # time.monotonic() at which they are due
         record_definitions(labs, definitions)
         self._folders = [str(lab.path) for lab in labs]
+        self._ahead = FoldersAhead()
         self._committer = Committer([lab.journal_path for lab in labs], sync, notify)
 
     def open(self, lease_id: int, experiment_id: int, task_id: int, attempt: int, collect_limit_bytes: int = 0) -> None:
         folder = f"{self._folders[experiment_id]}/{task_id}"
-        try:
-            os.mkdir(folder)
-        except FileExistsError:
-            pass  # an earlier attempt's
-        except OSError as error:
-            raise lab_error(error, folder) from error
+        self._ahead.request(folder)
         self._open[lease_id] = OpenAttempt(experiment_id, folder, attempt, collect_limit_bytes=collect_limit_bytes)
 
     def write(self, lease_id: int, stream_index: int, data: bytes) -> None:
@@ -94,6 +152,8 @@ class OutputStore:
         attempt.tails[stream] = (attempt.tails[stream] + data[-TAIL_BYTES:])[-TAIL_BYTES:]
 
     def _create(self, attempt: OpenAttempt, stream: str) -> IO[bytes]:
+        if not attempt.files:
+            self._ahead.ensure(attempt.folder)
         handle = attempt.files[stream] = guard(lambda: open(attempt.path(stream), "wb"), attempt.path(stream))
         return handle
 
@@ -124,6 +184,7 @@ class OutputStore:
         if commit and STDOUT not in attempt.files:
             # A task that printed nothing still gets its (empty) stdout, so every done task has one.
             self._create(attempt, STDOUT)
+        self._ahead.forget(attempt.folder)
         files = tuple(
             OutputFile(handle, attempt.path(stream), attempt.committed_path(stream) if commit else None)
             for stream, handle in attempt.files.items()
@@ -141,6 +202,7 @@ class OutputStore:
         """Close an attempt that will never finish here (interrupted or fenced); its files stay."""
         attempt = self._open.pop(lease_id, None)
         if attempt is not None:
+            self._ahead.forget(attempt.folder)
             self._forget_unflushed(attempt)
             if attempt.received is not None:
                 attempt.received.close()
@@ -155,8 +217,10 @@ class OutputStore:
             self._unflushed.discard(handle)
 
     def end_turn(self) -> None:
-        """Hand this turn's finished attempts to the committer and, when due, flush what running
-        attempts wrote; raise if an earlier commit failed."""
+        """Hand this turn's new task folders to their thread and its finished attempts to the
+        committer, and when due, flush what running attempts wrote; raise if an earlier commit
+        failed."""
+        self._ahead.hand_over()
         batch, self._batch = self._batch, []
         self._committer.submit(batch)
         if self._unflushed:
@@ -180,6 +244,7 @@ class OutputStore:
     def close_all(self) -> None:
         for lease_id in list(self._open):
             self.abandon(lease_id)
+        self._ahead.close()
         self.end_turn()
         self._committer.close()
 
