@@ -5,6 +5,7 @@ How to run (Linux; it builds a scratch lab of 1,000,000 tasks under /tmp, ~0.5 G
 
     python bench/bench_rerun.py                   # 1,000,000 tasks, 3 rounds
     python bench/bench_rerun.py --quick           # 10,000 tasks, 1 round: a smoke check
+    python bench/bench_rerun.py --side 316        # 99,856 tasks
     python bench/bench_rerun.py --compare OLD     # also run the patas package found in folder OLD,
                                                   # interleaved with this checkout's, and give ratios
     python bench/bench_rerun.py --write-docs      # also write the results to docs/benchmarks.md
@@ -57,16 +58,20 @@ TARGET_FIRST_TASK_S = 5.0
 
 # Runs the patas CLI in this process and, at exit, writes its own peak RSS (kB) to $BENCH_USAGE_FILE:
 # VmHWM, the coordinator alone, not the agent it starts. Not ru_maxrss: Linux starts a child's at
-# its parent's, and this benchmark holds the whole journal.
+# its parent's, and this benchmark holds the whole journal. It also writes where the patas it ran
+# comes from: `python -c` puts the current folder first on sys.path, so a child started from a
+# checkout's root imports that checkout whatever PYTHONPATH says (how earlier --compare runs
+# timed one checkout twice); the child starts in the scratch folder and this is checked.
 COORDINATOR = """
 import atexit, os, sys
 def _record_usage():
     with open("/proc/self/status") as status:
         peak = next(line.split()[1] for line in status if line.startswith("VmHWM:"))
     with open(os.environ["BENCH_USAGE_FILE"], "w") as f:
-        f.write(peak)
+        f.write(peak + " " + os.path.dirname(os.path.dirname(os.path.abspath(patas.__file__))))
 atexit.register(_record_usage)
 sys.argv[0] = "patas"
+import patas
 from patas.cli.main import main
 main()
 """
@@ -101,8 +106,8 @@ def experiment_yaml(scratch: Path, side: int) -> str:
         f"name: {EXPERIMENT}\n"
         f"cmd: touch {started}; echo {{a}} {{b}}\n"
         "vars:\n"
-        f"  - {{name: a, type: arithmetic, min: 0, max: {side - 1}, step: 1}}\n"
-        f"  - {{name: b, type: arithmetic, min: 0, max: {side - 1}, step: 1}}\n"
+        f"  - {{name: a, type: arithmetic, min: 0, max: {side}, step: 1}}\n"  # max is exclusive
+        f"  - {{name: b, type: arithmetic, min: 0, max: {side}, step: 1}}\n"  # max is exclusive
     )
 
 
@@ -161,6 +166,20 @@ def environment(checkout: Checkout, scratch: Path) -> dict[str, str]:
     return env
 
 
+def run_patas(checkout: Checkout, experiment_file: Path, scratch: Path, **popen: object) -> subprocess.Popen:
+    """`patas explore` of the checkout, started in the scratch folder (see COORDINATOR)."""
+    return subprocess.Popen(patas_argv(experiment_file, scratch), env=environment(checkout, scratch), cwd=scratch,
+                            stdin=subprocess.DEVNULL, **popen)  # type: ignore[call-overload]  # fmt: skip
+
+
+def peak_rss_mb(checkout: Checkout, scratch: Path) -> float:
+    """The peak RSS the run recorded, after checking that it ran the checkout's patas."""
+    peak, imported = (scratch / "usage").read_text().split(" ", 1)
+    if Path(imported).resolve() != checkout.pythonpath.resolve():
+        raise BenchError(f"{checkout.label}: ran the patas of {imported}, not of {checkout.pythonpath}")
+    return int(peak) / 1024
+
+
 def set_journal(scratch: Path, data: bytes, index: bytes | None = None) -> None:
     """The journal of the case and the plan index the run that left it wrote (None: no index)."""
     (scratch / "lab" / EXPERIMENT / "journal.jsonl").write_bytes(data)
@@ -212,13 +231,13 @@ def nothing_to_run(checkout: Checkout, built: BuiltLab, indexes: Indexes, experi
         (lab / str(task_id)).mkdir(exist_ok=True)
     os.sync()
     started = time.perf_counter()
-    done = subprocess.run(patas_argv(experiment_file, scratch), env=environment(checkout, scratch),
-                          stdin=subprocess.DEVNULL, capture_output=True, text=True)  # fmt: skip
+    process = run_patas(checkout, experiment_file, scratch, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _, stderr = process.communicate()
     elapsed = time.perf_counter() - started
-    if done.returncode != 0 or "Nothing to run" not in done.stderr:
-        raise BenchError(f"{checkout.label}: expected 'Nothing to run', got exit {done.returncode}: {done.stderr[-500:]}")
+    if process.returncode != 0 or "Nothing to run" not in stderr:
+        raise BenchError(f"{checkout.label}: expected 'Nothing to run', got exit {process.returncode}: {stderr[-500:]}")
     checkout.nothing_s.append(elapsed)
-    checkout.nothing_mb.append(int((scratch / "usage").read_text()) / 1024)
+    checkout.nothing_mb.append(peak_rss_mb(checkout, scratch))
 
 
 def first_task(checkout: Checkout, built: BuiltLab, indexes: Indexes, experiment_file: Path, scratch: Path) -> None:
@@ -230,8 +249,7 @@ def first_task(checkout: Checkout, built: BuiltLab, indexes: Indexes, experiment
     marker.unlink(missing_ok=True)
     os.sync()
     started = time.perf_counter()
-    process = subprocess.Popen(patas_argv(experiment_file, scratch), env=environment(checkout, scratch),
-                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+    process = run_patas(checkout, experiment_file, scratch, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         while not marker.exists():
             if process.poll() is not None:
@@ -301,13 +319,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="10,000 tasks, 1 round")
     parser.add_argument("--rounds", type=int, default=None)
+    parser.add_argument("--side", type=int, default=None, help="a grid of SIDE × SIDE tasks")
     parser.add_argument("--compare", type=Path, default=None, metavar="OLD",
                         help="a folder holding another patas package, run interleaved with this one")  # fmt: skip
     parser.add_argument("--write-docs", action="store_true")
     args = parser.parse_args()
     sizes = QUICK if args.quick else FULL
-    if args.rounds:
-        sizes = Sizes(sizes.side, args.rounds)
+    sizes = Sizes(args.side or sizes.side, args.rounds or sizes.rounds)
     checkouts = [Checkout("this checkout", REPO)]
     if args.compare is not None:
         checkouts.append(Checkout(f"--compare {args.compare}", args.compare.resolve()))
