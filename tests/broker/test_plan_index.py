@@ -187,3 +187,22 @@ def test_a_redo_that_died_after_its_replacing_record_leaves_the_task_not_done(tm
         journal.write(record(redo.task, 0, redo.first_attempt, Outcome.REPLACING).to_json() + "\n")
     indexed, whole = both_ways(lab, experiment, False)
     assert indexed == whole and indexed[2] == [2]
+
+
+def test_planning_a_fresh_grid_costs_nothing_per_task(tmp_path):
+    # A first run of a million tasks: the journal has no record, so the plan keeps no per-task
+    # arrays (9 bytes per task, 9 MB here, that the coordinator would hold for the whole run).
+    import tracemalloc
+
+    experiment = grid([str(i) for i in range(1000)], repeat=1000)
+    lab = ExperimentLab(tmp_path, "grid")
+    lab.path.mkdir()
+    tracemalloc.start()
+    try:
+        plan = plan_experiment(0, experiment, lab, redo=False, use_index=True)
+        first = next(plan.pending())
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert (experiment.task_count, plan.done, first.task_id) == (1_000_000, 0, 0)
+    assert peak < 1_000_000

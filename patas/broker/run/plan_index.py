@@ -74,8 +74,11 @@ class GridHistory:
     total: int
     position: JournalPosition = JournalPosition()  # the journal is read up to here
     fingerprint: str = ""  # of the journal up to `position` (see `_fingerprint`)
-    attempts: array = field(default_factory=lambda: array(_ATTEMPTS))  # last attempt per natural id, 0: none
-    done: bytearray = field(default_factory=bytearray)  # 1: its last done record stands (folder unchecked)
+    # Per natural id: the last attempt (0: none) and 1 where its last done record stands (folder
+    # unchecked). Both stay empty while the journal has no record of the grid: a fresh grid of a
+    # million tasks does not pay 9 MB for them.
+    attempts: array = field(default_factory=lambda: array(_ATTEMPTS))
+    done: bytearray = field(default_factory=bytearray)
     moved: dict[int, int] = field(default_factory=dict)  # natural id → task id, where the journal has another
     held: dict[int, str] = field(default_factory=dict)  # task id → key: ids a key other than that natural id's task holds
     others: dict[str, list[int]] = field(default_factory=dict)  # keys of other grids → [task id, done 0/1]
@@ -85,8 +88,7 @@ class GridHistory:
 
     @classmethod
     def empty(cls, experiment: Experiment) -> "GridHistory":
-        total = experiment.task_count
-        return cls(grid_digest(experiment), total, attempts=array(_ATTEMPTS, bytes(8 * total)), done=bytearray(total))
+        return cls(grid_digest(experiment), experiment.task_count)
 
     @classmethod
     def read(cls, experiment: Experiment, lab: ExperimentLab) -> "GridHistory":
@@ -104,14 +106,14 @@ class GridHistory:
 
     def journal_id(self, natural: int, key: str) -> int | None:
         """The id the journal recorded the task under, None if it has no record of it."""
-        return self.moved.get(natural, natural) if self.attempts[natural] else None
+        return self.moved.get(natural, natural) if self.attempts and self.attempts[natural] else None
 
     def id_held_by_other(self, natural: int, key: str) -> bool:
         """Whether another task holds the task's natural id."""
         return natural in self.held
 
     def last_attempt_of(self, natural: int, key: str) -> int:
-        return self.attempts[natural]
+        return self.attempts[natural] if self.attempts else 0
 
     @property
     def max_task_id(self) -> int:
@@ -155,6 +157,9 @@ class GridHistory:
         else:
             self.moved[natural] = task_id
             self.held[task_id] = key
+        if not self.attempts:  # the grid's first record
+            self.attempts = array(_ATTEMPTS, [0]) * self.total
+            self.done = bytearray(self.total)
         if record.attempt > self.attempts[natural]:
             self.attempts[natural] = record.attempt
         if record.outcome is Outcome.DONE:
@@ -174,7 +179,8 @@ class GridHistory:
             "others": [[key, *entry] for key, entry in self.others.items()],
         }  # fmt: skip
         encoded = json.dumps(header, separators=(",", ":")).encode()
-        body = b"".join((_MAGIC, len(encoded).to_bytes(_LENGTH_BYTES, "little"), encoded, self.attempts.tobytes(), self.done))
+        arrays = (self.attempts.tobytes(), self.done) if self.attempts else (bytes(8 * self.total), bytes(self.total))
+        body = b"".join((_MAGIC, len(encoded).to_bytes(_LENGTH_BYTES, "little"), encoded, *arrays))
         write_atomically(lab.path / INDEX_FILE, body + _checksum(body))
         self.unsaved = False
 
