@@ -206,3 +206,62 @@ def test_planning_a_fresh_grid_costs_nothing_per_task(tmp_path):
         tracemalloc.stop()
     assert (experiment.task_count, plan.done, first.task_id) == (1_000_000, 0, 0)
     assert peak < 1_000_000
+
+
+def index_state(history):
+    return (history.position, list(history.attempts), bytes(history.done), history.moved, history.held, history.others, history.max_id)
+
+
+def in_order(experiment, lab):
+    """The index of the whole journal made by applying each record in order, as `catch_up` does."""
+    history = GridHistory.empty(experiment)
+    history.catch_up(experiment, lab)
+    return history
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    generations=st.lists(st.tuples(definitions, st.integers(1, 3), st.integers(1, 2), outcomes, st.booleans()), min_size=1, max_size=4),
+    final=definitions,
+    repeat=st.integers(1, 2),
+    shuffle_seed=st.integers(0, 2**16),
+    keep=st.integers(0, 40),
+)
+def test_the_index_built_by_walking_the_grid_is_the_index_built_record_by_record(
+    tmp_path_factory, generations, final, repeat, shuffle_seed, keep
+):
+    # Journals of several grids, reruns and --redo, then lines shuffled and dropped: keys with
+    # several ids, ids with several keys, records out of any order a run writes.
+    tmp_path = tmp_path_factory.mktemp("lab")
+    lab = ExperimentLab(tmp_path, "grid")
+    lab.path.mkdir()
+    for values, every, generation_repeat, outcome, generation_redo in generations:
+        run_some(lab, plan_experiment(0, grid(values, generation_repeat), lab, redo=generation_redo), every, outcome)
+    lines = lab.journal_path.read_bytes().splitlines(keepends=True)
+    random.Random(shuffle_seed).shuffle(lines)
+    lab.journal_path.write_bytes(b"".join(lines[: keep or None]))
+    experiment = grid(final, repeat)
+    walked = GridHistory.from_journal(experiment, lab)
+    walked.catch_up(experiment, lab)
+    assert index_state(walked) == index_state(in_order(experiment, lab))
+
+
+def test_a_cold_index_walks_the_grid_instead_of_locating_each_record(tmp_path, monkeypatch):
+    lab, experiment = saved_lab(tmp_path, [str(i) for i in range(20)])
+    (lab.path / INDEX_FILE).unlink()
+    located = []
+    real = sweep.GridPositions.locate
+    monkeypatch.setattr(sweep.GridPositions, "locate", lambda self, *a: located.append(a) or real(self, *a))
+    indexed, whole = both_ways(lab, experiment, False)
+    assert indexed == whole and indexed[0] == 10
+    assert located == []
+
+
+def test_a_cold_index_of_a_grid_far_bigger_than_its_journal_locates_each_record(tmp_path, monkeypatch):
+    lab, _ = saved_lab(tmp_path, [str(i) for i in range(20)])
+    (lab.path / INDEX_FILE).unlink()
+    walked = []
+    monkeypatch.setattr(plan_index, "task_keys", lambda experiment: walked.append(experiment) or sweep.task_keys(experiment))
+    indexed, whole = both_ways(lab, grid([str(i) for i in range(20)], repeat=50), False)
+    assert indexed == whole and indexed[0] == 10
+    assert walked == []

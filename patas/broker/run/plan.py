@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Iterator
 
-from patas.broker.run.plan_index import GridHistory
+from patas.broker.run.plan_index import WALK_PER_JOURNAL_TASK, GridHistory
 from patas.common.config import Experiment
 from patas.common.errors import ConfigError, excerpt
 from patas.common.lab import ExperimentLab, Outcome
@@ -30,12 +30,6 @@ from patas.common.sweep import GridPositions, Task, task_at, task_keys, tasks
 
 
 log = logging.getLogger(__name__)
-
-# A rerun walks the grid to find its done tasks while the grid has at most this many tasks per
-# task in the journal; beyond, it locates the journal's tasks in the grid. Walking computes one
-# key per grid task; locating reads the journal a second time and computes one key per journal
-# task, which costs about as much as two.
-WALK_PER_JOURNAL_TASK = 2
 
 
 @dataclass(frozen=True)

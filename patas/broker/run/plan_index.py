@@ -36,7 +36,7 @@ from typing import Any
 
 from patas.common.config import Experiment
 from patas.common.lab import ExperimentLab, JournalPosition, Outcome, PlanRecord, write_atomically
-from patas.common.sweep import GridPositions
+from patas.common.sweep import GridPositions, task_keys
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +48,10 @@ _CHECKSUM_BYTES = 32
 # The journal bytes checked against the index: this many at its start and before the covered end.
 FINGERPRINT_BYTES = 4096
 _ATTEMPTS = "q"  # the array type of last attempts: the journal's integers fit 64 bits (see lab.py)
+# A plan from the whole journal walks the grid's keys while the grid has at most this many tasks
+# per key in the journal; beyond, it locates each journal record in the grid. Walking computes one
+# key per grid task; locating decodes a record's values and computes its key, about twice as dear.
+WALK_PER_JOURNAL_TASK = 2
 
 
 class StaleIndex(Exception):
@@ -98,9 +102,44 @@ class GridHistory:
             history = cls.load(lab, experiment)
         except StaleIndex as why:
             log.debug("%s: reading the whole journal (%s)", lab.path / INDEX_FILE, why)
-            history = cls.empty(experiment)
+            history = cls.from_journal(experiment, lab)
         history.catch_up(experiment, lab)
         return history
+
+    @classmethod
+    def from_journal(cls, experiment: Experiment, lab: ExperimentLab) -> "GridHistory":
+        """The index of the whole journal, as applying its records in order (`catch_up`) makes
+        it: the records summed up by key, then placed in the grid by one walk over its keys.
+        A grid much bigger than the journal is not walked (a 10^23-task grid never ends): the
+        index comes back empty and `catch_up` locates each record in the grid instead."""
+        history = cls.empty(experiment)
+        summary = JournalSummary.read(lab)
+        if not summary.by_key or experiment.task_count > WALK_PER_JOURNAL_TASK * len(summary.by_key):
+            return history
+        by_key, naturals = summary.by_key, {}
+        for natural, key in enumerate(task_keys(experiment)):
+            if key in by_key:
+                naturals[key] = natural
+                if len(naturals) == len(by_key):
+                    break  # every key of the journal is placed: the rest of the grid has no record
+        history._place(summary, naturals)
+        return history
+
+    def _place(self, summary: "JournalSummary", naturals: dict[str, int]) -> None:
+        """Fill the index from the journal's summary, `naturals` giving the grid's keys' places."""
+        if naturals:  # else, as in `_apply`, none until the journal has a record of the grid
+            self.attempts, self.done = array(_ATTEMPTS, [0]) * self.total, bytearray(self.total)
+        for key, (task_id, attempt, done) in summary.by_key.items():
+            natural = naturals.get(key)
+            if natural is None:
+                self.others[key] = [task_id, done]
+                continue
+            self.attempts[natural], self.done[natural] = attempt, done
+            if task_id != natural:
+                self.moved[natural] = task_id
+        self.held = {task_id: key for task_id, key in summary.by_id.items() if naturals.get(key) != task_id}
+        self.max_id = max(summary.by_id)
+        self.position = summary.position
 
     # --- the answers planning asks for (the same as LabHistory's) -----------------------------
 
@@ -212,6 +251,30 @@ class GridHistory:
             {n: task_id for n, task_id in header["moved"]}, {task_id: key for task_id, key in header["held"]},
             {key: [task_id, done] for key, task_id, done in header["others"]}, header["max_id"], unsaved=False,
         )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class JournalSummary:
+    """The whole journal summed up by key, as applying its records in order leaves each task:
+    a record's key may have several records (attempts, runs), an id several keys (grids)."""
+
+    by_key: dict[str, tuple[int, int, int]]  # key → (its last record's task id, its highest attempt, done: 1 or 0)
+    by_id: dict[int, str]  # task id → the key of its last record
+    position: JournalPosition  # the end of the last record read
+
+    @classmethod
+    def read(cls, lab: ExperimentLab) -> "JournalSummary":
+        by_key: dict[str, tuple[int, int, int]] = {}
+        by_id: dict[int, str] = {}
+        position = JournalPosition()
+        for record, position in lab.read_plan_journal_from(position):
+            key, attempt, outcome = record.key, record.attempt, record.outcome
+            _, highest, done = by_key.get(key, (0, 0, 0))
+            if outcome is Outcome.DONE or outcome is Outcome.REPLACING:
+                done = int(outcome is Outcome.DONE)  # replacing: a crash while its output was being replaced
+            by_key[key] = (record.task_id, attempt if attempt > highest else highest, done)
+            by_id[record.task_id] = key
+        return cls(by_key, by_id, position)
 
 
 def _fingerprint(lab: ExperimentLab, end: int) -> str:
