@@ -8,6 +8,7 @@ How to run (Linux; it builds a scratch lab of 1,000,000 tasks under /tmp, ~0.5 G
     python bench/bench_rerun.py --side 316        # 99,856 tasks
     python bench/bench_rerun.py --compare OLD     # also run the patas package found in folder OLD,
                                                   # interleaved with this checkout's, and give ratios
+    python bench/bench_rerun.py --keep DIR        # build the lab in DIR and keep it (the next run reuses its folders)
     python bench/bench_rerun.py --write-docs      # also write the results to docs/benchmarks.md
 
 What it measures (target (c) of issue 15), on a lab built directly (the real `AttemptRecord.to_json`
@@ -37,6 +38,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 # bench/ is on sys.path as the script's own folder
 from benchmarks_doc import DOCS_FILE, write_section
@@ -44,6 +46,9 @@ from benchmarks_doc import DOCS_FILE, write_section
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 from patas.broker.run.plan_index import INDEX_FILE  # noqa: E402  (this checkout's, after the path)
+if TYPE_CHECKING:
+    from patas.common.config import Experiment
+    from patas.common.lab import AttemptRecord
 DOCS_HEADING = "## Reruns of big labs"
 EXPERIMENT = "big"
 STARTED_FILE = "started"  # the first new task creates it
@@ -121,38 +126,75 @@ class BuiltLab:
 
 
 def build_lab(scratch: Path, experiment_file: Path) -> BuiltLab:
-    """The lab of a run that did every task: a journal record and a folder for each."""
+    """The lab of a run that did every task: a journal record and a folder for each.
+
+    Each line is the real `AttemptRecord.to_json` of its task, made fast: one record is written by
+    `to_json` with marker values, and each task's line is that text with its own values put in
+    (keys from `sweep.task_keys`); a sample of lines is checked against `to_json` itself."""
     from patas.common.config import load_experiment
-    from patas.common.lab import AttemptRecord, ExperimentLab, Outcome
-    from patas.common.sweep import tasks
+    from patas.common.lab import ExperimentLab
+    from patas.common.sweep import task_keys
 
     experiment = load_experiment(experiment_file)
     lab = ExperimentLab(scratch / "lab", EXPERIMENT)
-    lab.path.mkdir(parents=True)
+    lab.path.mkdir(parents=True, exist_ok=True)
     lab.write_definition(experiment.to_record())
     started = time.perf_counter()
-    lines = []
-    now = time.time()
-    for task in tasks(experiment):
-        task_id = task.natural_id(experiment.repeat)
-        record = AttemptRecord(
-            task_id=task_id, key=task.key, attempt=1, outcome=Outcome.DONE, exit_code=0,
-            combination_id=task.combination_id, repeat_id=task.repeat_id, values=dict(task.values),
-            experiment_id=0, experiment_name=EXPERIMENT, max_tries=experiment.max_tries,
-            started_at=now, ended_at=now + 0.001, cluster_name="local", node_name="localhost",
-            hostname=platform.node(), cluster_in_lab=0, node_in_lab=0, node_in_cluster=0,
-            worker_in_lab=task_id % 2, worker_in_cluster=task_id % 2, worker_in_node=task_id % 2,
-            work_dir=str(scratch), stdout_bytes=8,
-        )  # fmt: skip
-        lines.append(record.to_json().encode() + b"\n")
+    template = _line_template(experiment, scratch)
+    a_values, b_values = (v.values for v in experiment.variables)
+    side = len(b_values)
+    lines = [
+        template.format(task_id, key, a_values[task_id // side], b_values[task_id % side], task_id % 2).encode()
+        for task_id, key in enumerate(task_keys(experiment))
+    ]
+    for task_id in [*range(50), *range(len(lines) - 50, len(lines)), *range(0, len(lines), 10007)]:
+        if lines[task_id] != _record(experiment, task_id, scratch).to_json().encode() + b"\n":
+            raise BenchError(f"the fast journal line of task {task_id} differs from AttemptRecord.to_json's")
     journal = b"".join(lines)
     cut = len(journal) - sum(len(line) for line in lines[-LEFT:])
     build_s = time.perf_counter() - started
     started = time.perf_counter()
     for task_id in range(len(lines)):
-        os.mkdir(lab.task_dir(task_id))
+        os.makedirs(lab.task_dir(task_id), exist_ok=True)  # a kept lab (--keep) has them already
     mkdir_s = time.perf_counter() - started
     return BuiltLab(journal, cut, tuple(range(len(lines) - LEFT, len(lines))), build_s, mkdir_s)
+
+
+_NOW = 1.7e9  # the records' start time (any fixed time: lines of the same length for every build)
+
+
+def _record(experiment: "Experiment", task_id: int, scratch: Path) -> "AttemptRecord":
+    """The journal record of task `task_id` done, as a run on this machine writes it."""
+    from patas.common.lab import AttemptRecord, Outcome
+    from patas.common.sweep import task_at
+
+    task = task_at(experiment, task_id)
+    return AttemptRecord(
+        task_id=task_id, key=task.key, attempt=1, outcome=Outcome.DONE, exit_code=0,
+        combination_id=task.combination_id, repeat_id=task.repeat_id, values=dict(task.values),
+        experiment_id=0, experiment_name=EXPERIMENT, max_tries=experiment.max_tries,
+        started_at=_NOW, ended_at=_NOW + 0.001, cluster_name="local", node_name="localhost",
+        hostname=platform.node(), cluster_in_lab=0, node_in_lab=0, node_in_cluster=0,
+        worker_in_lab=task_id % 2, worker_in_cluster=task_id % 2, worker_in_node=task_id % 2,
+        work_dir=str(scratch), stdout_bytes=8,
+    )  # fmt: skip
+
+
+def _line_template(experiment: "Experiment", scratch: Path) -> str:
+    """`to_json` of a record with marker values, as a format string: {0} task id, {1} key, {2} a,
+    {3} b, {4} worker."""
+    from dataclasses import replace
+
+    markers = ("71717171", "7272727272", "7373737373", "7474747474", "75757575")
+    record = replace(
+        _record(experiment, 0, scratch), task_id=int(markers[0]), combination_id=int(markers[0]), key=markers[1],
+        values={"a": markers[2], "b": markers[3]}, worker_in_lab=int(markers[4]), worker_in_cluster=int(markers[4]),
+        worker_in_node=int(markers[4]),
+    )  # fmt: skip
+    text = record.to_json().replace("{", "{{").replace("}", "}}")
+    for number, marker in enumerate(markers):
+        text = text.replace(marker, "{%d}" % number)
+    return text + "\n"
 
 
 def patas_argv(experiment_file: Path, scratch: Path) -> list[str]:
@@ -322,6 +364,8 @@ def main() -> None:
     parser.add_argument("--side", type=int, default=None, help="a grid of SIDE × SIDE tasks")
     parser.add_argument("--compare", type=Path, default=None, metavar="OLD",
                         help="a folder holding another patas package, run interleaved with this one")  # fmt: skip
+    parser.add_argument("--keep", type=Path, default=None, metavar="DIR",
+                        help="build the lab in DIR and keep it; a later run with the same DIR and size reuses its task folders")  # fmt: skip
     parser.add_argument("--write-docs", action="store_true")
     args = parser.parse_args()
     sizes = QUICK if args.quick else FULL
@@ -329,7 +373,8 @@ def main() -> None:
     checkouts = [Checkout("this checkout", REPO)]
     if args.compare is not None:
         checkouts.append(Checkout(f"--compare {args.compare}", args.compare.resolve()))
-    scratch = Path(tempfile.mkdtemp(prefix="bench-rerun-"))
+    scratch = Path(tempfile.mkdtemp(prefix="bench-rerun-")) if args.keep is None else args.keep.resolve()
+    scratch.mkdir(parents=True, exist_ok=True)
     try:
         experiment_file = scratch / "experiment.yaml"
         experiment_file.write_text(experiment_yaml(scratch, sizes.side))
@@ -347,7 +392,8 @@ def main() -> None:
                 print(f"  round {round_number + 1}, {checkout.label}: nothing to run {checkout.nothing_s[-1]:.2f} s"
                       f" {checkout.nothing_mb[-1]:.0f} MB, first task {checkout.first_task_s[-1]:.2f} s", file=sys.stderr)  # fmt: skip
     finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+        if args.keep is None:
+            shutil.rmtree(scratch, ignore_errors=True)
     command = "python bench/bench_rerun.py" + " ".join(a for a in [""] + sys.argv[1:] if a != "--write-docs")
     text = report(checkouts, sizes, built, indexes, command)
     print(text)
