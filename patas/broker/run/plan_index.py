@@ -31,7 +31,7 @@ import json
 import logging
 from array import array
 from dataclasses import dataclass, field
-from itertools import compress
+from operator import and_
 from typing import Any
 
 from patas.common.config import Experiment
@@ -158,12 +158,15 @@ class GridHistory:
     def max_task_id(self) -> int:
         return self.max_id
 
-    def done_naturals(self) -> array:
-        """The natural ids of the grid's done tasks whose folder exists, ascending."""
-        naturals = compress(range(self.total), self.done)
-        if self.moved:
-            return array("q", (n for n in naturals if self.moved.get(n, n) in self.folders))
-        return array("q", filter(self.folders.__contains__, naturals))
+    def done_mask(self) -> bytearray:
+        """1 at the natural id of each of the grid's done tasks whose folder exists; empty if none."""
+        if not self.done:
+            return bytearray()
+        folders = self.folders
+        mask = bytearray(map(and_, self.done, map(folders.__contains__, range(self.total))))
+        for natural, task_id in self.moved.items():  # their folders are elsewhere
+            mask[natural] = self.done[natural] and task_id in folders
+        return mask
 
     def other_done(self) -> int:
         """Done tasks, with their folder, that this grid does not have."""
