@@ -134,19 +134,87 @@ def test_the_index_of_another_grid_is_not_used(tmp_path, monkeypatch):
     assert history.done_mask().count(1) == 0  # no folders set: nothing counts as done
 
 
-def test_a_long_journal_is_fingerprinted_by_its_start_and_the_end_it_covers(tmp_path):
-    # Lines in the middle of a big journal are not digested; its start and covered end are.
+def test_an_edit_anywhere_in_a_long_journal_is_seen(tmp_path):
     values = [str(i) for i in range(300)]
     lab, experiment = saved_lab(tmp_path, values)
-    assert lab.journal_path.stat().st_size > 2 * plan_index.FINGERPRINT_BYTES
     data = bytearray(lab.journal_path.read_bytes())
-    for at in (10, len(data) - 10):
+    assert len(data) > 64 * 1024  # far more than its first and last few kB
+    for at in (10, len(data) // 2, len(data) - 10):
         changed = bytes(data[:at]) + (b"9" if data[at : at + 1] != b"9" else b"8") + bytes(data[at + 1 :])
-        lab.journal_path.write_bytes(changed)
+        lab.journal_path.write_bytes(changed)  # the same length, other bytes
         with pytest.raises(plan_index.StaleIndex):
             GridHistory.load(lab, experiment)
-    lab.journal_path.write_bytes(bytes(data))
+    lab.journal_path.write_bytes(bytes(data))  # rewritten with the bytes the index covers
     assert GridHistory.load(lab, experiment).position.offset == len(data)
+
+
+def test_a_journal_unwritten_since_the_index_is_not_read(tmp_path, monkeypatch):
+    lab, experiment = saved_lab(tmp_path)
+    hashed = []
+    real = plan_index._chain
+    monkeypatch.setattr(plan_index, "_chain", lambda *a: hashed.append(a) or real(*a))
+    read = count_lines_read(monkeypatch)
+    indexed = plan_of(plan_experiment(0, experiment, lab, redo=False, use_index=True))
+    assert (hashed, read) == ([], [])
+    monkeypatch.undo()
+    assert indexed == plan_of(plan_experiment(0, experiment, lab, redo=False))
+
+
+def test_a_journal_copied_back_is_checked_and_the_index_takes_its_new_identity(tmp_path, monkeypatch):
+    lab, experiment = saved_lab(tmp_path)
+    data = lab.journal_path.read_bytes()
+    lab.journal_path.unlink()
+    lab.journal_path.write_bytes(data)  # another file, the same bytes
+    read = count_lines_read(monkeypatch)
+    plan = plan_experiment(0, experiment, lab, redo=False, use_index=True)
+    save_indexes([plan])
+    assert (read, plan.done) == ([], 2)
+    assert not GridHistory.load(lab, experiment).unsaved  # the next rerun trusts it unread
+
+
+journal_edits = st.lists(
+    st.one_of(
+        st.tuples(st.just("flip"), st.floats(0, 1, exclude_max=True), st.integers(1, 255)),
+        st.tuples(st.just("cut"), st.floats(0, 1), st.just(0)),
+        st.tuples(st.just("drop line"), st.floats(0, 1, exclude_max=True), st.just(0)),
+    ),
+    min_size=1, max_size=3,
+)  # fmt: skip
+
+
+@settings(max_examples=60, deadline=None)
+@given(edits=journal_edits, appended=st.integers(0, 3), size=st.integers(30, 200))
+def test_after_any_edit_of_the_journal_the_index_plans_what_the_whole_journal_plans(tmp_path_factory, edits, appended, size):
+    # Long journals (beyond any fixed window a cheaper check could digest), edited behind the
+    # index: bytes changed, cut anywhere, lines removed; then lines appended by a run that
+    # crashed before it wrote the index. Plans that refuse the journal must refuse it alike.
+    tmp_path = tmp_path_factory.mktemp("lab")
+    lab, experiment = saved_lab(tmp_path, [str(i) for i in range(size)])
+    data = lab.journal_path.read_bytes()
+    for edit, where, value in edits:
+        at = int(where * len(data))
+        if edit == "flip":
+            data = data[:at] + bytes([data[at] ^ value]) + data[at + 1 :] if data else data
+        elif edit == "cut":
+            data = data[:at]
+        else:
+            lines = data.splitlines(keepends=True)
+            if lines:
+                del lines[int(where * len(lines))]
+            data = b"".join(lines)
+    lab.journal_path.write_bytes(data)
+    tasks = list(sweep.tasks(experiment))
+    with open(lab.journal_path, "ab") as journal:
+        for task in tasks[:appended]:
+            journal.write(record(task, task.natural_id(1), 5).to_json().encode() + b"\n")
+
+    def plan(use_index):
+        try:
+            return plan_of(plan_experiment(0, experiment, lab, redo=False, use_index=use_index))
+        except lab_module.LabError as error:
+            return str(error)
+
+    assert plan(True) == plan(False)
 
 
 def test_the_index_is_replaced_whole_so_a_reader_sees_the_old_or_the_new(tmp_path, monkeypatch):

@@ -11,10 +11,14 @@ cache of it that is never trusted beyond what it can check:
 
 - it names the grid it describes by a digest of everything a task's key depends on (commands,
   variables and their values, repeat): another grid reads the journal from its start instead;
-- it records how much of the journal it covers (bytes and lines) and a digest of the journal's
-  first bytes and of the last bytes it covers: a journal that is shorter or whose bytes differ
-  there (replaced, restored from a copy, edited) is read from its start again; lines appended
-  after the covered part (a run that crashed before writing the index) are read and applied;
+- it records how much of the journal it covers (bytes and lines), a digest of those bytes, and
+  the journal file's identity when the index was written (device, inode, size, modification
+  time in ns): a journal with that identity was not written since, and is trusted without being
+  read; any other is read whole to check the digest, and if the covered bytes differ (replaced,
+  restored from a copy, edited anywhere) it is read from its start again; lines appended after
+  the covered part (a run that crashed before writing the index) are read and applied. The
+  digest is a chain, one link per run's appended bytes, so that writing the index hashes only
+  what the run appended;
 - it ends with a digest of its own contents, and is written whole to a temporary file, flushed
   and renamed over the old one (`write_atomically`): a torn or damaged index is read as none,
   and a reader sees the old index or the new one, never a mix. Only the run holding the
@@ -29,6 +33,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 from array import array
 from dataclasses import dataclass, field
 from operator import and_
@@ -41,12 +46,11 @@ from patas.common.sweep import GridPositions, task_keys
 log = logging.getLogger(__name__)
 
 INDEX_FILE = ".plan-index"
-INDEX_FORMAT = 1
+INDEX_FORMAT = 2  # 2: the journal's identity and digest chain
 _MAGIC = b"patas plan index\n"
 _LENGTH_BYTES = 8  # the header's length, before the header
 _CHECKSUM_BYTES = 32
-# The journal bytes checked against the index: this many at its start and before the covered end.
-FINGERPRINT_BYTES = 4096
+_READ_BYTES = 1 << 20  # the journal is hashed by blocks of this size
 _ATTEMPTS = "q"  # the array type of last attempts: the journal's integers fit 64 bits (see lab.py)
 # A plan from the whole journal walks the grid's keys while the grid has at most this many tasks
 # per key in the journal; beyond, it locates each journal record in the grid. Walking computes one
@@ -77,7 +81,9 @@ class GridHistory:
     digest: str
     total: int
     position: JournalPosition = JournalPosition()  # the journal is read up to here
-    fingerprint: str = ""  # of the journal up to `position` (see `_fingerprint`)
+    chain: str = ""  # the digest of the journal up to `position` (see `_chain`); "": of nothing
+    links: list[int] = field(default_factory=list)  # the offsets where the chain's links end
+    journal: list[int] = field(default_factory=list)  # the journal's identity when the index was written
     # Per natural id: the last attempt (0: none) and 1 where its last done record stands (folder
     # unchecked). Both stay empty while the journal has no record of the grid: a fresh grid of a
     # million tasks does not pay 9 MB for them.
@@ -123,6 +129,7 @@ class GridHistory:
                 if len(naturals) == len(by_key):
                     break  # every key of the journal is placed: the rest of the grid has no record
         history._place(summary, naturals)
+        history._extend_chain(lab, 0)
         return history
 
     def _place(self, summary: "JournalSummary", naturals: dict[str, int]) -> None:
@@ -177,11 +184,18 @@ class GridHistory:
     def catch_up(self, experiment: Experiment, lab: ExperimentLab) -> None:
         """Apply the journal's records after `position`."""
         positions = GridPositions(experiment)
+        covered = self.position.offset
         for record, position in lab.read_plan_journal_from(self.position):
             self._apply(record, positions.locate(record.key, record.values, record.repeat_id))
             self.position = position
+        self._extend_chain(lab, covered)
+
+    def _extend_chain(self, lab: ExperimentLab, covered: int) -> None:
+        """Add the journal's bytes from `covered` to `position` to the digest chain."""
+        if self.position.offset > covered:
+            self.chain = _chain(lab, self.chain, [covered, self.position.offset])
+            self.links.append(self.position.offset)
             self.unsaved = True
-        self.fingerprint = _fingerprint(lab, self.position.offset)
 
     def _apply(self, record: PlanRecord, natural: int | None) -> None:
         key, task_id = record.key, record.task_id
@@ -214,9 +228,10 @@ class GridHistory:
     def save(self, lab: ExperimentLab) -> None:
         if not self.unsaved:
             return
+        self.journal = _identity(lab)
         header = {
             "format": INDEX_FORMAT, "digest": self.digest, "total": self.total, "offset": self.position.offset,
-            "line": self.position.line, "fingerprint": self.fingerprint, "max_id": self.max_id,
+            "line": self.position.line, "chain": self.chain, "links": self.links, "journal": self.journal, "max_id": self.max_id,
             "moved": list(self.moved.items()), "held": list(self.held.items()),
             "others": [[key, *entry] for key, entry in self.others.items()],
         }  # fmt: skip
@@ -245,14 +260,19 @@ class GridHistory:
         if len(body) != header_end + 9 * total:
             raise StaleIndex("damaged")
         position = JournalPosition(header["offset"], header["line"])
-        if not header["fingerprint"] or _fingerprint(lab, position.offset) != header["fingerprint"]:
+        links, chain = header["links"], header["chain"]
+        journal = _identity(lab)
+        # Unwritten since the index (same file, size and modification time): its bytes are the
+        # ones the chain digests. Else read them and check.
+        if journal != header["journal"] and _chain(lab, "", [0, *links]) != chain:
             raise StaleIndex("of another journal")
         attempts = array(_ATTEMPTS)
         attempts.frombytes(body[header_end : header_end + 8 * total])
         return cls(
-            header["digest"], total, position, header["fingerprint"], attempts, bytearray(body[header_end + 8 * total :]),
+            header["digest"], total, position, chain, links, header["journal"], attempts, bytearray(body[header_end + 8 * total :]),
             {n: task_id for n, task_id in header["moved"]}, {task_id: key for task_id, key in header["held"]},
-            {key: [task_id, done] for key, task_id, done in header["others"]}, header["max_id"], unsaved=False,
+            {key: [task_id, done] for key, task_id, done in header["others"]}, header["max_id"],
+            unsaved=journal != header["journal"],  # written again with the journal's new identity
         )  # fmt: skip
 
 
@@ -280,22 +300,35 @@ class JournalSummary:
         return cls(by_key, by_id, position)
 
 
-def _fingerprint(lab: ExperimentLab, end: int) -> str:
-    """A digest of the journal's length up to `end` and of its bytes at the start and just
-    before `end`; "" if the journal is shorter than `end`."""
-    digest = hashlib.blake2b(b"%d:" % end, digest_size=16)
-    tail = max(0, end - FINGERPRINT_BYTES)
+def _identity(lab: ExperimentLab) -> list[int]:
+    """What changes when the journal is written, replaced or restored: its device, inode, size and
+    modification time (ns); [] if there is none. Not its change time: a rename sets that."""
+    try:
+        stat = os.stat(lab.journal_path)
+    except FileNotFoundError:
+        return []
+    return [stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns]
+
+
+def _chain(lab: ExperimentLab, chain: str, ends: list[int]) -> str:
+    """The digest chain `chain` extended by one link per span of the journal between successive
+    `ends`: each link digests the previous one and the span's bytes. "" if the journal is shorter."""
     try:
         with open(lab.journal_path, "rb") as journal:
-            digest.update(journal.read(min(end, FINGERPRINT_BYTES)))
-            journal.seek(tail)
-            before_end = journal.read(end - tail)
+            for start, end in zip(ends, ends[1:]):
+                link = hashlib.blake2b(bytes.fromhex(chain), digest_size=16)
+                journal.seek(start)
+                left = end - start
+                while left > 0:
+                    block = journal.read(min(left, _READ_BYTES))
+                    if not block:
+                        return ""
+                    link.update(block)
+                    left -= len(block)
+                chain = link.hexdigest()
     except FileNotFoundError:
-        before_end = b""
-    if len(before_end) != end - tail:
-        return ""
-    digest.update(before_end)
-    return digest.hexdigest()
+        return "" if len(ends) > 1 else chain
+    return chain
 
 
 def _checksum(body: bytes) -> bytes:
