@@ -222,9 +222,17 @@ def peak_rss_mb(checkout: Checkout, scratch: Path) -> float:
     return int(peak) / 1024
 
 
-def set_journal(scratch: Path, data: bytes, index: bytes | None = None) -> None:
+# Each case's journal gets the same modification time whenever it is put back (written over the
+# same file: the same inode), so that it is the journal the case's index was written for, as a
+# run leaves them; the index checks the journal's identity (see patas/broker/run/plan_index.py).
+JOURNAL_MTIME_NS = {"cut": 1_700_000_000_000_000_000, "full": 1_700_000_001_000_000_000}
+
+
+def set_journal(scratch: Path, case: str, data: bytes, index: bytes | None = None) -> None:
     """The journal of the case and the plan index the run that left it wrote (None: no index)."""
-    (scratch / "lab" / EXPERIMENT / "journal.jsonl").write_bytes(data)
+    journal = scratch / "lab" / EXPERIMENT / "journal.jsonl"
+    journal.write_bytes(data)
+    os.utime(journal, ns=(JOURNAL_MTIME_NS[case], JOURNAL_MTIME_NS[case]))
     index_path = scratch / "lab" / EXPERIMENT / INDEX_FILE
     if index is None:
         index_path.unlink(missing_ok=True)
@@ -234,40 +242,52 @@ def set_journal(scratch: Path, data: bytes, index: bytes | None = None) -> None:
 
 @dataclass(frozen=True)
 class Indexes:
-    """The plan index a run leaves with every task done, and with all but LEFT done."""
+    """The plan index a run leaves with every task done, and with all but LEFT done, by
+    checkout (each writes its own format; b"" for a checkout without an index)."""
 
-    full: bytes
-    cut: bytes
-    build_s: float  # the longer of the two to build from the journal alone
+    full: dict[str, bytes]
+    cut: dict[str, bytes]
+    build_s: float  # this checkout's longer of the two to build from the journal alone
 
 
-def build_indexes(built: BuiltLab, experiment_file: Path, scratch: Path) -> Indexes:
-    """Each case's index as a run that ended with that journal writes it (`save_indexes` after
-    the run), built by this checkout: an older patas ignores the file."""
-    from patas.broker.run.plan import plan_experiment, save_indexes
-    from patas.common.config import load_experiment
-    from patas.common.lab import ExperimentLab
+# Plans the lab with the plan index and writes it, as a run does when it ends (`save_indexes`);
+# prints the seconds it took. A checkout without a plan index writes none.
+INDEX_BUILDER = """
+import sys, time
+from patas.broker.run import plan
+from patas.common.config import load_experiment
+from patas.common.lab import ExperimentLab
+started = time.perf_counter()
+if hasattr(plan, "save_indexes"):
+    experiment = load_experiment(sys.argv[1])
+    plan.save_indexes([plan.plan_experiment(0, experiment, ExperimentLab(sys.argv[2], sys.argv[3]), redo=False, use_index=True)])
+print(time.perf_counter() - started)
+"""
 
-    experiment = load_experiment(experiment_file)
-    lab = ExperimentLab(scratch / "lab", EXPERIMENT)
-    made = {}
+
+def build_indexes(built: BuiltLab, checkouts: list["Checkout"], experiment_file: Path, scratch: Path) -> Indexes:
+    """Each case's index as a run of each checkout that ended with that journal writes it."""
+    lab = scratch / "lab" / EXPERIMENT
+    made: dict[str, dict[str, bytes]] = {"cut": {}, "full": {}}
     slowest = 0.0
     for case, journal, folders in (("cut", built.journal[: built.cut], False), ("full", built.journal, True)):
-        set_journal(scratch, journal)
         for task_id in built.last_ids:
             if folders:
-                lab.task_dir(task_id).mkdir(exist_ok=True)
+                (lab / str(task_id)).mkdir(exist_ok=True)
             else:
-                shutil.rmtree(lab.task_dir(task_id), ignore_errors=True)
-        started = time.perf_counter()
-        save_indexes([plan_experiment(0, experiment, lab, redo=False, use_index=True)])
-        slowest = max(slowest, time.perf_counter() - started)
-        made[case] = (lab.path / INDEX_FILE).read_bytes()
+                shutil.rmtree(lab / str(task_id), ignore_errors=True)
+        for checkout in checkouts:
+            set_journal(scratch, case, journal)
+            done = subprocess.run([sys.executable, "-c", INDEX_BUILDER, str(experiment_file), str(scratch / "lab"), EXPERIMENT],
+                                  env=environment(checkout, scratch), cwd=scratch, capture_output=True, text=True, check=True)  # fmt: skip
+            if checkout.pythonpath == REPO:
+                slowest = max(slowest, float(done.stdout))
+            made[case][checkout.label] = (lab / INDEX_FILE).read_bytes() if (lab / INDEX_FILE).exists() else b""
     return Indexes(made["full"], made["cut"], slowest)
 
 
 def nothing_to_run(checkout: Checkout, built: BuiltLab, indexes: Indexes, experiment_file: Path, scratch: Path) -> None:
-    set_journal(scratch, built.journal, indexes.full)
+    set_journal(scratch, "full", built.journal, indexes.full[checkout.label] or None)
     lab = scratch / "lab" / EXPERIMENT
     for task_id in built.last_ids:
         (lab / str(task_id)).mkdir(exist_ok=True)
@@ -283,7 +303,7 @@ def nothing_to_run(checkout: Checkout, built: BuiltLab, indexes: Indexes, experi
 
 
 def first_task(checkout: Checkout, built: BuiltLab, indexes: Indexes, experiment_file: Path, scratch: Path) -> None:
-    set_journal(scratch, built.journal[: built.cut], indexes.cut)
+    set_journal(scratch, "cut", built.journal[: built.cut], indexes.cut[checkout.label] or None)
     lab = scratch / "lab" / EXPERIMENT
     for task_id in built.last_ids:
         shutil.rmtree(lab / str(task_id), ignore_errors=True)
@@ -381,10 +401,10 @@ def main() -> None:
         print(f"building a {sizes.side * sizes.side:,}-task lab in {scratch}", file=sys.stderr)
         built = build_lab(scratch, experiment_file)
         print(f"  journal {built.build_s:.1f} s, folders {built.mkdir_s:.1f} s", file=sys.stderr)
-        indexes = build_indexes(built, experiment_file, scratch)
+        indexes = build_indexes(built, checkouts, experiment_file, scratch)
         print(f"  plan index from the journal alone {indexes.build_s:.1f} s", file=sys.stderr)
         # One untimed run first: the first to read a lab just built pays for its cold caches.
-        nothing_to_run(Checkout("warm-up", REPO), built, indexes, experiment_file, scratch)
+        nothing_to_run(Checkout(checkouts[0].label, REPO), built, indexes, experiment_file, scratch)
         for round_number in range(sizes.rounds):
             for checkout in checkouts:
                 nothing_to_run(checkout, built, indexes, experiment_file, scratch)
