@@ -29,6 +29,7 @@ from __future__ import annotations
 import enum
 import itertools
 import json
+import operator
 import os
 import re
 from dataclasses import dataclass, field, fields
@@ -46,6 +47,7 @@ STREAMS = (STDOUT, STDERR)
 # An attempt's collected files (--collect) are in its folder `attempt-<n>.files`: its number is taken too.
 _ATTEMPT_FILE = re.compile(r"attempt-(\d+)\.(stdout|stderr|files)\Z")
 # A task folder's name is its id as str(int) writes it: ASCII digits, no leading zero.
+_NAME = operator.attrgetter("name")
 _TASK_FOLDER = re.compile(r"(?:0|[1-9][0-9]*)\Z")
 # The journal's format. Records without a "format" field are format 1 (patas before 3.0 wrote
 # no version); format 2 adds the `replacing` outcome and the "format" and "patas" fields; format 3
@@ -337,9 +339,10 @@ class ExperimentLab:
 
     def task_folders(self) -> set[int]:
         """The ids of the task folders present on disk (one directory listing)."""
+        # One C-level pipeline, no Python step per entry: a rerun of a big lab lists a million.
         try:
             with os.scandir(self.path) as entries:
-                return {int(e.name) for e in entries if _TASK_FOLDER.match(e.name) and e.is_dir()}
+                return set(map(int, filter(_TASK_FOLDER.match, map(_NAME, filter(os.DirEntry.is_dir, entries)))))
         except (FileNotFoundError, NotADirectoryError):
             return set()
 

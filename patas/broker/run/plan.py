@@ -17,12 +17,11 @@ import heapq
 import itertools
 import logging
 import re
-from array import array
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Iterator
 
-from patas.broker.run.plan_index import GridHistory
+from patas.broker.run.plan_index import WALK_PER_JOURNAL_TASK, GridHistory
 from patas.common.config import Experiment
 from patas.common.errors import ConfigError, excerpt
 from patas.common.lab import ExperimentLab, Outcome
@@ -30,12 +29,6 @@ from patas.common.sweep import GridPositions, Task, task_at, task_keys, tasks
 
 
 log = logging.getLogger(__name__)
-
-# A rerun walks the grid to find its done tasks while the grid has at most this many tasks per
-# task in the journal; beyond, it locates the journal's tasks in the grid. Walking computes one
-# key per grid task; locating reads the journal a second time and computes one key per journal
-# task, which costs about as much as two.
-WALK_PER_JOURNAL_TASK = 2
 
 
 @dataclass(frozen=True)
@@ -109,9 +102,10 @@ class ExperimentPlan:
     changes: list[str]
     done: int  # tasks of this definition already done (skipped unless redo)
     obsolete: int  # done tasks of an earlier definition that this one no longer has
-    # The natural ids of this grid's done tasks, ascending: pending() starts the walk afresh
-    # after each run of them (by arithmetic) instead of computing their keys to skip them.
-    done_ids: array = field(default_factory=lambda: array("q"))
+    # 1 at the natural id of each of this grid's done tasks (empty: none is done): pending() finds
+    # each run of tasks not done by `bytearray.find` and starts the walk afresh there (by
+    # arithmetic) instead of computing the done tasks' keys to skip them.
+    done_mask: bytearray = field(default_factory=bytearray)
 
     @property
     def total(self) -> int:
@@ -146,11 +140,16 @@ class ExperimentPlan:
         if self.redo:
             yield from tasks(self.experiment)
             return
-        start = 0
-        for done in itertools.chain(self.done_ids, [self.total]):
-            if done > start:
-                yield from itertools.islice(tasks(self.experiment, start), done - start)
-            start = done + 1
+        done = self.done_mask
+        if not done:
+            yield from tasks(self.experiment)
+            return
+        start = done.find(0)
+        while start >= 0:
+            end = done.find(1, start)
+            end = self.total if end < 0 else end
+            yield from itertools.islice(tasks(self.experiment, start), end - start)
+            start = done.find(0, end)
 
     def selection(self, task_filter: "TaskFilter") -> "Selection":
         """How many tasks the filter selects in this experiment, and how many of those are done,
@@ -319,22 +318,24 @@ def plan_experiment(experiment_id: int, experiment: Experiment, lab: ExperimentL
     if use_index:
         indexed = GridHistory.read(experiment, lab)
         indexed.folders = lab.task_folders()
-        done_ids = indexed.done_naturals()
-        return ExperimentPlan(experiment_id, experiment, lab, indexed, redo, changes, len(done_ids), indexed.other_done(), done_ids)
+        done_mask = indexed.done_mask()
+        return ExperimentPlan(experiment_id, experiment, lab, indexed, redo, changes, done_mask.count(1), indexed.other_done(), done_mask)
     history = LabHistory.read(lab)
-    done_ids = array("q")
+    done_mask = bytearray()
     if history.done:
         # Which done tasks this grid still has: walk the grid or locate the journal's tasks in it,
         # whichever costs less (a 10^23-task grid is never walked). Even when the definition is
         # the one recorded last, the journal may hold done tasks of an older one (a grid that was
         # narrowed), so the count is never taken from the journal alone.
         if experiment.task_count <= WALK_PER_JOURNAL_TASK * len(history.task_ids):
-            done_ids = array("q", (n for n, key in enumerate(task_keys(experiment)) if key in history.done))
+            done_mask = bytearray(map(history.done.__contains__, task_keys(experiment)))
         else:
-            done_ids = array("q", sorted(MovedTasks.find(experiment, history, lab).done_naturals))
-    done = len(done_ids)
+            done_mask = bytearray(experiment.task_count)
+            for natural in MovedTasks.find(experiment, history, lab).done_naturals:
+                done_mask[natural] = 1
+    done = done_mask.count(1)
     obsolete = len(history.done) - done
-    return ExperimentPlan(experiment_id, experiment, lab, history, redo, changes, done, obsolete, done_ids)
+    return ExperimentPlan(experiment_id, experiment, lab, history, redo, changes, done, obsolete, done_mask)
 
 
 def save_indexes(plans: list[ExperimentPlan]) -> None:

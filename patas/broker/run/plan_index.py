@@ -11,10 +11,14 @@ cache of it that is never trusted beyond what it can check:
 
 - it names the grid it describes by a digest of everything a task's key depends on (commands,
   variables and their values, repeat): another grid reads the journal from its start instead;
-- it records how much of the journal it covers (bytes and lines) and a digest of the journal's
-  first bytes and of the last bytes it covers: a journal that is shorter or whose bytes differ
-  there (replaced, restored from a copy, edited) is read from its start again; lines appended
-  after the covered part (a run that crashed before writing the index) are read and applied;
+- it records how much of the journal it covers (bytes and lines), a digest of those bytes, and
+  the journal file's identity when the index was written (device, inode, size, modification
+  time in ns): a journal with that identity was not written since, and is trusted without being
+  read; any other is read whole to check the digest, and if the covered bytes differ (replaced,
+  restored from a copy, edited anywhere) it is read from its start again; lines appended after
+  the covered part (a run that crashed before writing the index) are read and applied. The
+  digest is a chain, one link per run's appended bytes, so that writing the index hashes only
+  what the run appended;
 - it ends with a digest of its own contents, and is written whole to a temporary file, flushed
   and renamed over the old one (`write_atomically`): a torn or damaged index is read as none,
   and a reader sees the old index or the new one, never a mix. Only the run holding the
@@ -29,25 +33,29 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 from array import array
 from dataclasses import dataclass, field
-from itertools import compress
+from operator import and_
 from typing import Any
 
 from patas.common.config import Experiment
 from patas.common.lab import ExperimentLab, JournalPosition, Outcome, PlanRecord, write_atomically
-from patas.common.sweep import GridPositions
+from patas.common.sweep import GridPositions, task_keys
 
 log = logging.getLogger(__name__)
 
 INDEX_FILE = ".plan-index"
-INDEX_FORMAT = 1
+INDEX_FORMAT = 2  # 2: the journal's identity and digest chain
 _MAGIC = b"patas plan index\n"
 _LENGTH_BYTES = 8  # the header's length, before the header
 _CHECKSUM_BYTES = 32
-# The journal bytes checked against the index: this many at its start and before the covered end.
-FINGERPRINT_BYTES = 4096
+_READ_BYTES = 1 << 20  # the journal is hashed by blocks of this size
 _ATTEMPTS = "q"  # the array type of last attempts: the journal's integers fit 64 bits (see lab.py)
+# A plan from the whole journal walks the grid's keys while the grid has at most this many tasks
+# per key in the journal; beyond, it locates each journal record in the grid. Walking computes one
+# key per grid task; locating decodes a record's values and computes its key, about twice as dear.
+WALK_PER_JOURNAL_TASK = 2
 
 
 class StaleIndex(Exception):
@@ -73,9 +81,14 @@ class GridHistory:
     digest: str
     total: int
     position: JournalPosition = JournalPosition()  # the journal is read up to here
-    fingerprint: str = ""  # of the journal up to `position` (see `_fingerprint`)
-    attempts: array = field(default_factory=lambda: array(_ATTEMPTS))  # last attempt per natural id, 0: none
-    done: bytearray = field(default_factory=bytearray)  # 1: its last done record stands (folder unchecked)
+    chain: str = ""  # the digest of the journal up to `position` (see `_chain`); "": of nothing
+    links: list[int] = field(default_factory=list)  # the offsets where the chain's links end
+    journal: list[int] = field(default_factory=list)  # the journal's identity when the index was written
+    # Per natural id: the last attempt (0: none) and 1 where its last done record stands (folder
+    # unchecked). Both stay empty while the journal has no record of the grid: a fresh grid of a
+    # million tasks does not pay 9 MB for them.
+    attempts: array = field(default_factory=lambda: array(_ATTEMPTS))
+    done: bytearray = field(default_factory=bytearray)
     moved: dict[int, int] = field(default_factory=dict)  # natural id → task id, where the journal has another
     held: dict[int, str] = field(default_factory=dict)  # task id → key: ids a key other than that natural id's task holds
     others: dict[str, list[int]] = field(default_factory=dict)  # keys of other grids → [task id, done 0/1]
@@ -85,8 +98,7 @@ class GridHistory:
 
     @classmethod
     def empty(cls, experiment: Experiment) -> "GridHistory":
-        total = experiment.task_count
-        return cls(grid_digest(experiment), total, attempts=array(_ATTEMPTS, bytes(8 * total)), done=bytearray(total))
+        return cls(grid_digest(experiment), experiment.task_count)
 
     @classmethod
     def read(cls, experiment: Experiment, lab: ExperimentLab) -> "GridHistory":
@@ -96,33 +108,72 @@ class GridHistory:
             history = cls.load(lab, experiment)
         except StaleIndex as why:
             log.debug("%s: reading the whole journal (%s)", lab.path / INDEX_FILE, why)
-            history = cls.empty(experiment)
+            history = cls.from_journal(experiment, lab)
         history.catch_up(experiment, lab)
         return history
+
+    @classmethod
+    def from_journal(cls, experiment: Experiment, lab: ExperimentLab) -> "GridHistory":
+        """The index of the whole journal, as applying its records in order (`catch_up`) makes
+        it: the records summed up by key, then placed in the grid by one walk over its keys.
+        A grid much bigger than the journal is not walked (a 10^23-task grid never ends): the
+        index comes back empty and `catch_up` locates each record in the grid instead."""
+        history = cls.empty(experiment)
+        summary = JournalSummary.read(lab)
+        if not summary.by_key or experiment.task_count > WALK_PER_JOURNAL_TASK * len(summary.by_key):
+            return history
+        by_key, naturals = summary.by_key, {}
+        for natural, key in enumerate(task_keys(experiment)):
+            if key in by_key:
+                naturals[key] = natural
+                if len(naturals) == len(by_key):
+                    break  # every key of the journal is placed: the rest of the grid has no record
+        history._place(summary, naturals)
+        history._extend_chain(lab, 0)
+        return history
+
+    def _place(self, summary: "JournalSummary", naturals: dict[str, int]) -> None:
+        """Fill the index from the journal's summary, `naturals` giving the grid's keys' places."""
+        if naturals:  # else, as in `_apply`, none until the journal has a record of the grid
+            self.attempts, self.done = array(_ATTEMPTS, [0]) * self.total, bytearray(self.total)
+        for key, (task_id, attempt, done) in summary.by_key.items():
+            natural = naturals.get(key)
+            if natural is None:
+                self.others[key] = [task_id, done]
+                continue
+            self.attempts[natural], self.done[natural] = attempt, done
+            if task_id != natural:
+                self.moved[natural] = task_id
+        self.held = {task_id: key for task_id, key in summary.by_id.items() if naturals.get(key) != task_id}
+        self.max_id = max(summary.by_id)
+        self.position = summary.position
 
     # --- the answers planning asks for (the same as LabHistory's) -----------------------------
 
     def journal_id(self, natural: int, key: str) -> int | None:
         """The id the journal recorded the task under, None if it has no record of it."""
-        return self.moved.get(natural, natural) if self.attempts[natural] else None
+        return self.moved.get(natural, natural) if self.attempts and self.attempts[natural] else None
 
     def id_held_by_other(self, natural: int, key: str) -> bool:
         """Whether another task holds the task's natural id."""
         return natural in self.held
 
     def last_attempt_of(self, natural: int, key: str) -> int:
-        return self.attempts[natural]
+        return self.attempts[natural] if self.attempts else 0
 
     @property
     def max_task_id(self) -> int:
         return self.max_id
 
-    def done_naturals(self) -> array:
-        """The natural ids of the grid's done tasks whose folder exists, ascending."""
-        naturals = compress(range(self.total), self.done)
-        if self.moved:
-            return array("q", (n for n in naturals if self.moved.get(n, n) in self.folders))
-        return array("q", filter(self.folders.__contains__, naturals))
+    def done_mask(self) -> bytearray:
+        """1 at the natural id of each of the grid's done tasks whose folder exists; empty if none."""
+        if not self.done:
+            return bytearray()
+        folders = self.folders
+        mask = bytearray(map(and_, self.done, map(folders.__contains__, range(self.total))))
+        for natural, task_id in self.moved.items():  # their folders are elsewhere
+            mask[natural] = self.done[natural] and task_id in folders
+        return mask
 
     def other_done(self) -> int:
         """Done tasks, with their folder, that this grid does not have."""
@@ -133,11 +184,18 @@ class GridHistory:
     def catch_up(self, experiment: Experiment, lab: ExperimentLab) -> None:
         """Apply the journal's records after `position`."""
         positions = GridPositions(experiment)
+        covered = self.position.offset
         for record, position in lab.read_plan_journal_from(self.position):
             self._apply(record, positions.locate(record.key, record.values, record.repeat_id))
             self.position = position
+        self._extend_chain(lab, covered)
+
+    def _extend_chain(self, lab: ExperimentLab, covered: int) -> None:
+        """Add the journal's bytes from `covered` to `position` to the digest chain."""
+        if self.position.offset > covered:
+            self.chain = _chain(lab, self.chain, [covered, self.position.offset])
+            self.links.append(self.position.offset)
             self.unsaved = True
-        self.fingerprint = _fingerprint(lab, self.position.offset)
 
     def _apply(self, record: PlanRecord, natural: int | None) -> None:
         key, task_id = record.key, record.task_id
@@ -155,6 +213,9 @@ class GridHistory:
         else:
             self.moved[natural] = task_id
             self.held[task_id] = key
+        if not self.attempts:  # the grid's first record
+            self.attempts = array(_ATTEMPTS, [0]) * self.total
+            self.done = bytearray(self.total)
         if record.attempt > self.attempts[natural]:
             self.attempts[natural] = record.attempt
         if record.outcome is Outcome.DONE:
@@ -167,14 +228,16 @@ class GridHistory:
     def save(self, lab: ExperimentLab) -> None:
         if not self.unsaved:
             return
+        self.journal = _identity(lab)
         header = {
             "format": INDEX_FORMAT, "digest": self.digest, "total": self.total, "offset": self.position.offset,
-            "line": self.position.line, "fingerprint": self.fingerprint, "max_id": self.max_id,
+            "line": self.position.line, "chain": self.chain, "links": self.links, "journal": self.journal, "max_id": self.max_id,
             "moved": list(self.moved.items()), "held": list(self.held.items()),
             "others": [[key, *entry] for key, entry in self.others.items()],
         }  # fmt: skip
         encoded = json.dumps(header, separators=(",", ":")).encode()
-        body = b"".join((_MAGIC, len(encoded).to_bytes(_LENGTH_BYTES, "little"), encoded, self.attempts.tobytes(), self.done))
+        arrays = (self.attempts.tobytes(), self.done) if self.attempts else (bytes(8 * self.total), bytes(self.total))
+        body = b"".join((_MAGIC, len(encoded).to_bytes(_LENGTH_BYTES, "little"), encoded, *arrays))
         write_atomically(lab.path / INDEX_FILE, body + _checksum(body))
         self.unsaved = False
 
@@ -197,33 +260,75 @@ class GridHistory:
         if len(body) != header_end + 9 * total:
             raise StaleIndex("damaged")
         position = JournalPosition(header["offset"], header["line"])
-        if not header["fingerprint"] or _fingerprint(lab, position.offset) != header["fingerprint"]:
+        links, chain = header["links"], header["chain"]
+        journal = _identity(lab)
+        # Unwritten since the index (same file, size and modification time): its bytes are the
+        # ones the chain digests. Else read them and check.
+        if journal != header["journal"] and _chain(lab, "", [0, *links]) != chain:
             raise StaleIndex("of another journal")
         attempts = array(_ATTEMPTS)
         attempts.frombytes(body[header_end : header_end + 8 * total])
         return cls(
-            header["digest"], total, position, header["fingerprint"], attempts, bytearray(body[header_end + 8 * total :]),
+            header["digest"], total, position, chain, links, header["journal"], attempts, bytearray(body[header_end + 8 * total :]),
             {n: task_id for n, task_id in header["moved"]}, {task_id: key for task_id, key in header["held"]},
-            {key: [task_id, done] for key, task_id, done in header["others"]}, header["max_id"], unsaved=False,
+            {key: [task_id, done] for key, task_id, done in header["others"]}, header["max_id"],
+            unsaved=journal != header["journal"],  # written again with the journal's new identity
         )  # fmt: skip
 
 
-def _fingerprint(lab: ExperimentLab, end: int) -> str:
-    """A digest of the journal's length up to `end` and of its bytes at the start and just
-    before `end`; "" if the journal is shorter than `end`."""
-    digest = hashlib.blake2b(b"%d:" % end, digest_size=16)
-    tail = max(0, end - FINGERPRINT_BYTES)
+@dataclass(frozen=True)
+class JournalSummary:
+    """The whole journal summed up by key, as applying its records in order leaves each task:
+    a record's key may have several records (attempts, runs), an id several keys (grids)."""
+
+    by_key: dict[str, tuple[int, int, int]]  # key → (its last record's task id, its highest attempt, done: 1 or 0)
+    by_id: dict[int, str]  # task id → the key of its last record
+    position: JournalPosition  # the end of the last record read
+
+    @classmethod
+    def read(cls, lab: ExperimentLab) -> "JournalSummary":
+        by_key: dict[str, tuple[int, int, int]] = {}
+        by_id: dict[int, str] = {}
+        position = JournalPosition()
+        for record, position in lab.read_plan_journal_from(position):
+            key, attempt, outcome = record.key, record.attempt, record.outcome
+            _, highest, done = by_key.get(key, (0, 0, 0))
+            if outcome is Outcome.DONE or outcome is Outcome.REPLACING:
+                done = int(outcome is Outcome.DONE)  # replacing: a crash while its output was being replaced
+            by_key[key] = (record.task_id, attempt if attempt > highest else highest, done)
+            by_id[record.task_id] = key
+        return cls(by_key, by_id, position)
+
+
+def _identity(lab: ExperimentLab) -> list[int]:
+    """What changes when the journal is written, replaced or restored: its device, inode, size and
+    modification time (ns); [] if there is none. Not its change time: a rename sets that."""
+    try:
+        stat = os.stat(lab.journal_path)
+    except FileNotFoundError:
+        return []
+    return [stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns]
+
+
+def _chain(lab: ExperimentLab, chain: str, ends: list[int]) -> str:
+    """The digest chain `chain` extended by one link per span of the journal between successive
+    `ends`: each link digests the previous one and the span's bytes. "" if the journal is shorter."""
     try:
         with open(lab.journal_path, "rb") as journal:
-            digest.update(journal.read(min(end, FINGERPRINT_BYTES)))
-            journal.seek(tail)
-            before_end = journal.read(end - tail)
+            for start, end in zip(ends, ends[1:]):
+                link = hashlib.blake2b(bytes.fromhex(chain), digest_size=16)
+                journal.seek(start)
+                left = end - start
+                while left > 0:
+                    block = journal.read(min(left, _READ_BYTES))
+                    if not block:
+                        return ""
+                    link.update(block)
+                    left -= len(block)
+                chain = link.hexdigest()
     except FileNotFoundError:
-        before_end = b""
-    if len(before_end) != end - tail:
-        return ""
-    digest.update(before_end)
-    return digest.hexdigest()
+        return "" if len(ends) > 1 else chain
+    return chain
 
 
 def _checksum(body: bytes) -> bytes:
