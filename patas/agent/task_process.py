@@ -1,7 +1,10 @@
 """One task on an agent: its commands run one after the other, each under its own supervisor.
 
 Output is read from non-blocking pipes and buffered per stream; the agent decides when to send
-it. A task ends at its first failing command, when its timeout kills it, or when it is cancelled.
+it. Or, for an agent on the coordinator's own machine, the coordinator names the attempt's files
+in the lab and the task's stdout and stderr are those files (`open_outputs`), as with `> file`
+in a shell: the bytes go from the task to the file with no pipe, no copy and no message, and are
+in the file the moment the task writes them. A task ends at its first failing command, when its timeout kills it, or when it is cancelled.
 A command ends only when its supervisor has killed everything the command started, whether it
 stayed in the command's process group or not (`patas.agent.supervisor`).
 """
@@ -59,8 +62,10 @@ class TaskProcess:
         workdir: str,
         env: dict[str, str],
         timeout_s: float | None,
+        outputs: tuple[int, int] | None = None,
     ) -> None:
         self.lease = lease
+        self.outputs = outputs  # the files its commands write into (see open_outputs), or pipes
         self.slot = slot
         self.supervisor = supervisor  # the slot's: it runs one command at a time
         self.commands = commands
@@ -88,7 +93,7 @@ class TaskProcess:
         self._next_command += 1
         launch = Launch(argv_for(command), shell_argv(command), self.workdir, self.env)
         try:
-            pipes = self.supervisor.run(launch)
+            pipes = self.supervisor.run(launch, self.outputs)
         except OSError as error:  # out of descriptors, or a command line too long to pass
             self.error = f"cannot start {SHELL}: {error.strerror}"
             self.finished = True
@@ -187,6 +192,33 @@ class TaskProcess:
         """Kill the running command and everything it started now, and wait for them."""
         self.stop()
         self.wait_stopped()
+
+    def close_outputs(self) -> None:
+        """Close the files it wrote into, once it has ended (nothing it started is left)."""
+        for fd in self.outputs or ():
+            os.close(fd)
+        self.outputs = None
+
+
+def open_outputs(paths: list[str]) -> tuple[tuple[int, int] | None, str]:
+    """Open (create, or empty) the files a task's stdout and stderr are to be; or None and why not.
+
+    Truncated, not appended to, as `>` does: an attempt number reused after an interrupted run
+    starts its files afresh, and a task writing to its stdout may use sendfile or
+    copy_file_range (cat does), which refuse files opened for appending."""
+    opened: list[int] = []
+    for path in paths:
+        try:
+            opened.append(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666))
+        except OSError as error:
+            for fd in opened:
+                os.close(fd)
+            return None, f"cannot write its output to {path}: {error.strerror}"
+    if len(opened) != 2:
+        for fd in opened:
+            os.close(fd)
+        return None, f"the coordinator named {len(paths)} output file(s), not 2"
+    return (opened[0], opened[1]), ""
 
 
 def _enlarge(fd: int) -> None:

@@ -8,7 +8,14 @@ the journal (see `committer`). A failed or interrupted attempt's files stay as
 they are. Output is never held in memory beyond the chunk being written, apart from a short tail
 kept to show the user why an attempt failed.
 
-A running attempt's output reaches its file within OUTPUT_FLUSH_INTERVAL_S of arriving, however
+An agent the coordinator started on this machine does not stream: the coordinator hands it the
+attempt's two paths (`write_directly`) and the agent makes those files the task's stdout and
+stderr, so the bytes go from the task to the lab's page cache with no copy in between and are
+in the file as soon as the task writes them. At the attempt's end the coordinator opens the
+files by path (`_adopt`), takes their sizes and tails from them, drops an empty stderr, and
+commits them exactly as it commits streamed ones: fdatasync, rename, journal after.
+
+A streamed attempt's output reaches its file within OUTPUT_FLUSH_INTERVAL_S of arriving, however
 little the task prints, so that `patas logs -f` (or `tail -f`) shows it as it is printed: files
 that received data are flushed together at the end of a loop turn once the interval has passed,
 not after every chunk (a system call per small chunk would cost throughput).
@@ -48,6 +55,8 @@ class OpenAttempt:
     tails: dict[str, bytes] = field(default_factory=lambda: {STDOUT: b"", STDERR: b""})
     collect_limit_bytes: int = 0  # 0: the experiment collects no files
     received: ReceivedFiles | None = None  # its collected files, once the first arrives
+    direct: bool = False  # its agent writes its files itself (see write_directly)
+    adopted: bool = False  # the files the agent wrote are open here (see OutputStore._adopt)
 
     def path(self, stream: str) -> str:
         return f"{self.folder}/attempt-{self.attempt}.{stream}"
@@ -79,10 +88,18 @@ class OutputStore:
             raise lab_error(error, folder) from error
         self._open[lease_id] = OpenAttempt(experiment_id, folder, attempt, collect_limit_bytes=collect_limit_bytes)
 
-    def write(self, lease_id: int, stream_index: int, data: bytes) -> None:
-        if not data:
-            return
+    def write_directly(self, lease_id: int) -> tuple[str, str]:
+        """The absolute paths (stdout, stderr) the attempt's agent is to write itself; only
+        for agents on this machine that this coordinator started. Nothing streamed for the
+        attempt is written from then on: the files are the agent's until the attempt ends."""
         attempt = self._open[lease_id]
+        attempt.direct = True
+        return (os.path.abspath(attempt.path(STDOUT)), os.path.abspath(attempt.path(STDERR)))
+
+    def write(self, lease_id: int, stream_index: int, data: bytes) -> None:
+        attempt = self._open[lease_id]
+        if not data or attempt.direct:
+            return
         stream = STREAMS[stream_index]
         handle = attempt.files.get(stream) or self._create(attempt, stream)
         try:
@@ -114,11 +131,42 @@ class OutputStore:
         return received.finish(announced)
 
     def tail(self, lease_id: int, stream: str) -> bytes:
-        return self._open[lease_id].tails[stream]
+        """The end of what an ended attempt wrote to `stream`."""
+        attempt = self._open[lease_id]
+        if not attempt.direct:
+            return attempt.tails[stream]
+        self._adopt(attempt)
+        handle = attempt.files.get(stream)
+        start = max(0, attempt.sizes[stream] - TAIL_BYTES)
+        return guard(lambda: os.pread(handle.fileno(), TAIL_BYTES, start), attempt.path(stream)) if handle else b""
+
+    def _adopt(self, attempt: OpenAttempt) -> None:
+        """Open the files an agent wrote for an attempt that has ended (its processes are all
+        gone), for their sizes and for the commit; an empty stderr is removed, as a streamed
+        attempt that printed nothing there has none."""
+        if attempt.adopted:
+            return
+        attempt.adopted = True
+        for stream in STREAMS:
+            path = attempt.path(stream)
+            try:
+                handle = open(path, "rb")
+            except FileNotFoundError:
+                continue  # the agent could not create it, and said so in the attempt's error
+            except OSError as error:
+                raise lab_error(error, path) from error
+            size = guard(lambda: os.fstat(handle.fileno()).st_size, path)
+            if stream == STDERR and size == 0:
+                handle.close()
+                guard(lambda: os.unlink(path), path)
+                continue
+            attempt.files[stream], attempt.sizes[stream] = handle, size
 
     def close(self, lease_id: int, record: AttemptRecord, commit: bool) -> None:
         """End an attempt: commit its output if `commit`, and journal its record either way."""
         attempt = self._open.pop(lease_id)
+        if attempt.direct:
+            self._adopt(attempt)
         self._forget_unflushed(attempt)  # the committer's thread flushes them now
         record.stdout_bytes, record.stderr_bytes = attempt.sizes[STDOUT], attempt.sizes[STDERR]
         if commit and STDOUT not in attempt.files:
