@@ -611,8 +611,8 @@ class Coordinator:
         self.observer.attempt_failed(failure)
 
     def _tail(self, lease_id: int) -> str:
-        stderr = self.store.tail(lease_id, STDERR)
-        return (stderr or self.store.tail(lease_id, STDOUT)).decode(errors="replace")
+        stderr = self.store.tail(lease_id, STDERR, ended=True)
+        return (stderr or self.store.tail(lease_id, STDOUT, ended=True)).decode(errors="replace")
 
     def _record(self, lease: Lease, finished: Finished, outcome: Outcome, placement: Placement) -> AttemptRecord:
         planned = lease.planned

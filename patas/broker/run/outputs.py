@@ -27,6 +27,7 @@ starts leaves the lab as it was.
 
 from __future__ import annotations
 
+import errno
 import os
 import time
 from dataclasses import dataclass, field
@@ -40,6 +41,9 @@ from patas.common.lab import STDERR, STDOUT, STREAMS, AttemptRecord, ExperimentL
 TAIL_BYTES = 2048
 # The longest a running attempt's output waits in the coordinator's file buffers.
 OUTPUT_FLUSH_INTERVAL_S = 0.5
+# A task that wrote into the lab itself and ended while the lab's disk had less than this left
+# may have lost output for want of space (a write fails once less than a block is left).
+FULL_DISK_BYTES = 64 * 1024
 
 
 @dataclass
@@ -130,20 +134,25 @@ class OutputStore:
             return f"its node announced {announced} collected file(s) but none arrived" if announced else ""
         return received.finish(announced)
 
-    def tail(self, lease_id: int, stream: str) -> bytes:
-        """The end of what an ended attempt wrote to `stream`."""
+    def tail(self, lease_id: int, stream: str, ended: bool = False) -> bytes:
+        """The end of what the attempt wrote to `stream` so far (`ended`: it has ended, all
+        its processes are gone)."""
         attempt = self._open[lease_id]
         if not attempt.direct:
             return attempt.tails[stream]
+        if not ended:
+            return _file_tail(attempt.path(stream))  # the file its task is writing
         self._adopt(attempt)
         handle = attempt.files.get(stream)
+        if handle is None:
+            return b""
         start = max(0, attempt.sizes[stream] - TAIL_BYTES)
-        return guard(lambda: os.pread(handle.fileno(), TAIL_BYTES, start), attempt.path(stream)) if handle else b""
+        return guard(lambda: os.pread(handle.fileno(), TAIL_BYTES, start), attempt.path(stream))
 
     def _adopt(self, attempt: OpenAttempt) -> None:
         """Open the files an agent wrote for an attempt that has ended (its processes are all
         gone), for their sizes and for the commit; an empty stderr is removed, as a streamed
-        attempt that printed nothing there has none."""
+        attempt that printed nothing there has none (an empty stdout too, unless it commits)."""
         if attempt.adopted:
             return
         attempt.adopted = True
@@ -155,18 +164,30 @@ class OutputStore:
                 continue  # the agent could not create it, and said so in the attempt's error
             except OSError as error:
                 raise lab_error(error, path) from error
-            size = guard(lambda: os.fstat(handle.fileno()).st_size, path)
-            if stream == STDERR and size == 0:
-                handle.close()
-                guard(lambda: os.unlink(path), path)
-                continue
-            attempt.files[stream], attempt.sizes[stream] = handle, size
+            attempt.files[stream] = handle
+            attempt.sizes[stream] = guard(lambda: os.fstat(handle.fileno()).st_size, path)
+        self._drop_if_empty(attempt, STDERR)
+
+    @staticmethod
+    def _drop_if_empty(attempt: OpenAttempt, stream: str) -> None:
+        """Remove a file the agent created for a stream the task wrote nothing to."""
+        handle = attempt.files.get(stream)
+        if handle is not None and attempt.sizes[stream] == 0:
+            handle.close()
+            del attempt.files[stream]
+            guard(lambda: os.unlink(attempt.path(stream)), attempt.path(stream))
 
     def close(self, lease_id: int, record: AttemptRecord, commit: bool) -> None:
         """End an attempt: commit its output if `commit`, and journal its record either way."""
         attempt = self._open.pop(lease_id)
         if attempt.direct:
             self._adopt(attempt)
+            # The task's own writes may have failed for want of space, and a task may ignore
+            # that: with the disk full, nothing it wrote is trusted (the run stops, as it does
+            # when the coordinator's own write fails).
+            _check_space(attempt.path(STDOUT))
+            if not commit:
+                self._drop_if_empty(attempt, STDOUT)  # as a streamed attempt that printed nothing
         self._forget_unflushed(attempt)  # the committer's thread flushes them now
         record.stdout_bytes, record.stderr_bytes = attempt.sizes[STDOUT], attempt.sizes[STDERR]
         if commit and STDOUT not in attempt.files:
@@ -230,6 +251,30 @@ class OutputStore:
             self.abandon(lease_id)
         self.end_turn()
         self._committer.close()
+
+
+def _file_tail(path: str) -> bytes:
+    """The last TAIL_BYTES of a file (nothing if it does not exist)."""
+    try:
+        with open(path, "rb") as handle:
+            size = os.fstat(handle.fileno()).st_size
+            return os.pread(handle.fileno(), TAIL_BYTES, max(0, size - TAIL_BYTES))
+    except FileNotFoundError:
+        return b""
+    except OSError as error:
+        raise lab_error(error, path) from error
+
+
+def _check_space(path: str) -> None:
+    """Raise the lab's ENOSPC error if the disk holding `path` is full (for this user: root may
+    write into the blocks kept in reserve)."""
+    try:
+        disk = os.statvfs(os.path.dirname(path))
+    except OSError:
+        return
+    blocks = disk.f_bfree if os.geteuid() == 0 else disk.f_bavail
+    if blocks * disk.f_frsize < FULL_DISK_BYTES:
+        raise lab_error(OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)), path)
 
 
 def record_definitions(labs: list[ExperimentLab], definitions: list[dict[str, Any]]) -> None:
