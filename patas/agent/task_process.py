@@ -201,15 +201,20 @@ class TaskProcess:
 
 
 def open_outputs(paths: list[str]) -> tuple[tuple[int, int] | None, str]:
-    """Open (create, or empty) the files a task's stdout and stderr are to be; or None and why not.
+    """Create the files a task's stdout and stderr are to be; or None and why not.
 
-    Truncated, not appended to, as `>` does: an attempt number reused after an interrupted run
-    starts its files afresh, and a task writing to its stdout may use sendfile or
-    copy_file_range (cat does), which refuse files opened for appending."""
+    Each is a new file (attempt numbers skip those with files on disk; should a file be there all
+    the same, it is unlinked first): a process of another attempt still alive somewhere writes
+    into its own file, never into this one. Not opened for appending: a task writing to
+    its stdout may use sendfile or copy_file_range (cat does), which refuse such files."""
     opened: list[int] = []
     for path in paths:
         try:
-            opened.append(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666))
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+            opened.append(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666))
         except OSError as error:
             for fd in opened:
                 os.close(fd)
