@@ -5,7 +5,8 @@ patas side by side: this one and another (`--before`, e.g. a worktree of main), 
 
     python bench/bench_local_streaming.py --before /tmp/bench-main --rounds 3
 
-Per row: best and median wall time, the ratio of its best rate to xargs' best, CPU seconds per
+A second baseline syncs each file (`sync -d`, an fdatasync) as patas does before it counts a
+task: the disk's own limit for durable output. Per row: best and median wall time, the ratio of its best rate to xargs' best, CPU seconds per
 GB of the coordinator and of the agent (in the best round), the coordinator's peak RSS, and the
 load average when each round started. Only (b) runs: (a) and (c) are bench_explore.py's.
 """
@@ -34,13 +35,18 @@ from bench_explore import (
 )
 
 REPO = Path(__file__).resolve().parent.parent
+DURABLE_XARGS = "xargs -P2, sh > file && sync -d file"
 
 
 def contenders(checkouts: dict[str, Path], tasks: int, task_bytes: int) -> list[Contender]:
     """xargs, then each checkout with and without --no-sync; `env PYTHONPATH=` picks the checkout
     (env execs, so the coordinator keeps the pid the agent watcher looks under)."""
     generator = f"head -c {task_bytes} /dev/zero"
-    rows = [Contender(BIG_XARGS, xargs_argv(tasks, "sh", generator), xargs_outputs)]
+    # The same, each file made durable as patas makes it (fdatasync) before the next starts: what
+    # the disk allows with patas' guarantee, the ceiling of the rows without --no-sync.
+    durable = xargs_argv(tasks, "sh", generator)
+    durable[-1] = durable[-1].replace(f"> {OUT}/{{}}'", f"> {OUT}/{{}} && sync -d {OUT}/{{}}'")
+    rows = [Contender(BIG_XARGS, xargs_argv(tasks, "sh", generator), xargs_outputs), Contender(DURABLE_XARGS, durable, xargs_outputs)]
     for name, checkout in checkouts.items():
         for extra in ((), ("--no-sync",)):
             argv = ["env", f"PYTHONPATH={checkout}", *patas_argv(generator, [("i", tasks)], extra)]
