@@ -4,8 +4,9 @@ One thread, one `zmq.Poller` over the broker socket and every running task's pip
 batched per stream (sent at FLUSH_BYTES or after FLUSH_INTERVAL_S), and a short task's whole
 output travels inside its `Finished` message — unless the coordinator, which started this agent
 on its own machine, names the attempt's files in the lab: then the task writes into them itself
-and nothing is streamed (`task_process.open_outputs`). The broker grants byte credits as it writes, so a
-task printing faster than the coordinator's disk is slowed down by its pipe, not buffered here.
+and nothing is streamed (`task_process.open_outputs`). The broker grants byte credits as it
+writes, so a task printing faster than the coordinator's disk is slowed down by its pipe, not
+buffered here.
 Each attempt runs with a folder of its own (PATAS_TASK_DIR); when it ends, the files it collects
 there travel back under the same window before its `Finished` (see `patas.agent.task_files`).
 """

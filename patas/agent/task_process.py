@@ -4,7 +4,8 @@ Output is read from non-blocking pipes and buffered per stream; the agent decide
 it. Or, for an agent on the coordinator's own machine, the coordinator names the attempt's files
 in the lab and the task's stdout and stderr are those files (`open_outputs`), as with `> file`
 in a shell: the bytes go from the task to the file with no pipe, no copy and no message, and are
-in the file the moment the task writes them. A task ends at its first failing command, when its timeout kills it, or when it is cancelled.
+in the file the moment the task writes them. A task ends at its first failing command, when its
+timeout kills it, or when it is cancelled.
 A command ends only when its supervisor has killed everything the command started, whether it
 stayed in the command's process group or not (`patas.agent.supervisor`).
 """
