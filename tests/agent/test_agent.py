@@ -206,3 +206,27 @@ def test_a_line_a_task_prints_reaches_the_broker_within_a_second_though_the_task
     assert second.data == b"second\n"
     assert time.monotonic() - printed < 1.0
     broker.send(Cancel(1))
+
+
+def test_a_task_given_its_output_files_writes_them_itself_past_the_window_and_streams_nothing(broker_and_agent, tmp_path):
+    broker, _ = broker_and_agent
+    paths = [str(tmp_path / "attempt-1.stdout"), str(tmp_path / "attempt-1.stderr")]
+    (tmp_path / "attempt-1.stdout").write_text("left by something else\n")  # replaced, never appended to
+    size = 4 * WINDOW  # far past the window: no credit is needed, nothing travels
+    command = f"head -c {size} /dev/zero; echo two; echo err >&2; echo three"
+    broker.send(Assign(1, [command, "echo four"], str(tmp_path), {}, None, output_paths=paths))
+    messages = broker.receive_until(Finished)
+    assert not any(isinstance(m, Output) for m in messages)
+    finished = messages[-1]
+    assert (finished.exit_code, finished.error, finished.stdout, finished.stderr) == (0, "", b"", b"")
+    assert (tmp_path / "attempt-1.stdout").read_bytes() == b"\0" * size + b"two\nthree\nfour\n"
+    assert (tmp_path / "attempt-1.stderr").read_bytes() == b"err\n"
+
+
+def test_output_files_that_cannot_be_created_fail_the_task_with_the_path(broker_and_agent, tmp_path):
+    broker, _ = broker_and_agent
+    paths = [str(tmp_path / "missing/attempt-1.stdout"), str(tmp_path / "missing/attempt-1.stderr")]
+    broker.send(Assign(1, ["echo hi"], str(tmp_path), {}, None, output_paths=paths))
+    finished = broker.receive_until(Finished)[-1]
+    assert finished.exit_code is None
+    assert finished.error == f"cannot write its output to {paths[0]}: No such file or directory"
