@@ -49,7 +49,7 @@ class LocalAgent:
 class LocalSession:
     listen_host = LOOPBACK
     # Its agents are this coordinator's children: they connect over its private ipc endpoint
-    # (without CURVE) and their tasks write output straight into the lab (patas.broker.run.outputs).
+    # (without CURVE) and their tasks write stdout straight into the lab (patas.broker.run.outputs).
     shares_lab = True
 
     def __init__(self, node: Node) -> None:

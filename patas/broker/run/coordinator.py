@@ -507,11 +507,11 @@ class Coordinator:
         shipped = self.code.get(planned.experiment_id)
         if shipped is not None:  # it runs in the node's copy of the shipped code
             workdir = environment["PATAS_WORK_DIR"] = shipped.workdir_on(placement)
-        # A local agent's task writes into the lab itself, unless a search reads its output as it comes.
+        # A local agent's task writes its stdout into the lab itself, unless a search reads it as it comes.
         direct = link.local_pid is not None and not self.source.watches_output
         assign = Assign(
             lease.id, list(planned.task.commands), workdir, environment, planned.experiment.timeout_s, list(collect.globs), limit,
-            list(self.store.write_directly(lease.id)) if direct else [],
+            self.store.write_stdout_directly(lease.id) if direct else "",
         )
         try:
             sent = self._send(self.agents[lease.agent_id], assign)

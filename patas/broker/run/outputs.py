@@ -8,12 +8,12 @@ the journal (see `committer`). A failed or interrupted attempt's files stay as
 they are. Output is never held in memory beyond the chunk being written, apart from a short tail
 kept to show the user why an attempt failed.
 
-An agent the coordinator started on this machine does not stream: the coordinator hands it the
-attempt's two paths (`write_directly`) and the agent makes those files the task's stdout and
-stderr, so the bytes go from the task to the lab's page cache with no copy in between and are
-in the file as soon as the task writes them. At the attempt's end the coordinator opens the
-files by path (`_adopt`), takes their sizes and tails from them, drops an empty stderr, and
-commits them exactly as it commits streamed ones: fdatasync, rename, journal after.
+An agent the coordinator started on this machine does not stream stdout: the coordinator hands
+it the attempt's stdout path (`write_stdout_directly`) and the agent makes that file the task's
+stdout, so the bytes go from the task to the lab's page cache with no copy in between and are in
+the file as soon as the task writes them. At the attempt's end the coordinator opens the file by
+path (`_adopt`), takes its size and tail from it, and commits it exactly as it commits streamed
+ones: fdatasync, rename, journal after. Stderr streams as before (created only when written).
 
 A streamed attempt's output reaches its file within OUTPUT_FLUSH_INTERVAL_S of arriving, however
 little the task prints, so that `patas logs -f` (or `tail -f`) shows it as it is printed: files
@@ -59,8 +59,8 @@ class OpenAttempt:
     tails: dict[str, bytes] = field(default_factory=lambda: {STDOUT: b"", STDERR: b""})
     collect_limit_bytes: int = 0  # 0: the experiment collects no files
     received: ReceivedFiles | None = None  # its collected files, once the first arrives
-    direct: bool = False  # its agent writes its files itself (see write_directly)
-    adopted: bool = False  # the files the agent wrote are open here (see OutputStore._adopt)
+    direct: bool = False  # its agent writes its stdout file itself (see write_stdout_directly)
+    adopted: bool = False  # that file is open here (see OutputStore._adopt)
 
     def path(self, stream: str) -> str:
         return f"{self.folder}/attempt-{self.attempt}.{stream}"
@@ -92,17 +92,17 @@ class OutputStore:
             raise lab_error(error, folder) from error
         self._open[lease_id] = OpenAttempt(experiment_id, folder, attempt, collect_limit_bytes=collect_limit_bytes)
 
-    def write_directly(self, lease_id: int) -> tuple[str, str]:
-        """The absolute paths (stdout, stderr) the attempt's agent is to write itself; only
-        for agents on this machine that this coordinator started. Nothing streamed for the
-        attempt is written from then on: the files are the agent's until the attempt ends."""
+    def write_stdout_directly(self, lease_id: int) -> str:
+        """The absolute path of the stdout file the attempt's agent is to write itself; only for
+        agents on this machine that this coordinator started. Stdout streamed for the attempt is
+        dropped from then on: the file is the agent's until the attempt ends."""
         attempt = self._open[lease_id]
         attempt.direct = True
-        return (os.path.abspath(attempt.path(STDOUT)), os.path.abspath(attempt.path(STDERR)))
+        return os.path.abspath(attempt.path(STDOUT))
 
     def write(self, lease_id: int, stream_index: int, data: bytes) -> None:
         attempt = self._open[lease_id]
-        if not data or attempt.direct:
+        if not data or (attempt.direct and stream_index == 0):
             return
         stream = STREAMS[stream_index]
         handle = attempt.files.get(stream) or self._create(attempt, stream)
@@ -138,7 +138,7 @@ class OutputStore:
         """The end of what the attempt wrote to `stream` so far (`ended`: it has ended, all
         its processes are gone)."""
         attempt = self._open[lease_id]
-        if not attempt.direct:
+        if not attempt.direct or stream == STDERR:
             return attempt.tails[stream]
         if not ended:
             return _file_tail(attempt.path(stream))  # the file its task is writing
@@ -150,32 +150,30 @@ class OutputStore:
         return guard(lambda: os.pread(handle.fileno(), TAIL_BYTES, start), attempt.path(stream))
 
     def _adopt(self, attempt: OpenAttempt) -> None:
-        """Open the files an agent wrote for an attempt that has ended (its processes are all
-        gone), for their sizes and for the commit; an empty stderr is removed, as a streamed
-        attempt that printed nothing there has none (an empty stdout too, unless it commits)."""
+        """Open the stdout file an agent wrote for an attempt that has ended (its processes are
+        all gone), for its size and for the commit."""
         if attempt.adopted:
             return
         attempt.adopted = True
-        for stream in STREAMS:
-            path = attempt.path(stream)
-            try:
-                handle = open(path, "rb")
-            except FileNotFoundError:
-                continue  # the agent could not create it, and said so in the attempt's error
-            except OSError as error:
-                raise lab_error(error, path) from error
-            attempt.files[stream] = handle
-            attempt.sizes[stream] = guard(lambda: os.fstat(handle.fileno()).st_size, path)
-        self._drop_if_empty(attempt, STDERR)
+        path = attempt.path(STDOUT)
+        try:
+            handle = open(path, "rb")
+        except FileNotFoundError:
+            return  # the agent could not create it, and said so in the attempt's error
+        except OSError as error:
+            raise lab_error(error, path) from error
+        attempt.files[STDOUT] = handle
+        attempt.sizes[STDOUT] = guard(lambda: os.fstat(handle.fileno()).st_size, path)
 
     @staticmethod
-    def _drop_if_empty(attempt: OpenAttempt, stream: str) -> None:
-        """Remove a file the agent created for a stream the task wrote nothing to."""
-        handle = attempt.files.get(stream)
-        if handle is not None and attempt.sizes[stream] == 0:
+    def _drop_empty_stdout(attempt: OpenAttempt) -> None:
+        """Remove the stdout file the agent created for an attempt that printed nothing and does
+        not commit: a streamed attempt that printed nothing has none."""
+        handle = attempt.files.get(STDOUT)
+        if handle is not None and attempt.sizes[STDOUT] == 0:
             handle.close()
-            del attempt.files[stream]
-            guard(lambda: os.unlink(attempt.path(stream)), attempt.path(stream))
+            del attempt.files[STDOUT]
+            guard(lambda: os.unlink(attempt.path(STDOUT)), attempt.path(STDOUT))
 
     def close(self, lease_id: int, record: AttemptRecord, commit: bool) -> None:
         """End an attempt: commit its output if `commit`, and journal its record either way."""
@@ -187,7 +185,7 @@ class OutputStore:
             # when the coordinator's own write fails).
             _check_space(attempt.path(STDOUT))
             if not commit:
-                self._drop_if_empty(attempt, STDOUT)  # as a streamed attempt that printed nothing
+                self._drop_empty_stdout(attempt)
         self._forget_unflushed(attempt)  # the committer's thread flushes them now
         record.stdout_bytes, record.stderr_bytes = attempt.sizes[STDOUT], attempt.sizes[STDERR]
         if commit and STDOUT not in attempt.files:
