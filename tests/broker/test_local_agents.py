@@ -14,6 +14,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import zmq
@@ -21,6 +22,7 @@ from zmq.utils.monitor import recv_monitor_message
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from patas.broker.run.coordinator import Coordinator
 from patas.broker.security import CurveServer
 from patas.broker.transport import BrokerSocket, PeerProcess
 from patas.common.protocol import Heartbeat, encode
@@ -182,6 +184,22 @@ def test_a_message_on_the_local_endpoint_names_the_process_that_sent_it(broker):
         incoming = broker.receive()
         assert incoming is not None and incoming.agent_id == "node0" and incoming.public_key is None
         assert incoming.peer == PeerProcess(os.getuid(), sender.pid)  # the kernel's word, not the sender's
+    finally:
+        sender.kill()
+        sender.wait()
+
+
+@ON_LINUX
+def test_on_the_local_endpoint_only_the_agent_process_the_coordinator_started_is_admitted(broker):
+    sender = subprocess.Popen([sys.executable, "-c", SENDER, broker.local_endpoint], env={**os.environ, "PYTHONPATH": os.getcwd()})
+    try:
+        assert broker.socket.poll(30_000)
+        incoming = broker.receive()
+        assert incoming is not None
+        run = SimpleNamespace(curve=None)  # a keyless message never reaches the CURVE check
+        assert Coordinator._admits(run, SimpleNamespace(local_pid=sender.pid), incoming)  # type: ignore[arg-type]
+        assert not Coordinator._admits(run, SimpleNamespace(local_pid=os.getpid()), incoming)  # same user, other process
+        assert not Coordinator._admits(run, SimpleNamespace(local_pid=None), incoming)  # a remote agent's name
     finally:
         sender.kill()
         sender.wait()
