@@ -2,8 +2,11 @@
 
 One thread, one `zmq.Poller` over the broker socket and every running task's pipes. Output is
 batched per stream (sent at FLUSH_BYTES or after FLUSH_INTERVAL_S), and a short task's whole
-output travels inside its `Finished` message. The broker grants byte credits as it writes, so a
-task printing faster than the coordinator's disk is slowed down by its pipe, not buffered here.
+output travels inside its `Finished` message — but stdout not at all when the coordinator,
+which started this agent on its own machine, names the attempt's stdout file in the lab: then
+the task writes into it itself (`task_process.open_stdout`). The broker grants byte credits as it
+writes, so a task printing faster than the coordinator's disk is slowed down by its pipe, not
+buffered here.
 Each attempt runs with a folder of its own (PATAS_TASK_DIR); when it ends, the files it collects
 there travel back under the same window before its `Finished` (see `patas.agent.task_files`).
 """
@@ -23,7 +26,7 @@ import zmq
 from patas.agent.allocation import slot_gpus
 from patas.agent.supervisor import Supervisor, become_subreaper, kill_strays
 from patas.agent.task_files import AttemptFiles, FileSender, TaskFolders
-from patas.agent.task_process import READ_CHUNK_BYTES, TaskProcess
+from patas.agent.task_process import READ_CHUNK_BYTES, TaskProcess, open_stdout
 from patas.common import protocol
 from patas.common.agent_config import AgentConfig
 from patas.common.collected_files import CollectRule
@@ -266,14 +269,16 @@ class Agent:
             else:
                 folder_error = ""
             env["PATAS_TASK_DIR"] = folder
+            stdout_file, output_error = open_stdout(assign.stdout_path) if assign.stdout_path else (None, "")
             task = TaskProcess(
-                assign.lease, slot, self._supervisor(slot), assign.commands, assign.workdir, env, assign.timeout_s
+                assign.lease, slot, self._supervisor(slot), assign.commands, assign.workdir, env, assign.timeout_s, stdout_file
             )
             self.tasks[task.lease] = task
-            if folder_error:
-                task.error, task.finished = folder_error, True
-            else:
+            if not folder_error:
                 self.attempt_files[task.lease] = AttemptFiles(folder, CollectRule(tuple(assign.collect), assign.collect_limit_bytes))
+            if folder_error or output_error:
+                task.error, task.finished = folder_error or output_error, True
+            else:
                 task.start()
             self._sync(task)
 
@@ -373,6 +378,7 @@ class Agent:
         """Drop a finished or killed task and give its slot to the next queued one."""
         self._sync(task)
         self._drop_folder(task)
+        task.close_stdout_file()
         if not task.supervisor.alive and self.adopts_orphans:
             kill_strays({s.pid for s in self.supervisors.values() if s.alive})
         if self.tasks.pop(task.lease, None) is not None:

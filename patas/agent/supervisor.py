@@ -107,23 +107,33 @@ class Supervisor:
         """Readable when the running command has ended (and everything it started)."""
         return self.channel.fileno()
 
-    def run(self, launch: Launch) -> tuple[int, int]:
-        """Start a command; return the read ends of its stdout and stderr pipes."""
+    def run(self, launch: Launch, outputs: tuple[int, int] | None = None) -> tuple[int, ...]:
+        """Start a command; return the read ends of its stdout and stderr pipes, or nothing
+        when it is to write into `outputs` (two open files, which stay the caller's)."""
+        if outputs is not None:
+            self._send_run(launch, outputs)
+            return ()
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
-        request = _RUN + marshal.dumps((launch.argv, launch.fallback_argv, launch.workdir, launch.env))
         try:
-            socket.send_fds(self.channel, [request], [out_w, err_w])
+            self._send_run(launch, (out_w, err_w))
         except OSError:
             os.close(out_r)
             os.close(err_r)
-            self.close()  # gone or unusable: the slot gets a new supervisor for its next command
             raise
         finally:
             os.close(out_w)
             os.close(err_w)
-        self.running = True
         return out_r, err_r
+
+    def _send_run(self, launch: Launch, streams: tuple[int, int]) -> None:
+        request = _RUN + marshal.dumps((launch.argv, launch.fallback_argv, launch.workdir, launch.env))
+        try:
+            socket.send_fds(self.channel, [request], list(streams))
+        except OSError:
+            self.close()  # gone or unusable: the slot gets a new supervisor for its next command
+            raise
+        self.running = True
 
     def terminate(self) -> None:
         """Send SIGTERM to the running command's group and to every process it started."""

@@ -1,7 +1,13 @@
 """One task on an agent: its commands run one after the other, each under its own supervisor.
 
 Output is read from non-blocking pipes and buffered per stream; the agent decides when to send
-it. A task ends at its first failing command, when its timeout kills it, or when it is cancelled.
+it. Or, for an agent on the coordinator's own machine, the coordinator names the attempt's
+stdout file in the lab and the task's stdout is that file (`open_stdout`), as with `> file` in a
+shell: the bytes go from the task to the file with no pipe, no copy and no message, and are in
+the file the moment the task writes them. Its stderr is still a pipe, streamed: most tasks never
+write there, and a file made for every attempt (to be removed when empty) costs more per task
+than the pipe. A task ends at its first failing command, when its timeout kills it, or when it
+is cancelled.
 A command ends only when its supervisor has killed everything the command started, whether it
 stayed in the command's process group or not (`patas.agent.supervisor`).
 """
@@ -59,8 +65,10 @@ class TaskProcess:
         workdir: str,
         env: dict[str, str],
         timeout_s: float | None,
+        stdout_file: int | None = None,
     ) -> None:
         self.lease = lease
+        self.stdout_file = stdout_file  # the file its commands' stdout is (see open_stdout), or None: a pipe
         self.slot = slot
         self.supervisor = supervisor  # the slot's: it runs one command at a time
         self.commands = commands
@@ -88,16 +96,30 @@ class TaskProcess:
         self._next_command += 1
         launch = Launch(argv_for(command), shell_argv(command), self.workdir, self.env)
         try:
-            pipes = self.supervisor.run(launch)
+            pipes = self._run(launch)
         except OSError as error:  # out of descriptors, or a command line too long to pass
             self.error = f"cannot start {SHELL}: {error.strerror}"
             self.finished = True
             return
         self.running = True
-        for fd, stream in zip(pipes, (STDOUT, STDERR)):
+        for fd, stream in pipes:
             os.set_blocking(fd, False)
             _enlarge(fd)
             self.pipes[fd] = stream
+
+    def _run(self, launch: Launch) -> list[tuple[int, int]]:
+        """Start a command under the supervisor; the pipes to read, with their stream."""
+        if self.stdout_file is None:
+            return list(zip(self.supervisor.run(launch), (STDOUT, STDERR)))
+        err_r, err_w = os.pipe()
+        try:
+            self.supervisor.run(launch, (self.stdout_file, err_w))
+        except OSError:
+            os.close(err_r)
+            raise
+        finally:
+            os.close(err_w)  # the command has its own copy: end of file comes when it is gone
+        return [(err_r, STDERR)]
 
     def fds(self) -> set[int]:
         """The file descriptors to poll: open pipes, and the supervisor's while a command runs."""
@@ -187,6 +209,29 @@ class TaskProcess:
         """Kill the running command and everything it started now, and wait for them."""
         self.stop()
         self.wait_stopped()
+
+    def close_stdout_file(self) -> None:
+        """Close the file its stdout was, once it has ended (nothing it started is left)."""
+        if self.stdout_file is not None:
+            os.close(self.stdout_file)
+            self.stdout_file = None
+
+
+def open_stdout(path: str) -> tuple[int | None, str]:
+    """Create the file a task's stdout is to be; or None and why not.
+
+    A new file (attempt numbers skip those with files on disk; should one be there all the same,
+    it is unlinked first): a process of another attempt still alive somewhere writes into its own
+    file, never into this one. Not opened for appending: a task writing to its stdout may use
+    sendfile or copy_file_range (cat does), which refuse such files."""
+    try:
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+        return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666), ""
+    except OSError as error:
+        return None, f"cannot write its output to {path}: {error.strerror}"
 
 
 def _enlarge(fd: int) -> None:

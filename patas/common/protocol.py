@@ -147,6 +147,9 @@ class Assign(Message):
     # Globs of the files to send back from the task's folder (none: nothing), and their limit.
     collect: list[str] = field(default_factory=list)
     collect_limit_bytes: int = 0
+    # For an agent the coordinator started on its own machine: the file the task's stdout is,
+    # written straight into, never streamed ("": stream it). Its stderr streams either way.
+    stdout_path: str = ""
 
 
 @dataclass(frozen=True)

@@ -206,3 +206,26 @@ def test_a_line_a_task_prints_reaches_the_broker_within_a_second_though_the_task
     assert second.data == b"second\n"
     assert time.monotonic() - printed < 1.0
     broker.send(Cancel(1))
+
+
+def test_a_task_given_its_stdout_file_writes_it_itself_past_the_window_and_streams_only_stderr(broker_and_agent, tmp_path):
+    broker, _ = broker_and_agent
+    path = tmp_path / "attempt-1.stdout"
+    path.write_text("left by something else\n")  # replaced, never appended to
+    size = 4 * WINDOW  # far past the window: no credit is needed, nothing travels
+    command = f"head -c {size} /dev/zero; echo two; echo err >&2; echo three"
+    broker.send(Assign(1, [command, "echo four"], str(tmp_path), {}, None, stdout_path=str(path)))
+    messages = broker.receive_until(Finished)
+    assert not any(isinstance(m, Output) for m in messages)  # stderr's few bytes travel in Finished
+    finished = messages[-1]
+    assert (finished.exit_code, finished.error, finished.stdout, finished.stderr) == (0, "", b"", b"err\n")
+    assert path.read_bytes() == b"\0" * size + b"two\nthree\nfour\n"
+
+
+def test_a_stdout_file_that_cannot_be_created_fails_the_task_with_its_path(broker_and_agent, tmp_path):
+    broker, _ = broker_and_agent
+    path = str(tmp_path / "missing/attempt-1.stdout")
+    broker.send(Assign(1, ["echo hi"], str(tmp_path), {}, None, stdout_path=path))
+    finished = broker.receive_until(Finished)[-1]
+    assert finished.exit_code is None
+    assert finished.error == f"cannot write its output to {path}: No such file or directory"

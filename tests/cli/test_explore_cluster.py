@@ -125,6 +125,26 @@ def test_agents_can_tunnel_through_ssh(clean_sim_cluster, tmp_path):
     assert done_ids(tmp_path / "pataslab/grid") == list(range(8))
 
 
+def test_remote_tasks_stream_over_curve_while_local_ones_write_into_the_lab(clean_sim_cluster, tmp_path):
+    cluster = clean_sim_cluster
+    node = cluster.nodes[0]
+    # Long enough that both agents take tasks; each task says what its stdout is and where it ran.
+    command = "sleep 0.2; readlink /proc/self/fd/1; echo $PATAS_NODE_NAME"
+    run = patas("explore", "--cmd", command, "--va", "i", "0", "12", "1", "--workdir", "~",
+                "--ssh-config", str(cluster.ssh_config_path), "--node", node.name, "1", "--node", "localhost", "1", "-y",
+                cwd=tmp_path)  # fmt: skip
+    assert run.code == 0, run.stderr
+    lab = tmp_path / "pataslab/grid"
+    outputs = {i: (lab / str(i) / "stdout").read_text().split() for i in done_ids(lab)}
+    assert len(outputs) == 12
+    assert len({where for _, where in outputs.values()}) == 2, outputs  # both nodes ran tasks
+    for i, (stdout, where) in outputs.items():
+        if where == node.name:  # through a pipe to its agent, and back over CURVE (the node's files are private)
+            assert stdout.startswith("pipe:"), stdout
+        else:  # this machine's agent: the task's stdout is its attempt file in the lab
+            assert stdout == str(lab / str(i) / "attempt-1.stdout"), stdout
+
+
 def test_secrets_never_appear_on_a_command_line(clean_sim_cluster, tmp_path):
     cluster = clean_sim_cluster
     node = cluster.nodes[0]

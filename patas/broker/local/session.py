@@ -62,6 +62,11 @@ class LocalAgent:
     def __init__(self, process: subprocess.Popen[bytes]) -> None:
         self.process = process
 
+    @property
+    def pid(self) -> int:
+        """The agent's process: the coordinator admits messages on its local endpoint from it only."""
+        return self.process.pid
+
     def exit_code(self) -> int | None:
         return self.process.poll()
 
@@ -102,6 +107,9 @@ def _exits_within(process: subprocess.Popen[bytes], timeout_s: float) -> bool:
 
 class LocalSession:
     listen_host = LOOPBACK
+    # Its agents are this coordinator's children: they connect over its private ipc endpoint
+    # (without CURVE) and their tasks write stdout straight into the lab (patas.broker.run.outputs).
+    shares_lab = True
 
     def __init__(self, node: Node) -> None:
         self.node = node

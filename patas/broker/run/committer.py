@@ -52,6 +52,8 @@ SYNC_THREADS = 8
 
 @dataclass(frozen=True)
 class OutputFile:
+    # Written here, or opened for reading on a file a local agent's task wrote itself (fdatasync
+    # makes the file's data durable whichever descriptor wrote it).
     handle: IO[bytes]
     path: str
     target: str | None  # where it goes when committed; None: it stays where it is

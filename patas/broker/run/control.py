@@ -6,7 +6,8 @@ attribute test per turn.
 
 - Status: the running attempts with their values, node, time since they were given out, and the
   last line of output so far (from the tails the output store keeps in memory, so it includes
-  what is not yet flushed to the attempt's file); per node its agents, slots, busy slots and
+  what is not yet flushed to the attempt's file; a local agent's task writes the file itself,
+  and its tail is read from there); per node its agents, slots, busy slots and
   state; tasks done per second since the run started, and the time left at that rate.
 - Adding nodes: their SSH sessions are opened in a thread of their own, which also ships them
   the run's code if it ships any (connecting and shipping take seconds); the loop then places

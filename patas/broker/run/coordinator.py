@@ -10,6 +10,7 @@ next run picks up where this one stopped.
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 import time
@@ -30,7 +31,7 @@ from patas.broker.run.plan import ExperimentPlan, PlannedTask
 from patas.broker.run.scheduler import Counts, Lease, Scheduler, Verdict, cannot_run
 from patas.broker.run.source import TaskSource
 from patas.broker.security import CurveServer
-from patas.broker.transport import BrokerSocket
+from patas.broker.transport import BrokerSocket, Incoming, PeerProcess
 from patas.common.agent_config import AgentConfig
 from patas.common.bounds import raise_descriptor_limit
 from patas.common.errors import PatasError
@@ -141,6 +142,9 @@ class AgentLink:
     # For patas status: the leases it runs, and those sent beyond its slots, in the order it runs them.
     running: int = 0
     queued: deque[Lease] = field(default_factory=deque)
+    # An agent this coordinator started on this machine, on the local endpoint: its process,
+    # which every message from it must come from (None: a CURVE agent, over TCP).
+    local_pid: int | None = None
 
 
 class Coordinator:
@@ -203,7 +207,8 @@ class Coordinator:
         self.curve = CurveServer(context)
         hosts = [self.settings.bind_host] if self.settings.bind_host else sorted({s.listen_host for s in self.sessions.values()})
         try:
-            self.socket = BrokerSocket(hosts, self.settings.bind_port, self.curve, context)
+            local = any(_shares_lab(session) for session in self.sessions.values())
+            self.socket = BrokerSocket(hosts, self.settings.bind_port, self.curve, context, local)
         except PatasError:
             self.curve.stop()
             context.term()
@@ -281,7 +286,7 @@ class Coordinator:
         now = time.monotonic()
         for incoming in self.socket.messages():
             link = self.agents.get(incoming.agent_id)
-            if link is None or link.gone or not self.curve.allow.admits(incoming.agent_id, incoming.public_key):
+            if link is None or link.gone or not self._admits(link, incoming):
                 self.socket.send(incoming.agent_id, Refused("this agent is not part of the run"))
                 continue
             link.last_heard = now
@@ -292,6 +297,14 @@ class Coordinator:
                 # Stop here: what is still running is killed, so an attempt whose end arrived
                 # just after the halt is abandoned like the others, not counted by chance.
                 return
+
+    def _admits(self, link: AgentLink, incoming: Incoming) -> bool:
+        """A message over TCP needs the CURVE key issued for its agent; one over the local
+        endpoint (no key) must come, by the kernel's word, from the agent process this
+        coordinator started for that name, run by this user."""
+        if incoming.public_key is not None:
+            return self.curve.allow.admits(incoming.agent_id, incoming.public_key)
+        return link.local_pid is not None and incoming.peer == PeerProcess(os.getuid(), link.local_pid)
 
     def _halted_now(self) -> bool:
         return self.scheduler.halt is not None and self.scheduler.halt.urgency is Urgency.NOW
@@ -306,11 +319,14 @@ class Coordinator:
 
     def _start_agent(self, placement: Placement) -> None:
         session = self.sessions[placement.agent_id]
+        # An agent started here, by this process, as this user, connects over the private local
+        # endpoint without keys; any other over TCP with a CURVE key pair of its own.
+        local = _shares_lab(session) and self.socket.local_endpoint is not None
         config = AgentConfig(
-            session.agent_endpoint(self.socket.port),
+            self.socket.local_endpoint if local else session.agent_endpoint(self.socket.port),
             placement.agent_id,
             placement.slots,
-            self.curve.allow.issue(placement.agent_id, self.curve.public),
+            None if local else self.curve.allow.issue(placement.agent_id, self.curve.public),
             debug=log.isEnabledFor(logging.DEBUG),
             gpus=placement.node.gpus,
             gpus_per_task=placement.node.gpus_per_task,
@@ -322,7 +338,8 @@ class Coordinator:
             self.result.agent_failures.append(f"{placement.node.name}: {error}")
             self.observer.agent_event(placement.node.name, f"lost: {error}")
             return
-        self.agents[placement.agent_id] = AgentLink(placement, handle, now, now)
+        local_pid = getattr(handle, "pid", None) if local else None  # a LocalAgent's process
+        self.agents[placement.agent_id] = AgentLink(placement, handle, now, now, local_pid=local_pid)
 
     def add_node(self, placement: Placement, session: NodeSession, copies: dict[int, str] | None = None) -> AgentLink | None:
         """Start an agent on a node added while the run goes on (`patas nodes add`, a pool's
@@ -501,8 +518,11 @@ class Coordinator:
         shipped = self.code.get(planned.experiment_id)
         if shipped is not None:  # it runs in the node's copy of the shipped code
             workdir = environment["PATAS_WORK_DIR"] = shipped.workdir_on(placement)
+        # A local agent's task writes its stdout into the lab itself, unless a search reads it as it comes.
+        direct = link.local_pid is not None and not self.source.watches_output
         assign = Assign(
-            lease.id, list(planned.task.commands), workdir, environment, planned.experiment.timeout_s, list(collect.globs), limit
+            lease.id, list(planned.task.commands), workdir, environment, planned.experiment.timeout_s, list(collect.globs), limit,
+            self.store.write_stdout_directly(lease.id) if direct else "",
         )
         try:
             sent = self._send(self.agents[lease.agent_id], assign)
@@ -602,8 +622,8 @@ class Coordinator:
         self.observer.attempt_failed(failure)
 
     def _tail(self, lease_id: int) -> str:
-        stderr = self.store.tail(lease_id, STDERR)
-        return (stderr or self.store.tail(lease_id, STDOUT)).decode(errors="replace")
+        stderr = self.store.tail(lease_id, STDERR, ended=True)
+        return (stderr or self.store.tail(lease_id, STDOUT, ended=True)).decode(errors="replace")
 
     def _record(self, lease: Lease, finished: Finished, outcome: Outcome, placement: Placement) -> AttemptRecord:
         planned = lease.planned
@@ -665,6 +685,13 @@ class Coordinator:
         """Stop now: agents kill their tasks (told at release); unfinished attempts stay uncommitted."""
         for lease in self.scheduler.drain():
             self.store.abandon(lease.id)
+
+
+def _shares_lab(session: NodeSession) -> bool:
+    """True for a launcher that starts agents as child processes of this coordinator, on this
+    machine (LocalSession): they can reach the lab and the private local endpoint. No launcher
+    that merely says so: the coordinator asks its own session objects, never an agent."""
+    return getattr(session, "shares_lab", False)
 
 
 def _outcome(finished: Finished) -> Outcome:

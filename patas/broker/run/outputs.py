@@ -8,7 +8,14 @@ the journal (see `committer`). A failed or interrupted attempt's files stay as
 they are. Output is never held in memory beyond the chunk being written, apart from a short tail
 kept to show the user why an attempt failed.
 
-A running attempt's output reaches its file within OUTPUT_FLUSH_INTERVAL_S of arriving, however
+An agent the coordinator started on this machine does not stream stdout: the coordinator hands
+it the attempt's stdout path (`write_stdout_directly`) and the agent makes that file the task's
+stdout, so the bytes go from the task to the lab's page cache with no copy in between and are in
+the file as soon as the task writes them. At the attempt's end the coordinator opens the file by
+path (`_adopt`), takes its size and tail from it, and commits it exactly as it commits streamed
+ones: fdatasync, rename, journal after. Stderr streams as before (created only when written).
+
+A streamed attempt's output reaches its file within OUTPUT_FLUSH_INTERVAL_S of arriving, however
 little the task prints, so that `patas logs -f` (or `tail -f`) shows it as it is printed: files
 that received data are flushed together at the end of a loop turn once the interval has passed,
 not after every chunk (a system call per small chunk would cost throughput).
@@ -26,6 +33,7 @@ starts leaves the lab as it was.
 
 from __future__ import annotations
 
+import errno
 import os
 import queue
 import threading
@@ -41,6 +49,9 @@ from patas.common.lab import STDERR, STDOUT, STREAMS, AttemptRecord, ExperimentL
 TAIL_BYTES = 2048
 # The longest a running attempt's output waits in the coordinator's file buffers.
 OUTPUT_FLUSH_INTERVAL_S = 0.5
+# A task that wrote into the lab itself and ended while the lab's disk had less than this left
+# may have lost output for want of space (a write fails once less than a block is left).
+FULL_DISK_BYTES = 64 * 1024
 
 
 @dataclass
@@ -56,6 +67,8 @@ class OpenAttempt:
     tails: dict[str, bytes] = field(default_factory=lambda: {STDOUT: b"", STDERR: b""})
     collect_limit_bytes: int = 0  # 0: the experiment collects no files
     received: ReceivedFiles | None = None  # its collected files, once the first arrives
+    direct: bool = False  # its agent writes its stdout file itself (see write_stdout_directly)
+    adopted: bool = False  # that file is open here (see OutputStore._adopt)
 
     def path(self, stream: str) -> str:
         return f"{self.folder}/attempt-{self.attempt}.{stream}"
@@ -137,10 +150,18 @@ class OutputStore:
         self._ahead.request(folder)
         self._open[lease_id] = OpenAttempt(experiment_id, folder, attempt, collect_limit_bytes=collect_limit_bytes)
 
-    def write(self, lease_id: int, stream_index: int, data: bytes) -> None:
-        if not data:
-            return
+    def write_stdout_directly(self, lease_id: int) -> str:
+        """The absolute path of the stdout file the attempt's agent is to write itself; only for
+        agents on this machine that this coordinator started. Stdout streamed for the attempt is
+        dropped from then on: the file is the agent's until the attempt ends."""
         attempt = self._open[lease_id]
+        attempt.direct = True
+        return os.path.abspath(attempt.path(STDOUT))
+
+    def write(self, lease_id: int, stream_index: int, data: bytes) -> None:
+        attempt = self._open[lease_id]
+        if not data or (attempt.direct and stream_index == 0):
+            return
         stream = STREAMS[stream_index]
         handle = attempt.files.get(stream) or self._create(attempt, stream)
         try:
@@ -173,12 +194,58 @@ class OutputStore:
             return f"its node announced {announced} collected file(s) but none arrived" if announced else ""
         return received.finish(announced)
 
-    def tail(self, lease_id: int, stream: str) -> bytes:
-        return self._open[lease_id].tails[stream]
+    def tail(self, lease_id: int, stream: str, ended: bool = False) -> bytes:
+        """The end of what the attempt wrote to `stream` so far (`ended`: it has ended, all
+        its processes are gone)."""
+        attempt = self._open[lease_id]
+        if not attempt.direct or stream == STDERR:
+            return attempt.tails[stream]
+        if not ended:
+            return _file_tail(attempt.path(stream))  # the file its task is writing
+        self._adopt(attempt)
+        handle = attempt.files.get(stream)
+        if handle is None:
+            return b""
+        start = max(0, attempt.sizes[stream] - TAIL_BYTES)
+        return guard(lambda: os.pread(handle.fileno(), TAIL_BYTES, start), attempt.path(stream))
+
+    def _adopt(self, attempt: OpenAttempt) -> None:
+        """Open the stdout file an agent wrote for an attempt that has ended (its processes are
+        all gone), for its size and for the commit."""
+        if attempt.adopted:
+            return
+        attempt.adopted = True
+        path = attempt.path(STDOUT)
+        try:
+            handle = open(path, "rb")
+        except FileNotFoundError:
+            return  # the agent could not create it, and said so in the attempt's error
+        except OSError as error:
+            raise lab_error(error, path) from error
+        attempt.files[STDOUT] = handle
+        attempt.sizes[STDOUT] = guard(lambda: os.fstat(handle.fileno()).st_size, path)
+
+    @staticmethod
+    def _drop_empty_stdout(attempt: OpenAttempt) -> None:
+        """Remove the stdout file the agent created for an attempt that printed nothing and does
+        not commit: a streamed attempt that printed nothing has none."""
+        handle = attempt.files.get(STDOUT)
+        if handle is not None and attempt.sizes[STDOUT] == 0:
+            handle.close()
+            del attempt.files[STDOUT]
+            guard(lambda: os.unlink(attempt.path(STDOUT)), attempt.path(STDOUT))
 
     def close(self, lease_id: int, record: AttemptRecord, commit: bool) -> None:
         """End an attempt: commit its output if `commit`, and journal its record either way."""
         attempt = self._open.pop(lease_id)
+        if attempt.direct:
+            self._adopt(attempt)
+            # The task's own writes may have failed for want of space, and a task may ignore
+            # that: with the disk full, nothing it wrote is trusted (the run stops, as it does
+            # when the coordinator's own write fails).
+            _check_space(attempt.path(STDOUT))
+            if not commit:
+                self._drop_empty_stdout(attempt)
         self._forget_unflushed(attempt)  # the committer's thread flushes them now
         record.stdout_bytes, record.stderr_bytes = attempt.sizes[STDOUT], attempt.sizes[STDERR]
         if commit and STDOUT not in attempt.files:
@@ -247,6 +314,30 @@ class OutputStore:
         self._ahead.close()
         self.end_turn()
         self._committer.close()
+
+
+def _file_tail(path: str) -> bytes:
+    """The last TAIL_BYTES of a file (nothing if it does not exist)."""
+    try:
+        with open(path, "rb") as handle:
+            size = os.fstat(handle.fileno()).st_size
+            return os.pread(handle.fileno(), TAIL_BYTES, max(0, size - TAIL_BYTES))
+    except FileNotFoundError:
+        return b""
+    except OSError as error:
+        raise lab_error(error, path) from error
+
+
+def _check_space(path: str) -> None:
+    """Raise the lab's ENOSPC error if the disk holding `path` is full (for this user: root may
+    write into the blocks kept in reserve)."""
+    try:
+        disk = os.statvfs(os.path.dirname(path))
+    except OSError:
+        return
+    blocks = disk.f_bfree if os.geteuid() == 0 else disk.f_bavail
+    if blocks * disk.f_frsize < FULL_DISK_BYTES:
+        raise lab_error(OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)), path)
 
 
 def record_definitions(labs: list[ExperimentLab], definitions: list[dict[str, Any]]) -> None:
