@@ -223,15 +223,27 @@ def open_stdout(path: str) -> tuple[int | None, str]:
     A new file (attempt numbers skip those with files on disk; should one be there all the same,
     it is unlinked first): a process of another attempt still alive somewhere writes into its own
     file, never into this one. Not opened for appending: a task writing to its stdout may use
-    sendfile or copy_file_range (cat does), which refuse such files."""
+    sendfile or copy_file_range (cat does), which refuse such files. The task's folder is made
+    here if the coordinator's thread that makes folders ahead has not made it yet."""
     try:
         try:
             os.unlink(path)
         except FileNotFoundError:
             pass
-        return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666), ""
+        try:
+            return _create_new(path), ""
+        except FileNotFoundError:
+            try:
+                os.mkdir(os.path.dirname(path))
+            except FileExistsError:
+                pass  # the coordinator's thread made it meanwhile
+            return _create_new(path), ""
     except OSError as error:
         return None, f"cannot write its output to {path}: {error.strerror}"
+
+
+def _create_new(path: str) -> int:
+    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
 
 
 def _enlarge(fd: int) -> None:

@@ -222,9 +222,18 @@ def test_a_task_given_its_stdout_file_writes_it_itself_past_the_window_and_strea
     assert path.read_bytes() == b"\0" * size + b"two\nthree\nfour\n"
 
 
+def test_a_task_folder_not_made_yet_is_made_for_its_stdout_file(broker_and_agent, tmp_path):
+    broker, _ = broker_and_agent
+    path = tmp_path / "7" / "attempt-1.stdout"  # the coordinator makes folders ahead, on a thread
+    broker.send(Assign(1, ["echo hi"], str(tmp_path), {}, None, stdout_path=str(path)))
+    finished = broker.receive_until(Finished)[-1]
+    assert (finished.exit_code, finished.error) == (0, "")
+    assert path.read_bytes() == b"hi\n"
+
+
 def test_a_stdout_file_that_cannot_be_created_fails_the_task_with_its_path(broker_and_agent, tmp_path):
     broker, _ = broker_and_agent
-    path = str(tmp_path / "missing/attempt-1.stdout")
+    path = str(tmp_path / "no-experiment/no-task/attempt-1.stdout")  # only the task's folder is made
     broker.send(Assign(1, ["echo hi"], str(tmp_path), {}, None, stdout_path=path))
     finished = broker.receive_until(Finished)[-1]
     assert finished.exit_code is None
