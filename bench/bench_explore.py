@@ -702,8 +702,9 @@ def big_output_findings(results: Results) -> list[str]:
         "xargs' MB/s.",
         f"(b) CPU seconds per GB of output: the whole xargs run {per_gb(xargs.total_cpu_s)}; the whole patas run "
         f"{per_gb(patas.total_cpu_s)}, of which the coordinator {per_gb(patas.coordinator_cpu_s)} and the agent "
-        f"{per_gb(patas.agent_cpu_s)}: every byte goes task → pipe → agent → ZeroMQ (TCP) → coordinator → file, "
-        "where xargs' tasks write straight to their file.",
+        f"{per_gb(patas.agent_cpu_s)}: a local task's stdout is its attempt file, as xargs' tasks write straight to"
+        " theirs; what patas adds per GB is the fdatasync before a task counts (the disk's rate, not CPU) and the"
+        " rename and journal line of each commit.",
     ]
 
 

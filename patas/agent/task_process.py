@@ -224,20 +224,19 @@ def open_stdout(path: str) -> tuple[int | None, str]:
     it is unlinked first): a process of another attempt still alive somewhere writes into its own
     file, never into this one. Not opened for appending: a task writing to its stdout may use
     sendfile or copy_file_range (cat does), which refuse such files. The task's folder is made
-    here if the coordinator's thread that makes folders ahead has not made it yet."""
+    here if the coordinator's thread that makes folders ahead has not made it yet. The common
+    case, a new file, costs one or (folder not there yet) three system calls."""
     try:
         try:
-            os.unlink(path)
-        except FileNotFoundError:
-            pass
-        try:
             return _create_new(path), ""
+        except FileExistsError:
+            os.unlink(path)
         except FileNotFoundError:
             try:
                 os.mkdir(os.path.dirname(path))
             except FileExistsError:
                 pass  # the coordinator's thread made it meanwhile
-            return _create_new(path), ""
+        return _create_new(path), ""
     except OSError as error:
         return None, f"cannot write its output to {path}: {error.strerror}"
 
