@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from patas.broker.local.session import AGENT_BOOT
 from tests.running import done_ids, journal, patas, start_patas
 from tests.sshcluster import NodeOptions, NodePython, SimulatedCluster
 
@@ -161,8 +162,14 @@ def test_secrets_never_appear_on_a_command_line(clean_sim_cluster, tmp_path):
     process.communicate(timeout=60)
     assert process.returncode == 0
     assert len(agents) >= 2, agents
-    # An agent's command line is `... -m patas.agent`, or names a private config file: no key.
-    assert all(re.fullmatch(r".* -m patas\.agent( --config \S+)?", line.rstrip()) for line in agents), agents
+    # An agent's command line is `... -m patas.agent`, or names a private config file; a local
+    # agent's is its boot line and the import path it is given: no key on any of them.
+    for line in agents:
+        head, boot, paths = line.rstrip().partition(f" -S -c {AGENT_BOOT} ")
+        if boot:
+            assert all(path.startswith("/") for path in paths.split(" ")), line
+        else:
+            assert re.fullmatch(r".* -m patas\.agent( --config \S+)?", line.rstrip()), line
     assert "secret" not in (lab / "experiment.yaml").read_text()
 
 

@@ -24,7 +24,7 @@ LOOPBACK = "127.0.0.1"
 # The agent runs without `site` (-S: no .pth files to execute, ~40 ms here), on the import path
 # this process resolved, with patas's own folder first (an editable install's finder is a .pth).
 # Passed as arguments, not PYTHONPATH, so that the tasks' environment is the user's.
-_AGENT_BOOT = "import sys; sys.path[:] = sys.argv[1:]; from patas.agent.__main__ import main; sys.exit(main([]))"
+AGENT_BOOT = "import sys; sys.path[:] = sys.argv[1:]; from patas.agent.__main__ import main; sys.exit(main([]))"
 
 # Agent processes started ahead, waiting for their configuration (see `starting_early`).
 _waiting: list[subprocess.Popen[bytes]] = []
@@ -34,7 +34,7 @@ def _spawn() -> subprocess.Popen[bytes]:
     """A local agent process, waiting for its configuration on its stdin."""
     import_path = [os.path.abspath(p) for p in (os.path.dirname(os.path.dirname(patas.__file__)), *sys.path) if p]
     return subprocess.Popen(
-        [sys.executable, "-S", "-c", _AGENT_BOOT, *import_path],
+        [sys.executable, "-S", "-c", AGENT_BOOT, *import_path],
         stdin=subprocess.PIPE,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
