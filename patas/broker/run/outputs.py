@@ -83,7 +83,6 @@ class FoldersAhead:
     def __init__(self) -> None:
         self._wanted: queue.SimpleQueue[list[str] | None] = queue.SimpleQueue()
         self._requested: list[str] = []  # this loop turn's, handed over together at its end
-        self._made: set[str] = set()  # made (or found there) by the thread, not yet ensured
         self._thread = threading.Thread(target=self._work, name="patas-folders", daemon=True)
         self._thread.start()
 
@@ -96,39 +95,30 @@ class FoldersAhead:
             self._wanted.put(self._requested)
             self._requested = []
 
-    def ensure(self, folder: str) -> None:
+    @staticmethod
+    def ensure(folder: str) -> None:
         """The folder exists once this returns (made now if the thread has not made it yet);
-        raises LabError if it cannot be made."""
-        if folder in self._made:
-            self._made.discard(folder)
-            return
+        raises LabError if it cannot be made. Where the thread made it, this is one mkdir that
+        fails at once: no state shared with the thread to keep."""
         try:
             os.mkdir(folder)
         except FileExistsError:
-            pass  # an earlier attempt's, or the thread's since
+            pass  # the thread's, or an earlier attempt's
         except OSError as error:
             raise lab_error(error, folder) from error
-
-    def forget(self, folder: str) -> None:
-        """An attempt that will write nothing more in its folder."""
-        self._made.discard(folder)
 
     def close(self) -> None:
         self._requested = []
         self._wanted.put(None)
         self._thread.join()
-        self._made.clear()
 
     def _work(self) -> None:
         while (folders := self._wanted.get()) is not None:
             for folder in folders:
                 try:
                     os.mkdir(folder)
-                except FileExistsError:
-                    pass
                 except OSError:
-                    continue  # `ensure` tries again, and reports it
-                self._made.add(folder)
+                    pass  # there already; or `ensure` tries again at the first write, and reports it
 
 
 class OutputStore:
@@ -251,7 +241,6 @@ class OutputStore:
         if commit and STDOUT not in attempt.files:
             # A task that printed nothing still gets its (empty) stdout, so every done task has one.
             self._create(attempt, STDOUT)
-        self._ahead.forget(attempt.folder)
         files = tuple(
             OutputFile(handle, attempt.path(stream), attempt.committed_path(stream) if commit else None)
             for stream, handle in attempt.files.items()
@@ -269,7 +258,6 @@ class OutputStore:
         """Close an attempt that will never finish here (interrupted or fenced); its files stay."""
         attempt = self._open.pop(lease_id, None)
         if attempt is not None:
-            self._ahead.forget(attempt.folder)
             self._forget_unflushed(attempt)
             if attempt.received is not None:
                 attempt.received.close()
