@@ -22,7 +22,7 @@ import enum
 import math
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from patas.common.errors import ConfigError, did_you_mean
 from patas.common.scalar import typed
@@ -98,11 +98,7 @@ _METRIC_NAME = re.compile(r"[A-Za-z0-9_]+\Z")
 
 
 def search_type(text: str, where: str) -> SearchType:
-    try:
-        return SearchType(text)
-    except ValueError:
-        names = [t.value for t in SearchType]
-        raise ConfigError(f"{where}: unknown search type '{text}'{did_you_mean(text, names)} (use one of {', '.join(names)})") from None
+    return _choice(SearchType, text, "search type", where)
 
 
 def metric(direction: str, name: str, pattern: str, where: str) -> Metric:
@@ -116,11 +112,19 @@ def metric(direction: str, name: str, pattern: str, where: str) -> Metric:
 
 
 def pruner(text: str, where: str) -> Pruner:
+    return _choice(Pruner, text, "pruner", where)
+
+
+_Choice = TypeVar("_Choice", bound=enum.Enum)
+
+
+def _choice(kind: type[_Choice], text: str, what: str, where: str) -> _Choice:
+    """The member of `kind` named `text`; else one line naming the choices."""
     try:
-        return Pruner(text)
+        return kind(text)
     except ValueError:
-        names = [p.value for p in Pruner]
-        raise ConfigError(f"{where}: unknown pruner '{text}'{did_you_mean(text, names)} (use one of {', '.join(names)})") from None
+        names = [member.value for member in kind]
+        raise ConfigError(f"{where}: unknown {what} '{text}'{did_you_mean(text, names)} (use one of {', '.join(names)})") from None
 
 
 def make_search(
