@@ -197,9 +197,10 @@ def test_on_the_local_endpoint_only_the_agent_process_the_coordinator_started_is
         incoming = broker.receive()
         assert incoming is not None
         run = SimpleNamespace(curve=None)  # a keyless message never reaches the CURVE check
-        assert Coordinator._admits(run, SimpleNamespace(local_pid=sender.pid), incoming)  # type: ignore[arg-type]
-        assert not Coordinator._admits(run, SimpleNamespace(local_pid=os.getpid()), incoming)  # same user, other process
-        assert not Coordinator._admits(run, SimpleNamespace(local_pid=None), incoming)  # a remote agent's name
+        mine = os.getuid()
+        assert Coordinator._admits(run, SimpleNamespace(local_peer=PeerProcess(mine, sender.pid)), incoming)  # type: ignore[arg-type]
+        assert not Coordinator._admits(run, SimpleNamespace(local_peer=PeerProcess(mine, os.getpid())), incoming)  # same user, other process
+        assert not Coordinator._admits(run, SimpleNamespace(local_peer=None), incoming)  # a remote agent's name
     finally:
         sender.kill()
         sender.wait()

@@ -142,9 +142,9 @@ class AgentLink:
     # For patas status: the leases it runs, and those sent beyond its slots, in the order it runs them.
     running: int = 0
     queued: deque[Lease] = field(default_factory=deque)
-    # An agent this coordinator started on this machine, on the local endpoint: its process,
-    # which every message from it must come from (None: a CURVE agent, over TCP).
-    local_pid: int | None = None
+    # An agent this coordinator started on this machine, on the local endpoint: its process (this
+    # user's), which every message from it must come from (None: a CURVE agent, over TCP).
+    local_peer: PeerProcess | None = None
 
 
 class Coordinator:
@@ -304,7 +304,7 @@ class Coordinator:
         coordinator started for that name, run by this user."""
         if incoming.public_key is not None:
             return self.curve.allow.admits(incoming.agent_id, incoming.public_key)
-        return link.local_pid is not None and incoming.peer == PeerProcess(os.getuid(), link.local_pid)
+        return link.local_peer is not None and incoming.peer == link.local_peer
 
     def _halted_now(self) -> bool:
         return self.scheduler.halt is not None and self.scheduler.halt.urgency is Urgency.NOW
@@ -339,7 +339,8 @@ class Coordinator:
             self.observer.agent_event(placement.node.name, f"lost: {error}")
             return
         local_pid = getattr(handle, "pid", None) if local else None  # a LocalAgent's process
-        self.agents[placement.agent_id] = AgentLink(placement, handle, now, now, local_pid=local_pid)
+        local_peer = PeerProcess(os.getuid(), local_pid) if local_pid is not None else None
+        self.agents[placement.agent_id] = AgentLink(placement, handle, now, now, local_peer=local_peer)
 
     def add_node(self, placement: Placement, session: NodeSession, copies: dict[int, str] | None = None) -> AgentLink | None:
         """Start an agent on a node added while the run goes on (`patas nodes add`, a pool's
@@ -519,7 +520,7 @@ class Coordinator:
         if shipped is not None:  # it runs in the node's copy of the shipped code
             workdir = environment["PATAS_WORK_DIR"] = shipped.workdir_on(placement)
         # A local agent's task writes its stdout into the lab itself, unless a search reads it as it comes.
-        direct = link.local_pid is not None and not self.source.watches_output
+        direct = link.local_peer is not None and not self.source.watches_output
         assign = Assign(
             lease.id, list(planned.task.commands), workdir, environment, planned.experiment.timeout_s, list(collect.globs), limit,
             self.store.write_stdout_directly(lease.id) if direct else "",
