@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from patas.broker.local.session import starting_early
+from patas.broker.local.early_start import starting_early
 from patas.broker.run.halt import FAIL_FAST_FIRST_TASKS
 from patas.cli.nodes import clusters_from, node_options, ssh_options_from
 from patas.cli.options import VariadicOption
@@ -132,8 +132,9 @@ def explore(**options: object) -> None:
     slurm = slurm_options_from(options)
     _jobs_as_node(options)
     clusters = [] if pool or slurm else with_gpus_per_task(clusters_from(options), options["gpus_per_task"])  # type: ignore[arg-type]
-    # The local agents' processes start now, to get through Python's start and their imports
-    # while this process imports the coordinator and plans.
+    # As many local agents' processes as the run needs wait from now on (the CLI started one
+    # before it parsed the options), getting through Python's start and their imports while
+    # this process imports the coordinator and plans.
     local_nodes = 0 if options["dry_run"] else sum(node.is_local for cluster in clusters for node in cluster.nodes)
     with starting_early(local_nodes):
         status = _plan_and_run(experiments, clusters, pool, slurm, detachment, options)  # type: ignore[arg-type]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import click
 
-from patas.cli.main import cli
+from patas.cli.app import cli
 
 
 def commands() -> list[tuple[str, click.Command]]:

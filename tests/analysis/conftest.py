@@ -43,7 +43,7 @@ def invoke_patas(*args: str, cwd: Path) -> Run:
     """`patas ARGS` in this process (no interpreter start-up), for tests of what a command prints."""
     from click.testing import CliRunner
 
-    from patas.cli.main import cli
+    from patas.cli.app import cli
 
     previous = os.getcwd()
     os.chdir(cwd)

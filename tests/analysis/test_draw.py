@@ -8,7 +8,7 @@ from PIL import Image, ImageStat
 from patas.analysis.changes import ChangeError
 from patas.analysis.draw import DrawError, categories, heatmap, lines
 from patas.analysis.query import query
-from patas.cli.main import cli
+from patas.cli.app import cli
 
 from .conftest import run_patas
 from .readme import DRAWS, argv

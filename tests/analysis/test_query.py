@@ -139,7 +139,7 @@ def test_csv_through_click_and_to_a_text_only_stream(parsed_workdir, monkeypatch
 
     from patas.analysis.formats import Format
     from patas.analysis.query import print_query
-    from patas.cli.main import cli
+    from patas.cli.app import cli
 
     monkeypatch.chdir(parsed_workdir)
     result = CliRunner().invoke(cli, ["query", "SELECT task_id, out_loss FROM grid ORDER BY task_id"])

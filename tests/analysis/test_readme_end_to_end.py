@@ -7,7 +7,7 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from patas.cli.main import cli
+from patas.cli.app import cli
 
 from .conftest import run_patas
 from .labs import EXAMPLE

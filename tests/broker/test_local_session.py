@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from patas.broker.local import session as local
+from patas.broker.local import early_start as local
 from patas.broker.run.exploration import prepare
 from patas.common.config import Cluster, Node, experiment_from_flags
 from patas.common.variables import list_variable

@@ -226,7 +226,7 @@ def test_no_terminal_means_no_question(tmp_path):
 
 def test_help_imports_nothing_heavy(tmp_path):
     code = (
-        "import sys\nfrom click.testing import CliRunner\nfrom patas.cli.main import cli\n"
+        "import sys\nfrom click.testing import CliRunner\nfrom patas.cli.app import cli\n"
         "for args in (['--help'], ['explore', '--help']): assert CliRunner().invoke(cli, args).exit_code == 0\n"
         "print(sorted({m.split('.')[0] for m in sys.modules} & {'pandas', 'duckdb', 'seaborn', 'zmq', 'matplotlib', 'paramiko', 'rich'}))"
     )

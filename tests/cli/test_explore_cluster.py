@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from patas.broker.local.session import AGENT_BOOT
+from patas.broker.local.early_start import AGENT_BOOT
 from tests.running import done_ids, journal, patas, start_patas
 from tests.sshcluster import NodeOptions, NodePython, SimulatedCluster
 

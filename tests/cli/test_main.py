@@ -22,7 +22,7 @@ def test_help_of_the_group_and_of_summary_import_nothing_heavy(tmp_path):
     from tests.running import ENV
 
     code = (
-        "import sys\nfrom click.testing import CliRunner\nfrom patas.cli.main import cli\n"
+        "import sys\nfrom click.testing import CliRunner\nfrom patas.cli.app import cli\n"
         "for args in (['--help'], ['summary', '--help']): assert CliRunner().invoke(cli, args).exit_code == 0\n"
         "print(sorted({m.split('.')[0] for m in sys.modules} & {'pandas', 'duckdb', 'seaborn', 'zmq', 'matplotlib', 'scipy'}))"
     )

@@ -59,7 +59,7 @@ def test_another_address_than_loopback_is_served_with_a_warning(tmp_path):
 
 def test_help_imports_neither_the_server_nor_the_analysis_libraries(tmp_path):
     code = (
-        "import sys\nfrom click.testing import CliRunner\nfrom patas.cli.main import cli\n"
+        "import sys\nfrom click.testing import CliRunner\nfrom patas.cli.app import cli\n"
         "for args in (['--help'], ['dashboard', '--help']): assert CliRunner().invoke(cli, args).exit_code == 0\n"
         "print(sorted({m.split('.')[0] for m in sys.modules} & {'starlette', 'uvicorn', 'anyio', 'pandas', 'duckdb', 'zmq'}))\n"
         "print('patas.dashboard' in sys.modules)"

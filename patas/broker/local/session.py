@@ -1,59 +1,30 @@
 """Agents on this machine: a child process of the coordinator, configured on its standard input.
 
-A local agent's process may be started before the run knows its configuration
-(`starting_early`): Python's start and the agent's imports then overlap the coordinator's own
-planning and imports, and the agent waits on its stdin until `start_agent` writes the line.
+A local agent's process is usually started ahead of the run (`patas.broker.local.early_start`):
+Python's start and the agent's imports then overlap the coordinator's own, and the agent waits
+on its stdin until `start_agent` writes its configuration.
 """
 
 from __future__ import annotations
 
+import collections
 import os
 import select
 import subprocess
-import sys
-from contextlib import contextmanager
-from typing import Iterator
+import threading
 
-import patas
+from patas.broker.local.early_start import take
 from patas.common.agent_config import AgentConfig
 from patas.common.config import Node
 
 # How long an agent may take to exit after being told to, before it is killed.
 STOP_TIMEOUT_S = 5.0
 LOOPBACK = "127.0.0.1"
-# The agent runs without `site` (-S: no .pth files to execute, ~40 ms here), on the import path
-# this process resolved, with patas's own folder first (an editable install's finder is a .pth).
-# Passed as arguments, not PYTHONPATH, so that the tasks' environment is the user's.
-AGENT_BOOT = "import sys; sys.path[:] = sys.argv[1:]; from patas.agent.__main__ import main; sys.exit(main([]))"
-
-# Agent processes started ahead, waiting for their configuration (see `starting_early`).
-_waiting: list[subprocess.Popen[bytes]] = []
-
-
-def _spawn() -> subprocess.Popen[bytes]:
-    """A local agent process, waiting for its configuration on its stdin."""
-    import_path = [os.path.abspath(p) for p in (os.path.dirname(os.path.dirname(patas.__file__)), *sys.path) if p]
-    return subprocess.Popen(
-        [sys.executable, "-S", "-c", AGENT_BOOT, *import_path],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-
-
-@contextmanager
-def starting_early(count: int) -> Iterator[None]:
-    """Start `count` local agent processes now, for the run's local sessions to configure; those
-    left unused when the block ends (nothing to run, a refusal, an error) are killed: they hold
-    nothing yet, and waiting for them to finish importing would delay the exit."""
-    _waiting.extend(_spawn() for _ in range(count))
-    try:
-        yield
-    finally:
-        while _waiting:
-            unused = _waiting.pop()
-            unused.kill()
-            unused.communicate()  # reaps it and closes its pipes
+# The agent's last lines of stderr kept to say why it exited (it logs warnings there).
+STDERR_TAIL_LINES = 20
+# How long to wait, once the agent has exited, for the end of its stderr: a process it left
+# behind may hold the pipe open, and must not hold up the run's end.
+STDERR_END_TIMEOUT_S = 1.0
 
 
 class LocalAgent:
@@ -61,6 +32,17 @@ class LocalAgent:
 
     def __init__(self, process: subprocess.Popen[bytes]) -> None:
         self.process = process
+        # Read all along, so that an agent that logs much never blocks on a full pipe; only the
+        # tail is kept, for `failure`.
+        self._stderr_tail: collections.deque[bytes] = collections.deque(maxlen=STDERR_TAIL_LINES)
+        self._stderr_reader = threading.Thread(target=self._drain_stderr, name="agent-stderr", daemon=True)
+        self._stderr_reader.start()
+
+    def _drain_stderr(self) -> None:
+        assert self.process.stderr is not None
+        with self.process.stderr:
+            for line in self.process.stderr:
+                self._stderr_tail.append(line)
 
     @property
     def pid(self) -> int:
@@ -71,9 +53,9 @@ class LocalAgent:
         return self.process.poll()
 
     def failure(self) -> str:
-        assert self.process.stderr is not None
-        lines = self.process.stderr.read().decode(errors="replace").strip().splitlines()
-        last = lines[-1] if lines else "no message"
+        self._stderr_reader.join(STDERR_END_TIMEOUT_S)  # the agent has exited: its stderr ends
+        lines = [line.decode(errors="replace").strip() for line in self._stderr_tail]
+        last = next((line for line in reversed(lines) if line), "no message")
         return f"local agent exited with status {self.process.returncode}: {last}"
 
     def stop(self, timeout_s: float = STOP_TIMEOUT_S) -> None:
@@ -82,8 +64,7 @@ class LocalAgent:
         if not _exits_within(self.process, timeout_s):
             self.process.kill()
         self.process.wait()
-        if self.process.stderr is not None:
-            self.process.stderr.close()
+        self._stderr_reader.join(STDERR_END_TIMEOUT_S)
 
 
 def _exits_within(process: subprocess.Popen[bytes], timeout_s: float) -> bool:
@@ -119,7 +100,7 @@ class LocalSession:
         return f"tcp://{LOOPBACK}:{broker_port}"
 
     def start_agent(self, config: AgentConfig) -> LocalAgent:
-        process = _waiting.pop() if _waiting else _spawn()
+        process = take()
         assert process.stdin is not None
         process.stdin.write(config.to_line())
         process.stdin.flush()  # and keep it open: closing it tells the agent to stop
