@@ -3,9 +3,13 @@ start and its imports, then waits for its configuration."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 from patas.broker.local import early_start as local
+from patas.broker.local.session import LocalAgent
 from patas.broker.run.exploration import prepare
 from patas.common.config import Cluster, Node, experiment_from_flags
 from patas.common.variables import list_variable
@@ -49,3 +53,14 @@ def test_without_an_early_agent_a_session_starts_its_own(tmp_path):
     assert result.counts.done == 2
     assert (tmp_path / "lab" / "late" / "1" / "stdout").read_text() == "2\n"
 
+
+
+def test_an_agent_that_logs_more_than_a_pipe_holds_never_blocks(tmp_path):
+    # An agent process that writes 1 MiB to stderr (a pipe holds 64 KiB), then waits for its
+    # lifeline to close: unread, its write would block it forever and stop() would have to kill it.
+    chatty = "import sys; sys.stderr.write('x' * (1 << 20) + '\\nlast words\\n'); sys.stderr.flush(); sys.stdin.read(); sys.exit(3)"
+    process = subprocess.Popen([sys.executable, "-c", chatty], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    agent = LocalAgent(process)
+    agent.stop(timeout_s=30)
+    assert process.returncode == 3  # it exited by itself, not killed
+    assert agent.failure() == "local agent exited with status 3: last words"
