@@ -183,92 +183,23 @@ class Reintroduce(Message):
     KIND: ClassVar[bytes] = b"WHO"
 
 
-# --- a pool's control socket (local only): the CLI and runs talk to the pool daemon ---------
-
-
-@dataclass(frozen=True)
-class PoolStatusRequest(Message):
-    KIND: ClassVar[bytes] = b"P-STATUS"
-
-
-@dataclass(frozen=True)
-class PoolAgentStatus:
-    """One row of a pool's status (travels as a list inside PoolStatus)."""
-
-    agent_id: str
-    node_name: str
-    hostname: str
-    slots: int
-    state: str  # connecting | ready | draining | lost
-    running: int
-    last_contact_s: float | None
-    runs: int
-
-
-@dataclass(frozen=True)
-class PoolStatus(Message):
-    KIND: ClassVar[bytes] = b"P-STATE"
-    agents: list[list]  # PoolAgentStatus fields, in order
-
-
-@dataclass(frozen=True)
-class PoolAttach(Message):
-    """Lend a pool agent to a run: act as that agent toward the run's broker, with this config."""
-
-    KIND: ClassVar[bytes] = b"P-ATTACH"
-    agent_id: str
-    config: bytes
-
-
-@dataclass(frozen=True)
-class PoolDrain(Message):
-    """Agents (all when empty) take no new run and exit once their runs end."""
-
-    KIND: ClassVar[bytes] = b"P-DRAIN"
-    agent_ids: list[str]
-
-
-@dataclass(frozen=True)
-class PoolRevoke(Message):
-    KIND: ClassVar[bytes] = b"P-REVOKE"
-    agent_id: str
-
-
-@dataclass(frozen=True)
-class PoolAllow(Message):
-    """Admit an agent's public key (issued by `patas pool up` or `patas pool issue`)."""
-
-    KIND: ClassVar[bytes] = b"P-ALLOW"
-    agent_id: str
-    public_key: str
-    node_name: str
-
-
-@dataclass(frozen=True)
-class PoolStop(Message):
-    """Send every agent away, then exit."""
-
-    KIND: ClassVar[bytes] = b"P-STOP"
-
-
-@dataclass(frozen=True)
-class PoolReply(Message):
-    KIND: ClassVar[bytes] = b"P-OK"
-    error: str  # empty when the request was done
-
-
-_TYPES: dict[bytes, type[Message]] = {
-    cls.KIND: cls
-    for cls in (
-        Hello, Output, TaskFile, Finished, Heartbeat, Welcome, Refused, Assign, Cancel, Credit, Shutdown, Reintroduce,
-        PoolStatusRequest, PoolStatus, PoolAttach, PoolDrain, PoolRevoke, PoolAllow, PoolStop, PoolReply,
-    )
-}  # fmt: skip
+_TYPES: dict[bytes, type[Message]] = {}
+_HEADER_FIELDS: dict[type[Message], tuple[str, ...]] = {}
 _DESCRIPTION: dict[type[Message], str] = {Assign: "its commands and environment take"}
 _FIX: dict[type[Message], str] = {Assign: " (pass large values in files rather than in variables or commands)"}
-_HEADER_FIELDS: dict[type[Message], tuple[str, ...]] = {
-    cls: tuple(f.name for f in fields(cls) if f.name not in cls.PAYLOAD) for cls in _TYPES.values()
-}
+
+
+def register(*classes: type[Message]) -> None:
+    """Let `encode` and `decode` carry these message types. The messages between runs and agents
+    are registered here; a pool's control socket adds its own (patas.broker.pools.messages), so
+    that runs and agents never build classes they do not use."""
+    for cls in classes:
+        if _TYPES.setdefault(cls.KIND, cls) is not cls:
+            raise ValueError(f"{cls.__name__}: kind {cls.KIND!r} is {_TYPES[cls.KIND].__name__}'s")
+        _HEADER_FIELDS[cls] = tuple(f.name for f in fields(cls) if f.name not in cls.PAYLOAD)
+
+
+register(Hello, Output, TaskFile, Finished, Heartbeat, Welcome, Refused, Assign, Cancel, Credit, Shutdown, Reintroduce)
 
 
 class MessageTooLarge(ProtocolError):

@@ -21,6 +21,17 @@ from dataclasses import dataclass, field, replace
 
 import zmq
 
+from patas.broker.pools.messages import (
+    PoolAgentStatus,
+    PoolAllow,
+    PoolAttach,
+    PoolDrain,
+    PoolReply,
+    PoolRevoke,
+    PoolStatus,
+    PoolStatusRequest,
+    PoolStop,
+)
 from patas.broker.pools.state import PoolState
 from patas.broker.security import CurveServer
 from patas.broker.slurm.queue import SQUEUE_INTERVAL_S, JobQueue
@@ -39,15 +50,6 @@ from patas.common.protocol import (
     Hello,
     Message,
     Output,
-    PoolAgentStatus,
-    PoolAllow,
-    PoolAttach,
-    PoolDrain,
-    PoolReply,
-    PoolRevoke,
-    PoolStatus,
-    PoolStatusRequest,
-    PoolStop,
     Refused,
     Reintroduce,
     Shutdown,

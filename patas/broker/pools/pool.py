@@ -23,17 +23,7 @@ import zmq
 
 from patas.broker.launch.session import NodeFailure, NodeSession, open_sessions
 from patas.broker.local.session import LOOPBACK, LocalSession
-from patas.broker.pools.state import PoolSettings, PoolState, write_private
-from patas.broker.slurm.options import SlurmOptions
-from patas.broker.ssh.options import NodeError, SSHOptions
-from patas.broker.ssh.session import SSHSession
-from patas.common import protocol
-from patas.common.bounds import bound_socket
-from patas.common.agent_config import AgentConfig
-from patas.common.config import Cluster, Node
-from patas.common.errors import ConfigError, PatasError
-from patas.common.protocol import (
-    Message,
+from patas.broker.pools.messages import (
     PoolAgentStatus,
     PoolAllow,
     PoolAttach,
@@ -44,6 +34,16 @@ from patas.common.protocol import (
     PoolStatusRequest,
     PoolStop,
 )
+from patas.broker.pools.state import PoolSettings, PoolState, write_private
+from patas.broker.slurm.options import SlurmOptions
+from patas.broker.ssh.options import NodeError, SSHOptions
+from patas.broker.ssh.session import SSHSession
+from patas.common import protocol
+from patas.common.bounds import bound_socket
+from patas.common.agent_config import AgentConfig
+from patas.common.config import Cluster, Node
+from patas.common.errors import ConfigError, PatasError
+from patas.common.protocol import Message
 
 CONTROL_TIMEOUT_S = 10.0
 DAEMON_START_TIMEOUT_S = 10.0
