@@ -25,7 +25,8 @@ import stat
 import tempfile
 from dataclasses import dataclass
 
-from patas.common.collected_files import CollectRule, compile_globs, size_text
+from patas.common.byte_sizes import size_text
+from patas.common.collected_files import CollectRule, compile_globs
 
 # How many of the largest files the message of a task over its limit names.
 LARGEST_NAMED = 3

@@ -16,6 +16,7 @@ from patas.broker.run.halt import FAIL_FAST_FIRST_TASKS
 from patas.cli.nodes import clusters_from, node_options, ssh_options_from
 from patas.cli.options import VariadicOption
 from patas.cli.slurm import slurm_options, slurm_options_from, with_gpus_per_task
+from patas.common.byte_sizes import parse_size
 from patas.common.config import (
     DEFAULT_EXPERIMENT_NAME,
     DEFAULT_MAX_TRIES,
@@ -199,11 +200,10 @@ def _detachment(options: dict[str, object]) -> Detachment | None:
 def _prepare(experiments, clusters, lab_root, task_filter, settings, ssh, pool, slurm, options) -> Exploration:  # type: ignore[no-untyped-def]
     # Imported after the local agents have started, to overlap with them.
     from patas.broker.run.exploration import prepare
-    from patas.broker.ship.snapshot import parse_size
 
     return prepare(
         experiments, clusters, lab_root, bool(options["redo"]), task_filter, settings, ssh, pool, slurm,
-        parse_size(str(options["ship_limit"])), bool(options["new_study"]),
+        parse_size(str(options["ship_limit"]), "--ship-limit"), bool(options["new_study"]),
     )  # fmt: skip
 
 

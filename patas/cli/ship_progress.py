@@ -7,7 +7,8 @@ import sys
 
 import click
 
-from patas.broker.ship.snapshot import Snapshot, human_bytes
+from patas.broker.ship.snapshot import Snapshot
+from patas.common.byte_sizes import size_text
 from patas.broker.ship.transfer import Delivery
 
 # Progress is shown only for transfers at least this large: a small one is over before it matters.
@@ -23,7 +24,7 @@ class ShipReporter:
     def shipping(self, sent_bytes: int, total_bytes: int) -> None:
         if self.quiet or total_bytes < SHOWN_FROM_BYTES:
             return
-        line = f"shipping the code: {human_bytes(sent_bytes)} of {human_bytes(total_bytes)}"
+        line = f"shipping the code: {size_text(sent_bytes)} of {size_text(total_bytes)}"
         if self.live:
             click.echo("\r" + line, err=True, nl=sent_bytes >= total_bytes)
         elif sent_bytes >= total_bytes or not self._shown:

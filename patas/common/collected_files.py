@@ -22,6 +22,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from patas.common.byte_sizes import parse_size
 from patas.common.errors import ConfigError
 
 # The default of --collect-limit: a task's collected files, all together.
@@ -29,8 +30,6 @@ DEFAULT_COLLECT_LIMIT_BYTES = 1024**3
 # The longest path a node may send (Linux's PATH_MAX), and a component (NAME_MAX).
 MAX_PATH_BYTES = 4096
 MAX_NAME_BYTES = 255
-_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
-_SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:I?B)?\s*\Z", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -163,22 +162,3 @@ def path_problem(path: bytes) -> str:
         if len(part) > MAX_NAME_BYTES:
             return f"a file name of {len(part)} bytes (at most {MAX_NAME_BYTES})"
     return ""
-
-
-def parse_size(text: str, where: str) -> int:
-    """Bytes in a size such as `500M`, `2G`, `1.5GiB` or `1000` (K, M, G, T are powers of 1024)."""
-    match = _SIZE.match(text)
-    if match is None:
-        raise ConfigError(f"{where} {text!r}: expected a size such as 500M, 2G or 1000000 (bytes)")
-    size = int(float(match.group(1)) * _UNITS[match.group(2).upper()])
-    if size < 1:
-        raise ConfigError(f"{where} {text!r}: must be at least 1 byte")
-    return size
-
-
-def size_text(size: int) -> str:
-    """A byte count for people: `512 B`, `3.0 KiB`, `1.2 GiB`."""
-    for unit, scale in (("TiB", 1024**4), ("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
-        if size >= scale:
-            return f"{size / scale:.1f} {unit}"
-    return f"{size} B"

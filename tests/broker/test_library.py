@@ -77,5 +77,5 @@ def test_shipped_code_runs_from_its_read_only_copy_and_editing_it_mid_way_change
     second = patas.explore(command, {"i": range(3)}, jobs=2, ship=["."], redo=True)
     assert second.ok and (project / "pataslab/grid/0/stdout").read_text().startswith("v2\n")
     assert (tmp_path / outputs[0][1] / "version.txt").read_text() == "v1\n"
-    with pytest.raises(ConfigError, match="ship_limit= lots: expected a size"):
+    with pytest.raises(ConfigError, match="ship_limit= 'lots': expected a size"):
         patas.explore("true", ship=["."], ship_limit="lots")

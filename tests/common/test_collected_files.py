@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from patas.common.collected_files import check_glob, collect_rule, compile_globs, parse_size, path_problem, size_text
+from patas.common.collected_files import check_glob, collect_rule, compile_globs, path_problem
 from patas.common.errors import ConfigError
 
 
@@ -91,16 +91,6 @@ def test_an_accepted_path_always_stays_under_the_folder(parts):
         return
     base = b"/lab/grid/0/files"
     assert os.path.normpath(os.path.join(base, path)).startswith(base + b"/")
-
-
-def test_sizes_read_and_shown_in_powers_of_1024():
-    assert [parse_size(t, "--collect-limit") for t in ("1000", "1K", "500M", "2g", "1.5GiB", "1TB")] == [
-        1000, 1024, 500 * 2**20, 2 * 2**30, 3 * 2**29, 2**40,
-    ]  # fmt: skip
-    assert [size_text(n) for n in (5, 3072, 2**30 + 2**29)] == ["5 B", "3.0 KiB", "1.5 GiB"]
-    for bad in ("", "x", "1X", "-1M", "0"):
-        with pytest.raises(ConfigError, match="--collect-limit"):
-            parse_size(bad, "--collect-limit")
 
 
 def test_a_rule_keeps_each_glob_once_and_takes_a_size_or_bytes():

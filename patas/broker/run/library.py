@@ -23,9 +23,10 @@ from patas.broker.run.exploration import prepare
 from patas.broker.run.failures import AttemptFailure
 from patas.broker.run.halt import FAIL_FAST, HaltPolicy
 from patas.broker.run.scheduler import Counts
-from patas.broker.ship.snapshot import DEFAULT_SHIP_LIMIT_BYTES, Snapshot, parse_size
+from patas.broker.ship.snapshot import DEFAULT_SHIP_LIMIT_BYTES, Snapshot
 from patas.broker.ship.transfer import Delivery
 from patas.broker.slurm.options import SlurmOptions
+from patas.common.byte_sizes import parse_size
 from patas.common.config import (
     DEFAULT_CLUSTER_NAME,
     DEFAULT_EXPERIMENT_NAME,

@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 from typing import IO
 
 from patas.broker.run.committer import lab_error
-from patas.common.collected_files import path_problem, size_text
+from patas.common.byte_sizes import size_text
+from patas.common.collected_files import path_problem
 
 FILES = "files"
 # Errors a path from a node can cause by itself (a name too long, a file where a folder is

@@ -27,9 +27,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from patas.broker.ship.ignore import GITIGNORE, PATASIGNORE, IgnoreRules
+from patas.common.byte_sizes import size_text
 from patas.common.errors import ConfigError
 
-KB, MB, GB = 1024, 1024**2, 1024**3
+GB = 1024**3
 DEFAULT_SHIP_LIMIT_BYTES = 4 * GB
 ALWAYS_LEFT_OUT = ("pataslab", ".git")
 # Files named when a snapshot is over the limit.
@@ -215,34 +216,11 @@ def _check_limit(snapshot: Snapshot, limit_bytes: int) -> None:
     if snapshot.size <= limit_bytes:
         return
     largest = sorted(snapshot.files, key=lambda f: f.size, reverse=True)[:LARGEST_NAMED]
-    named = ", ".join(f"{f.path} ({human_bytes(f.size)})" for f in largest)
+    named = ", ".join(f"{f.path} ({size_text(f.size)})" for f in largest)
     raise ShipError(
-        f"--ship: {human_bytes(snapshot.size)} to ship, over --ship-limit {human_bytes(limit_bytes)}; largest: {named}"
+        f"--ship: {size_text(snapshot.size)} to ship, over --ship-limit {size_text(limit_bytes)}; largest: {named}"
         " (add them to .patasignore, or raise --ship-limit)"
     )
-
-
-def human_bytes(size: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if size < 1024 or unit == "GB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    raise AssertionError("unreachable")
-
-
-def parse_size(text: str, option: str = "--ship-limit") -> int:
-    """`4GB`, `500MB`, `10K`, `123` (bytes) as a number of bytes."""
-    units = {"": 1, "B": 1, "K": KB, "KB": KB, "M": MB, "MB": MB, "G": GB, "GB": GB}
-    number = text.strip().upper().rstrip()
-    digits = number.rstrip("KMGB")
-    unit = number[len(digits) :]
-    try:
-        value = float(digits)
-    except ValueError:
-        value = -1.0
-    if unit not in units or not value > 0:
-        raise ShipError(f"{option} {text}: expected a size such as 4GB, 500MB or 100KB")
-    return int(value * units[unit])
 
 
 class _HashCache:

@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Protocol, TypeVar
 
 from patas.broker.ship import receiver
-from patas.broker.ship.snapshot import ShipError, ShippedFile, Snapshot, human_bytes
+from patas.broker.ship.snapshot import ShipError, ShippedFile, Snapshot
+from patas.common.byte_sizes import size_text
 from patas.common.errors import PatasError
 
 if TYPE_CHECKING:
@@ -57,7 +58,7 @@ class Delivery:
             return f"code {snapshot.digest[:12]} already there ({len(snapshot.files)} files)"
         return (
             f"code {snapshot.digest[:12]}: sent {self.blobs_sent} of {len(snapshot.files)} files"
-            f" ({human_bytes(self.bytes_sent)})"
+            f" ({size_text(self.bytes_sent)})"
         )
 
 
