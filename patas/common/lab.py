@@ -213,7 +213,7 @@ class PlanRecord(NamedTuple):
         not, goes through `AttemptRecord.from_json`, so what is accepted or refused, and why, is
         the same."""
         try:
-            match = _WRITTEN_LINE.fullmatch(line.decode())
+            match = (_WRITTEN_LINE or _compile_written_line()).fullmatch(line.decode())
         except UnicodeDecodeError:
             match = None
         if match is None:
@@ -227,7 +227,7 @@ _Record = TypeVar("_Record", AttemptRecord, PlanRecord)
 _OUTCOME_OF = {o.value: o for o in Outcome}
 
 
-def _written_line() -> re.Pattern[str]:
+def _compile_written_line() -> re.Pattern[str]:
     """A journal line as `to_json` writes it without `extra`: its fields in order, each value of
     its JSON type, in the compact form json.dumps gives. Every line it matches, `json.loads`
     reads to the same values and `_check_fields` accepts; integers are bounded to 18 digits and
@@ -249,7 +249,9 @@ def _written_line() -> re.Pattern[str]:
             text += code  # optional, with its comma: written only for shipped code
         elif name != "extra":
             text += ("," if text else "") + f'"{name}":' + (captured[name] if name in captured else by_type[_FIELD_TYPES[name]])
-    return re.compile(r"\{" + text + r"\}\n")
+    global _WRITTEN_LINE
+    _WRITTEN_LINE = re.compile(r"\{" + text + r"\}\n")
+    return _WRITTEN_LINE
 
 
 class RecordError(ValueError):
@@ -272,7 +274,8 @@ def _written_shapes() -> dict[tuple[str, ...], frozenset[tuple[type, ...]]]:
 # Checking a record field by field costs about as much as parsing its JSON; a record as this
 # version writes it is recognised by its key order and the tuple of its value types at once.
 _WRITTEN_SHAPES = _written_shapes()
-_WRITTEN_LINE = _written_line()
+# Compiled when a journal is first read (~5 ms): a run of a new experiment never reads one.
+_WRITTEN_LINE: re.Pattern[str] | None = None
 
 
 def _check_fields(data: dict[str, Any]) -> None:

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import time
+
+import pytest
 
 from patas.broker.run.outputs import OUTPUT_FLUSH_INTERVAL_S, OutputStore
 from patas.common.config import experiment_from_flags
-from patas.common.lab import ExperimentLab
+from patas.common.errors import LabError
+from patas.common.lab import AttemptRecord, ExperimentLab
 from patas.common.variables import list_variable
+from tests.journal_record import RECORD
 
 
 def store_in(tmp_path) -> tuple[OutputStore, ExperimentLab]:
@@ -65,3 +70,21 @@ def test_an_attempt_closed_between_flushes_is_left_to_the_committer(tmp_path):
     turns_until(lambda: lab.attempt_path(1, 1, "stdout").read_bytes() == b"c\n", 2.0, store)
     assert lab.attempt_path(0, 1, "stdout").read_bytes() == b"a\nb\n"
     store.close_all()
+
+
+def test_a_definition_that_cannot_be_written_fails_the_run_before_any_attempt_counts(tmp_path):
+    # The definitions are written on the committer's thread while the first tasks run; an error
+    # there must still come before any record, and reach the run loop.
+    lab = ExperimentLab(tmp_path, "grid")
+    (lab.path / ".experiment.yaml.tmp").mkdir(parents=True)  # where write_atomically writes first
+    experiment = experiment_from_flags("grid", ["run {a}"], [list_variable("a", ["1"], "t")], 1, 3, ".", None)
+    store = OutputStore([lab], [experiment.to_record()], sync=True)
+    store.open(lease_id=1, experiment_id=0, task_id=0, attempt=1)
+    store.write(1, 0, b"out\n")
+    store.close(1, AttemptRecord.from_json(json.dumps(RECORD)), commit=True)
+    with pytest.raises(LabError, match=r"grid/experiment\.yaml: Is a directory"):
+        store.end_turn()
+        store.close_all()
+    assert not lab.definition_path.exists()
+    assert not lab.journal_path.exists() or lab.read_journal() == []
+    assert not (lab.task_dir(0) / "stdout").exists()

@@ -58,6 +58,8 @@ def test_a_successful_attempts_files_are_committed_with_its_output_and_replace_t
     send(store, 1, (b"model.bin", 0, False, b"ab"), (b"model.bin", 2, True, b"cd"), (b"metrics/a.csv", 0, True, b"x"))
     assert tree(lab.task_dir(0) / "attempt-1.files") == {"model.bin": b"abcd", "metrics/a.csv": b"x"}  # written as they come
     assert finish(store, 1, 1, 2) == ""
+    store.close_all()  # committed: a group commit would take both attempts at once, with no `replacing`
+    store, lab = store_in(tmp_path)
     store.open(2, 0, 0, 2, LIMIT)  # --redo: a second attempt replaces every file
     send(store, 2, (b"other", 0, True, b"y"))
     assert finish(store, 2, 2, 1) == ""

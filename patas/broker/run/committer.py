@@ -73,13 +73,17 @@ class Commit:
 
 
 class Committer:
-    def __init__(self, journal_paths: list[Path], sync: bool, notify: bool = False) -> None:
+    def __init__(self, journal_paths: list[Path], sync: bool, notify: bool = False, first: Callable[[], None] | None = None) -> None:
+        """`first` is done on the thread before it opens the journals and commits anything (the
+        run's definitions: the run loop hands out its first tasks meanwhile); a LabError it
+        raises fails the run at the loop's next turn, before any attempt is journaled."""
         self._paths = journal_paths
         self._sync = sync
+        self._first = first
         # With `notify`, the records appended so far, for the run loop to take (a search tells
         # its sampler a result only once it is durable); a grid's run does not pay for it.
         self._committed: queue.SimpleQueue[AttemptRecord] | None = queue.SimpleQueue() if notify else None
-        self._journals = [guard(lambda p=p: _open_journal(p), p) for p in journal_paths]
+        self._journals: list[int] = []  # opened on the thread, after `first`
         self._batches: queue.Queue[list[Commit] | None] = queue.Queue(MAX_PENDING_BATCHES)
         self._syncing = ThreadPoolExecutor(SYNC_THREADS, thread_name_prefix="patas-sync") if sync else None
         self._error: LabError | None = None
@@ -109,6 +113,12 @@ class Committer:
         self.check()
 
     def _work(self) -> None:
+        try:
+            if self._first is not None:
+                self._first()
+            self._journals = [guard(lambda p=p: _open_journal(p), p) for p in self._paths]
+        except LabError as error:
+            self._error = error
         closing = False
         while not closing:
             group, closing = self._next_group()

@@ -228,15 +228,18 @@ class Coordinator:
         finally:
             self.result.halt = self.scheduler.halt
             self._restore(previous_handlers)
-            self._release_agents()
-            self.control.close()
-            if self._store is not None:
-                self._store.close_all()
-                self._hand_over_commits()
-            self.source.close()
-            self.socket.close()
-            self.curve.stop()
-            context.term()
+            self._dismiss_agents()
+            try:  # the last commits are made durable while the agents exit
+                if self._store is not None:
+                    self._store.close_all()
+                    self._hand_over_commits()
+                self.source.close()
+            finally:
+                self._wait_for_agents()
+                self.control.close()
+                self.socket.close()
+                self.curve.stop()
+                context.term()
             self.result.elapsed_s = time.monotonic() - started
         self.observer.progress(self.result.counts)
         return self.result
@@ -490,13 +493,15 @@ class Coordinator:
             self._failed(lease, Outcome.LOST, None, "", node_name, Verdict.GIVE_UP, "", stderr.exists())
             self.source.attempt_ended(lease.planned, lease.attempt, Outcome.LOST, True)
 
-    def _release_agents(self) -> None:
+    def _dismiss_agents(self) -> None:
         for agent_id, link in self.agents.items():
             if not link.gone:
                 try:
                     self.socket.send(agent_id, Shutdown("the run is over"))
                 except zmq.ZMQError:
                     pass
+
+    def _wait_for_agents(self) -> None:
         for link in self.agents.values():
             link.handle.stop()
 

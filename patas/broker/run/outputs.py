@@ -130,10 +130,13 @@ class OutputStore:
         self._batch: list[Commit] = []
         self._unflushed: set[IO[bytes]] = set()  # files written to since the last flush
         self._next_flush = 0.0  # time.monotonic() at which they are due
-        record_definitions(labs, definitions)
+        for lab in labs:  # before any task's folder is made in it
+            guard(lambda: lab.path.mkdir(parents=True, exist_ok=True), lab.path)
         self._folders = [str(lab.path) for lab in labs]
         self._ahead = FoldersAhead()
-        self._committer = Committer([lab.journal_path for lab in labs], sync, notify)
+        # The definitions are written (~20 ms: PyYAML's import, an fsync) while the first tasks run.
+        first = lambda: record_definitions(labs, definitions)  # noqa: E731
+        self._committer = Committer([lab.journal_path for lab in labs], sync, notify, first)
 
     def open(self, lease_id: int, experiment_id: int, task_id: int, attempt: int, collect_limit_bytes: int = 0) -> None:
         folder = f"{self._folders[experiment_id]}/{task_id}"

@@ -36,6 +36,7 @@ AGENT_MODULES = (
     "common/__init__.py",
     "common/agent_config.py",
     "common/bounds.py",
+    "common/byte_sizes.py",
     "common/collected_files.py",
     "common/errors.py",
     "common/protocol.py",
