@@ -86,6 +86,34 @@ def test_the_program_exists_only_here_and_runs_on_every_node_from_its_copy(clean
     assert all(line.split()[0] in ("-r--r--r--", "-r-xr-xr-x") for line in lines)
 
 
+def test_a_node_that_cannot_take_the_code_is_left_out_and_the_others_run_every_task(clean_sim_cluster, tmp_path):
+    cluster = clean_sim_cluster
+    broken = cluster.nodes[-1]
+    # A file where its blob store should be: the node cannot keep the code.
+    assert cluster.run_on(broken, "mkdir -p ~/.cache/patas && touch ~/.cache/patas/blobs").returncode == 0
+    project = make_project(tmp_path)
+    run = explore(project, cluster)
+    assert run.code == 0, run.stderr
+    assert re.search(rf"^{broken.name}: cannot take the code: cannot keep the code in ~/\.cache/patas: .+ \(left out of this run\)$", run.stderr, re.M), run.stderr
+    assert sorted(s[0] for s in SENT.findall(run.stderr)) == [n.name for n in cluster.nodes if n is not broken]
+    records = journal(project / "pataslab/grid")
+    assert sorted(r["task_id"] for r in records if r["outcome"] == "done") == list(range(8))
+    assert broken.name not in {r["node_name"] for r in records}
+
+
+def test_a_run_whose_code_no_node_can_take_fails_before_it_starts(clean_sim_cluster, tmp_path):
+    cluster = clean_sim_cluster
+    for node in cluster.nodes:
+        assert cluster.run_on(node, "mkdir -p ~/.cache/patas && touch ~/.cache/patas/blobs").returncode == 0
+    project = make_project(tmp_path)
+    run = explore(project, cluster)
+    assert run.code == 1, run.stderr
+    [line] = run.stderr.splitlines()[-1:]
+    assert line.startswith("Error: --ship: no node could take the code: node0: cannot keep the code in ~/.cache/patas: "), run.stderr
+    assert all(f"{n.name}: cannot keep the code" in line for n in cluster.nodes), line
+    assert not (project / "pataslab/grid/journal.jsonl").exists() and not (project / "pataslab/grid/experiment.yaml").exists()
+
+
 def test_a_second_run_sends_only_the_edited_file_and_an_unchanged_one_nothing(clean_sim_cluster, tmp_path):
     cluster = clean_sim_cluster
     project = make_project(tmp_path)

@@ -33,7 +33,7 @@ from patas.common.lab_lock import LabLock, acquire
 
 if TYPE_CHECKING:  # shipping (--ship) and Slurm are imported where a run uses them
     from patas.broker.ship.code import Shipment, ShippedCode
-    from patas.broker.ship.transfer import ShipObserver
+    from patas.broker.ship.transfer import ShipObserver, Undelivered
     from patas.broker.slurm.options import SlurmOptions
 
 
@@ -93,11 +93,34 @@ class Exploration:
         save_indexes(self.plans)
 
     def ship(self, observer: ShipObserver) -> None:
-        """Send the shipped code (--ship) to every node that lacks it; once per exploration."""
+        """Send the shipped code (--ship) to every node that lacks it; once per exploration. A
+        node the code cannot reach is left out of the run (`node_failures`); ShipError if none
+        is left."""
         if self.code is not None:
             return
+        if self.shipment is None:
+            self.code = {}
+            return
         nodes = {(p.cluster_in_lab, p.node_in_cluster): self.sessions[p.agent_id] for p in self.placements}
-        self.code = self.shipment.deliver(nodes, observer) if self.shipment is not None else {}
+        self.code, left_out = self.shipment.deliver(nodes, observer)
+        if left_out:
+            self._leave_out(left_out)
+
+    def _leave_out(self, left_out: dict[tuple[int, int], Undelivered]) -> None:
+        from patas.broker.ship.snapshot import ShipError
+
+        kept = [p for p in self.placements if (p.cluster_in_lab, p.node_in_cluster) not in left_out]
+        if not kept:
+            failures = list({f.node_name: f for f in left_out.values()}.values())
+            if len(failures) == 1:
+                raise ShipError(failures[0].error)
+            raise ShipError("--ship: no node could take the code: " + "; ".join(f"{f.node_name}: {f.reason}" for f in failures))
+        for placement in self.placements:
+            failure = left_out.get((placement.cluster_in_lab, placement.node_in_cluster))
+            if failure is not None:
+                self.sessions.pop(placement.agent_id).close()
+                self.node_failures.append(NodeFailure(placement.node, f"cannot take the code: {failure.reason}"))
+        self.placements = kept
 
     def run(self, observer: RunObserver) -> RunResult:
         """Run every pending task (in the shipped code, sent first if not yet); the definitions

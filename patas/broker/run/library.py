@@ -24,7 +24,7 @@ from patas.broker.run.failures import AttemptFailure
 from patas.broker.run.halt import FAIL_FAST, HaltPolicy
 from patas.broker.run.scheduler import Counts
 from patas.broker.ship.snapshot import DEFAULT_SHIP_LIMIT_BYTES, Snapshot
-from patas.broker.ship.transfer import Delivery
+from patas.broker.ship.transfer import Delivery, Undelivered
 from patas.broker.slurm.options import SlurmOptions
 from patas.common.byte_sizes import parse_size
 from patas.common.config import (
@@ -172,3 +172,6 @@ class _Log:
 
     def shipped(self, delivery: Delivery, snapshot: Snapshot) -> None:
         log.info("%s: %s", delivery.node_name, delivery.describe(snapshot))
+
+    def undelivered(self, failure: Undelivered) -> None:
+        log.warning("%s: cannot take the code: %s (left out of this run)", failure.node_name, failure.reason)

@@ -1,7 +1,7 @@
 """The code a run ships: its experiments' snapshots, and where each node holds its copy.
 
     shipment = plan_shipment(experiments, Path.cwd(), limit_bytes)   # before anything runs
-    code = shipment.deliver(sessions, observer)                     # once the nodes are open
+    code, left_out = shipment.deliver(sessions, observer)           # once the nodes are open
     code[experiment_id].workdir_on(placement)                       # a task's folder on its node
     copies = copies_on(code, session)                               # a node joining the run later
 
@@ -20,7 +20,7 @@ from patas.broker.launch.session import NodeSession
 from patas.broker.local.session import LocalSession
 from patas.broker.run.placement import Placement
 from patas.broker.ship.snapshot import ShipError, Snapshot, take_snapshot
-from patas.broker.ship.transfer import UNREPORTED, LocalTarget, ShipObserver, SSHTarget, Target, deliver, local_cache
+from patas.broker.ship.transfer import UNREPORTED, LocalTarget, ShipObserver, SSHTarget, Target, Undelivered, deliver, local_cache
 from patas.common.config import Experiment
 from patas.common.lab import CodeVersion
 
@@ -59,25 +59,39 @@ class Shipment:
     def __bool__(self) -> bool:
         return bool(self.snapshots)
 
-    def deliver(self, sessions: dict[NodeKey, NodeSession], observer: ShipObserver) -> dict[int, ShippedCode]:
-        """Make every snapshot complete on every node; where each copy is, by experiment."""
+    def deliver(
+        self, sessions: dict[NodeKey, NodeSession], observer: ShipObserver
+    ) -> tuple[dict[int, ShippedCode], dict[NodeKey, Undelivered]]:
+        """Make every snapshot complete on every node: where each copy is, by experiment, and
+        the nodes that could not take one (all of a node's snapshots, or it is left out)."""
         local = LocalTarget("this machine", local_cache())
-        by_session: dict[int, Target] = {}
+        by_session: dict[int, Target | Undelivered] = {}
         for session in sessions.values():  # a node in two clusters has one session: one target
             if id(session) not in by_session:
-                by_session[id(session)] = _target(session, local)
-        unique = list({id(t): t for t in by_session.values()}.values())
+                try:
+                    by_session[id(session)] = _target(session, local)
+                except ShipError as error:
+                    by_session[id(session)] = Undelivered(session.node.name, str(error))
+                    observer.undelivered(by_session[id(session)])  # type: ignore[arg-type]
+        unique = list({id(t): t for t in by_session.values() if not isinstance(t, Undelivered)}.values())
         roots: dict[str, dict[int, str]] = {}  # by snapshot digest, by target
+        failed: dict[int, Undelivered] = {id(t): t for t in by_session.values() if isinstance(t, Undelivered)}
         for snapshot in {s.digest: s for s in self.snapshots.values()}.values():
-            deliveries = deliver(snapshot, unique, observer)
-            roots[snapshot.digest] = {id(t): d.root for t, d in zip(unique, deliveries)}
-        return {
+            reachable = [t for t in unique if id(t) not in failed]
+            for target, result in zip(reachable, deliver(snapshot, reachable, observer)):
+                if isinstance(result, Undelivered):
+                    failed[id(target)] = result
+                else:
+                    roots.setdefault(snapshot.digest, {})[id(target)] = result.root
+        left_out = {key: failed[id(by_session[id(s)])] for key, s in sessions.items() if id(by_session[id(s)]) in failed}
+        code = {
             experiment_id: ShippedCode(
                 snapshot, self.workdirs[experiment_id],
-                {key: roots[snapshot.digest][id(by_session[id(session)])] for key, session in sessions.items()},
+                {key: roots[snapshot.digest][id(by_session[id(s)])] for key, s in sessions.items() if key not in left_out},
             )  # fmt: skip
             for experiment_id, snapshot in self.snapshots.items()
         }
+        return code, left_out
 
 
 def copies_on(code: dict[int, ShippedCode], session: NodeSession) -> dict[int, str]:
@@ -89,6 +103,8 @@ def copies_on(code: dict[int, ShippedCode], session: NodeSession) -> dict[int, s
     for shipped in code.values():
         if shipped.snapshot.digest not in roots:
             (delivery,) = deliver(shipped.snapshot, [target], UNREPORTED)
+            if isinstance(delivery, Undelivered):
+                raise ShipError(delivery.error)
             roots[shipped.snapshot.digest] = delivery.root
     return {experiment_id: roots[shipped.snapshot.digest] for experiment_id, shipped in code.items()}
 

@@ -23,7 +23,6 @@ from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Protocol, TypeVa
 from patas.broker.ship import receiver
 from patas.broker.ship.snapshot import ShipError, ShippedFile, Snapshot
 from patas.common.byte_sizes import size_text
-from patas.common.errors import PatasError
 
 if TYPE_CHECKING:
     import paramiko
@@ -62,11 +61,26 @@ class Delivery:
         )
 
 
+@dataclass(frozen=True)
+class Undelivered:
+    """A node the code could not reach, and why: the run goes on without it."""
+
+    node_name: str
+    error: str  # the ShipError's message
+
+    @property
+    def reason(self) -> str:
+        """The error without the node's name in front (most name it)."""
+        return self.error.removeprefix(f"{self.node_name}: ")
+
+
 class ShipObserver(Protocol):
     def shipping(self, sent_bytes: int, total_bytes: int) -> None:
         """Called at most every PROGRESS_INTERVAL_S while blobs are being sent."""
 
     def shipped(self, delivery: Delivery, snapshot: Snapshot) -> None: ...
+
+    def undelivered(self, failure: Undelivered) -> None: ...
 
 
 class _Unreported:
@@ -77,6 +91,9 @@ class _Unreported:
         pass
 
     def shipped(self, delivery: Delivery, snapshot: Snapshot) -> None:
+        pass
+
+    def undelivered(self, failure: Undelivered) -> None:
         pass
 
 
@@ -98,25 +115,41 @@ class Target(Protocol):
         """The snapshot's folder on the node."""
 
 
-def deliver(snapshot: Snapshot, targets: list[Target], observer: ShipObserver) -> list[Delivery]:
-    """Make the snapshot complete on every target, sending only the blobs each lacks; a delivery
-    per target, in their order."""
-    wanted = _in_parallel(lambda t: t.lacking(snapshot), targets)
-    total = sum(sum(f.size for f in blobs) for blobs in wanted if blobs is not None)
+def deliver(snapshot: Snapshot, targets: list[Target], observer: ShipObserver) -> list[Delivery | Undelivered]:
+    """Make the snapshot complete on every target, sending only the blobs each lacks; per target,
+    in their order, what it got or why it got nothing (a node that fails leaves the others be)."""
+    wanted = _in_parallel(lambda t: _or_undelivered(t, lambda: t.lacking(snapshot)), targets)
+    total = sum(sum(f.size for f in blobs) for blobs in wanted if isinstance(blobs, list))
     progress = _Progress(total, observer)
     lacking = {id(t): blobs for t, blobs in zip(targets, wanted)}
 
-    def one(target: Target) -> Delivery:
+    def one(target: Target) -> Delivery | Undelivered:
         blobs = lacking[id(target)]
+        if isinstance(blobs, Undelivered):
+            return blobs
         if blobs is None:  # complete there already: not even the manifest is sent
             return Delivery(target.name, target.root(snapshot), 0, 0)
-        target.send(snapshot, blobs, progress)
+        sent = _or_undelivered(target, lambda: target.send(snapshot, blobs, progress))
+        if isinstance(sent, Undelivered):
+            return sent
         return Delivery(target.name, target.root(snapshot), len(blobs), sum(f.size for f in blobs))
 
-    deliveries = _in_parallel(one, targets)
-    for delivery in deliveries:
-        observer.shipped(delivery, snapshot)
-    return deliveries
+    results = _in_parallel(one, targets)
+    for result in results:
+        if isinstance(result, Undelivered):
+            observer.undelivered(result)
+        else:
+            observer.shipped(result, snapshot)
+    return results
+
+
+def _or_undelivered(target: Target, action: Callable[[], _Result]) -> _Result | Undelivered:
+    try:
+        return action()
+    except SourceError:
+        raise
+    except ShipError as error:
+        return Undelivered(target.name, str(error))
 
 
 def _in_parallel(work: Callable[[Target], _Result], targets: list[Target]) -> list[_Result]:
@@ -198,10 +231,15 @@ def _manifest(snapshot: Snapshot) -> dict[str, list[list[object]]]:
     return manifest
 
 
-def _changed(snapshot: Snapshot, blob: str) -> ShipError:
+class SourceError(ShipError):
+    """The code to ship changed here, or cannot be read: no node can take it, so it fails the
+    run rather than a node."""
+
+
+def _changed(snapshot: Snapshot, blob: str) -> SourceError:
     names = [f.path for f in snapshot.files if f.blob == blob.strip()]
     shown = names[0] if names else blob
-    return ShipError(f"--ship: {shown} changed while it was being shipped (run again once it is written)")
+    return SourceError(f"--ship: {shown} changed while it was being shipped (run again once it is written)")
 
 
 # --- over SSH -------------------------------------------------------------------------------
@@ -260,7 +298,7 @@ class SSHTarget:
         finally:
             channel.close()
 
-    def _failure(self, code: int, err: str, snapshot: Snapshot) -> PatasError:
+    def _failure(self, code: int, err: str, snapshot: Snapshot) -> ShipError:
         lines = [line for line in err.strip().splitlines() if line.strip()]
         last = lines[-1] if lines else "no message"
         if code == receiver.DISK_FULL_STATUS:
@@ -288,7 +326,7 @@ def _stream(snapshot: Snapshot, manifest: bytes, blobs: list[ShippedFile], progr
                     progress.add(len(chunk))
                     yield chunk
         except OSError as error:
-            raise ShipError(f"--ship: cannot read {shipped.path}: {error.strerror}") from None
+            raise SourceError(f"--ship: cannot read {shipped.path}: {error.strerror}") from None
         if left:
             raise _changed(snapshot, shipped.blob)
 
