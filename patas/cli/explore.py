@@ -13,6 +13,7 @@ import click
 
 from patas.broker.local.early_start import starting_early
 from patas.broker.run.halt import FAIL_FAST_FIRST_TASKS
+from patas.cli.main import collect_from_now_on
 from patas.cli.nodes import clusters_from, node_options, ssh_options_from
 from patas.cli.options import VariadicOption
 from patas.cli.slurm import slurm_options, slurm_options_from, with_gpus_per_task
@@ -221,6 +222,7 @@ def _run(exploration: Exploration, quiet: bool, detachment: Detachment | None) -
         from patas.cli.detach import DetachedReporter  # --detach only
 
         reporter = DetachedReporter(quiet, exploration.workers, detachment)
+    collect_from_now_on()
     with reporter:
         result = exploration.run(reporter)
     reporter.summarize(result, exploration)

@@ -35,3 +35,25 @@ def test_a_mistyped_subcommand_suggests_the_right_one(tmp_path):
         run = patas(*args, cwd=tmp_path)
         assert run.code == 2
         assert run.stderr.splitlines()[-1] == f"Error: No such command '{args[1]}' (did you mean '{expected}'?).", run.stderr
+
+
+def test_explore_collects_no_garbage_while_it_starts_and_as_usual_once_its_run_starts(tmp_path):
+    import subprocess
+    import sys
+
+    from tests.running import ENV
+
+    # What the collector's state is when the run starts (the reporter is entered) and at exit.
+    code = (
+        "import atexit, gc, sys\nimport patas.cli.progress as progress\n"
+        "enter = progress.RunReporter.__enter__\nstates = []\n"
+        "def entered(self):\n    states.append((gc.isenabled(), gc.get_freeze_count() > 0))\n    return enter(self)\n"
+        "progress.RunReporter.__enter__ = entered\n"
+        "atexit.register(lambda: print(states, gc.isenabled()))\n"
+        "sys.argv = ['patas', 'explore', '--cmd', 'echo {i}', '--vl', 'i', '1', '-y', '-q']\n"
+        "from patas.cli.main import main\nmain()\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], env=ENV, capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[(True, True)] True", done.stdout + done.stderr
+    assert (tmp_path / "pataslab/grid/0/stdout").read_text() == "1\n"
