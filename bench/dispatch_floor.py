@@ -10,8 +10,10 @@ process with 2 slots; the agent starts `bash -c 'echo N'` with `os.posix_spawn`,
 new file in the task's own folder, and waits on the process's pidfd; it reports the exit status;
 the coordinator renames the file into place, appends a journal line, and sends the next task.
 No retries, timeouts, leases, credits, supervisors, stderr, status or tails: what is left is the
-cost of the two Python processes' messages, the spawn and the files. `--sync` adds an fdatasync
-of each output and of the journal, once per batch of finished tasks, as patas's commits do.
+cost of the two Python processes' messages, the spawn and the files. The `--sync` rows add an
+fdatasync of each output and of the journal, once per batch of finished tasks, as patas's commits
+do. The "flat" rows put every task's file in the lab's one folder, as xargs's `out/N` does, instead
+of a folder per task as patas's layout has: the difference is what the layout costs here.
 """
 
 from __future__ import annotations
@@ -65,7 +67,7 @@ while True:
 """
 
 
-def run_prototype(scratch: str, tasks: int, sync: bool) -> float:
+def run_prototype(scratch: str, tasks: int, sync: bool, flat: bool = False) -> float:
     import msgpack
     import zmq
 
@@ -83,8 +85,11 @@ def run_prototype(scratch: str, tasks: int, sync: bool) -> float:
     next_task, done = 0, 0
     bash = shutil.which("bash") or "/bin/bash"
 
+    def attempt(task: int) -> str:
+        return f"{lab}/{task}.attempt-1.stdout" if flat else f"{lab}/{task}/attempt-1.stdout"
+
     def send(task: int) -> None:
-        path = f"{lab}/{task}/attempt-1.stdout"
+        path = attempt(task)
         router.send_multipart([identity, msgpack.packb(["task", task, [bash, "-c", f"echo {task}"], path])])
 
     for _ in range(min(slots, tasks)):
@@ -96,12 +101,12 @@ def run_prototype(scratch: str, tasks: int, sync: bool) -> float:
             finished.append(msgpack.unpackb(router.recv_multipart()[1]))
         lines = []
         for _, task, code in finished:
-            path = f"{lab}/{task}/attempt-1.stdout"
+            path = attempt(task)
             if sync:
                 fd = os.open(path, os.O_RDONLY)
                 os.fdatasync(fd)
                 os.close(fd)
-            os.rename(path, f"{lab}/{task}/stdout")
+            os.rename(path, f"{lab}/{task}.stdout" if flat else f"{lab}/{task}/stdout")
             lines.append(f'{{"task_id": {task}, "outcome": "done", "exit_code": {code}}}\n')
             done += 1
             if next_task < tasks:
@@ -138,6 +143,8 @@ def main() -> int:
         "xargs -P2 sh": lambda d: run_command(xargs, d),
         "prototype, no sync": lambda d: run_prototype(d, tasks, sync=False),
         "prototype, fdatasync": lambda d: run_prototype(d, tasks, sync=True),
+        "prototype, flat, no sync": lambda d: run_prototype(d, tasks, sync=False, flat=True),
+        "prototype, flat, fdatasync": lambda d: run_prototype(d, tasks, sync=True, flat=True),
         "patas (durable)": lambda d: run_command(patas, d),
         "patas --no-sync": lambda d: run_command([*patas, "--no-sync"], d),
     }
