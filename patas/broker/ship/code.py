@@ -63,19 +63,21 @@ class Shipment:
         self, sessions: dict[NodeKey, NodeSession], observer: ShipObserver
     ) -> tuple[dict[int, ShippedCode], dict[NodeKey, Undelivered]]:
         """Make every snapshot complete on every node: where each copy is, by experiment, and
-        the nodes that could not take one (all of a node's snapshots, or it is left out)."""
+        the nodes left out, with why (a node that cannot take every snapshot takes none)."""
         local = LocalTarget("this machine", local_cache())
-        by_session: dict[int, Target | Undelivered] = {}
-        for session in sessions.values():  # a node in two clusters has one session: one target
-            if id(session) not in by_session:
-                try:
-                    by_session[id(session)] = _target(session, local)
-                except ShipError as error:
-                    by_session[id(session)] = Undelivered(session.node.name, str(error))
-                    observer.undelivered(by_session[id(session)])  # type: ignore[arg-type]
-        unique = list({id(t): t for t in by_session.values() if not isinstance(t, Undelivered)}.values())
+        targets: dict[int, Target] = {}  # by session: a node in two clusters has one session
+        unreachable: dict[int, Undelivered] = {}  # by session: no way to ship to it
+        for session in sessions.values():
+            if id(session) in targets or id(session) in unreachable:
+                continue
+            try:
+                targets[id(session)] = _target(session, local)
+            except ShipError as error:
+                unreachable[id(session)] = Undelivered(session.node.name, str(error))
+                observer.undelivered(unreachable[id(session)])
+        unique = list({id(t): t for t in targets.values()}.values())  # local sessions share one
         roots: dict[str, dict[int, str]] = {}  # by snapshot digest, by target
-        failed: dict[int, Undelivered] = {id(t): t for t in by_session.values() if isinstance(t, Undelivered)}
+        failed: dict[int, Undelivered] = {}  # by target
         for snapshot in {s.digest: s for s in self.snapshots.values()}.values():
             reachable = [t for t in unique if id(t) not in failed]
             for target, result in zip(reachable, deliver(snapshot, reachable, observer)):
@@ -83,11 +85,15 @@ class Shipment:
                     failed[id(target)] = result
                 else:
                     roots.setdefault(snapshot.digest, {})[id(target)] = result.root
-        left_out = {key: failed[id(by_session[id(s)])] for key, s in sessions.items() if id(by_session[id(s)]) in failed}
+
+        def failure(session: NodeSession) -> Undelivered | None:
+            return unreachable.get(id(session)) or failed.get(id(targets.get(id(session))))
+
+        left_out = {key: f for key, session in sessions.items() if (f := failure(session)) is not None}
         code = {
             experiment_id: ShippedCode(
                 snapshot, self.workdirs[experiment_id],
-                {key: roots[snapshot.digest][id(by_session[id(s)])] for key, s in sessions.items() if key not in left_out},
+                {key: roots[snapshot.digest][id(targets[id(s)])] for key, s in sessions.items() if key not in left_out},
             )  # fmt: skip
             for experiment_id, snapshot in self.snapshots.items()
         }
