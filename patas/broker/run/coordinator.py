@@ -66,6 +66,9 @@ AGENT_START_TIMEOUT_S = 30.0
 # Output bytes an agent may have in flight before the broker has written them.
 OUTPUT_WINDOW_BYTES = 8 * 1024 * 1024
 POLL_INTERVAL_MS = 100
+# How often the loop looks at its agents (exited? silent? due a heartbeat?): every limit it
+# checks is seconds long, and a look per turn cost a system call per agent for every few tasks.
+AGENT_CHECK_INTERVAL_S = 0.05
 # A node whose agent process dies gets a new one, this many times at most.
 MAX_AGENT_RESTARTS = 3
 PROGRESS_INTERVAL_S = 0.2
@@ -177,6 +180,7 @@ class Coordinator:
         self._stop_requested = False
         self._restarts: dict[tuple[int, int], int] = {}  # by (cluster, node) index
         self._last_progress = 0.0
+        self._last_check = 0.0
         self._joining = joining
         self._joined = 0  # agents added by `joining` so far
         self._newcomers = Newcomers(self.code)  # `joining`'s agents, given the shipped code first
@@ -278,7 +282,9 @@ class Coordinator:
                 self._send(link, Credit(link.credit))
                 link.credit = 0
         self._recruit(now)
-        self._check_agents(now)
+        if now - self._last_check >= AGENT_CHECK_INTERVAL_S:
+            self._last_check = now
+            self._check_agents(now)
         if now - self._last_progress >= PROGRESS_INTERVAL_S:
             self._last_progress = now
             self.observer.progress(self.result.counts)
