@@ -21,7 +21,18 @@ reached over a veth bridge) with 2 slots:
 - patas --no-sync: the same, without the fdatasync of each output (what the disk costs).
 - OpenSSH: two `ssh node0 'head -c HALF /dev/zero' > file` at once (two streams, as two slots),
   each over its own connection (AES-GCM or ChaCha20 as negotiated), files fsync'ed at the end.
+- prototype (`bench/stream_floor.py`): the floor of any such design, everything else removed: a
+  minimal sender on the node (pyzmq DEALER, the same task 2 at a time, patas's chunk, window and
+  pipe size) and a minimal receiver here (ROUTER, a file per task, fdatasync and rename at the
+  task's end on a thread of its own); CURVE durable, CURVE without fdatasync, and plain TCP
+  (durable) for CURVE's share. Timed over the same span as patas (first task start to last task
+  end, as the sender sees them).
 The contenders take turns, round by round; each figure is the best round, the median beside it.
+CPU per GB (median of the rounds), each side whole, start-up included: the coordinator's is the
+getrusage of this script's children for the round (patas and its ssh; the receiver and its ssh;
+the ssh clients); the node's is every process of the node's user but the tasks (`head`) and
+shells, read from /proc every SAMPLE_INTERVAL_S (the agent and its supervisors, or the sender,
+or sshd, and each row's ssh session), so it misses up to that much of a process's last moments.
 The target (issue 15 b): ≥ 500 MB/s through CURVE.
 """
 
@@ -31,14 +42,19 @@ import argparse
 import datetime
 import json
 import os
+import resource
+import shlex
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import zmq
 
 import bench_cluster as cluster_bench  # bench/ is on sys.path as the script's folder
 from benchmarks_doc import write_section
@@ -52,7 +68,15 @@ TARGET_MB_S = 500
 PATAS = "patas, CURVE over TCP"
 PATAS_NO_SYNC = "patas --no-sync"
 OPENSSH = "OpenSSH, 2 streams"
+FLOOR = "prototype, CURVE, durable"
+FLOOR_NO_SYNC = "prototype, CURVE, no sync"
+FLOOR_PLAIN = "prototype, plain TCP, durable"
+CONTENDERS = (PATAS, PATAS_NO_SYNC, FLOOR, FLOOR_NO_SYNC, FLOOR_PLAIN, OPENSSH)
 HEADING = "## Streaming from a remote node"
+FLOOR_SCRIPT = Path(__file__).with_name("stream_floor.py")
+SAMPLE_INTERVAL_S = 0.05
+# The node's processes that are neither a task nor a shell: the ones that carry the bytes.
+TASK_COMMANDS = ("head", "bash", "sh")
 
 
 class BenchError(Exception):
@@ -66,6 +90,7 @@ class Results:
     rounds: int
     rates: dict[str, list[float]] = field(default_factory=dict)  # MB/s
     walls: dict[str, list[float]] = field(default_factory=dict)  # s, launch to exit
+    cpu: dict[str, list[tuple[float, float]]] = field(default_factory=dict)  # (coordinator, node) CPU-s per round
     load: list[float] = field(default_factory=list)
     patas: str = ""
 
@@ -121,22 +146,125 @@ def openssh_round(cluster: SimulatedCluster, scratch: Path, tasks: int, mb: int)
     return tasks * mb / wall, wall
 
 
+class NodeCpu:
+    """CPU seconds of the node user's processes, by command name, sampled from /proc while a
+    round runs (a process's last value seen before it exits)."""
+
+    def __init__(self, uid: int) -> None:
+        self.uid = uid
+        self.seen: dict[int, tuple[str, float]] = {}  # pid → (command, CPU seconds)
+        self._tick = os.sysconf("SC_CLK_TCK")
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def __enter__(self) -> NodeCpu:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _sample(self) -> None:
+        while True:
+            for entry in os.scandir("/proc"):
+                if entry.name.isdigit():
+                    self._read(entry.name)
+            if self._stop.wait(SAMPLE_INTERVAL_S):
+                return
+
+    def _read(self, pid: str) -> None:
+        try:
+            if os.stat(f"/proc/{pid}").st_uid != self.uid:
+                return
+            with open(f"/proc/{pid}/stat", "rb") as stat:
+                text = stat.read().decode(errors="replace")
+        except OSError:
+            return
+        command, rest = text[text.index("(") + 1 : text.rindex(")")], text[text.rindex(")") + 2 :].split()
+        self.seen[int(pid)] = (command, (int(rest[11]) + int(rest[12])) / self._tick)  # utime, stime
+
+    def carriers(self) -> float:
+        """CPU seconds of every process but the tasks and shells."""
+        return sum(cpu for command, cpu in self.seen.values() if command not in TASK_COMMANDS)
+
+
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+@dataclass(frozen=True)
+class CurveKeys:
+    server_public: str
+    server_secret: str
+    client_public: str
+    client_secret: str
+
+    @classmethod
+    def new(cls) -> CurveKeys:
+        server, client = zmq.curve_keypair(), zmq.curve_keypair()
+        return cls(*(key.decode() for key in (*server, *client)))
+
+
+def floor_round(cluster: SimulatedCluster, scratch: Path, tasks: int, mb: int, keys: CurveKeys | None, sync: bool) -> tuple[float, float]:
+    """(MB/s over the tasks' span, wall seconds) of the prototype (bench/stream_floor.py)."""
+    folder = scratch / "floor"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir()
+    started = time.monotonic()
+    receive = [sys.executable, str(FLOOR_SCRIPT), "receive", cluster.coordinator_address, str(folder), "--tasks", str(tasks)]
+    receive += (["--keys", keys.server_secret, keys.client_public] if keys else []) + ([] if sync else ["--no-sync"])
+    receiver = subprocess.Popen(receive, stdout=subprocess.PIPE, text=True)
+    assert receiver.stdout is not None
+    port = receiver.stdout.readline().strip()
+    send = ["send", f"tcp://{cluster.coordinator_address}:{port}", "--tasks", str(tasks), "--slots", str(SLOTS)]
+    send += (["--keys", keys.server_public, keys.client_public, keys.client_secret] if keys else [])
+    send += ["--", "head", "-c", str(mb * 1_000_000), "/dev/zero"]
+    # The node's python3 has no pyzmq of its own: it takes the copy patas's agent payload brought.
+    remote = "cd && PYTHONPATH=$(ls -d ~/.cache/patas/agent-*/ | head -n 1) exec python3 - " + shlex.join(send)
+    with FLOOR_SCRIPT.open("rb") as program:
+        sender = subprocess.run(["ssh", "-F", str(cluster.ssh_config_path), cluster.nodes[0].name, remote],
+                                stdin=program, capture_output=True, text=True, check=False)
+    outcome = receiver.stdout.read()
+    if receiver.wait() != 0 or sender.returncode != 0:
+        raise BenchError(f"prototype: receiver {receiver.returncode}, sender {sender.returncode}: {sender.stderr.strip()[-2000:]}")
+    wall = time.monotonic() - started
+    result = json.loads(outcome)
+    sizes = [(folder / str(n) / "stdout").stat().st_size for n in range(tasks)]
+    if any(size != mb * 1_000_000 for size in sizes):
+        raise BenchError(f"prototype: output sizes {sorted(set(sizes))}")
+    shutil.rmtree(folder, ignore_errors=True)
+    return tasks * mb / (result["last_end"] - result["first_start"]), wall
+
+
 def run_benchmark(cluster: SimulatedCluster, scratch: Path, tasks: int, mb: int, rounds: int) -> Results:
     env = cluster_bench.bench_environment(scratch, None)
     results = Results(tasks, mb, rounds)
     results.patas, _ = cluster_bench.patas_identity(scratch, env, None)
+    keys = CurveKeys.new()
+    contenders = {
+        PATAS: lambda: patas_round(cluster, scratch, env, tasks, mb),
+        PATAS_NO_SYNC: lambda: patas_round(cluster, scratch, env, tasks, mb, "--no-sync"),
+        FLOOR: lambda: floor_round(cluster, scratch, tasks, mb, keys, sync=True),
+        FLOOR_NO_SYNC: lambda: floor_round(cluster, scratch, tasks, mb, keys, sync=False),
+        FLOOR_PLAIN: lambda: floor_round(cluster, scratch, tasks, mb, None, sync=True),
+        OPENSSH: lambda: openssh_round(cluster, scratch, tasks, mb),
+    }
     results.load.append(os.getloadavg()[0])
-    patas_round(cluster, scratch, env, 2, 1)  # untimed: installs the agent on the node
+    patas_round(cluster, scratch, env, 2, 1)  # untimed: installs the agent (and pyzmq) on the node
     for number in range(rounds):
-        order = [PATAS, PATAS_NO_SYNC, OPENSSH] if number % 2 == 0 else [OPENSSH, PATAS_NO_SYNC, PATAS]
-        for name in order:
-            if name == OPENSSH:
-                rate, wall = openssh_round(cluster, scratch, tasks, mb)
-            else:
-                rate, wall = patas_round(cluster, scratch, env, tasks, mb, *(["--no-sync"] if name == PATAS_NO_SYNC else []))
+        order = CONTENDERS[number % len(CONTENDERS):] + CONTENDERS[: number % len(CONTENDERS)]
+        for name in order if number % 2 == 0 else reversed(order):
+            before = children_cpu()
+            with NodeCpu(cluster.nodes[0].uid) as node:
+                rate, wall = contenders[name]()
+            cpu = (children_cpu() - before, node.carriers())
             results.rates.setdefault(name, []).append(rate)
             results.walls.setdefault(name, []).append(wall)
-            print(f"round {number + 1}: {name}: {rate:.0f} MB/s ({wall:.2f} s launch to exit)", file=sys.stderr)
+            results.cpu.setdefault(name, []).append(cpu)
+            print(f"round {number + 1}: {name}: {rate:.0f} MB/s ({wall:.2f} s launch to exit;"
+                  f" CPU s coordinator {cpu[0]:.2f}, node {cpu[1]:.2f})", file=sys.stderr)
     results.load.append(os.getloadavg()[0])
     return results
 
@@ -146,17 +274,21 @@ def report(results: Results) -> str:
         f"{results.tasks} tasks x {results.mb} MB ({results.total_mb} MB) from 1 simulated SSH node, {SLOTS} slots;"
         f" {results.rounds} interleaved round(s); best (median).",
         "",
-        "| contender | MB/s best | MB/s median | wall s best | vs OpenSSH |",
-        "| --- | ---: | ---: | ---: | ---: |",
+        "| contender | MB/s best | MB/s median | wall s best | coordinator CPU-s/GB | node CPU-s/GB | vs prototype | vs OpenSSH |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
-    ssh_best = max(results.rates[OPENSSH])
-    for name in (PATAS, PATAS_NO_SYNC, OPENSSH):
+    ssh_best, floor_best = max(results.rates[OPENSSH]), max(results.rates[FLOOR])
+    gigabytes = results.total_mb / 1000
+    for name in CONTENDERS:
         rates, walls = results.rates[name], results.walls[name]
-        lines.append(f"| {name} | {max(rates):.0f} | {statistics.median(rates):.0f} | {min(walls):.2f} | {max(rates) / ssh_best:.2f}x |")
+        coordinator, node = (statistics.median(side) / gigabytes for side in zip(*results.cpu[name]))
+        lines.append(f"| {name} | {max(rates):.0f} | {statistics.median(rates):.0f} | {min(walls):.2f} | {coordinator:.2f} |"
+                     f" {node:.2f} | {max(rates) / floor_best:.2f}x | {max(rates) / ssh_best:.2f}x |")
     best = max(results.rates[PATAS])
     verdict = "met" if best >= TARGET_MB_S else f"MISSED by {100 * (1 - best / TARGET_MB_S):.0f}%"
     lines += ["", f"Target (issue 15 b): patas streams ≥ {TARGET_MB_S} MB/s through CURVE: **{verdict}** ({best:.0f} MB/s;"
-              f" {max(results.rates[PATAS_NO_SYNC]):.0f} MB/s without fdatasync)."]
+              f" {max(results.rates[PATAS_NO_SYNC]):.0f} MB/s without fdatasync); the prototype with everything else"
+              f" removed: {floor_best:.0f} MB/s through CURVE, {max(results.rates[FLOOR_PLAIN]):.0f} MB/s over plain TCP."]
     lines += ["", f"{results.patas}; Python {sys.version.split()[0]}; {os.cpu_count()} CPUs; 1-minute load average"
               f" {results.load[0]:.2f} before, {results.load[-1]:.2f} after."]
     return "\n".join(lines) + "\n"
