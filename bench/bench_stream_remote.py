@@ -8,6 +8,7 @@ the cluster tests):
     python bench/bench_stream_remote.py                  # 40 tasks x 25 MB, 3 interleaved rounds
     python bench/bench_stream_remote.py --rounds 1 --mb 5
     python bench/bench_stream_remote.py --write-docs     # also write the results to docs/benchmarks.md
+    python bench/bench_stream_remote.py --baseline main  # also patas at a commit (`git archive`)
 
 Without root (or namespaces, sshd, ...) it says why and exits with status 0.
 
@@ -19,6 +20,8 @@ reached over a veth bridge) with 2 slots:
   task's end (the journal's times), so the agent's start-up is not counted; the wall time from
   launch to exit is shown beside it.
 - patas --no-sync: the same, without the fdatasync of each output (what the disk costs).
+- with `--baseline REV`: patas at that commit too (its package exported with `git archive`, its
+  own agent payload shipped), to measure a change side by side with what it changes.
 - OpenSSH: two `ssh node0 'head -c HALF /dev/zero' > file` at once (two streams, as two slots),
   each over its own connection (AES-GCM or ChaCha20 as negotiated), files fsync'ed at the end.
 - prototype (`bench/stream_floor.py`): the floor of any such design, everything else removed: a
@@ -28,11 +31,13 @@ reached over a veth bridge) with 2 slots:
   (durable) for CURVE's share. Timed over the same span as patas (first task start to last task
   end, as the sender sees them).
 The contenders take turns, round by round; each figure is the best round, the median beside it.
-CPU per GB (median of the rounds), each side whole, start-up included: the coordinator's is the
-getrusage of this script's children for the round (patas and its ssh; the receiver and its ssh;
-the ssh clients); the node's is every process of the node's user but the tasks (`head`) and
-shells, read from /proc every SAMPLE_INTERVAL_S (the agent and its supervisors, or the sender,
-or sshd, and each row's ssh session), so it misses up to that much of a process's last moments.
+CPU of each side: the coordinator's is the getrusage of this script's children for the run
+(patas and its ssh; the receiver and the sender's ssh; the ssh clients); the node's is every
+process of the node's user but the tasks (`head`) and shells, read from /proc every
+SAMPLE_INTERVAL_S (the agent and its supervisors, or the sender, or sshd, and each row's ssh
+session), so it misses up to that much of a process's last moments. Before each run the same
+contender runs SLOTS tasks x 1 MB: its CPU is the start-up column, and CPU-s per GB is the
+difference of the two runs per GB of difference (streaming alone), median of the rounds.
 The target (issue 15 b): ≥ 500 MB/s through CURVE.
 """
 
@@ -53,12 +58,15 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import zmq
 
 import bench_cluster as cluster_bench  # bench/ is on sys.path as the script's folder
 from benchmarks_doc import write_section
 
+from patas.agent.task_process import PIPE_BYTES, READ_CHUNK_BYTES
+from patas.broker.run.coordinator import OUTPUT_WINDOW_BYTES
 from tests.sshcluster import ClusterUnavailable, SimulatedCluster, build_cluster
 
 SLOTS = 2
@@ -71,7 +79,6 @@ OPENSSH = "OpenSSH, 2 streams"
 FLOOR = "prototype, CURVE, durable"
 FLOOR_NO_SYNC = "prototype, CURVE, no sync"
 FLOOR_PLAIN = "prototype, plain TCP, durable"
-CONTENDERS = (PATAS, PATAS_NO_SYNC, FLOOR, FLOOR_NO_SYNC, FLOOR_PLAIN, OPENSSH)
 HEADING = "## Streaming from a remote node"
 FLOOR_SCRIPT = Path(__file__).with_name("stream_floor.py")
 SAMPLE_INTERVAL_S = 0.05
@@ -91,8 +98,10 @@ class Results:
     rates: dict[str, list[float]] = field(default_factory=dict)  # MB/s
     walls: dict[str, list[float]] = field(default_factory=dict)  # s, launch to exit
     cpu: dict[str, list[tuple[float, float]]] = field(default_factory=dict)  # (coordinator, node) CPU-s per round
+    start_up: dict[str, list[tuple[float, float]]] = field(default_factory=dict)  # the same, of SLOTS tasks x 1 MB
     load: list[float] = field(default_factory=list)
     patas: str = ""
+    names: list[str] = field(default_factory=list)  # the contenders, in the order the table shows them
 
     @property
     def total_mb(self) -> int:
@@ -220,15 +229,20 @@ def floor_round(cluster: SimulatedCluster, scratch: Path, tasks: int, mb: int, k
     port = receiver.stdout.readline().strip()
     send = ["send", f"tcp://{cluster.coordinator_address}:{port}", "--tasks", str(tasks), "--slots", str(SLOTS)]
     send += (["--keys", keys.server_public, keys.client_public, keys.client_secret] if keys else [])
+    send += ["--chunk", str(READ_CHUNK_BYTES), "--pipe", str(PIPE_BYTES), "--window", str(OUTPUT_WINDOW_BYTES)]  # patas's
     send += ["--", "head", "-c", str(mb * 1_000_000), "/dev/zero"]
     # The node's python3 has no pyzmq of its own: it takes the copy patas's agent payload brought.
     remote = "cd && PYTHONPATH=$(ls -d ~/.cache/patas/agent-*/ | head -n 1) exec python3 - " + shlex.join(send)
     with FLOOR_SCRIPT.open("rb") as program:
         sender = subprocess.run(["ssh", "-F", str(cluster.ssh_config_path), cluster.nodes[0].name, remote],
                                 stdin=program, capture_output=True, text=True, check=False)
+    if sender.returncode != 0:
+        receiver.kill()  # it would wait for the tasks for ever
+        receiver.wait()
+        raise BenchError(f"prototype: the sender's exit status {sender.returncode}: {sender.stderr.strip()[-2000:]}")
     outcome = receiver.stdout.read()
-    if receiver.wait() != 0 or sender.returncode != 0:
-        raise BenchError(f"prototype: receiver {receiver.returncode}, sender {sender.returncode}: {sender.stderr.strip()[-2000:]}")
+    if receiver.wait() != 0:
+        raise BenchError(f"prototype: the receiver's exit status {receiver.returncode}")
     wall = time.monotonic() - started
     result = json.loads(outcome)
     sizes = [(folder / str(n) / "stdout").stat().st_size for n in range(tasks)]
@@ -238,35 +252,58 @@ def floor_round(cluster: SimulatedCluster, scratch: Path, tasks: int, mb: int, k
     return tasks * mb / (result["last_end"] - result["first_start"]), wall
 
 
-def run_benchmark(cluster: SimulatedCluster, scratch: Path, tasks: int, mb: int, rounds: int) -> Results:
+def measured(run: Callable[[], tuple[float, float]], cluster: SimulatedCluster) -> tuple[tuple[float, float], tuple[float, float]]:
+    """What `run` returns, and the CPU seconds it took on the coordinator and on the node."""
+    before = children_cpu()
+    with NodeCpu(cluster.nodes[0].uid) as node:
+        outcome = run()
+    return outcome, (children_cpu() - before, node.carriers())
+
+
+def run_benchmark(cluster: SimulatedCluster, scratch: Path, tasks: int, mb: int, rounds: int, baseline: str | None) -> Results:
     env = cluster_bench.bench_environment(scratch, None)
     results = Results(tasks, mb, rounds)
     results.patas, _ = cluster_bench.patas_identity(scratch, env, None)
     keys = CurveKeys.new()
-    contenders = {
-        PATAS: lambda: patas_round(cluster, scratch, env, tasks, mb),
-        PATAS_NO_SYNC: lambda: patas_round(cluster, scratch, env, tasks, mb, "--no-sync"),
-        FLOOR: lambda: floor_round(cluster, scratch, tasks, mb, keys, sync=True),
-        FLOOR_NO_SYNC: lambda: floor_round(cluster, scratch, tasks, mb, keys, sync=False),
-        FLOOR_PLAIN: lambda: floor_round(cluster, scratch, tasks, mb, None, sync=True),
-        OPENSSH: lambda: openssh_round(cluster, scratch, tasks, mb),
+    contenders: dict[str, Callable[[int, int], tuple[float, float]]] = {  # (tasks, MB each) → (MB/s, wall s)
+        PATAS: lambda n, size: patas_round(cluster, scratch, env, n, size),
+        PATAS_NO_SYNC: lambda n, size: patas_round(cluster, scratch, env, n, size, "--no-sync"),
+        FLOOR: lambda n, size: floor_round(cluster, scratch, n, size, keys, sync=True),
+        FLOOR_NO_SYNC: lambda n, size: floor_round(cluster, scratch, n, size, keys, sync=False),
+        FLOOR_PLAIN: lambda n, size: floor_round(cluster, scratch, n, size, None, sync=True),
+        OPENSSH: lambda n, size: openssh_round(cluster, scratch, n, size),
     }
     results.load.append(os.getloadavg()[0])
-    patas_round(cluster, scratch, env, 2, 1)  # untimed: installs the agent (and pyzmq) on the node
+    patas_round(cluster, scratch, env, SLOTS, 1)  # untimed: installs the agent (and pyzmq) on the node
+    if baseline is not None:
+        commit, source = cluster_bench.export_commit(baseline, scratch)
+        old = cluster_bench.bench_environment(scratch, source)
+        name = f"patas at {commit[:10]}"
+        contenders = {PATAS: contenders.pop(PATAS), name: lambda n, size: patas_round(cluster, scratch, old, n, size), **contenders}
+        patas_round(cluster, scratch, old, SLOTS, 1)  # untimed: installs its agent
+    results.names = list(contenders)
     for number in range(rounds):
-        order = CONTENDERS[number % len(CONTENDERS):] + CONTENDERS[: number % len(CONTENDERS)]
+        names = tuple(contenders)
+        order = names[number % len(names):] + names[: number % len(names)]
         for name in order if number % 2 == 0 else reversed(order):
-            before = children_cpu()
-            with NodeCpu(cluster.nodes[0].uid) as node:
-                rate, wall = contenders[name]()
-            cpu = (children_cpu() - before, node.carriers())
+            start_up = measured(lambda: contenders[name](SLOTS, 1), cluster)[1]
+            (rate, wall), cpu = measured(lambda: contenders[name](tasks, mb), cluster)
             results.rates.setdefault(name, []).append(rate)
             results.walls.setdefault(name, []).append(wall)
             results.cpu.setdefault(name, []).append(cpu)
-            print(f"round {number + 1}: {name}: {rate:.0f} MB/s ({wall:.2f} s launch to exit;"
-                  f" CPU s coordinator {cpu[0]:.2f}, node {cpu[1]:.2f})", file=sys.stderr)
+            results.start_up.setdefault(name, []).append(start_up)
+            print(f"round {number + 1}: {name}: {rate:.0f} MB/s ({wall:.2f} s launch to exit; CPU s coordinator"
+                  f" {cpu[0]:.2f}, node {cpu[1]:.2f}; with {SLOTS} x 1 MB {start_up[0]:.2f}, {start_up[1]:.2f})", file=sys.stderr)
     results.load.append(os.getloadavg()[0])
     return results
+
+
+def streaming_cpu(results: Results, name: str) -> tuple[float, float]:
+    """CPU-s per GB of each side (coordinator, node) once start-up is taken away: the median over
+    the rounds of (the run's CPU - the small run's) / (the run's bytes - the small run's)."""
+    gigabytes = (results.total_mb - SLOTS) / 1000
+    per_round = [(whole[0] - small[0], whole[1] - small[1]) for whole, small in zip(results.cpu[name], results.start_up[name])]
+    return statistics.median(c for c, _ in per_round) / gigabytes, statistics.median(n for _, n in per_round) / gigabytes
 
 
 def report(results: Results) -> str:
@@ -274,16 +311,17 @@ def report(results: Results) -> str:
         f"{results.tasks} tasks x {results.mb} MB ({results.total_mb} MB) from 1 simulated SSH node, {SLOTS} slots;"
         f" {results.rounds} interleaved round(s); best (median).",
         "",
-        "| contender | MB/s best | MB/s median | wall s best | coordinator CPU-s/GB | node CPU-s/GB | vs prototype | vs OpenSSH |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| contender | MB/s best | MB/s median | wall s best | CPU-s/GB coordinator | CPU-s/GB node | start-up CPU-s"
+        " coordinator, node | vs prototype | vs OpenSSH |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     ssh_best, floor_best = max(results.rates[OPENSSH]), max(results.rates[FLOOR])
-    gigabytes = results.total_mb / 1000
-    for name in CONTENDERS:
+    for name in results.names:
         rates, walls = results.rates[name], results.walls[name]
-        coordinator, node = (statistics.median(side) / gigabytes for side in zip(*results.cpu[name]))
+        coordinator, node = streaming_cpu(results, name)
+        start_up = [statistics.median(side) for side in zip(*results.start_up[name])]
         lines.append(f"| {name} | {max(rates):.0f} | {statistics.median(rates):.0f} | {min(walls):.2f} | {coordinator:.2f} |"
-                     f" {node:.2f} | {max(rates) / floor_best:.2f}x | {max(rates) / ssh_best:.2f}x |")
+                     f" {node:.2f} | {start_up[0]:.2f}, {start_up[1]:.2f} | {max(rates) / floor_best:.2f}x | {max(rates) / ssh_best:.2f}x |")
     best = max(results.rates[PATAS])
     verdict = "met" if best >= TARGET_MB_S else f"MISSED by {100 * (1 - best / TARGET_MB_S):.0f}%"
     lines += ["", f"Target (issue 15 b): patas streams ≥ {TARGET_MB_S} MB/s through CURVE: **{verdict}** ({best:.0f} MB/s;"
@@ -300,6 +338,7 @@ def main() -> int:
     parser.add_argument("--tasks", type=int, default=TASKS)
     parser.add_argument("--mb", type=int, default=MB, help="MB each task prints")
     parser.add_argument("--write-docs", action="store_true")
+    parser.add_argument("--baseline", metavar="REV", help="also measure patas at this commit")
     arguments = parser.parse_args()
     scratch = Path(tempfile.mkdtemp(prefix="patas-bench-stream-"))
     try:
@@ -309,10 +348,10 @@ def main() -> int:
             print(f"skipped: no simulated cluster here ({why})")
             return 0
         try:
-            results = run_benchmark(cluster, scratch, arguments.tasks, arguments.mb, arguments.rounds)
+            results = run_benchmark(cluster, scratch, arguments.tasks, arguments.mb, arguments.rounds, arguments.baseline)
         finally:
             cluster.close()
-    except BenchError as error:
+    except (BenchError, cluster_bench.BenchError) as error:
         print(f"bench_stream_remote: {error}", file=sys.stderr)
         return 1
     finally:
@@ -321,6 +360,7 @@ def main() -> int:
     print(text)
     if arguments.write_docs:
         command = "python bench/bench_stream_remote.py" + (f" --rounds {arguments.rounds}" if arguments.rounds != 3 else "")
+        command += f" --baseline {arguments.baseline}" if arguments.baseline else ""
         when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
         fence = "<!-- not run: a benchmark (minutes of a busy machine; needs root) -->\n```sh\n" + command + "\n```\n"
         write_section(HEADING, f"{HEADING}\n\n{fence}\nMeasured {when}.\n\n{text}")

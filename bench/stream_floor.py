@@ -33,12 +33,15 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import dataclass
 
 import zmq
 
-READ_CHUNK = 256 * 1024  # patas.agent.task_process.READ_CHUNK_BYTES
-PIPE_BYTES = 1024 * 1024  # patas.agent.task_process.PIPE_BYTES
-WINDOW_BYTES = 8 * 1024 * 1024  # patas.broker.run.coordinator.OUTPUT_WINDOW_BYTES
+# Defaults; bench_stream_remote.py passes patas's own (patas.agent.task_process.READ_CHUNK_BYTES
+# and PIPE_BYTES, patas.broker.run.coordinator.OUTPUT_WINDOW_BYTES), so the two always match.
+READ_CHUNK = 256 * 1024
+PIPE_BYTES = 1024 * 1024
+WINDOW_BYTES = 8 * 1024 * 1024
 _F_SETPIPE_SZ = 1031
 DATA, END, CREDIT, BYE = b"D", b"E", b"C", b"B"
 TIMES = struct.Struct("dd")  # a task's start and end (time.time(), the same clock on both sides here)
@@ -53,7 +56,14 @@ def cpu_seconds() -> float:
 # --- the node's side ------------------------------------------------------------------------
 
 
-def send(endpoint: str, keys: tuple[str, str, str] | None, command: list[str], tasks: int, slots: int) -> None:
+@dataclass(frozen=True)
+class Sizes:
+    chunk: int = READ_CHUNK  # bytes read from a pipe at a time, and so the largest frame
+    pipe: int = PIPE_BYTES
+    window: int = WINDOW_BYTES  # bytes sent and not yet written by the receiver
+
+
+def send(endpoint: str, keys: tuple[str, str, str] | None, command: list[str], tasks: int, slots: int, sizes: Sizes) -> None:
     context = zmq.Context()
     sock = context.socket(zmq.DEALER)
     sock.setsockopt(zmq.LINGER, 1000)
@@ -63,7 +73,7 @@ def send(endpoint: str, keys: tuple[str, str, str] | None, command: list[str], t
     poller = zmq.Poller()
     poller.register(sock, zmq.POLLIN)
     running: dict[int, tuple[bytes, subprocess.Popen[bytes], float]] = {}  # pipe → (task, process, start)
-    window, started, ended, reading = WINDOW_BYTES, 0, 0, True
+    window, started, ended, reading = sizes.window, 0, 0, True
     while ended < tasks:
         while len(running) < slots and started < tasks:
             process = subprocess.Popen(command, stdout=subprocess.PIPE, bufsize=0)
@@ -71,7 +81,7 @@ def send(endpoint: str, keys: tuple[str, str, str] | None, command: list[str], t
             try:
                 import fcntl
 
-                fcntl.fcntl(fd, _F_SETPIPE_SZ, PIPE_BYTES)
+                fcntl.fcntl(fd, _F_SETPIPE_SZ, sizes.pipe)
             except OSError:
                 pass
             os.set_blocking(fd, False)
@@ -91,7 +101,7 @@ def send(endpoint: str, keys: tuple[str, str, str] | None, command: list[str], t
                 continue
             task, process, began = running[item]
             try:
-                data = os.read(item, READ_CHUNK)
+                data = os.read(item, sizes.chunk)
             except BlockingIOError:
                 continue
             if data:
@@ -113,7 +123,7 @@ def send(endpoint: str, keys: tuple[str, str, str] | None, command: list[str], t
         pass
     sock.close()
     context.term()
-    print(json.dumps({"cpu_s": cpu_seconds()}), file=sys.stderr)
+    print(json.dumps({"cpu_s": cpu_seconds(), "minor_faults": resource.getrusage(resource.RUSAGE_SELF).ru_minflt}), file=sys.stderr)
 
 
 # --- the coordinator's side -----------------------------------------------------------------
@@ -189,7 +199,7 @@ def receive(address: str, keys: tuple[str, str] | None, folder: str, tasks: int,
     context.term()
     result = {
         "bytes": received, "frames": frames, "first_start": min(s for s, _ in spans), "last_end": max(e for _, e in spans),
-        "last_commit": max(committed), "cpu_s": cpu_seconds(),
+        "last_commit": max(committed), "cpu_s": cpu_seconds(), "minor_faults": resource.getrusage(resource.RUSAGE_SELF).ru_minflt,
     }
     print(json.dumps(result), flush=True)
 
@@ -212,6 +222,9 @@ def main() -> None:
     sender.add_argument("--keys", nargs=3, metavar=("SERVER_PUBLIC", "PUBLIC", "SECRET"))
     sender.add_argument("--tasks", type=int, required=True)
     sender.add_argument("--slots", type=int, default=2)
+    sender.add_argument("--chunk", type=int, default=READ_CHUNK, help="bytes read from a pipe at a time")
+    sender.add_argument("--pipe", type=int, default=PIPE_BYTES, help="pipe size (bytes)")
+    sender.add_argument("--window", type=int, default=WINDOW_BYTES, help="bytes in flight at most")
     sender.add_argument("command", nargs="+")
     receiver = sub.add_parser("receive")
     receiver.add_argument("address")
@@ -221,7 +234,8 @@ def main() -> None:
     receiver.add_argument("--no-sync", action="store_true")
     arguments = parser.parse_args()
     if arguments.side == "send":
-        send(arguments.endpoint, tuple(arguments.keys) if arguments.keys else None, arguments.command, arguments.tasks, arguments.slots)
+        send(arguments.endpoint, tuple(arguments.keys) if arguments.keys else None, arguments.command, arguments.tasks, arguments.slots,
+             Sizes(arguments.chunk, arguments.pipe, arguments.window))
     else:
         keys = tuple(arguments.keys) if arguments.keys else None
         receive(arguments.address, keys, arguments.folder, arguments.tasks, not arguments.no_sync)
