@@ -23,15 +23,10 @@ from patas.agent.supervisor import Launch, Supervisor
 from patas.agent.command_line import SHELL, argv_for, shell_argv
 from patas.common.protocol import STDERR, STDOUT
 
-# Pipes this large (Linux; the most an unprivileged process may ask for by default) let a chatty
-# task write while the agent is busy, and let each read take a whole chunk: fewer reads, messages
-# and loop turns per gigabyte.
+READ_CHUNK_BYTES = 256 * 1024
+# Pipes this large (Linux) let a chatty task write while the agent is busy, and let each read
+# take a whole chunk: fewer reads, messages and loop turns per gigabyte.
 PIPE_BYTES = 1024 * 1024
-# A whole pipe per read, and so per Output message. Every message through CURVE costs its own
-# buffers, copies and page faults in libzmq on both sides, whatever its size: the floor of remote
-# streaming (bench/stream_floor.py) took 13% less CPU on the coordinator and streamed 12% faster
-# with 1 MiB chunks than with 256 KiB ones (and 64 KiB was 25% slower still).
-READ_CHUNK_BYTES = PIPE_BYTES
 _F_SETPIPE_SZ = 1031
 # After SIGTERM on timeout, how long a task may take to exit before SIGKILL.
 KILL_GRACE_S = 2.0

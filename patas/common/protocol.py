@@ -25,7 +25,7 @@ PROTOCOL_VERSION = 2
 # The largest legitimate frames are an Assign's header, which carries a task's commands and
 # environment, and output payloads. One exec on Linux takes at most 6 MiB of arguments and
 # environment (3/4 of the 8 MiB stack cap), so 16 MiB holds a task whose environment and commands
-# are each at that limit, with room to spare; the agent sends output in chunks of 1 MiB and
+# are each at that limit, with room to spare; the agent sends output in chunks of 256 KiB and
 # splits whatever it holds at a task's end into such chunks. `encode` refuses anything larger,
 # so a message that could not arrive fails at its sender with a reason, never on the wire.
 MAX_FRAME_BYTES = 16 * 1024 * 1024

@@ -13,7 +13,7 @@ import pytest
 import zmq
 
 from patas.agent.agent import Agent
-from patas.agent.task_process import PIPE_BYTES, READ_CHUNK_BYTES
+from patas.agent.task_process import READ_CHUNK_BYTES
 from patas.common.agent_config import AgentConfig, CurveKeys
 from patas.common import protocol
 from patas.common.protocol import Assign, Cancel, Credit, Finished, Hello, Output, Shutdown, Welcome
@@ -80,7 +80,7 @@ def output_bytes(messages: list[protocol.Message]) -> int:
 
 def test_the_agent_sends_no_more_than_its_window_until_the_broker_grants_credit(broker_and_agent):
     broker, _ = broker_and_agent
-    size = 2 * (WINDOW + CHUNK + PIPE_BYTES)  # more than the window, a chunk past it and a full pipe
+    size = 3_000_000
     broker.send(Assign(1, [f"head -c {size} /dev/zero"], os.getcwd(), {}, None))
     received: list[protocol.Message] = []
     while (message := broker.receive(timeout_s=1.0)) is not None:  # until the agent goes quiet
@@ -144,12 +144,11 @@ def test_a_task_may_end_while_reading_is_paused(broker_and_agent):
     the agent (KeyError on unregister)."""
     broker, agent = broker_and_agent
     agent.free_slots.append(1)  # a second slot, so both tasks run at once
-    size = 2 * (WINDOW + CHUNK + PIPE_BYTES)  # blocks on its pipe, the window used up
-    broker.send(Assign(1, [f"head -c {size} /dev/zero"], os.getcwd(), {}, None))
+    broker.send(Assign(1, ["head -c 3000000 /dev/zero"], os.getcwd(), {}, None))
     broker.send(Assign(2, ["sleep 0.5; echo short"], os.getcwd(), {}, None))
     finished = [m for m in broker.receive_until(Finished) if isinstance(m, Finished)]
     assert [(m.lease, m.stdout) for m in finished] == [(2, b"short\n")]  # ended while paused
-    broker.send(Credit(size))
+    broker.send(Credit(3_000_000))
     rest = broker.receive_until(Finished)
     assert rest[-1].lease == 1 and rest[-1].exit_code == 0
 
