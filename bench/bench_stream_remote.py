@@ -102,6 +102,8 @@ class Results:
     load: list[float] = field(default_factory=list)
     patas: str = ""
     names: list[str] = field(default_factory=list)  # the contenders, in the order the table shows them
+    threads: list[dict[str, float]] = field(default_factory=list)  # CPU-s by thread of FLOOR's receiver, per round
+    threads_small: list[dict[str, float]] = field(default_factory=list)  # the same, of its SLOTS x 1 MB runs
 
     @property
     def total_mb(self) -> int:
@@ -216,8 +218,11 @@ class CurveKeys:
         return cls(*(key.decode() for key in (*server, *client)))
 
 
-def floor_round(cluster: SimulatedCluster, scratch: Path, tasks: int, mb: int, keys: CurveKeys | None, sync: bool) -> tuple[float, float]:
-    """(MB/s over the tasks' span, wall seconds) of the prototype (bench/stream_floor.py)."""
+def floor_round(
+    cluster: SimulatedCluster, scratch: Path, tasks: int, mb: int, keys: CurveKeys | None, sync: bool, threads: list[dict[str, float]]
+) -> tuple[float, float]:
+    """(MB/s over the tasks' span, wall seconds) of the prototype (bench/stream_floor.py); the
+    CPU seconds of each of the receiver's threads are appended to `threads`."""
     folder = scratch / "floor"
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir()
@@ -245,6 +250,7 @@ def floor_round(cluster: SimulatedCluster, scratch: Path, tasks: int, mb: int, k
         raise BenchError(f"prototype: the receiver's exit status {receiver.returncode}")
     wall = time.monotonic() - started
     result = json.loads(outcome)
+    threads.append(result["threads"])
     sizes = [(folder / str(n) / "stdout").stat().st_size for n in range(tasks)]
     if any(size != mb * 1_000_000 for size in sizes):
         raise BenchError(f"prototype: output sizes {sorted(set(sizes))}")
@@ -268,9 +274,9 @@ def run_benchmark(cluster: SimulatedCluster, scratch: Path, tasks: int, mb: int,
     contenders: dict[str, Callable[[int, int], tuple[float, float]]] = {  # (tasks, MB each) → (MB/s, wall s)
         PATAS: lambda n, size: patas_round(cluster, scratch, env, n, size),
         PATAS_NO_SYNC: lambda n, size: patas_round(cluster, scratch, env, n, size, "--no-sync"),
-        FLOOR: lambda n, size: floor_round(cluster, scratch, n, size, keys, sync=True),
-        FLOOR_NO_SYNC: lambda n, size: floor_round(cluster, scratch, n, size, keys, sync=False),
-        FLOOR_PLAIN: lambda n, size: floor_round(cluster, scratch, n, size, None, sync=True),
+        FLOOR: lambda n, size: floor_round(cluster, scratch, n, size, keys, True, results.threads if n == tasks else results.threads_small),
+        FLOOR_NO_SYNC: lambda n, size: floor_round(cluster, scratch, n, size, keys, False, []),
+        FLOOR_PLAIN: lambda n, size: floor_round(cluster, scratch, n, size, None, True, []),
         OPENSSH: lambda n, size: openssh_round(cluster, scratch, n, size),
     }
     results.load.append(os.getloadavg()[0])
@@ -327,9 +333,40 @@ def report(results: Results) -> str:
     lines += ["", f"Target (issue 15 b): patas streams ≥ {TARGET_MB_S} MB/s through CURVE: **{verdict}** ({best:.0f} MB/s;"
               f" {max(results.rates[PATAS_NO_SYNC]):.0f} MB/s without fdatasync); the prototype with everything else"
               f" removed: {floor_best:.0f} MB/s through CURVE, {max(results.rates[FLOOR_PLAIN]):.0f} MB/s over plain TCP."]
+    lines += ["", findings(results)]
     lines += ["", f"{results.patas}; Python {sys.version.split()[0]}; {os.cpu_count()} CPUs; 1-minute load average"
               f" {results.load[0]:.2f} before, {results.load[-1]:.2f} after."]
     return "\n".join(lines) + "\n"
+
+
+def findings(results: Results) -> str:
+    """What stops the target here, in numbers from this run."""
+    cores = os.cpu_count() or 1
+    floor, plain, patas = (sum(streaming_cpu(results, name)) for name in (FLOOR, FLOOR_PLAIN, PATAS))
+    coordinator, node = streaming_cpu(results, FLOOR)
+    gigabytes = (results.total_mb - SLOTS) / 1000
+    by_thread = {  # streaming alone, as streaming_cpu
+        name: statistics.median(whole.get(name, 0.0) - small.get(name, 0.0) for whole, small in zip(results.threads, results.threads_small))
+        / gigabytes for name in results.threads[0]
+    }
+    busiest = max(by_thread, key=by_thread.__getitem__)
+    floor_best, patas_best = max(results.rates[FLOOR]), max(results.rates[PATAS])
+    return (
+        f"The ceiling here is the prototype's: {floor_best:.0f} MB/s through CURVE with every output durable, and patas"
+        f" streams at {patas_best / floor_best:.2f}x of it ({patas:.2f} CPU-s per GB for both sides against the prototype's"
+        f" {floor:.2f}). The simulated node is a namespace of this machine, so the task, the sender, the receiver and the"
+        f" disk share its {cores} cores: {floor:.2f} CPU-s per GB ({coordinator:.2f} coordinator, {node:.2f} node) caps it"
+        f" at {cores * 1000 / floor:.0f} MB/s before the tasks' own CPU. CURVE is {floor - plain:.2f} of those CPU-s"
+        f" ({100 * (floor - plain) / floor:.0f}%: libzmq encrypts each message apart, with copies of its own on both sides);"
+        f" plain TCP needs {plain:.2f} and reaches {max(results.rates[FLOOR_PLAIN]):.0f} MB/s. 500 MB/s on {cores} cores"
+        f" allows {cores * 1000 / TARGET_MB_S:.1f} CPU-s per GB for both sides together: "
+        + ("through CURVE, more than the prototype's floor leaves, whatever patas does." if floor > cores * 1000 / TARGET_MB_S
+           else "the prototype's floor fits in that, so what patas spends above it is what stops it.")
+        + " With a node of its own, the coordinator's side alone would be bound by its busiest thread,"
+        f" {busiest} at {by_thread[busiest]:.2f} CPU-s per GB in the prototype's receiver"
+        f" ({', '.join(f'{name} {cpu:.2f}' for name, cpu in sorted(by_thread.items()) if cpu >= 0.01)}), that is"
+        f" {1000 / by_thread[busiest]:.0f} MB/s (arithmetic, not measured here: this machine has no second one)."
+    )
 
 
 def main() -> int:

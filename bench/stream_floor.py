@@ -53,6 +53,17 @@ def cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def thread_cpu() -> dict[str, float]:
+    """CPU seconds of each of this process's threads, by name (libzmq's I/O thread is ZMQbg/IO/0)."""
+    tick, found = os.sysconf("SC_CLK_TCK"), {}
+    for thread in os.listdir("/proc/self/task"):
+        with open(f"/proc/self/task/{thread}/stat", "rb") as stat:
+            text = stat.read().decode(errors="replace")
+        name, rest = text[text.index("(") + 1 : text.rindex(")")], text[text.rindex(")") + 2 :].split()
+        found[name] = found.get(name, 0.0) + (int(rest[11]) + int(rest[12])) / tick
+    return found
+
+
 # --- the node's side ------------------------------------------------------------------------
 
 
@@ -192,6 +203,7 @@ def receive(address: str, keys: tuple[str, str] | None, folder: str, tasks: int,
             sock.send_multipart([peer, CREDIT, COUNT.pack(credit)])
     work.put(None)
     committer.join()
+    threads = thread_cpu()  # while libzmq's threads are still there (the committer's is gone: waits, mostly)
     sock.send_multipart([peer, BYE, b""])
     sock.close()
     if authenticator is not None:
@@ -200,6 +212,7 @@ def receive(address: str, keys: tuple[str, str] | None, folder: str, tasks: int,
     result = {
         "bytes": received, "frames": frames, "first_start": min(s for s, _ in spans), "last_end": max(e for _, e in spans),
         "last_commit": max(committed), "cpu_s": cpu_seconds(), "minor_faults": resource.getrusage(resource.RUSAGE_SELF).ru_minflt,
+        "threads": threads,
     }
     print(json.dumps(result), flush=True)
 
