@@ -240,7 +240,7 @@ def floor_round(
     remote = "cd && PYTHONPATH=$(ls -d ~/.cache/patas/agent-*/ | head -n 1) exec python3 - " + shlex.join(send)
     with FLOOR_SCRIPT.open("rb") as program:
         sender = subprocess.run(["ssh", "-F", str(cluster.ssh_config_path), cluster.nodes[0].name, remote],
-                                stdin=program, capture_output=True, text=True, check=False)
+                                stdin=program, capture_output=True, text=True, check=False)  # it gives up in time itself
     if sender.returncode != 0:
         receiver.kill()  # it would wait for the tasks for ever
         receiver.wait()

@@ -43,6 +43,8 @@ READ_CHUNK = 256 * 1024
 PIPE_BYTES = 1024 * 1024
 WINDOW_BYTES = 8 * 1024 * 1024
 _F_SETPIPE_SZ = 1031
+# Either side gives up after this long without a message from the other (so a run never hangs).
+SILENCE_TIMEOUT_S = 60.0
 DATA, END, CREDIT, BYE = b"D", b"E", b"C", b"B"
 TIMES = struct.Struct("dd")  # a task's start and end (time.time(), the same clock on both sides here)
 COUNT = struct.Struct("q")
@@ -57,8 +59,11 @@ def thread_cpu() -> dict[str, float]:
     """CPU seconds of each of this process's threads, by name (libzmq's I/O thread is ZMQbg/IO/0)."""
     tick, found = os.sysconf("SC_CLK_TCK"), {}
     for thread in os.listdir("/proc/self/task"):
-        with open(f"/proc/self/task/{thread}/stat", "rb") as stat:
-            text = stat.read().decode(errors="replace")
+        try:
+            with open(f"/proc/self/task/{thread}/stat", "rb") as stat:
+                text = stat.read().decode(errors="replace")
+        except FileNotFoundError:
+            continue  # a thread that ended meanwhile (the committer's, just joined)
         name, rest = text[text.index("(") + 1 : text.rindex(")")], text[text.rindex(")") + 2 :].split()
         found[name] = found.get(name, 0.0) + (int(rest[11]) + int(rest[12])) / tick
     return found
@@ -100,7 +105,10 @@ def send(endpoint: str, keys: tuple[str, str, str] | None, command: list[str], t
             if reading:
                 poller.register(fd, zmq.POLLIN)
             started += 1
-        for item, _ in poller.poll():
+        ready = poller.poll(int(SILENCE_TIMEOUT_S * 1000))
+        if not ready:
+            raise SystemExit(f"neither a task nor the receiver said anything for {SILENCE_TIMEOUT_S:.0f} s")
+        for item, _ in ready:
             if item is sock:
                 while True:
                     try:
@@ -130,8 +138,12 @@ def send(endpoint: str, keys: tuple[str, str, str] | None, command: list[str], t
             reading = window > 0
             for fd in running:
                 poller.register(fd, zmq.POLLIN) if reading else poller.unregister(fd)
-    while sock.recv_multipart()[0] != BYE:  # every task is committed
-        pass
+    sock.setsockopt(zmq.RCVTIMEO, int(SILENCE_TIMEOUT_S * 1000))
+    try:
+        while sock.recv_multipart()[0] != BYE:  # every task is committed
+            pass
+    except zmq.Again:
+        raise SystemExit(f"no word from the receiver for {SILENCE_TIMEOUT_S:.0f} s") from None
     sock.close()
     context.term()
     print(json.dumps({"cpu_s": cpu_seconds(), "minor_faults": resource.getrusage(resource.RUSAGE_SELF).ru_minflt}), file=sys.stderr)
@@ -175,7 +187,8 @@ def receive(address: str, keys: tuple[str, str] | None, folder: str, tasks: int,
     received = frames = 0
     peer = b""
     while len(spans) < tasks:
-        sock.poll()
+        if not sock.poll(int(SILENCE_TIMEOUT_S * 1000)):
+            raise SystemExit(f"no word from the sender for {SILENCE_TIMEOUT_S:.0f} s")
         credit = 0
         while True:
             try:
