@@ -159,16 +159,20 @@ def openssh_round(cluster: SimulatedCluster, scratch: Path, tasks: int, mb: int)
 
 class NodeCpu:
     """CPU seconds of the node user's processes, by command name, sampled from /proc while a
-    round runs (a process's last value seen before it exits)."""
+    round runs (a process's last value seen before it exits, less what it had used when the
+    round started: a process of the previous round may still be ending)."""
 
     def __init__(self, uid: int) -> None:
         self.uid = uid
         self.seen: dict[int, tuple[str, float]] = {}  # pid → (command, CPU seconds)
+        self.before: dict[int, float] = {}  # pid → CPU seconds when the round started
         self._tick = os.sysconf("SC_CLK_TCK")
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
 
     def __enter__(self) -> NodeCpu:
+        self._scan()
+        self.before = {pid: cpu for pid, (_, cpu) in self.seen.items()}  # what the last run's stragglers had used
         self._thread.start()
         return self
 
@@ -177,12 +181,14 @@ class NodeCpu:
         self._thread.join()
 
     def _sample(self) -> None:
-        while True:
-            for entry in os.scandir("/proc"):
-                if entry.name.isdigit():
-                    self._read(entry.name)
-            if self._stop.wait(SAMPLE_INTERVAL_S):
-                return
+        while not self._stop.wait(SAMPLE_INTERVAL_S):
+            self._scan()
+        self._scan()
+
+    def _scan(self) -> None:
+        for entry in os.scandir("/proc"):
+            if entry.name.isdigit():
+                self._read(entry.name)
 
     def _read(self, pid: str) -> None:
         try:
@@ -197,7 +203,7 @@ class NodeCpu:
 
     def carriers(self) -> float:
         """CPU seconds of every process but the tasks and shells."""
-        return sum(cpu for command, cpu in self.seen.values() if command not in TASK_COMMANDS)
+        return sum(cpu - self.before.get(pid, 0.0) for pid, (command, cpu) in self.seen.items() if command not in TASK_COMMANDS)
 
 
 def children_cpu() -> float:
