@@ -239,6 +239,7 @@ def floor_round(
     assert receiver.stdout is not None
     port = receiver.stdout.readline().strip()
     send = ["send", f"tcp://{cluster.coordinator_address}:{port}", "--tasks", str(tasks), "--slots", str(SLOTS)]
+    # On the command line: a key pair made for this benchmark's run only, on a node of its own.
     send += (["--keys", keys.server_public, keys.client_public, keys.client_secret] if keys else [])
     send += ["--chunk", str(READ_CHUNK_BYTES), "--pipe", str(PIPE_BYTES), "--window", str(OUTPUT_WINDOW_BYTES)]  # patas's
     send += ["--", "head", "-c", str(mb * 1_000_000), "/dev/zero"]
