@@ -1,0 +1,476 @@
+#!/usr/bin/env python3
+"""The floor of starting and stopping a 1-task run from Python on this machine (issue 15 (d)): a
+prototype coordinator and agent with everything but the essentials removed, timed beside patas.
+
+    python3 bench/startup_floor.py --rounds 9 \
+        --python /root/.pyenv/versions/3.11.7/bin/python3 /tmp/venv/bin/python
+
+The prototype pays what any design like patas's must pay for one task, and nothing more:
+
+- coordinator: the interpreter under test with its normal `site`; first of all it starts the
+  agent (`python -S -c ...` on its own import path, as patas does), so that the agent boots on
+  the second core meanwhile; then it imports click, zmq and msgpack, parses a click command line
+  shaped like `patas explore`'s, creates the lab, writes its definition (JSON, fsynced and renamed
+  into place; patas writes experiment.yaml with PyYAML, the "+ PyYAML" row does that instead),
+  binds a ROUTER on `ipc://` in a 0700 `mkdtemp` folder (no CURVE, as patas's local agents), hands
+  the endpoint to the agent on its stdin, waits for its hello, sends the task (msgpack), receives
+  its completion, fdatasyncs the output, renames it into place, appends and fsyncs one journal
+  line, tells the agent to stop and waits for its exit on a pidfd.
+- agent: `python -S`, imports zmq and msgpack, connects, says hello; for the task it creates the
+  output file (O_EXCL) in the task's folder and `os.posix_spawnp`s `bash -c 'echo 0'` with that
+  file as stdout, waits on the child's pidfd, reports its exit status; it exits when told to stop.
+
+Rows, for each interpreter given with --python, interleaved over the rounds: `python -S -c pass`,
+`python -c pass`, `python -c 'import click, zmq, msgpack'` (the coordinator's imports), `python -S`
+importing zmq and msgpack on the same import path (the agent's), the prototype, the prototype
+without any fsync, the prototype with PyYAML, and patas itself (row (d) of bench_explore.py: the same command line and COORDINATOR
+wrapper, this checkout on PYTHONPATH). Each row: best and median wall time from starting the
+command to its exit, and the CPU of the best round: all its processes (RUSAGE_CHILDREN), the
+coordinator alone (its own RUSAGE_SELF at exit) and the agent alone (the prototype's agent writes
+its own RUSAGE_SELF at exit; patas's is sampled from /proc every 20 ms, as bench_explore does, so
+it may miss the agent's last few milliseconds). Bytecode is cached as after an install (every row
+runs once untimed first), even where PYTHONDONTWRITEBYTECODE is set. Any failed run aborts the
+whole benchmark with one line and exit status 1: no number is printed for a run that failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+from typing import Callable
+
+# bench/ is on sys.path as the script's own folder
+from bench_explore import (
+    OUT,
+    REPO,
+    STARTUP_EXPECTED,
+    TARGET_STARTUP_S,
+    USAGE_FILE,
+    AgentWatcher,
+    bench_environment,
+    output_failure,
+    patas_outputs,
+    read_usage,
+    startup_contenders,
+)
+
+DEFAULT_ROUNDS = 9
+AGENT_USAGE_FILE = "agent_usage"  # where the prototype's agent writes its own CPU seconds
+# Environment variables the prototype's coordinator reads.
+DEFINITION_FORMAT = "FLOOR_DEFINITION"  # "json" or "yaml"
+SYNC = "FLOOR_SYNC"  # "no": no fsync at all (the row that shows what the three fsyncs cost)
+TASK_COMMAND = "echo {i}"
+RUN_TIMEOUT_S = 60.0  # a run taking longer has hung: it fails
+PROTOTYPE = "prototype"  # the row every other is compared with
+PATAS = "patas, 1 task (row (d))"
+
+# The prototype's agent. Its import path comes after -c's code on its command line, as patas's
+# AGENT_BOOT takes it; the endpoint comes on its stdin once the coordinator has bound it.
+AGENT = r"""
+import sys
+sys.path[:] = sys.argv[1:]
+import os, resource, select, msgpack, zmq
+
+endpoint = b""
+while chunk := os.read(0, 4096):
+    endpoint += chunk
+context = zmq.Context()
+socket = context.socket(zmq.DEALER)
+socket.RCVTIMEO = 30_000  # ms: never outlive a coordinator that died
+socket.connect(endpoint.decode().strip())
+socket.send(msgpack.packb(["hello"]))
+while True:
+    message = msgpack.unpackb(socket.recv())
+    if message[0] == "stop":
+        break
+    _, task, argv, path = message
+    out = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+    pid = os.posix_spawnp(argv[0], argv, os.environ, file_actions=[
+        (os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0), (os.POSIX_SPAWN_DUP2, out, 1)])
+    os.close(out)
+    pidfd = os.pidfd_open(pid)
+    waiting = select.poll()
+    waiting.register(pidfd, select.POLLIN)
+    waiting.poll()
+    os.close(pidfd)
+    _, status = os.waitpid(pid, 0)
+    socket.send(msgpack.packb(["done", task, os.waitstatus_to_exitcode(status)]))
+socket.close(0)
+context.term()
+usage = resource.getrusage(resource.RUSAGE_SELF)
+with open(os.environ["BENCH_AGENT_USAGE_FILE"], "w") as f:
+    f.write(f"{usage.ru_maxrss} {usage.ru_utime + usage.ru_stime}")
+"""
+
+# The prototype's coordinator (after `agent_code = <AGENT>`). Its usage is recorded at exit
+# exactly as bench_explore's COORDINATOR wrapper records patas's.
+COORDINATOR_BODY = r"""
+import os, sys
+stdin_read, stdin_write = os.pipe()  # both close-on-exec: the agent gets only its fd 0
+agent_pid = os.posix_spawn(sys.executable, [sys.executable, "-S", "-c", agent_code,
+                           *[os.path.abspath(p) for p in sys.path if p]],
+                           os.environ, file_actions=[(os.POSIX_SPAWN_DUP2, stdin_read, 0)])
+os.close(stdin_read)
+agent_pidfd = os.pidfd_open(agent_pid)
+
+import atexit, resource
+def _record_usage():
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    with open(os.environ["BENCH_USAGE_FILE"], "w") as f:
+        f.write(f"{usage.ru_maxrss} {usage.ru_utime + usage.ru_stime}")
+atexit.register(_record_usage)
+
+import gc, select, tempfile, click, msgpack, zmq
+
+SYNC = os.environ.get("FLOOR_SYNC") != "no"
+
+def write_durably(path, data):
+    temporary = path + ".tmp"
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+    os.write(fd, data)
+    if SYNC:
+        os.fsync(fd)
+    os.close(fd)
+    os.rename(temporary, path)
+
+def encode_definition(definition):
+    if os.environ.get("FLOOR_DEFINITION") == "yaml":
+        import yaml
+        return "experiment.yaml", yaml.safe_dump(definition, sort_keys=False).encode()
+    import json
+    return "experiment.json", json.dumps(definition).encode()
+
+def run(command, variables, lab, nodes):
+    experiment = os.path.join(os.path.abspath(lab), "grid")
+    task_folder = os.path.join(experiment, "0")
+    os.makedirs(task_folder)
+    name, data = encode_definition(dict(cmd=command, variables=[list(v) for v in variables],
+                                        nodes=[list(n) for n in nodes]))
+    write_durably(os.path.join(experiment, name), data)
+    private = tempfile.mkdtemp(prefix="floor-")  # mode 0700: only this user may connect
+    endpoint = f"ipc://{private}/broker"
+    context = zmq.Context()
+    router = context.socket(zmq.ROUTER)
+    router.RCVTIMEO = 30_000  # ms: fail, not hang, if the agent never answers
+    router.bind(endpoint)
+    os.write(stdin_write, endpoint.encode() + b"\n")
+    os.close(stdin_write)
+    identity, hello = router.recv_multipart()
+    attempt = os.path.join(task_folder, "attempt-1.stdout")
+    argv = ["bash", "-c", command.format(i=0)]
+    router.send_multipart([identity, msgpack.packb(["task", 0, argv, attempt])])
+    _, task, exit_code = msgpack.unpackb(router.recv_multipart()[1])
+    if SYNC:
+        fd = os.open(attempt, os.O_RDONLY | os.O_CLOEXEC)
+        os.fdatasync(fd)
+        os.close(fd)
+    os.rename(attempt, os.path.join(task_folder, "stdout"))
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
+    journal = os.open(os.path.join(experiment, "journal.jsonl"), flags, 0o644)
+    os.write(journal, b'{"task_id": %d, "outcome": "done", "exit_code": %d}\n' % (task, exit_code))
+    if SYNC:
+        os.fsync(journal)
+    os.close(journal)
+    router.send_multipart([identity, msgpack.packb(["stop"])])
+    exited = select.poll()
+    exited.register(agent_pidfd, select.POLLIN)
+    exited.poll()
+    _, status = os.waitpid(agent_pid, 0)
+    router.close(0)
+    context.term()
+    os.unlink(os.path.join(private, "broker"))
+    os.rmdir(private)
+    if os.waitstatus_to_exitcode(status) != 0 or exit_code != 0:
+        sys.exit(f"agent exit status {os.waitstatus_to_exitcode(status)}, task exit status {exit_code}")
+
+@click.group()
+def cli():
+    pass
+
+@cli.command()
+@click.option("--cmd", "command", required=True)
+@click.option("--va", "variables", type=(str, int, int, int), multiple=True)
+@click.option("-o", "lab", required=True, type=click.Path(file_okay=False))
+@click.option("--node", "nodes", type=(str, int), multiple=True)
+@click.option("-y", "yes", is_flag=True)
+@click.option("-q", "quiet", is_flag=True)
+def explore(command, variables, lab, nodes, yes, quiet):
+    run(command, variables, lab, nodes)
+
+try:
+    cli(prog_name="floor")
+finally:
+    gc.freeze()  # as patas does as it ends: the collections at exit skip every object made so far
+"""
+COORDINATOR = f"agent_code = {AGENT!r}\n{COORDINATOR_BODY}"
+
+
+@dataclass(frozen=True)
+class Measured:
+    """One successful run."""
+
+    wall_s: float
+    total_cpu_s: float
+    coordinator_cpu_s: float | None
+    agent_cpu_s: float | None
+
+
+class RunFailed(Exception):
+    """A run exited non-zero or left wrong output: nothing it measured may be shown."""
+
+
+class AgentCpu(Enum):
+    """How a row's agent CPU is known."""
+
+    NONE = "no agent"
+    OWN = "the agent writes its own RUSAGE_SELF at exit"  # the prototype's
+    SAMPLED = "sampled from /proc"  # patas's, by bench_explore's AgentWatcher
+
+
+@dataclass(frozen=True)
+class Contender:
+    """One row: a command line, what it needs in its environment, and how to check its run."""
+
+    label: str
+    argv: list[str]
+    env: dict[str, str]
+    check: Callable[[Path], str | None]  # the failure, given the scratch folder; None if fine
+    agent: AgentCpu = AgentCpu.NONE
+
+
+def nothing_to_check(scratch: Path) -> str | None:
+    return None
+
+
+def lab_check(definition: str) -> Callable[[Path], str | None]:
+    """The 1-task lab is there: its output, its journal line and its definition."""
+
+    def check(scratch: Path) -> str | None:
+        experiment = scratch / OUT / "grid"
+        journal = experiment / "journal.jsonl"
+        lines = journal.read_text().splitlines() if journal.exists() else []
+        if len(lines) != 1:
+            return f"{journal} holds {len(lines)} lines, expected 1"
+        if not (experiment / definition).is_file():
+            return f"no {experiment / definition}"
+        return output_failure(patas_outputs(scratch), STARTUP_EXPECTED)
+
+    return check
+
+
+def contenders(python: str) -> list[Contender]:
+    prototype = [python, "-c", COORDINATOR, "explore", "--cmd", TASK_COMMAND, "--va", "i", "0", "1", "1",
+                 "-o", OUT, "--node", "localhost", "2", "-y", "-q"]  # fmt: skip
+    (patas,) = startup_contenders([REPO])  # row (d): `env PYTHONPATH=<checkout> python -c COORDINATOR explore ...`
+    patas_argv = [python if word == sys.executable else word for word in patas.argv]
+    return [
+        Contender("python -S -c pass", [python, "-S", "-c", "pass"], {}, nothing_to_check),
+        Contender("python -c pass", [python, "-c", "pass"], {}, nothing_to_check),
+        Contender("python -c 'import click, zmq, msgpack'", [python, "-c", "import click, zmq, msgpack"], {},
+                  nothing_to_check),
+        Contender("python -S -c 'import zmq, msgpack' (the agent's floor)",
+                  [python, "-S", "-c", f"import sys; sys.path[:] = {site_path(python)!r}; import zmq, msgpack"], {},
+                  nothing_to_check),
+        Contender(PROTOTYPE, prototype, {DEFINITION_FORMAT: "json"}, lab_check("experiment.json"), AgentCpu.OWN),
+        Contender(f"{PROTOTYPE}, no fsync", prototype, {DEFINITION_FORMAT: "json", SYNC: "no"},
+                  lab_check("experiment.json"), AgentCpu.OWN),
+        Contender(f"{PROTOTYPE} + PyYAML", prototype, {DEFINITION_FORMAT: "yaml"}, lab_check("experiment.yaml"),
+                  AgentCpu.OWN),
+        Contender(PATAS, patas_argv, {}, lab_check("experiment.yaml"), AgentCpu.SAMPLED),
+    ]
+
+
+def site_path(python: str) -> list[str]:
+    """The import path `python` has with its `site`: what the agents get on their command line."""
+    show = "import os, sys; print(os.pathsep.join(os.path.abspath(p) for p in sys.path if p))"
+    found = subprocess.run([python, "-c", show], capture_output=True, text=True, cwd=tempfile.gettempdir())
+    if found.returncode != 0:
+        raise RunFailed(f"{python} does not start: {found.stderr.strip()[-300:]}")
+    return found.stdout.strip().split(os.pathsep)
+
+
+def run_once(contender: Contender, scratch: Path) -> Measured:
+    """One timed run, from starting the command to its exit; RunFailed if it failed."""
+    for leftover in (USAGE_FILE, AGENT_USAGE_FILE):
+        (scratch / leftover).unlink(missing_ok=True)
+    env = {**bench_environment(scratch), **contender.env}
+    if contender.agent is AgentCpu.OWN:  # the prototype; its private socket folder goes in the scratch folder too
+        env.update(BENCH_AGENT_USAGE_FILE=str(scratch / AGENT_USAGE_FILE), TMPDIR=str(scratch))
+    os.sync()  # do not make this run pay for the previous run's dirty pages
+    try:
+        cpu_before = children_cpu_s()
+        wall_s, sampled_agent_s = timed_run(contender, env, scratch)
+        total_cpu_s = children_cpu_s() - cpu_before
+        failure = contender.check(scratch)
+        if failure:
+            raise RunFailed(failure)
+        return Measured(wall_s, total_cpu_s, *process_cpu(contender, scratch, sampled_agent_s))
+    finally:
+        shutil.rmtree(scratch / OUT, ignore_errors=True)
+
+
+def timed_run(contender: Contender, env: dict[str, str], scratch: Path) -> tuple[float, float | None]:
+    """Wall seconds from start to exit, and the agent's CPU sampled meanwhile (patas's rows)."""
+    with open(scratch / "stderr", "w+") as stderr:
+        started = time.perf_counter()
+        process = subprocess.Popen(contender.argv, cwd=scratch, env=env, stdin=subprocess.DEVNULL,
+                                   stdout=subprocess.DEVNULL, stderr=stderr)
+        watcher = AgentWatcher(process.pid) if contender.agent is AgentCpu.SAMPLED else None
+        if watcher:
+            watcher.start()
+        try:
+            returncode = process.wait(RUN_TIMEOUT_S)
+            wall_s = time.perf_counter() - started
+        except subprocess.TimeoutExpired:
+            raise RunFailed(f"still running after {RUN_TIMEOUT_S:.0f} s") from None
+        finally:
+            if process.poll() is None:  # it hung, or this script was interrupted
+                process.kill()
+                process.wait()
+            sampled_agent_s = watcher.finish() if watcher else None
+        if returncode != 0:
+            stderr.seek(0)
+            last_lines = " / ".join(stderr.read().strip().splitlines()[-2:])
+            raise RunFailed(f"exit status {returncode}: {last_lines}")
+    return wall_s, sampled_agent_s
+
+
+def process_cpu(contender: Contender, scratch: Path, sampled_agent_s: float | None) -> tuple[float | None, float | None]:
+    """The coordinator's and the agent's own CPU seconds (None for rows without them)."""
+    if contender.agent is AgentCpu.NONE:
+        return None, None
+    coordinator = read_usage(scratch / USAGE_FILE)
+    if coordinator is None:
+        raise RunFailed("the coordinator wrote no usage at exit")
+    if contender.agent is AgentCpu.SAMPLED:
+        if sampled_agent_s is None:
+            raise RunFailed("the agent was never seen among the coordinator's children")
+        return coordinator.cpu_s, sampled_agent_s
+    agent = read_usage(scratch / AGENT_USAGE_FILE)
+    if agent is None:
+        raise RunFailed("the agent wrote no usage at exit")
+    return coordinator.cpu_s, agent.cpu_s
+
+
+def children_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+# --- the table -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Row:
+    python: str
+    label: str
+    runs: list[Measured]
+
+    @property
+    def best(self) -> Measured:
+        """The fastest round, the least disturbed: the CPU columns describe it too."""
+        return min(self.runs, key=lambda r: r.wall_s)
+
+    @property
+    def median_s(self) -> float:
+        return statistics.median(r.wall_s for r in self.runs)
+
+
+def cell(value: float | None, digits: int = 3) -> str:
+    return "" if value is None else f"{value:.{digits}f}"
+
+
+def table(rows: list[Row]) -> str:
+    """A markdown table, each interpreter's rows with their ratios to its prototype's."""
+    lines = ["| python | row | best s | median s | best / prototype | median / prototype | CPU s all | "
+             "coordinator | agent |", "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for row in rows:
+        prototype = next(r for r in rows if r.python == row.python and r.label == PROTOTYPE)
+        best = row.best
+        lines.append(f"| {row.python} | {row.label} | {cell(best.wall_s)} | {cell(row.median_s)} | "
+                     f"{best.wall_s / prototype.best.wall_s:.2f}x | {row.median_s / prototype.median_s:.2f}x | "
+                     f"{cell(best.total_cpu_s)} | {cell(best.coordinator_cpu_s)} | {cell(best.agent_cpu_s)} |")
+    return "\n".join(lines)
+
+
+def verdicts(rows: list[Row]) -> list[str]:
+    lines = []
+    for python in dict.fromkeys(r.python for r in rows):
+        floor = next(r for r in rows if r.python == python and r.label == PROTOTYPE).best.wall_s
+        patas = next(r for r in rows if r.python == python and r.label == PATAS).best.wall_s
+        reachable = "within" if floor <= TARGET_STARTUP_S else "above"
+        lines.append(f"{python}: floor {floor:.3f} s, {reachable} the {TARGET_STARTUP_S} s target "
+                     f"({floor - TARGET_STARTUP_S:+.3f} s); patas {patas:.3f} s, {patas / floor:.2f}x the floor "
+                     f"({patas - floor:+.3f} s), {'meets' if patas <= TARGET_STARTUP_S else 'misses'} the target "
+                     f"({patas - TARGET_STARTUP_S:+.3f} s)")
+    return lines
+
+
+# --- main ------------------------------------------------------------------------------------
+
+
+def measure(pythons: list[str], rounds: int, scratch: Path) -> tuple[list[Row], list[float]]:
+    """Every row of every interpreter once untimed (bytecode cached, page cache warm), then once
+    per round, interleaved; the 1-minute load average before each round and after the last."""
+    everything = [(python, c) for python in pythons for c in contenders(python)]
+    for python, contender in everything:
+        attempt(python, contender, scratch, "warm-up")
+    runs: dict[tuple[str, str], list[Measured]] = {(p, c.label): [] for p, c in everything}
+    loads = []
+    for number in range(1, rounds + 1):
+        loads.append(os.getloadavg()[0])
+        print(f"round {number}/{rounds} (load {loads[-1]:.2f})", file=sys.stderr, flush=True)
+        for python, contender in everything:
+            runs[python, contender.label].append(attempt(python, contender, scratch, f"round {number}"))
+    loads.append(os.getloadavg()[0])
+    return [Row(p, label, measured) for (p, label), measured in runs.items()], loads
+
+
+def attempt(python: str, contender: Contender, scratch: Path, when: str) -> Measured:
+    try:
+        return run_once(contender, scratch)
+    except RunFailed as failure:
+        raise RunFailed(f"{contender.label} with {python} failed ({when}): {failure}") from None
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=DEFAULT_ROUNDS, help=f"interleaved rounds (default {DEFAULT_ROUNDS})")
+    parser.add_argument("--python", nargs="+", default=[sys.executable], metavar="PATH",
+                        help="the interpreters to measure, each in its own rows (default: this one)")
+    arguments = parser.parse_args()
+    if arguments.rounds < 1:
+        parser.error("--rounds must be at least 1")
+    missing = [p for p in arguments.python if not (shutil.which(p) and os.access(shutil.which(p), os.X_OK))]
+    if missing:
+        parser.error(f"--python: no such interpreter: {', '.join(missing)}")
+    scratch = Path(tempfile.mkdtemp(prefix="patas-startup-floor-"))
+    try:
+        rows, loads = measure(arguments.python, arguments.rounds, scratch)
+    except RunFailed as failure:
+        print(f"Error: {failure}", file=sys.stderr)
+        return 1
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    print(f"1 task, launch → exit; best of {arguments.rounds} interleaved round(s), median beside it, CPU of the "
+          f"best round; {os.cpu_count()} cores; 1-minute load {loads[0]:.2f} before, {loads[-1]:.2f} after "
+          f"(range {min(loads):.2f}–{max(loads):.2f})\n")
+    print(table(rows))
+    print()
+    for line in verdicts(rows):
+        print(f"- {line}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
