@@ -38,6 +38,7 @@ from __future__ import annotations
 import argparse
 import os
 import resource
+import select
 import shutil
 import statistics
 import subprocess
@@ -329,10 +330,11 @@ def timed_run(contender: Contender, env: dict[str, str], scratch: Path) -> tuple
         if watcher:
             watcher.start()
         try:
-            returncode = process.wait(RUN_TIMEOUT_S)
+            exited = wait_for_exit(process, RUN_TIMEOUT_S)
             wall_s = time.perf_counter() - started
-        except subprocess.TimeoutExpired:
-            raise RunFailed(f"still running after {RUN_TIMEOUT_S:.0f} s") from None
+            if not exited:
+                raise RunFailed(f"still running after {RUN_TIMEOUT_S:.0f} s")
+            returncode = process.wait()
         finally:
             if process.poll() is None:  # it hung, or this script was interrupted
                 process.kill()
@@ -343,6 +345,18 @@ def timed_run(contender: Contender, env: dict[str, str], scratch: Path) -> tuple
             last_lines = " / ".join(stderr.read().strip().splitlines()[-2:])
             raise RunFailed(f"exit status {returncode}: {last_lines}")
     return wall_s, sampled_agent_s
+
+
+def wait_for_exit(process: subprocess.Popen[bytes], timeout_s: float) -> bool:
+    """Whether `process` exited within `timeout_s`, seen the moment it does (on its pidfd):
+    `Popen.wait(timeout)` polls with sleeps of up to 50 ms, which would round every time up."""
+    pidfd = os.pidfd_open(process.pid)
+    try:
+        waiting = select.poll()
+        waiting.register(pidfd, select.POLLIN)
+        return bool(waiting.poll(timeout_s * 1000))
+    finally:
+        os.close(pidfd)
 
 
 def process_cpu(contender: Contender, scratch: Path, sampled_agent_s: float | None) -> tuple[float | None, float | None]:
@@ -421,7 +435,8 @@ def verdicts(rows: list[Row]) -> list[str]:
 
 def measure(pythons: list[str], rounds: int, scratch: Path) -> tuple[list[Row], list[float]]:
     """Every row of every interpreter once untimed (bytecode cached, page cache warm), then once
-    per round, interleaved; the 1-minute load average before each round and after the last."""
+    per round, interleaved, every other round in reverse; the 1-minute load average before each
+    round and after the last."""
     everything = [(python, c) for python in pythons for c in contenders(python)]
     for python, contender in everything:
         attempt(python, contender, scratch, "warm-up")
@@ -430,7 +445,8 @@ def measure(pythons: list[str], rounds: int, scratch: Path) -> tuple[list[Row], 
     for number in range(1, rounds + 1):
         loads.append(os.getloadavg()[0])
         print(f"round {number}/{rounds} (load {loads[-1]:.2f})", file=sys.stderr, flush=True)
-        for python, contender in everything:
+        in_order = everything if number % 2 else everything[::-1]  # no row always right after the same one
+        for python, contender in in_order:
             runs[python, contender.label].append(attempt(python, contender, scratch, f"round {number}"))
     loads.append(os.getloadavg()[0])
     return [Row(p, label, measured) for (p, label), measured in runs.items()], loads
