@@ -23,7 +23,8 @@ The prototype pays what any design like patas's must pay for one task, and nothi
 Rows, for each interpreter given with --python, interleaved over the rounds: `python -S -c pass`,
 `python -c pass`, `python -c 'import click, zmq, msgpack'` (the coordinator's imports), `python -S`
 importing zmq and msgpack on the same import path (the agent's), the prototype, the prototype
-without any fsync, the prototype with PyYAML, and patas itself (row (d) of bench_explore.py: the same command line and COORDINATOR
+without any fsync, the prototype with both processes ending by `os._exit` (no interpreter
+finalization), the prototype with PyYAML, and patas itself (row (d) of bench_explore.py: the same command line and COORDINATOR
 wrapper, this checkout on PYTHONPATH). Each row: best and median wall time from starting the
 command to its exit, and the CPU of the best round: all its processes (RUSAGE_CHILDREN), the
 coordinator alone (its own RUSAGE_SELF at exit) and the agent alone (the prototype's agent writes
@@ -36,6 +37,7 @@ whole benchmark with one line and exit status 1: no number is printed for a run 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import resource
 import select
@@ -70,6 +72,7 @@ AGENT_USAGE_FILE = "agent_usage"  # where the prototype's agent writes its own C
 # Environment variables the prototype's coordinator reads.
 DEFINITION_FORMAT = "FLOOR_DEFINITION"  # "json" or "yaml"
 SYNC = "FLOOR_SYNC"  # "no": no fsync at all (the row that shows what the three fsyncs cost)
+EXIT = "FLOOR_EXIT"  # "os._exit": both processes end without the interpreter's finalization
 TASK_COMMAND = "echo {i}"
 RUN_TIMEOUT_S = 60.0  # a run taking longer has hung: it fails
 PROTOTYPE = "prototype"  # the row every other is compared with
@@ -78,22 +81,30 @@ PATAS = "patas, 1 task (row (d))"
 # The prototype's agent. Its import path comes after -c's code on its command line, as patas's
 # AGENT_BOOT takes it; the endpoint comes on its stdin once the coordinator has bound it.
 AGENT = r"""
-import sys
+import os, sys, time
+marks = [("agent: first line", time.perf_counter())]
+trace = os.environ.get("FLOOR_TRACE")  # where to write the marks: only in the timeline's runs
+mark = (lambda name: marks.append((name, time.perf_counter()))) if trace else (lambda name: None)
 sys.path[:] = sys.argv[1:]
-import os, resource, select, msgpack, zmq
+import resource, select, msgpack, zmq
 
+mark("agent: imported zmq, msgpack")
 endpoint = b""
 while chunk := os.read(0, 4096):
     endpoint += chunk
+mark("agent: got the endpoint")
 context = zmq.Context()
 socket = context.socket(zmq.DEALER)
 socket.RCVTIMEO = 30_000  # ms: never outlive a coordinator that died
 socket.connect(endpoint.decode().strip())
 socket.send(msgpack.packb(["hello"]))
+mark("agent: hello sent")
 while True:
     message = msgpack.unpackb(socket.recv())
     if message[0] == "stop":
+        mark("agent: stop received")
         break
+    mark("agent: task received")
     _, task, argv, path = message
     out = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
     pid = os.posix_spawnp(argv[0], argv, os.environ, file_actions=[
@@ -105,33 +116,49 @@ while True:
     waiting.poll()
     os.close(pidfd)
     _, status = os.waitpid(pid, 0)
+    mark("agent: task exited")
     socket.send(msgpack.packb(["done", task, os.waitstatus_to_exitcode(status)]))
 socket.close(0)
 context.term()
+mark("agent: done")
 usage = resource.getrusage(resource.RUSAGE_SELF)
 with open(os.environ["BENCH_AGENT_USAGE_FILE"], "w") as f:
     f.write(f"{usage.ru_maxrss} {usage.ru_utime + usage.ru_stime}")
+if trace:
+    with open(trace + ".agent", "w") as f:
+        f.writelines(f"{t} {name}\n" for name, t in marks)
+if os.environ.get("FLOOR_EXIT") == "os._exit":
+    os._exit(0)  # skips the interpreter's finalization: nothing is left to flush
 """
 
 # The prototype's coordinator (after `agent_code = <AGENT>`). Its usage is recorded at exit
 # exactly as bench_explore's COORDINATOR wrapper records patas's.
 COORDINATOR_BODY = r"""
-import os, sys
+import os, sys, time
+marks = [("coordinator: first line", time.perf_counter())]
+trace = os.environ.get("FLOOR_TRACE")  # where to write the marks: only in the timeline's runs
+mark = (lambda name: marks.append((name, time.perf_counter()))) if trace else (lambda name: None)
 stdin_read, stdin_write = os.pipe()  # both close-on-exec: the agent gets only its fd 0
 agent_pid = os.posix_spawn(sys.executable, [sys.executable, "-S", "-c", agent_code,
                            *[os.path.abspath(p) for p in sys.path if p]],
                            os.environ, file_actions=[(os.POSIX_SPAWN_DUP2, stdin_read, 0)])
 os.close(stdin_read)
 agent_pidfd = os.pidfd_open(agent_pid)
+mark("coordinator: agent started")
 
 import atexit, resource
 def _record_usage():
+    mark("coordinator: exiting")
     usage = resource.getrusage(resource.RUSAGE_SELF)
     with open(os.environ["BENCH_USAGE_FILE"], "w") as f:
         f.write(f"{usage.ru_maxrss} {usage.ru_utime + usage.ru_stime}")
+    if trace:
+        with open(trace + ".coordinator", "w") as f:
+            f.writelines(f"{t} {name}\n" for name, t in marks)
 atexit.register(_record_usage)
 
 import gc, select, tempfile, click, msgpack, zmq
+mark("coordinator: imported click, zmq, msgpack")
 
 SYNC = os.environ.get("FLOOR_SYNC") != "no"
 
@@ -152,12 +179,14 @@ def encode_definition(definition):
     return "experiment.json", json.dumps(definition).encode()
 
 def run(command, variables, lab, nodes):
+    mark("coordinator: command line parsed")
     experiment = os.path.join(os.path.abspath(lab), "grid")
     task_folder = os.path.join(experiment, "0")
     os.makedirs(task_folder)
     name, data = encode_definition(dict(cmd=command, variables=[list(v) for v in variables],
                                         nodes=[list(n) for n in nodes]))
     write_durably(os.path.join(experiment, name), data)
+    mark("coordinator: lab and definition written")
     private = tempfile.mkdtemp(prefix="floor-")  # mode 0700: only this user may connect
     endpoint = f"ipc://{private}/broker"
     context = zmq.Context()
@@ -166,11 +195,14 @@ def run(command, variables, lab, nodes):
     router.bind(endpoint)
     os.write(stdin_write, endpoint.encode() + b"\n")
     os.close(stdin_write)
+    mark("coordinator: bound, endpoint sent")
     identity, hello = router.recv_multipart()
+    mark("coordinator: hello received")
     attempt = os.path.join(task_folder, "attempt-1.stdout")
     argv = ["bash", "-c", command.format(i=0)]
     router.send_multipart([identity, msgpack.packb(["task", 0, argv, attempt])])
     _, task, exit_code = msgpack.unpackb(router.recv_multipart()[1])
+    mark("coordinator: completion received")
     if SYNC:
         fd = os.open(attempt, os.O_RDONLY | os.O_CLOEXEC)
         os.fdatasync(fd)
@@ -182,17 +214,22 @@ def run(command, variables, lab, nodes):
     if SYNC:
         os.fsync(journal)
     os.close(journal)
+    mark("coordinator: output and journal durable")
     router.send_multipart([identity, msgpack.packb(["stop"])])
     exited = select.poll()
     exited.register(agent_pidfd, select.POLLIN)
     exited.poll()
     _, status = os.waitpid(agent_pid, 0)
+    mark("coordinator: agent exited")
     router.close(0)
     context.term()
     os.unlink(os.path.join(private, "broker"))
     os.rmdir(private)
     if os.waitstatus_to_exitcode(status) != 0 or exit_code != 0:
         sys.exit(f"agent exit status {os.waitstatus_to_exitcode(status)}, task exit status {exit_code}")
+    if os.environ.get("FLOOR_EXIT") == "os._exit":
+        _record_usage()
+        os._exit(0)  # skips the interpreter's finalization: nothing is left to flush
 
 @click.group()
 def cli():
@@ -220,6 +257,7 @@ COORDINATOR = f"agent_code = {AGENT!r}\n{COORDINATOR_BODY}"
 class Measured:
     """One successful run."""
 
+    launched_at: float  # perf_counter() as the command started: the timeline's origin
     wall_s: float
     total_cpu_s: float
     coordinator_cpu_s: float | None
@@ -285,6 +323,8 @@ def contenders(python: str) -> list[Contender]:
         Contender(PROTOTYPE, prototype, {DEFINITION_FORMAT: "json"}, lab_check("experiment.json"), AgentCpu.OWN),
         Contender(f"{PROTOTYPE}, no fsync", prototype, {DEFINITION_FORMAT: "json", SYNC: "no"},
                   lab_check("experiment.json"), AgentCpu.OWN),
+        Contender(f"{PROTOTYPE}, both exit by os._exit", prototype, {DEFINITION_FORMAT: "json", EXIT: "os._exit"},
+                  lab_check("experiment.json"), AgentCpu.OWN),
         Contender(f"{PROTOTYPE} + PyYAML", prototype, {DEFINITION_FORMAT: "yaml"}, lab_check("experiment.yaml"),
                   AgentCpu.OWN),
         Contender(PATAS, patas_argv, {}, lab_check("experiment.yaml"), AgentCpu.SAMPLED),
@@ -310,18 +350,19 @@ def run_once(contender: Contender, scratch: Path) -> Measured:
     os.sync()  # do not make this run pay for the previous run's dirty pages
     try:
         cpu_before = children_cpu_s()
-        wall_s, sampled_agent_s = timed_run(contender, env, scratch)
+        launched_at, wall_s, sampled_agent_s = timed_run(contender, env, scratch)
         total_cpu_s = children_cpu_s() - cpu_before
         failure = contender.check(scratch)
         if failure:
             raise RunFailed(failure)
-        return Measured(wall_s, total_cpu_s, *process_cpu(contender, scratch, sampled_agent_s))
+        return Measured(launched_at, wall_s, total_cpu_s, *process_cpu(contender, scratch, sampled_agent_s))
     finally:
         shutil.rmtree(scratch / OUT, ignore_errors=True)
 
 
-def timed_run(contender: Contender, env: dict[str, str], scratch: Path) -> tuple[float, float | None]:
-    """Wall seconds from start to exit, and the agent's CPU sampled meanwhile (patas's rows)."""
+def timed_run(contender: Contender, env: dict[str, str], scratch: Path) -> tuple[float, float, float | None]:
+    """When it started, wall seconds from start to exit, and the agent's CPU sampled meanwhile
+    (patas's rows)."""
     with open(scratch / "stderr", "w+") as stderr:
         started = time.perf_counter()
         process = subprocess.Popen(contender.argv, cwd=scratch, env=env, stdin=subprocess.DEVNULL,
@@ -344,7 +385,7 @@ def timed_run(contender: Contender, env: dict[str, str], scratch: Path) -> tuple
             stderr.seek(0)
             last_lines = " / ".join(stderr.read().strip().splitlines()[-2:])
             raise RunFailed(f"exit status {returncode}: {last_lines}")
-    return wall_s, sampled_agent_s
+    return started, wall_s, sampled_agent_s
 
 
 def wait_for_exit(process: subprocess.Popen[bytes], timeout_s: float) -> bool:
@@ -430,6 +471,55 @@ def verdicts(rows: list[Row]) -> list[str]:
     return lines
 
 
+# --- the prototype's timeline ------------------------------------------------------------------
+
+TRACE = "FLOOR_TRACE"  # the prototype's processes write their marks to this path + ".coordinator"/".agent"
+EXIT_MARK = "exit, as the benchmark sees it"
+
+
+def timeline(pythons: list[str], rounds: int, scratch: Path) -> dict[str, dict[str, float]]:
+    """Per interpreter, the median ms from launch to each mark the prototype's two processes
+    make (rounds runs each, interleaved), untimed runs of their own so that the table's rows
+    never pay for the marks."""
+    marks: dict[str, dict[str, list[float]]] = {python: {} for python in pythons}
+    traced = {python: next(c for c in contenders(python) if c.label == PROTOTYPE) for python in pythons}
+    trace = scratch / "trace"
+    for number in range(1, rounds + 1):
+        for python in pythons:
+            contender = dataclasses.replace(traced[python], env={**traced[python].env, TRACE: str(trace)})
+            run = attempt(python, contender, scratch, f"timeline round {number}")
+            for name, at in read_marks(trace, python):
+                marks[python].setdefault(name, []).append((at - run.launched_at) * 1000)
+            marks[python].setdefault(EXIT_MARK, []).append(run.wall_s * 1000)
+    return {python: {name: statistics.median(ms) for name, ms in by_name.items()} for python, by_name in marks.items()}
+
+
+def read_marks(trace: Path, python: str) -> list[tuple[str, float]]:
+    marks = []
+    for role in ("coordinator", "agent"):
+        path = trace.with_name(f"{trace.name}.{role}")
+        try:
+            lines = path.read_text().splitlines()
+        except FileNotFoundError:
+            raise RunFailed(f"{PROTOTYPE} with {python} wrote no {role} marks to {path}") from None
+        path.unlink()
+        for line in lines:
+            at, name = line.split(" ", 1)
+            marks.append((name, float(at)))
+    return marks
+
+
+def timeline_table(medians: dict[str, dict[str, float]]) -> str:
+    pythons = list(medians)
+    first = medians[pythons[0]]
+    names = sorted(first, key=first.__getitem__)
+    lines = ["| the prototype: median ms from launch | " + " | ".join(pythons) + " |",
+             "| --- |" + " ---: |" * len(pythons)]
+    lines += [f"| {name} | " + " | ".join(f"{medians[p].get(name, float('nan')):.1f}" for p in pythons) + " |"
+              for name in names]
+    return "\n".join(lines)
+
+
 # --- main ------------------------------------------------------------------------------------
 
 
@@ -464,6 +554,9 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=DEFAULT_ROUNDS, help=f"interleaved rounds (default {DEFAULT_ROUNDS})")
     parser.add_argument("--python", nargs="+", default=[sys.executable], metavar="PATH",
                         help="the interpreters to measure, each in its own rows (default: this one)")
+    parser.add_argument("--timeline", action="store_true",
+                        help="then run the prototype --rounds more times per interpreter, marking its steps, "
+                             "and print the median time from launch to each")
     arguments = parser.parse_args()
     if arguments.rounds < 1:
         parser.error("--rounds must be at least 1")
@@ -473,6 +566,7 @@ def main() -> int:
     scratch = Path(tempfile.mkdtemp(prefix="patas-startup-floor-"))
     try:
         rows, loads = measure(arguments.python, arguments.rounds, scratch)
+        medians = timeline(arguments.python, arguments.rounds, scratch) if arguments.timeline else None
     except RunFailed as failure:
         print(f"Error: {failure}", file=sys.stderr)
         return 1
@@ -485,6 +579,8 @@ def main() -> int:
     print()
     for line in verdicts(rows):
         print(f"- {line}")
+    if medians:
+        print(f"\n{timeline_table(medians)}")
     return 0
 
 
