@@ -24,14 +24,17 @@ Rows, for each interpreter given with --python, interleaved over the rounds: `py
 `python -c pass`, `python -c 'import click, zmq, msgpack'` (the coordinator's imports), `python -S`
 importing zmq and msgpack on the same import path (the agent's), the prototype, the prototype
 without any fsync, the prototype with both processes ending by `os._exit` (no interpreter
-finalization), the prototype with PyYAML, and patas itself (row (d) of bench_explore.py: the same command line and COORDINATOR
-wrapper, this checkout on PYTHONPATH). Each row: best and median wall time from starting the
-command to its exit, and the CPU of the best round: all its processes (RUSAGE_CHILDREN), the
-coordinator alone (its own RUSAGE_SELF at exit) and the agent alone (the prototype's agent writes
+finalization), the prototype with PyYAML, and patas itself (row (d) of bench_explore.py: the same
+command line and COORDINATOR wrapper, this checkout on PYTHONPATH). Each row: best and median
+wall time from starting the command to its exit, and the median CPU over the rounds: all its
+processes (RUSAGE_CHILDREN), the coordinator alone (its own RUSAGE_SELF at exit) and the agent alone (the prototype's agent writes
 its own RUSAGE_SELF at exit; patas's is sampled from /proc every 20 ms, as bench_explore does, so
 it may miss the agent's last few milliseconds). Bytecode is cached as after an install (every row
 runs once untimed first), even where PYTHONDONTWRITEBYTECODE is set. Any failed run aborts the
 whole benchmark with one line and exit status 1: no number is printed for a run that failed.
+
+--timeline then runs the prototype --rounds more times per interpreter with its steps marked
+(perf_counter, the same clock in every process) and prints the median ms from launch to each.
 """
 
 from __future__ import annotations
@@ -433,12 +436,17 @@ class Row:
 
     @property
     def best(self) -> Measured:
-        """The fastest round, the least disturbed: the CPU columns describe it too."""
+        """The fastest round: the least disturbed."""
         return min(self.runs, key=lambda r: r.wall_s)
 
     @property
     def median_s(self) -> float:
         return statistics.median(r.wall_s for r in self.runs)
+
+    def median_cpu_s(self, of: Callable[[Measured], float | None]) -> float | None:
+        """The median over the rounds: steadier than any one round's CPU."""
+        values = [v for v in map(of, self.runs) if v is not None]
+        return statistics.median(values) if values else None
 
 
 def cell(value: float | None, digits: int = 3) -> str:
@@ -447,14 +455,15 @@ def cell(value: float | None, digits: int = 3) -> str:
 
 def table(rows: list[Row]) -> str:
     """A markdown table, each interpreter's rows with their ratios to its prototype's."""
-    lines = ["| python | row | best s | median s | best / prototype | median / prototype | CPU s all | "
+    lines = ["| python | row | best s | median s | best / prototype | median / prototype | median CPU s: all | "
              "coordinator | agent |", "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for row in rows:
         prototype = next(r for r in rows if r.python == row.python and r.label == PROTOTYPE)
-        best = row.best
-        lines.append(f"| {row.python} | {row.label} | {cell(best.wall_s)} | {cell(row.median_s)} | "
-                     f"{best.wall_s / prototype.best.wall_s:.2f}x | {row.median_s / prototype.median_s:.2f}x | "
-                     f"{cell(best.total_cpu_s)} | {cell(best.coordinator_cpu_s)} | {cell(best.agent_cpu_s)} |")
+        cpu = [row.median_cpu_s(lambda r: r.total_cpu_s), row.median_cpu_s(lambda r: r.coordinator_cpu_s),
+               row.median_cpu_s(lambda r: r.agent_cpu_s)]
+        lines.append(f"| {row.python} | {row.label} | {cell(row.best.wall_s)} | {cell(row.median_s)} | "
+                     f"{row.best.wall_s / prototype.best.wall_s:.2f}x | {row.median_s / prototype.median_s:.2f}x | "
+                     + " | ".join(map(cell, cpu)) + " |")
     return "\n".join(lines)
 
 
@@ -572,8 +581,8 @@ def main() -> int:
         return 1
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    print(f"1 task, launch → exit; best of {arguments.rounds} interleaved round(s), median beside it, CPU of the "
-          f"best round; {os.cpu_count()} cores; 1-minute load {loads[0]:.2f} before, {loads[-1]:.2f} after "
+    print(f"1 task, launch → exit; best of {arguments.rounds} interleaved round(s), median beside it, CPU the "
+          f"median of the rounds; {os.cpu_count()} cores; 1-minute load {loads[0]:.2f} before, {loads[-1]:.2f} after "
           f"(range {min(loads):.2f}–{max(loads):.2f})\n")
     print(table(rows))
     print()
