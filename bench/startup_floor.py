@@ -33,8 +33,9 @@ it may miss the agent's last few milliseconds). Bytecode is cached as after an i
 runs once untimed first), even where PYTHONDONTWRITEBYTECODE is set. Any failed run aborts the
 whole benchmark with one line and exit status 1: no number is printed for a run that failed.
 
---timeline then runs the prototype --rounds more times per interpreter with its steps marked
-(perf_counter, the same clock in every process) and prints the median ms from launch to each.
+--timeline adds to every round a run of the prototype with its steps marked (perf_counter, the
+same clock in every process; a run of its own, so that no row pays for the marks) and prints the
+median ms from launch to each.
 """
 
 from __future__ import annotations
@@ -486,21 +487,19 @@ TRACE = "FLOOR_TRACE"  # the prototype's processes write their marks to this pat
 EXIT_MARK = "exit, as the benchmark sees it"
 
 
-def timeline(pythons: list[str], rounds: int, scratch: Path) -> dict[str, dict[str, float]]:
-    """Per interpreter, the median ms from launch to each mark the prototype's two processes
-    make (rounds runs each, interleaved), untimed runs of their own so that the table's rows
-    never pay for the marks."""
-    marks: dict[str, dict[str, list[float]]] = {python: {} for python in pythons}
-    traced = {python: next(c for c in contenders(python) if c.label == PROTOTYPE) for python in pythons}
-    trace = scratch / "trace"
-    for number in range(1, rounds + 1):
-        for python in pythons:
-            contender = dataclasses.replace(traced[python], env={**traced[python].env, TRACE: str(trace)})
-            run = attempt(python, contender, scratch, f"timeline round {number}")
-            for name, at in read_marks(trace, python):
-                marks[python].setdefault(name, []).append((at - run.launched_at) * 1000)
-            marks[python].setdefault(EXIT_MARK, []).append(run.wall_s * 1000)
-    return {python: {name: statistics.median(ms) for name, ms in by_name.items()} for python, by_name in marks.items()}
+TRACED = f"{PROTOTYPE}, marking its steps"  # the timeline's runs, never a row of the table
+
+
+def traced_contender(python: str, scratch: Path) -> Contender:
+    prototype = next(c for c in contenders(python) if c.label == PROTOTYPE)
+    return dataclasses.replace(prototype, label=TRACED, env={**prototype.env, TRACE: str(scratch / "trace")})
+
+
+def add_marks(marks: dict[str, list[float]], run: Measured, scratch: Path, python: str) -> None:
+    """The marks of a traced run, as ms from its launch, by name."""
+    for name, at in read_marks(scratch / "trace", python):
+        marks.setdefault(name, []).append((at - run.launched_at) * 1000)
+    marks.setdefault(EXIT_MARK, []).append(run.wall_s * 1000)
 
 
 def read_marks(trace: Path, python: str) -> list[tuple[str, float]]:
@@ -532,23 +531,32 @@ def timeline_table(medians: dict[str, dict[str, float]]) -> str:
 # --- main ------------------------------------------------------------------------------------
 
 
-def measure(pythons: list[str], rounds: int, scratch: Path) -> tuple[list[Row], list[float]]:
+def measure(pythons: list[str], rounds: int, scratch: Path,
+            with_timeline: bool) -> tuple[list[Row], dict[str, dict[str, float]], list[float]]:
     """Every row of every interpreter once untimed (bytecode cached, page cache warm), then once
-    per round, interleaved, every other round in reverse; the 1-minute load average before each
-    round and after the last."""
+    per round, interleaved, every other round in reverse; with_timeline, a traced run of the
+    prototype among them (so under the same load), whose marks' medians come back per
+    interpreter; and the 1-minute load average before each round and after the last."""
     everything = [(python, c) for python in pythons for c in contenders(python)]
+    everything += [(python, traced_contender(python, scratch)) for python in pythons if with_timeline]
     for python, contender in everything:
         attempt(python, contender, scratch, "warm-up")
     runs: dict[tuple[str, str], list[Measured]] = {(p, c.label): [] for p, c in everything}
+    marks: dict[str, dict[str, list[float]]] = {python: {} for python in pythons if with_timeline}
     loads = []
     for number in range(1, rounds + 1):
         loads.append(os.getloadavg()[0])
         print(f"round {number}/{rounds} (load {loads[-1]:.2f})", file=sys.stderr, flush=True)
         in_order = everything if number % 2 else everything[::-1]  # no row always right after the same one
         for python, contender in in_order:
-            runs[python, contender.label].append(attempt(python, contender, scratch, f"round {number}"))
+            run = attempt(python, contender, scratch, f"round {number}")
+            runs[python, contender.label].append(run)
+            if contender.label == TRACED:
+                add_marks(marks[python], run, scratch, python)
     loads.append(os.getloadavg()[0])
-    return [Row(p, label, measured) for (p, label), measured in runs.items()], loads
+    rows = [Row(p, label, measured) for (p, label), measured in runs.items() if label != TRACED]
+    medians = {python: {name: statistics.median(ms) for name, ms in by_name.items()} for python, by_name in marks.items()}
+    return rows, medians, loads
 
 
 def attempt(python: str, contender: Contender, scratch: Path, when: str) -> Measured:
@@ -564,8 +572,8 @@ def main() -> int:
     parser.add_argument("--python", nargs="+", default=[sys.executable], metavar="PATH",
                         help="the interpreters to measure, each in its own rows (default: this one)")
     parser.add_argument("--timeline", action="store_true",
-                        help="then run the prototype --rounds more times per interpreter, marking its steps, "
-                             "and print the median time from launch to each")
+                        help="also run the prototype once a round marking its steps, and print the median "
+                             "time from launch to each")
     arguments = parser.parse_args()
     if arguments.rounds < 1:
         parser.error("--rounds must be at least 1")
@@ -574,8 +582,7 @@ def main() -> int:
         parser.error(f"--python: no such interpreter: {', '.join(missing)}")
     scratch = Path(tempfile.mkdtemp(prefix="patas-startup-floor-"))
     try:
-        rows, loads = measure(arguments.python, arguments.rounds, scratch)
-        medians = timeline(arguments.python, arguments.rounds, scratch) if arguments.timeline else None
+        rows, medians, loads = measure(arguments.python, arguments.rounds, scratch, arguments.timeline)
     except RunFailed as failure:
         print(f"Error: {failure}", file=sys.stderr)
         return 1
