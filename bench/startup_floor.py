@@ -73,7 +73,7 @@ from bench_explore import (
 
 DEFAULT_ROUNDS = 9
 AGENT_USAGE_FILE = "agent_usage"  # where the prototype's agent writes its own CPU seconds
-# Environment variables the prototype's coordinator reads.
+# Environment variables the prototype reads (spelled out again inside AGENT and COORDINATOR_BODY).
 DEFINITION_FORMAT = "FLOOR_DEFINITION"  # "json" or "yaml"
 SYNC = "FLOOR_SYNC"  # "no": no fsync at all (the row that shows what the three fsyncs cost)
 EXIT = "FLOOR_EXIT"  # "os._exit": both processes end without the interpreter's finalization
