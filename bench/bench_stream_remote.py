@@ -47,7 +47,6 @@ import argparse
 import datetime
 import json
 import os
-import resource
 import shlex
 import shutil
 import statistics
@@ -63,6 +62,7 @@ from typing import Callable
 import zmq
 
 import bench_cluster as cluster_bench  # bench/ is on sys.path as the script's folder
+from bench_explore import children_cpu_s
 from benchmarks_doc import write_section
 
 from patas.agent.task_process import PIPE_BYTES, READ_CHUNK_BYTES
@@ -206,11 +206,6 @@ class NodeCpu:
         return sum(cpu - self.before.get(pid, 0.0) for pid, (command, cpu) in self.seen.items() if command not in TASK_COMMANDS)
 
 
-def children_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
-
-
 @dataclass(frozen=True)
 class CurveKeys:
     server_public: str
@@ -267,10 +262,10 @@ def floor_round(
 
 def measured(run: Callable[[], tuple[float, float]], cluster: SimulatedCluster) -> tuple[tuple[float, float], tuple[float, float]]:
     """What `run` returns, and the CPU seconds it took on the coordinator and on the node."""
-    before = children_cpu()
+    before = children_cpu_s()
     with NodeCpu(cluster.nodes[0].uid) as node:
         outcome = run()
-    return outcome, (children_cpu() - before, node.carriers())
+    return outcome, (children_cpu_s() - before, node.carriers())
 
 
 def run_benchmark(cluster: SimulatedCluster, scratch: Path, tasks: int, mb: int, rounds: int, baseline: str | None) -> Results:

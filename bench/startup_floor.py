@@ -43,7 +43,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-import resource
 import select
 import shutil
 import statistics
@@ -65,6 +64,7 @@ from bench_explore import (
     USAGE_FILE,
     AgentWatcher,
     bench_environment,
+    children_cpu_s,
     output_failure,
     patas_outputs,
     read_usage,
@@ -419,11 +419,6 @@ def process_cpu(contender: Contender, scratch: Path, sampled_agent_s: float | No
     if agent is None:
         raise RunFailed("the agent wrote no usage at exit")
     return coordinator.cpu_s, agent.cpu_s
-
-
-def children_cpu_s() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
 
 
 # --- the table -------------------------------------------------------------------------------
