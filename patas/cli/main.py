@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import sys
-from typing import ContextManager
+from contextlib import AbstractContextManager
 
 
 def main() -> None:
@@ -26,7 +26,7 @@ def main() -> None:
         gc.freeze()
 
 
-def _agent_ahead(args: list[str]) -> ContextManager[None]:
+def _agent_ahead(args: list[str]) -> AbstractContextManager[None]:
     """For `patas explore`, one local agent's process started now (most runs have one local
     node); the command's options then say how many the run needs, and those unused are ended."""
     command = next((arg for arg in args if not arg.startswith("-")), None)

@@ -83,8 +83,10 @@ def test_a_definition_that_cannot_be_written_fails_the_run_before_any_attempt_co
     store.write(1, 0, b"out\n")
     store.close(1, AttemptRecord.from_json(json.dumps(RECORD)), commit=True)
     with pytest.raises(LabError, match=r"grid/experiment\.yaml: Is a directory"):
-        store.end_turn()
-        store.close_all()
+        try:
+            store.end_turn()  # raises if the committer's thread has failed already
+        finally:
+            store.close_all()  # else this does; either way the thread ends
     assert not lab.definition_path.exists()
     assert not lab.journal_path.exists() or lab.read_journal() == []
     assert not (lab.task_dir(0) / "stdout").exists()

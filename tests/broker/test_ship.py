@@ -16,7 +16,7 @@ from patas.broker.ship.code import Shipment
 from patas.broker.ship.ignore import parse_rules, verdict
 from patas.broker.ship.receiver import remove_tree
 from patas.broker.ship.snapshot import ShipError, take_snapshot
-from patas.broker.ship.transfer import LocalTarget, deliver
+from patas.broker.ship.transfer import Delivery, LocalTarget, Undelivered, deliver
 
 GIT = shutil.which("git")
 needs_git = pytest.mark.skipif(GIT is None, reason="git is not installed")
@@ -33,6 +33,9 @@ class Recorder:
 
     def shipped(self, delivery, snapshot) -> None:  # type: ignore[no-untyped-def]
         self.deliveries.append(delivery)
+
+    def undelivered(self, failure) -> None:  # type: ignore[no-untyped-def]
+        self.deliveries.append(failure)
 
 
 def tree(root: Path, files: dict[str, str]) -> Path:
@@ -142,6 +145,27 @@ def test_a_second_delivery_sends_only_what_changed_and_an_unchanged_one_nothing(
     assert stat.S_IMODE(copy.stat().st_mode) == 0o555 and stat.S_IMODE((copy / "f3.txt").stat().st_mode) == 0o444
     remove_tree(str(tmp_path / "cache"))
     assert not (tmp_path / "cache").exists()
+
+
+def test_a_node_that_cannot_keep_the_code_gets_nothing_and_the_others_get_it_all(tmp_path):
+    root = tree(tmp_path / "project", {"a.txt": "a\n", "b.txt": "b\n"})
+    snapshot = take_snapshot(["."], root, LIMIT)
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken/blobs").write_text("a file where the blob store should be")
+    seen = Recorder()
+    good, bad = deliver(snapshot, [LocalTarget("good", tmp_path / "cache"), LocalTarget("bad", tmp_path / "broken")], seen)
+    assert isinstance(good, Delivery) and (Path(good.root) / "b.txt").read_text() == "b\n"
+    assert isinstance(bad, Undelivered) and bad.node_name == "bad"
+    assert bad.reason.startswith(f"cannot keep the code in {tmp_path / 'broken'}: "), bad.reason
+    assert seen.deliveries == [good, bad]
+
+
+def test_a_file_that_changes_while_it_is_shipped_fails_every_node_not_one(tmp_path):
+    root = tree(tmp_path / "project", {"a.txt": "before\n"})
+    snapshot = take_snapshot(["."], root, LIMIT)
+    (root / "a.txt").write_text("after!\n")  # the source changed: no node could get it
+    with pytest.raises(ShipError, match=r"^--ship: a\.txt changed while it was being shipped"):
+        deliver(snapshot, [LocalTarget(f"n{i}", tmp_path / f"cache{i}") for i in range(2)], Recorder())
 
 
 def test_a_file_that_changes_while_it_is_shipped_is_refused_by_name(tmp_path):
