@@ -113,7 +113,8 @@ def experiment_status(lab: ExperimentLab) -> ExperimentStatus:
 
     A run that holds the lock but does not listen (it is still asking for confirmation, or has
     nothing to run) is reported from the journal, marked live."""
-    from patas.broker.run.channel import ChannelAbsent, StatusReply, StatusRequest, request, status_from_wire
+    from patas.broker.run.channel import ChannelAbsent, request
+    from patas.broker.run.control_messages import StatusReply, StatusRequest, status_from_wire
     from patas.common.lab_lock import holder
 
     if holder(lab.path) is None:

@@ -9,17 +9,13 @@ import threading
 import pytest
 
 from patas.analysis.status import ExperimentStatus, FailureGroup, NodeStatus, RunningTask
-from patas.broker.run.channel import (
-    CONTROL_DIR,
-    SOCKET_NAME,
-    ChannelAbsent,
-    ControlServer,
+from patas.broker.run.channel import CONTROL_DIR, SOCKET_NAME, ChannelAbsent, ControlServer, request
+from patas.broker.run.control_messages import (
     RemoveNodeReply,
     RemoveNodeRequest,
     StatusReply,
     decode,
     encode,
-    request,
     status_from_wire,
     status_to_wire,
 )
@@ -33,7 +29,7 @@ STATUS = ExperimentStatus(
 
 
 def test_a_status_crosses_the_channel_unchanged():
-    message = decode(encode(StatusReply(status_to_wire(STATUS)))[4:])
+    message = decode(encode(StatusReply(status_to_wire(STATUS))))
     assert isinstance(message, StatusReply)
     assert status_from_wire(message.status) == STATUS
 

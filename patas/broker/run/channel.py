@@ -4,8 +4,8 @@
     pataslab/<experiment>/.control/sock     mode 0600, the run's listening socket
 
 `patas status` and `patas nodes` ask the run through it. Each request and reply is one message:
-a 4-byte big-endian length, then msgpack `[KIND, [fields...]]` of one of the typed messages
-below. Only the user who runs the sweep gets an answer: the folder's mode keeps other users from
+a 4-byte big-endian length, then msgpack `[KIND, [fields...]]` of one of the typed messages of
+`control_messages`, which a run imports only when its first request comes. Only the user who runs the sweep gets an answer: the folder's mode keeps other users from
 connecting, and the run checks each peer's uid (SO_PEERCRED) as well, so a folder made
 world-writable by mistake lets no one else in; the client checks the run's uid in turn, so it
 never takes another user's socket for the run's.
@@ -30,13 +30,14 @@ import stat
 import struct
 import threading
 from contextlib import contextmanager
-from dataclasses import astuple, dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Iterator
-
-import msgpack
+from typing import TYPE_CHECKING, Any, Iterator
 
 from patas.common.errors import LabError, ProtocolError
+
+if TYPE_CHECKING:
+    from patas.broker.run.control_messages import AddNodesReply, ControlMessage
 
 log = logging.getLogger(__name__)
 
@@ -60,99 +61,11 @@ class ControlError(LabError):
     """The run's control channel cannot be reached, refused the request, or answered nonsense."""
 
 
-# --- messages -------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ControlMessage:
-    KIND: ClassVar[str] = ""
-
-
-@dataclass(frozen=True)
-class StatusRequest(ControlMessage):
-    KIND: ClassVar[str] = "status"
-    experiment: str
-
-
-@dataclass(frozen=True)
-class StatusReply(ControlMessage):
-    KIND: ClassVar[str] = "status-reply"
-    status: list[Any]  # an ExperimentStatus as `dataclasses.astuple` gives it (see `status_from_wire`)
-
-
-@dataclass(frozen=True)
-class AddNodesRequest(ControlMessage):
-    """Start agents on these nodes; each is [name ("" to be named by the run), hostname, user,
-    port, private_key, workers, tags], as `patas.common.config.Node` holds them."""
-
-    KIND: ClassVar[str] = "add-nodes"
-    nodes: list[list[Any]]
-    cluster: str  # the cluster they come from (the --cluster file's name), for the journal
-
-
-@dataclass(frozen=True)
-class AddNodesReply(ControlMessage):
-    KIND: ClassVar[str] = "add-nodes-reply"
-    added: list[str]  # one line per node that is ready
-    failed: list[str]  # one line per node that is not, with the reason
-
-
-@dataclass(frozen=True)
-class RemoveNodeRequest(ControlMessage):
-    KIND: ClassVar[str] = "remove-node"
-    node: str
-    drain: bool  # let its running tasks finish first
-
-
-@dataclass(frozen=True)
-class RemoveNodeReply(ControlMessage):
-    KIND: ClassVar[str] = "remove-node-reply"
-    message: str
-
-
-@dataclass(frozen=True)
-class Refusal(ControlMessage):
-    """The run cannot do what was asked (or will not, for this peer): one line saying why."""
-
-    KIND: ClassVar[str] = "refused"
-    reason: str
-
-
-_TYPES: dict[str, type[ControlMessage]] = {
-    cls.KIND: cls for cls in (StatusRequest, StatusReply, AddNodesRequest, AddNodesReply, RemoveNodeRequest, RemoveNodeReply, Refusal)
-}
-
-
-def encode(message: ControlMessage) -> bytes:
-    body = msgpack.packb([message.KIND, [getattr(message, f.name) for f in fields(message)]])
-    return _LENGTH.pack(len(body)) + body
-
-
-def decode(body: bytes) -> ControlMessage:
-    try:
-        kind, values = msgpack.unpackb(body, use_list=True)
-        return _TYPES[kind](*values)
-    except (ValueError, TypeError, KeyError, msgpack.UnpackException) as error:
-        raise ProtocolError(f"malformed control message: {error!r}") from None
-
-
-def status_to_wire(status: Any) -> list[Any]:
-    return list(astuple(status))
-
-
-def status_from_wire(values: list[Any]) -> Any:
-    """The ExperimentStatus a StatusReply carries."""
-    from patas.analysis.status import ExperimentStatus, FailureGroup, NodeStatus, RunningTask
-
-    data = dict(zip((f.name for f in fields(ExperimentStatus)), values))
-    data["running_tasks"] = tuple(RunningTask(*t) for t in data["running_tasks"])
-    data["nodes"] = tuple(NodeStatus(*n) for n in data["nodes"])
-    data["failures"] = tuple(FailureGroup(g[0], g[1], tuple(g[2])) for g in data["failures"])
-    return ExperimentStatus(**data)
-
-
 def _send(connection: socket.socket, message: ControlMessage) -> None:
-    connection.sendall(encode(message))
+    from patas.broker.run.control_messages import encode
+
+    body = encode(message)
+    connection.sendall(_LENGTH.pack(len(body)) + body)
 
 
 def _receive(connection: socket.socket) -> ControlMessage | None:
@@ -166,6 +79,8 @@ def _receive(connection: socket.socket) -> ControlMessage | None:
     body = _read_exactly(connection, length) if length else b""
     if body is None:
         raise ProtocolError("control message cut short")
+    from patas.broker.run.control_messages import decode
+
     return decode(body)
 
 
@@ -224,8 +139,15 @@ class PendingRequest:
         self.reply = reply
         self._answered.set()
 
+    def refuse(self, reason: str) -> None:
+        from patas.broker.run.control_messages import Refusal
+
+        self.answer(Refusal(reason))
+
     def wait(self, timeout_s: float) -> ControlMessage:
         if not self._answered.wait(timeout_s):
+            from patas.broker.run.control_messages import Refusal
+
             return Refusal(f"the run did not answer within {timeout_s:.0f} s")
         assert self.reply is not None
         return self.reply
@@ -273,6 +195,8 @@ class ControlServer:
             threading.Thread(target=self._serve, args=(connection,), name="patas-control-peer", daemon=True).start()
 
     def _serve(self, connection: socket.socket) -> None:
+        from patas.broker.run.control_messages import AddNodesRequest, Refusal
+
         with connection:
             try:
                 connection.settimeout(IO_TIMEOUT_S)
@@ -305,7 +229,7 @@ class ControlServer:
             except OSError:
                 pass
         while self.inbox:
-            self.inbox.popleft().answer(Refusal("the run is over"))
+            self.inbox.popleft().refuse("the run is over")
 
 
 def _make_private_dir(folder: Path) -> None:
@@ -350,6 +274,8 @@ def request(experiment_folder: Path, message: ControlMessage, timeout_s: float =
             raise ControlError(f"{where}: the run did not answer within {timeout_s:.0f} s") from None
         except (OSError, ProtocolError) as error:
             raise ControlError(f"{where}: {error}") from None
+        from patas.broker.run.control_messages import Refusal
+
         if isinstance(reply, Refusal):
             raise ControlError(f"{experiment_folder}: {reply.reason}")
         uid = peer_uid(connection)  # an answer is believed only from a socket of our own
@@ -392,6 +318,8 @@ def ask_run(experiment_folder: Path, message: ControlMessage, timeout_s: float =
 def add_nodes(experiment_folder: Path, nodes: list[Any], cluster: str, named: bool) -> AddNodesReply:
     """Ask the run in the folder to start agents on these nodes (`patas.common.config.Node`s).
     Unless `named` (a cluster file's nodes keep their names), the run names them after its own."""
+    from patas.broker.run.control_messages import AddNodesReply, AddNodesRequest
+
     wire = [[node.name if named else "", node.hostname, node.user, node.port, node.private_key, node.workers, list(node.tags)] for node in nodes]
     reply = ask_run(experiment_folder, AddNodesRequest(wire, cluster), ADD_TIMEOUT_S)
     if not isinstance(reply, AddNodesReply):
@@ -401,6 +329,8 @@ def add_nodes(experiment_folder: Path, nodes: list[Any], cluster: str, named: bo
 
 def remove_node(experiment_folder: Path, node: str, drain: bool) -> str:
     """Ask the run in the folder to let a node go; what it did, in one line."""
+    from patas.broker.run.control_messages import RemoveNodeReply, RemoveNodeRequest
+
     reply = ask_run(experiment_folder, RemoveNodeRequest(node, drain))
     if not isinstance(reply, RemoveNodeReply):
         raise ControlError(f"{experiment_folder}: the run answered with {type(reply).__name__}")

@@ -31,19 +31,7 @@ import zmq
 
 from patas.broker.launch.session import NodeSession, open_sessions
 from patas.broker.run.newcomers import Newcomer, ship_to
-from patas.broker.run.channel import (
-    AddNodesReply,
-    AddNodesRequest,
-    ControlMessage,
-    ControlServer,
-    PendingRequest,
-    Refusal,
-    RemoveNodeReply,
-    RemoveNodeRequest,
-    StatusReply,
-    StatusRequest,
-    status_to_wire,
-)
+from patas.broker.run.channel import ControlServer, PendingRequest
 from patas.broker.run.placement import Placement
 from patas.common.config import DEFAULT_CLUSTER_NAME, Node
 from patas.common.errors import did_you_mean
@@ -51,8 +39,9 @@ from patas.common.lab import STDERR, STDOUT
 from patas.common.protocol import Shutdown
 
 if TYPE_CHECKING:
-    # The status types are imported when someone asks (patas status), not by every run.
+    # The messages and the status types are imported when someone asks, not by every run.
     from patas.analysis.status import ExperimentStatus, NodeStatus, RunningTask
+    from patas.broker.run.control_messages import AddNodesRequest, ControlMessage, RemoveNodeRequest, StatusRequest
     from patas.broker.run.coordinator import AgentLink, Coordinator
     from patas.broker.ship.code import ShippedCode
 
@@ -95,11 +84,7 @@ class RunControl:
         self._arrivals: list[Arrival] = []
         self._draining: dict[str, AgentLink] = {}
         self._removed: set[str] = set()  # agent ids
-        self._handlers: dict[type[ControlMessage], Callable[[PendingRequest, Any], None]] = {
-            StatusRequest: self._status,
-            AddNodesRequest: self._add,
-            RemoveNodeRequest: self._remove,
-        }
+        self._handlers: dict[type[ControlMessage], Callable[[PendingRequest, Any], None]] = {}  # from the first request on
 
     @property
     def busy(self) -> bool:
@@ -108,11 +93,15 @@ class RunControl:
     def serve(self) -> None:
         """Answer what waits, use opened sessions, stop drained agents (on a busy turn)."""
         inbox = self.server.inbox
+        if inbox and not self._handlers:
+            from patas.broker.run.control_messages import AddNodesRequest, RemoveNodeRequest, StatusRequest
+
+            self._handlers = {StatusRequest: self._status, AddNodesRequest: self._add, RemoveNodeRequest: self._remove}
         while inbox:
             pending = inbox.popleft()
             handler = self._handlers.get(type(pending.message))
             if handler is None:
-                pending.answer(Refusal(f"a run does not take {type(pending.message).__name__} requests"))
+                pending.refuse(f"a run does not take {type(pending.message).__name__} requests")
             else:
                 handler(pending, pending.message)
         while self._opened:
@@ -124,17 +113,19 @@ class RunControl:
 
     def close(self) -> None:
         for arrival in self._arrivals:
-            arrival.pending.answer(Refusal("the run ended before the new nodes were ready"))
+            arrival.pending.refuse("the run ended before the new nodes were ready")
         self._arrivals.clear()
         self.server.close()
 
     # --- status -----------------------------------------------------------------------------
 
     def _status(self, pending: PendingRequest, request: StatusRequest) -> None:
+        from patas.broker.run.control_messages import StatusReply, status_to_wire
+
         ids = [i for i, plan in enumerate(self.run.plans) if plan.lab.name == request.experiment]
         if not ids:
             names = ", ".join(plan.lab.name for plan in self.run.plans)
-            pending.answer(Refusal(f"experiment '{request.experiment}' is not in this run (it runs {names})"))
+            pending.refuse(f"experiment '{request.experiment}' is not in this run (it runs {names})")
             return
         pending.answer(StatusReply(status_to_wire(self.experiment_status(ids[0]))))
 
@@ -206,8 +197,10 @@ class RunControl:
     # --- adding nodes -----------------------------------------------------------------------
 
     def _add(self, pending: PendingRequest, request: AddNodesRequest) -> None:
+        from patas.broker.run.control_messages import AddNodesReply
+
         if self.settings.pool is not None:
-            pending.answer(Refusal(f"this run uses the agents of pool '{self.settings.pool}': add the node to the pool instead (patas pool up)"))
+            pending.refuse(f"this run uses the agents of pool '{self.settings.pool}': add the node to the pool instead (patas pool up)")
             return
         nodes, failed = self._named_nodes(request.nodes)
         if self.settings.open_remote is None and any(not node.is_local for node in nodes):
@@ -279,6 +272,8 @@ class RunControl:
         return result
 
     def _answer_arrivals(self) -> None:
+        from patas.broker.run.control_messages import AddNodesReply
+
         waiting = []
         for arrival in self._arrivals:
             if any(not link.ready and not link.gone for link in arrival.links):
@@ -296,15 +291,17 @@ class RunControl:
     # --- removing nodes ---------------------------------------------------------------------
 
     def _remove(self, pending: PendingRequest, request: RemoveNodeRequest) -> None:
+        from patas.broker.run.control_messages import RemoveNodeReply
+
         name = request.node
         live = [link for link in self.run.agents.values() if not link.gone and link.placement.agent_id not in self._draining]
         links = [link for link in live if link.placement.node.name == name]
         if not links:
             names = sorted({link.placement.node.name for link in live})
-            pending.answer(Refusal(f"no node '{name}' runs tasks in this run{did_you_mean(name, names)} (its nodes: {', '.join(names) or 'none'})"))
+            pending.refuse(f"no node '{name}' runs tasks in this run{did_you_mean(name, names)} (its nodes: {', '.join(names) or 'none'})")
             return
         if len(links) == len(live):
-            pending.answer(Refusal(f"{name} is the run's last node: add another first (patas nodes add), or stop the run"))
+            pending.refuse(f"{name} is the run's last node: add another first (patas nodes add), or stop the run")
             return
         scheduler = self.run.scheduler
         held = sum(scheduler.held(link.placement.agent_id) for link in links)
