@@ -29,7 +29,6 @@ from patas.common.config import (
 )
 from patas.common.collected_files import collect_rule
 from patas.common.errors import EXIT_INTERRUPTED, EXIT_TASKS_FAILED, ConfigError, UsageError
-from patas.common.search import Metric, Search, make_search, metric, parse_duration, pruner, search_type
 from patas.common.variables import Variable, VariableKind, arithmetic_variable, geometric_variable, list_variable, sampled_variable
 
 _SAMPLED_FLAG = {VariableKind.UNIFORM: "vu", VariableKind.LOGUNIFORM: "vlog", VariableKind.INT: "vi"}
@@ -38,6 +37,7 @@ if TYPE_CHECKING:  # imported when run: `patas explore --help` stays light
     from patas.broker.run.exploration import Exploration
     from patas.broker.slurm.options import SlurmOptions
     from patas.cli.detach import Detachment
+    from patas.common.search import Metric, Search
 
 EXAMPLE = """
 \b
@@ -319,8 +319,17 @@ def _with_collect(experiment: Experiment, options: dict[str, object]) -> Experim
     return replace(experiment, collect=rule)
 
 
+# The flags that `make_search` refuses for a grid (--seed only seeds a sampler, and a grid has none).
+_SEARCH_FLAGS = ("objective", "report", "prune", "trials", "budget")
+
+
 def _search(options: dict[str, object]) -> Search | None:
-    """The search the flags ask for; None for a grid."""
+    """The search the flags ask for; None for a grid. A run with no search flag is a grid, and
+    does not import the searches' module (every class it defines costs start-up time)."""
+    if options["sweep_type"] == "grid" and all(options[flag] is None for flag in _SEARCH_FLAGS):
+        return None
+    from patas.common.search import make_search, metric, parse_duration, pruner, search_type
+
     def given(option: str) -> Metric | None:
         words = options[option]
         return metric(*words, f"--{option}") if words else None  # type: ignore[misc]

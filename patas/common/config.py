@@ -25,7 +25,7 @@ import math
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from patas.common.collected_files import CollectRule, collect_rule
 from patas.common.errors import ConfigError, PatasError, did_you_mean, excerpt
@@ -42,7 +42,9 @@ from patas.common.variables import (
     list_variable,
     sampled_variable,
 )
-from patas.common.search import Search, search_from_record
+
+if TYPE_CHECKING:  # a grid's run never imports the searches' module
+    from patas.common.search import Search
 
 DEFAULT_EXPERIMENT_NAME = "grid"
 DEFAULT_CLUSTER_NAME = "cluster"
@@ -220,9 +222,18 @@ def load_experiment(path: str | Path) -> Experiment:
         _get(data, "workdir", str, where, default=os.getcwd()),
         _get(data, "timeout", (int, float), where, default=None),
         f"{where}: cmd",
-        search_from_record(data["search"], f"{where}: search") if typed(data.get("search")) is not None else None,
+        _search(data, where),
     )
     return replace(experiment, workdir_origin=where, collect=_collect(data, where), ship=_ship_paths(data, where))
+
+
+def _search(data: dict[str, Any], where: str) -> Search | None:
+    """The file's search; None for a grid, without importing the searches' module."""
+    if typed(data.get("search")) is None:
+        return None
+    from patas.common.search import search_from_record
+
+    return search_from_record(data["search"], f"{where}: search")
 
 
 def _collect(data: dict[str, Any], where: str) -> CollectRule:
