@@ -15,6 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from patas.common import lab as lab_module
 from patas.common import lab_lock
 from patas.common.errors import LabError
 from patas.common.lab import AttemptRecord, ExperimentLab, NewerJournalError, Outcome, PlanRecord, RecordError, write_atomically
@@ -81,6 +82,11 @@ def test_a_bad_journal_line_is_named_by_file_and_line(tmp_path):
 WRITTEN = AttemptRecord.from_json(line(key="adcbd4924ecccf557d48c984", values={"a": "0", "b": "é"}, format=2, patas="3.0")).to_json().encode() + b"\n"
 
 
+# The plan reader's pattern, compiled now, as a process does once it has read its first lines:
+# the tests below compare it with the strict reader.
+lab_module._compile_written_line()
+
+
 def read_outcome(read, data: bytes) -> tuple[object, ...]:
     """What a reader makes of a line: the planning fields, or the kind and text of its refusal."""
     try:
@@ -115,6 +121,17 @@ def test_the_plan_reader_accepts_and_refuses_exactly_what_the_strict_reader_does
 )
 def test_the_plan_reader_agrees_with_the_strict_reader_on_edge_cases(data):
     assert read_outcome(PlanRecord.from_json, data) == read_outcome(AttemptRecord.from_json, data)
+
+
+def test_a_process_reads_its_first_lines_strictly_then_compiles_the_pattern(monkeypatch):
+    monkeypatch.setattr(lab_module, "_WRITTEN_LINE", None)
+    monkeypatch.setattr(lab_module, "_LINES_BEFORE_PATTERN", 2)
+    lines = [WRITTEN, WRITTEN.replace(b'"task_id":0', b'"task_id":7'), WRITTEN.replace(b'"attempt":1', b'"attempt":3')]
+    read = []
+    for data in lines:
+        read.append(read_outcome(PlanRecord.from_json, data))
+        assert (lab_module._WRITTEN_LINE is None) == (len(read) < 3)
+    assert read == [read_outcome(AttemptRecord.from_json, data) for data in lines]
 
 
 def test_the_plan_reader_names_a_bad_line_by_file_and_line(tmp_path):
