@@ -14,11 +14,11 @@ configuration file must be readable by its owner only.
 
 from __future__ import annotations
 
-import gc
 import logging
 import os
 import stat
 import sys
+from typing import NoReturn
 
 from patas.agent.agent import run
 from patas.agent.allocation import check_gpus, granted, pick_own
@@ -63,13 +63,21 @@ def main(argv: list[str]) -> int:
         format=f"%(asctime)s %(levelname)s agent {config.agent_id}: %(message)s",
         stream=sys.stderr,
     )
-    try:
-        return run(config, lifeline=lifeline)
-    finally:
-        # The agent exits next, and the coordinator waits for that: its objects, frozen, are
-        # spared the interpreter's collections at exit (tens of ms of CPU).
-        gc.freeze()
+    return run(config, lifeline=lifeline)
+
+
+def exit_now(code: int) -> NoReturn:
+    """End the agent's process once `main` has returned, as multiprocessing's children end.
+
+    The coordinator waits for this process to end. By then the agent has stopped its tasks and
+    closed their files, its task folders and its socket; what is left is the interpreter's
+    teardown, which frees every module and object one by one (~7 ms on the path of every run).
+    The log and the standard streams are flushed first."""
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    exit_now(main(sys.argv[1:]))

@@ -22,7 +22,7 @@ import patas
 # The agent runs without `site` (-S: no .pth files to execute, ~40 ms here), on the import path
 # this process resolved, with patas's own folder first (an editable install's finder is a .pth).
 # Passed as arguments, not PYTHONPATH, so that the tasks' environment is the user's.
-AGENT_BOOT = "import sys; sys.path[:] = sys.argv[1:]; from patas.agent.__main__ import main; sys.exit(main([]))"
+AGENT_BOOT = "import sys; sys.path[:] = sys.argv[1:]; from patas.agent.__main__ import exit_now, main; exit_now(main([]))"
 
 # Agent processes started ahead, waiting for their configuration.
 _waiting: list[subprocess.Popen[bytes]] = []
