@@ -238,3 +238,28 @@ def test_a_stdout_file_that_cannot_be_created_fails_the_task_with_its_path(broke
     finished = broker.receive_until(Finished)[-1]
     assert finished.exit_code is None
     assert finished.error == f"cannot write its output to {path}: No such file or directory"
+
+
+def test_an_agent_process_told_to_stop_exits_0_with_its_last_log_line_written():
+    """The agent ends its process with os._exit once it is done: what it logged last must still
+    be on its stderr, and its status must be the run's."""
+    broker = FakeBroker()
+    config = AgentConfig(broker.address, "last-words", 1, debug=True)
+    agent = subprocess.Popen([sys.executable, "-m", "patas.agent"], env=ENV, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert agent.stdin is not None
+        agent.stdin.write(config.to_line())
+        agent.stdin.flush()
+        assert isinstance(broker.receive(), Hello)
+        broker.send(Welcome(1.0, 30.0, WINDOW, 0, 0))
+        broker.send(Assign(1, ["echo hi"], os.getcwd(), {}, None))
+        assert broker.receive_until(Finished)[-1].exit_code == 0
+        broker.send(Shutdown("test over"))
+        agent.wait(30)  # its stdin, the lifeline, stays open: the Shutdown is what ends it
+        assert agent.stderr is not None
+        stderr = agent.stderr.read()
+    finally:
+        agent.kill()
+        broker.close()
+    assert agent.returncode == 0
+    assert stderr.decode().rstrip().splitlines()[-1].endswith("agent last-words stops: the broker said goodbye: test over")
