@@ -35,6 +35,7 @@ _SAMPLED_FLAG = {VariableKind.UNIFORM: "vu", VariableKind.LOGUNIFORM: "vlog", Va
 
 if TYPE_CHECKING:  # imported when run: `patas explore --help` stays light
     from patas.broker.run.exploration import Exploration
+    from patas.broker.run.task_filter import TaskFilter
     from patas.broker.slurm.options import SlurmOptions
     from patas.cli.detach import Detachment
     from patas.common.search import Metric, Search
@@ -149,11 +150,10 @@ def _plan_and_run(
     detachment: Detachment | None, options: dict[str, object],
 ) -> int:  # fmt: skip
     """Plan, show the plan, ask, run (or, with --dry-run, show what would run); the exit status."""
-    from patas.broker.run.plan import TaskFilter
     from patas.cli.progress import confirm, describe_plan
 
     settings, ssh = _run_settings(options)
-    task_filter = TaskFilter.parse(str(options["task_filter"])) if options["task_filter"] else None
+    task_filter = _task_filter(options)
     lab_root = Path(str(options["lab_root"]))
     quiet = bool(options["quiet"])
     if options["dry_run"]:
@@ -317,6 +317,14 @@ def _with_collect(experiment: Experiment, options: dict[str, object]) -> Experim
     limit = options["collect_limit"]
     rule = collect_rule(globs, str(limit) if limit is not None else experiment.collect.limit_bytes, "--collect", "--collect-limit")
     return replace(experiment, collect=rule)
+
+
+def _task_filter(options: dict[str, object]) -> TaskFilter | None:
+    if not options["task_filter"]:
+        return None
+    from patas.broker.run.task_filter import TaskFilter
+
+    return TaskFilter.parse(str(options["task_filter"]))
 
 
 # The flags that `make_search` refuses for a grid (--seed only seeds a sampler, and a grid has none).

@@ -2,7 +2,8 @@
 
 import pytest
 
-from patas.broker.run.plan import TaskFilter, plan_experiment
+from patas.broker.run.plan import plan_experiment
+from patas.broker.run.task_filter import TaskFilter
 from patas.common.errors import ConfigError
 from patas.common.config import experiment_from_flags
 from patas.common.lab import AttemptRecord, ExperimentLab, Outcome

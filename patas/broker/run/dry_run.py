@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from patas.broker.run.exploration import check_run, plan_run
-from patas.broker.run.plan import ExperimentPlan, PlannedTask, TaskFilter
+from patas.broker.run.plan import ExperimentPlan, PlannedTask
+from patas.broker.run.task_filter import TaskFilter
 from patas.common.config import Cluster, Experiment, Node
 
 # Tasks whose commands a dry run shows.

@@ -22,7 +22,7 @@ from patas.broker.run.coordinator import AgentSource, Coordinator, NoAgentsError
 from patas.broker.launch.session import NodeFailure, NodeSession, open_sessions
 from patas.broker.run.outputs import record_definitions
 from patas.broker.run.placement import Placement, place
-from patas.broker.run.plan import ExperimentPlan, PlannedTask, TaskFilter, plan_experiment, save_indexes
+from patas.broker.run.plan import ExperimentPlan, PlannedTask, plan_experiment, save_indexes
 from patas.broker.run.scheduler import Counts
 from patas.broker.run.source import GridSource, TaskSource
 from patas.broker.ssh.options import SSHOptions
@@ -31,7 +31,8 @@ from patas.common.errors import ConfigError
 from patas.common.lab import ExperimentLab
 from patas.common.lab_lock import LabLock, acquire
 
-if TYPE_CHECKING:  # shipping (--ship) and Slurm are imported where a run uses them
+if TYPE_CHECKING:  # shipping (--ship), Slurm and task filters are imported where a run uses them
+    from patas.broker.run.task_filter import TaskFilter
     from patas.broker.ship.code import Shipment, ShippedCode
     from patas.broker.ship.transfer import ShipObserver, Undelivered
     from patas.broker.slurm.options import SlurmOptions

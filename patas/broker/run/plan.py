@@ -16,16 +16,17 @@ from __future__ import annotations
 import heapq
 import itertools
 import logging
-import re
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 from patas.broker.run.plan_index import WALK_PER_JOURNAL_TASK, GridHistory
 from patas.common.config import Experiment
-from patas.common.errors import ConfigError, excerpt
 from patas.common.lab import ExperimentLab, Outcome
 from patas.common.sweep import GridPositions, Task, task_at, task_keys, tasks
+
+if TYPE_CHECKING:  # the runs that select tasks by id import it
+    from patas.broker.run.task_filter import IdRange, Selection, TaskFilter
 
 
 log = logging.getLogger(__name__)
@@ -115,7 +116,7 @@ class ExperimentPlan:
     def to_run(self) -> int:
         return self.total if self.redo else self.total - self.done
 
-    def pending(self, task_filter: "TaskFilter | None" = None) -> Iterator[PlannedTask]:
+    def pending(self, task_filter: TaskFilter | None = None) -> Iterator[PlannedTask]:
         """The tasks to run, lazily, in grid order."""
         ids = task_filter.ids_for(self.experiment.name) if task_filter is not None else None
         if ids is not None:
@@ -151,9 +152,11 @@ class ExperimentPlan:
             yield from itertools.islice(tasks(self.experiment, start), end - start)
             start = done.find(0, end)
 
-    def selection(self, task_filter: "TaskFilter") -> "Selection":
+    def selection(self, task_filter: TaskFilter) -> Selection:
         """How many tasks the filter selects in this experiment, and how many of those are done,
         counted without walking the grid."""
+        from patas.broker.run.task_filter import Selection
+
         ids = task_filter.ids_for(self.experiment.name)
         if ids is None:
             return Selection(self.total, self.done)
@@ -169,7 +172,7 @@ class ExperimentPlan:
         """The highest id a task of this definition has (ids are not always contiguous)."""
         return max(self.total - 1, max(self._moved.ids.values(), default=-1))
 
-    def _selected(self, ids: "IdRange") -> Iterator[PlannedTask]:
+    def _selected(self, ids: IdRange) -> Iterator[PlannedTask]:
         """The pending tasks whose id is in `ids`, in grid order: natural ids in the range,
         decoded by arithmetic, merged with the moved tasks whose id is in the range."""
         moved = self._moved.ids
@@ -200,17 +203,6 @@ class ExperimentPlan:
         if task_id in self.history.folders:
             previous = max(previous, self.lab.attempts_on_disk(task_id))
         return previous + 1
-
-
-@dataclass(frozen=True)
-class Selection:
-    """What a task filter selects in one experiment."""
-
-    selected: int  # tasks whose id is in the range, done or not
-    done: int  # of those, the tasks already done
-
-    def to_run(self, redo: bool) -> int:
-        return self.selected if redo else self.selected - self.done
 
 
 @dataclass(frozen=True)
@@ -251,63 +243,6 @@ class MovedTasks:
             if key not in history.task_ids and history.keys_by_id[natural] != key:
                 ids[natural] = next(spare)
         return cls(ids, tuple(done_ids), tuple(done_naturals))
-
-
-@dataclass(frozen=True)
-class IdRange:
-    """Task ids from `first` to `last` inclusive (`last` None: no end)."""
-
-    first: int
-    last: int | None
-
-    def __contains__(self, task_id: int) -> bool:
-        return self.first <= task_id and (self.last is None or task_id <= self.last)
-
-
-_TASK_ID = re.compile(r"[0-9]*\Z")  # ASCII digits only: '²'.isdigit() is True, int('²') fails
-
-
-@dataclass(frozen=True)
-class TaskFilter:
-    """`--filter-tasks [EXP:]A:B` (also `A:`, `:B`, `A`): task ids from A to B, inclusive."""
-
-    experiment: str | None
-    first: int | None
-    last: int | None
-
-    @classmethod
-    def parse(cls, text: str) -> "TaskFilter":
-        shown = excerpt(text)
-        parts = text.split(":")
-        experiment = None
-        if len(parts) == 3 or (len(parts) == 2 and parts[0] and not _TASK_ID.match(parts[0])):
-            experiment = parts.pop(0)
-        if len(parts) > 2 or not all(_TASK_ID.match(p) for p in parts) or not any(parts):
-            raise ConfigError(f"--filter-tasks '{shown}': expected [EXP:]A:B with task ids (A:, :B and A work too)")
-        try:
-            first = int(parts[0]) if parts[0] else None
-            last = first if len(parts) == 1 else (int(parts[1]) if parts[1] else None)
-        except ValueError:  # more digits than int() reads: no grid has such ids
-            raise ConfigError(f"--filter-tasks '{shown}': task ids that long do not exist") from None
-        if first is not None and last is not None and first > last:
-            raise ConfigError(f"--filter-tasks '{shown}': {first} is after {last} (write {last}:{first})")
-        return cls(experiment, first, last)
-
-    def __str__(self) -> str:
-        ids = "" if self.first is None else str(self.first)
-        if self.last != self.first:
-            ids += ":" + ("" if self.last is None else str(self.last))
-        return f"{self.experiment}:{ids}" if self.experiment is not None else ids
-
-    def ids_for(self, experiment: str) -> IdRange | None:
-        """The ids this filter selects in `experiment`; None if it selects all of them."""
-        if self.experiment is not None and experiment != self.experiment:
-            return None
-        return IdRange(self.first or 0, self.last)
-
-    def accepts(self, experiment: str, task_id: int) -> bool:
-        ids = self.ids_for(experiment)
-        return ids is None or task_id in ids
 
 
 def plan_experiment(experiment_id: int, experiment: Experiment, lab: ExperimentLab, redo: bool, use_index: bool = False) -> ExperimentPlan:
