@@ -27,13 +27,11 @@ is the main cost of a fast sweep.
 from __future__ import annotations
 
 import enum
-import importlib
 import itertools
 import json
 import operator
 import os
 import re
-import threading
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable, Iterator, NamedTuple, TypeVar
@@ -293,13 +291,6 @@ _WRITTEN_LINE: re.Pattern[str] | None = None
 _LINES_BEFORE_PATTERN = 128
 
 
-def import_yaml_ahead() -> None:
-    """Start PyYAML's import (~20 ms) on a thread of its own. A run calls this as it starts its
-    agents: the definitions are written once the first agent is ready, while the first tasks
-    run, and their import then finds PyYAML loaded, or waits for this thread to finish it."""
-    threading.Thread(target=importlib.import_module, args=("yaml",), name="patas-import-yaml", daemon=True).start()
-
-
 def _check_fields(data: dict[str, Any]) -> None:
     valid_types = _WRITTEN_SHAPES.get(tuple(data))
     if valid_types is None or tuple(map(type, data.values())) not in valid_types:
@@ -449,7 +440,7 @@ class ExperimentLab:
             raise LabError(f"{error} (the record of the last run; fix it or move {self.path} away)") from None
 
     def write_definition(self, record: dict[str, Any]) -> None:
-        import yaml  # see import_yaml_ahead
+        import yaml
 
         write_atomically(self.definition_path, yaml.safe_dump(record, sort_keys=False).encode())
 

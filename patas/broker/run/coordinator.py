@@ -35,7 +35,7 @@ from patas.broker.transport import BrokerSocket, Incoming, PeerProcess
 from patas.common.agent_config import AgentConfig
 from patas.common.bounds import raise_descriptor_limit
 from patas.common.errors import PatasError
-from patas.common.lab import BASE_FORMAT, PRUNED_FORMAT, STDERR, STDOUT, AttemptRecord, Outcome, import_yaml_ahead
+from patas.common.lab import BASE_FORMAT, PRUNED_FORMAT, STDERR, STDOUT, AttemptRecord, Outcome
 from patas.common.protocol import (
     PROTOCOL_VERSION,
     Assign,
@@ -207,7 +207,6 @@ class Coordinator:
             self.source.close()
             return self.result
         raise_descriptor_limit()  # so that idle outside connections cannot starve the lab's files
-        import_yaml_ahead()  # for the definitions, written once the first agent is ready
         context = zmq.Context()
         self.curve = CurveServer(context)
         hosts = [self.settings.bind_host] if self.settings.bind_host else sorted({s.listen_host for s in self.sessions.values()})
