@@ -159,3 +159,23 @@ def test_a_folder_that_cannot_be_made_is_a_lab_error_at_the_first_write(tmp_path
     with pytest.raises(LabError, match="grid/7"):
         store.write(1, 0, b"x\n")
     store.close_all()
+
+
+def test_a_lab_error_names_the_file_the_failed_call_was_about(tmp_path):
+    """`guard` is given the file a step is for; the error names the file that failed: a
+    temporary file in the way, or both sides of a rename (either may be at fault)."""
+    in_the_way = tmp_path / ".stdout.tmp"
+    in_the_way.mkdir()
+    with pytest.raises(LabError) as opening:
+        committer_module.guard(lambda: open(in_the_way, "wb"), tmp_path / "stdout")
+    assert str(opening.value) == f"{in_the_way}: Is a directory"
+    (tmp_path / "attempt-1.stdout").write_bytes(b"x")
+    (tmp_path / "stdout").mkdir()
+    (tmp_path / "stdout" / "kept").write_bytes(b"")
+    with pytest.raises(LabError) as renaming:
+        committer_module.guard(lambda: os.rename(tmp_path / "attempt-1.stdout", tmp_path / "stdout"), tmp_path / "stdout")
+    assert str(renaming.value).startswith(f"{tmp_path / 'attempt-1.stdout'} → {tmp_path / 'stdout'}: ")
+    never_open = 1 << 20  # past any descriptor table
+    with pytest.raises(LabError) as syncing:  # no file in the error: the step's own
+        committer_module.guard(lambda: os.fsync(never_open), tmp_path / "journal.jsonl")
+    assert str(syncing.value) == f"{tmp_path / 'journal.jsonl'}: Bad file descriptor"

@@ -270,6 +270,18 @@ def guard(action: Callable[[], T], path: str | Path) -> T:
 
 
 def lab_error(error: OSError, path: str | Path) -> LabError:
+    """The error as one line naming the file at fault: the one the failed call was about, if
+    the error says (writing `path` may fail on its temporary file, a rename on its target),
+    else `path`."""
     reason = error.strerror or str(error)
     hint = " (free some space, or use -o to write elsewhere)" if error.errno == errno.ENOSPC else ""
-    return LabError(f"{path}: {reason}{hint}")
+    return LabError(f"{_named(error, path)}: {reason}{hint}")
+
+
+def _named(error: OSError, path: str | Path) -> str:
+    if error.filename is None:
+        return str(path)
+    named = os.fsdecode(error.filename)
+    if error.filename2 is not None:  # a rename or a link: either side may be at fault
+        named += f" → {os.fsdecode(error.filename2)}"
+    return named
