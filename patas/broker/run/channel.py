@@ -5,10 +5,11 @@
 
 `patas status` and `patas nodes` ask the run through it. Each request and reply is one message:
 a 4-byte big-endian length, then msgpack `[KIND, [fields...]]` of one of the typed messages of
-`control_messages`, which a run imports only when its first request comes. Only the user who runs the sweep gets an answer: the folder's mode keeps other users from
-connecting, and the run checks each peer's uid (SO_PEERCRED) as well, so a folder made
-world-writable by mistake lets no one else in; the client checks the run's uid in turn, so it
-never takes another user's socket for the run's.
+`control_messages`, which a run imports only when its first request comes. Only the user who
+runs the sweep gets an answer: the folder's mode keeps other users from connecting, and the run
+checks each peer's uid (SO_PEERCRED) as well, so a folder made world-writable by mistake lets no
+one else in; the client checks the run's uid in turn, so it never takes another user's socket
+for the run's.
 
 A socket's address holds at most 107 bytes. When the folder's path is longer, both sides name
 the socket through a descriptor of the folder, `/proc/self/fd/<n>/sock`, which the kernel
