@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, NamedTuple, TypeVar
 
 from patas import __version__
+from patas.common import yaml_writer
 from patas.common.errors import ConfigError, LabError
 
 DEFINITION_FILE = "experiment.yaml"
@@ -440,9 +441,7 @@ class ExperimentLab:
             raise LabError(f"{error} (the record of the last run; fix it or move {self.path} away)") from None
 
     def write_definition(self, record: dict[str, Any]) -> None:
-        import yaml
-
-        write_atomically(self.definition_path, yaml.safe_dump(record, sort_keys=False).encode())
+        write_atomically(self.definition_path, yaml_writer.dump(record).encode())
 
     def _unreadable(self, path: Path, error: OSError) -> LabError:
         reason = "is a folder, not a file" if isinstance(error, IsADirectoryError) else (error.strerror or str(error))

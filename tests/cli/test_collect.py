@@ -10,6 +10,8 @@ import signal
 import time
 from pathlib import Path
 
+import yaml
+
 import patas
 from tests.cli.test_pool import POOL, pools, run  # noqa: F401 (a fixture)
 from tests.running import children_running, done_ids, journal, patas as run_patas, start_patas
@@ -147,8 +149,8 @@ def test_collect_in_an_experiment_file_and_from_python(tmp_path):
     run = run_patas("explore", "--experiment", "exp.yaml", "-y", cwd=tmp_path)
     assert run.code == 0, run.stderr
     assert [committed(tmp_path / f"pataslab/yaml/{i}") for i in (0, 1)] == [{"out-1.txt": b"1\n"}, {"out-2.txt": b"2\n"}]
-    recorded = (tmp_path / "pataslab/yaml/experiment.yaml").read_text()
-    assert "collect:\n- out-*.txt\ncollect_limit: 1048576\n" in recorded
+    recorded = yaml.safe_load((tmp_path / "pataslab/yaml/experiment.yaml").read_text())
+    assert (recorded["collect"], recorded["collect_limit"]) == (["out-*.txt"], 1048576)
 
     result = patas.explore('echo {n} > "$PATAS_TASK_DIR/n"', {"n": [5, 6]}, lab=tmp_path / "lab", jobs=2, collect="n")
     assert result.ok

@@ -10,6 +10,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.running import REPO, children_running, journal, patas, processes_with, start_patas
 
@@ -55,8 +56,9 @@ def test_each_sampler_runs_its_trials_once_each_and_records_the_search(tmp_path,
         # The value told to Optuna is the last match in the committed output.
         assert f"Test accuracy: {trial.value:.6f}" in (lab / str(trial.number) / "stdout").read_text()
     assert "Search: best test_acc" in run.stderr
-    definition = (lab / "experiment.yaml").read_text()
-    assert f"search:\n  type: {kind}\n  objective:\n    direction: max\n    name: test_acc" in definition
+    definition = yaml.safe_load((lab / "experiment.yaml").read_text())
+    assert definition["search"]["type"] == kind
+    assert {k: definition["search"]["objective"][k] for k in ("direction", "name")} == {"direction": "max", "name": "test_acc"}
 
 
 def test_a_seed_makes_the_same_suggestions(tmp_path):
