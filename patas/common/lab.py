@@ -474,17 +474,21 @@ def experiments_in(lab_root: Path) -> list[str]:
     return [e.name for e in entries if e.is_dir() and any(os.path.lexists(os.path.join(e.path, m)) for m in markers)]
 
 
-def write_atomically(path: Path, data: bytes) -> None:
-    """Write a whole file or nothing: a temporary file, flushed, then renamed over `path`.
+def write_atomically(path: Path, data: bytes, durable: bool = True) -> None:
+    """Write a whole file or nothing: a temporary file, flushed (and, if `durable`, synced to
+    disk), then renamed over `path`.
 
-    On any failure (a full disk, say) the temporary file is removed and `path` is untouched."""
+    On any failure (a full disk, say) the temporary file is removed and `path` is untouched.
+    Without `durable`, a crash may leave the old file, the new one, or a torn one: for a file
+    that checks itself (the plan index's checksum) and can be made again."""
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.tmp")
     try:
         with open(temporary, "wb") as stream:
             stream.write(data)
             stream.flush()
-            os.fsync(stream.fileno())
+            if durable:
+                os.fsync(stream.fileno())
         os.replace(temporary, path)
     except BaseException:
         try:

@@ -19,10 +19,12 @@ cache of it that is never trusted beyond what it can check:
   the covered part (a run that crashed before writing the index) are read and applied. The
   digest is a chain, one link per run's appended bytes, so that writing the index hashes only
   what the run appended;
-- it ends with a digest of its own contents, and is written whole to a temporary file, flushed
-  and renamed over the old one (`write_atomically`): a torn or damaged index is read as none,
-  and a reader sees the old index or the new one, never a mix. Only the run holding the
-  experiment's lock writes it.
+- it ends with a digest of its own contents, and is written whole to a temporary file and
+  renamed over the old one (`write_atomically`): a torn or damaged index is read as none, and a
+  reader sees the old index or the new one, never a mix. It is not synced to disk: after a
+  crash the file may be the old index (whose journal identity no longer matches: the journal is
+  checked and its new lines read) or a torn one (read as none), and either way the journal,
+  which is synced, stays the truth. Only the run holding the experiment's lock writes it.
 
 Task folders are not in the index: whether each done task's folder exists is read from the
 folder at every plan, as without the index.
@@ -238,7 +240,7 @@ class GridHistory:
         encoded = json.dumps(header, separators=(",", ":")).encode()
         arrays = (self.attempts.tobytes(), self.done) if self.attempts else (bytes(8 * self.total), bytes(self.total))
         body = b"".join((_MAGIC, len(encoded).to_bytes(_LENGTH_BYTES, "little"), encoded, *arrays))
-        write_atomically(lab.path / INDEX_FILE, body + _checksum(body))
+        write_atomically(lab.path / INDEX_FILE, body + _checksum(body), durable=False)  # see the module docstring
         self.unsaved = False
 
     @classmethod
