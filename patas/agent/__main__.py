@@ -22,6 +22,7 @@ from typing import NoReturn
 
 from patas.agent.agent import run
 from patas.agent.allocation import check_gpus, granted, pick_own
+from patas.agent.supervisor import Supervisor
 from patas.common.agent_config import AgentConfig
 from patas.common.errors import PatasError, ProtocolError
 
@@ -39,6 +40,11 @@ def load_config_file(path: str) -> AgentConfig:
 
 
 def main(argv: list[str]) -> int:
+    # The first slot's supervisor is forked now, while the agent has no thread and waits for its
+    # configuration (an agent patas starts ahead waits for the coordinator to plan): the fork
+    # (milliseconds on a VM) is then not on the way to the first task. Its end of the channel
+    # closes with this process whatever happens next, and it exits then.
+    first_supervisor = Supervisor()
     lifeline = None
     try:
         if argv[:1] == ["--config"] and len(argv) == 2:
@@ -63,7 +69,7 @@ def main(argv: list[str]) -> int:
         format=f"%(asctime)s %(levelname)s agent {config.agent_id}: %(message)s",
         stream=sys.stderr,
     )
-    return run(config, lifeline=lifeline)
+    return run(config, lifeline=lifeline, first_supervisor=first_supervisor)
 
 
 def exit_now(code: int) -> NoReturn:

@@ -62,9 +62,13 @@ EXIT_OK, EXIT_REFUSED, EXIT_BROKER_LOST, EXIT_COORDINATOR_GONE = 0, 3, 4, 5
 
 class Agent:
     """Serves one broker. `lifeline` is a file descriptor whose end of file means the
-    coordinator is gone (the standard input it was started with), or None."""
+    coordinator is gone (the standard input it was started with), or None. `first_supervisor`,
+    forked ahead, serves the first slot (see `patas.agent.__main__`)."""
 
-    def __init__(self, settings: AgentConfig, context: zmq.Context | None = None, lifeline: int | None = None) -> None:
+    def __init__(
+        self, settings: AgentConfig, context: zmq.Context | None = None, lifeline: int | None = None,
+        first_supervisor: Supervisor | None = None,
+    ) -> None:  # fmt: skip
         self.settings = settings
         self.context = context or zmq.Context.instance()
         self.poller = zmq.Poller()
@@ -77,7 +81,8 @@ class Agent:
         self.attempt_files: dict[int, AttemptFiles] = {}  # lease → its folder (PATAS_TASK_DIR)
         self.queue: deque[Assign] = deque()  # tasks waiting for a free slot
         self.free_slots = list(range(settings.slots - 1, -1, -1))
-        self.supervisors: dict[int, Supervisor] = {}  # slot → the process its commands run under
+        # slot → the process its commands run under
+        self.supervisors: dict[int, Supervisor] = {0: first_supervisor} if first_supervisor is not None else {}
         self.adopts_orphans = False  # a subreaper agent process (see `run`)
         self.worker_offsets = (0, 0)  # first worker number in the lab and in the cluster
         self.fd_owner: dict[int, TaskProcess] = {}  # watched output or status pipe → its task
@@ -405,13 +410,13 @@ class Agent:
                 self._apply(fd)
 
 
-def run(settings: AgentConfig, lifeline: int | None) -> int:
+def run(settings: AgentConfig, lifeline: int | None, first_supervisor: Supervisor | None = None) -> int:
     """Run an agent until the broker lets it go; SIGTERM kills its tasks and exits cleanly."""
     # Ctrl-C in the coordinator's terminal reaches this process too; the broker decides what stops.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _exit_on_signal)
     settle_descriptor_limit(settings.slots)
-    agent = Agent(settings, lifeline=lifeline)
+    agent = Agent(settings, lifeline=lifeline, first_supervisor=first_supervisor)
     # Its only children are its slots' supervisors; what one that died leaves comes here, to be killed.
     agent.adopts_orphans = become_subreaper()
     return agent.run()

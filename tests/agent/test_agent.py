@@ -263,3 +263,16 @@ def test_an_agent_process_told_to_stop_exits_0_with_its_last_log_line_written():
         broker.close()
     assert agent.returncode == 0
     assert stderr.decode().rstrip().splitlines()[-1].endswith("agent last-words stops: the broker said goodbye: test over")
+
+
+def test_an_agent_refusing_its_configuration_leaves_no_supervisor_behind(tmp_path):
+    """The first slot's supervisor is forked before the configuration is read: when that fails,
+    the supervisor must end with the agent."""
+    agent = subprocess.run(
+        [sys.executable, "-m", "patas.agent"], input=b"not a configuration\n", env=ENV, cwd=tmp_path, capture_output=True, timeout=30
+    )
+    assert agent.returncode == 2 and agent.stderr.startswith(b"patas agent: "), agent.stderr
+    deadline = time.monotonic() + 10
+    while processes_with("patas.agent", cwd=tmp_path) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert processes_with("patas.agent", cwd=tmp_path) == []
