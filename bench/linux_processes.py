@@ -56,10 +56,15 @@ def cpu_seconds(process: ProcessId) -> float | None:
 
 
 def child_pids(pid: int) -> list[int]:
+    """The children of every thread of `pid`; none if it has exited meanwhile."""
+    try:
+        threads = os.listdir(f"/proc/{pid}/task")
+    except OSError:  # gone between its parent's listing and this one
+        return []
     children = []
-    for thread in Path(f"/proc/{pid}/task").glob("*"):
+    for thread in threads:
         try:
-            children += [int(c) for c in (thread / "children").read_text().split()]
+            children += [int(c) for c in Path(f"/proc/{pid}/task/{thread}/children").read_text().split()]
         except OSError:
             pass
     return children
