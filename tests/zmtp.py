@@ -6,6 +6,8 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 
+import zmq
+
 MIB = 1024 * 1024
 # A long message frame whose size field claims 4 GiB.
 FOUR_GB_FRAME_HEADER = b"\x02" + (4 * 1024 * MIB).to_bytes(8, "big")
@@ -34,3 +36,16 @@ def resident_bytes(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) * 1024
     raise AssertionError(f"no VmRSS for {pid}")
+
+
+def send_unless_turned_away(peer: zmq.Socket, frames: list[bytes]) -> bool:
+    """Send a stranger's message without waiting; False if it never left the socket.
+
+    A peer the broker turns away at the handshake may be left with no connection to queue on
+    (libzmq drops it after the failed handshake, and a DEALER with none blocks): then nothing it
+    sends can reach the broker at all, which is what the tests check."""
+    try:
+        peer.send_multipart(frames, zmq.NOBLOCK)
+    except zmq.Again:
+        return False
+    return True

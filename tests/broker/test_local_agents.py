@@ -27,6 +27,7 @@ from patas.broker.security import CurveServer
 from patas.broker.transport import BrokerSocket, PeerProcess
 from patas.common.protocol import Heartbeat, encode
 from tests.running import children_running, journal, patas, processes_with, start_patas
+from tests.zmtp import send_unless_turned_away
 
 ON_LINUX = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc and SO_PEERCRED (Linux)")
 
@@ -213,7 +214,7 @@ def test_tcp_on_the_same_socket_still_requires_curve(broker):
     plain.setsockopt(zmq.LINGER, 0)
     monitor = plain.get_monitor_socket()
     plain.connect(f"tcp://127.0.0.1:{broker.port}")
-    plain.send_multipart(encode(Heartbeat()))
+    send_unless_turned_away(plain, encode(Heartbeat()))
     local = context.socket(zmq.DEALER)
     local.setsockopt(zmq.LINGER, 0)
     local.setsockopt(zmq.IDENTITY, b"local")
