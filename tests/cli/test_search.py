@@ -244,3 +244,22 @@ def test_parse_query_and_summary_read_a_search(tmp_path):
     assert summary.code == 0, summary.stderr
     first = dict(zip(summary.stdout.splitlines()[0].split(","), summary.stdout.splitlines()[1].split(",")))
     assert float(first["mean"]) == best and first["verdict"] == "best"
+
+
+@pytest.mark.parametrize(
+    "flag",
+    [
+        ["--objective", "max", "acc", "acc (@float@)"],
+        ["--report", "min", "loss", "loss (@float@)"],
+        ["--prune", "asha"],
+        ["--trials", "5"],
+        ["--budget", "10m"],
+    ],
+)
+def test_every_search_flag_on_a_grid_is_refused_not_ignored(tmp_path, flag):
+    # A grid skips importing the searches' module when no search flag is given
+    # (patas.cli.explore._SEARCH_FLAGS): each flag must still reach make_search's check.
+    run = patas("explore", "--cmd", "echo {x}", "--vl", "x", "1", *flag, "-y", cwd=tmp_path)
+    assert run.code == 1, run.stderr
+    assert run.stderr.strip() == f"Error: {flag[0]} needs a search: add --type random, sobol or tpe (a grid runs every combination)"
+    assert not (tmp_path / "pataslab").exists()
