@@ -9,12 +9,12 @@ recognises the work already done.
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 from dataclasses import dataclass
 from typing import Iterator
 
 from patas.common.config import Experiment
+from patas.common.digests import blake2b
 from patas.common.template import quote
 
 KEY_BYTES = 12
@@ -176,8 +176,8 @@ def _combinations_from(value_lists: list[tuple[str, ...]], start: int) -> Iterat
             return
 
 
-def combination_digest(commands: tuple[str, ...], pairs: tuple[tuple[str, str], ...]) -> "hashlib._Hash":
-    digest = hashlib.blake2b(digest_size=KEY_BYTES)
+def combination_digest(commands: tuple[str, ...], pairs: tuple[tuple[str, str], ...]) -> blake2b:
+    digest = blake2b(digest_size=KEY_BYTES)
     for command in commands:
         digest.update(command.encode() + b"\0")
     digest.update(b"\1")
@@ -186,7 +186,7 @@ def combination_digest(commands: tuple[str, ...], pairs: tuple[tuple[str, str], 
     return digest
 
 
-def task_key(base: "hashlib._Hash", repeat_id: int) -> str:
+def task_key(base: blake2b, repeat_id: int) -> str:
     digest = base.copy()
     digest.update(b"\2%d" % repeat_id)
     return digest.hexdigest()

@@ -12,13 +12,14 @@ from tests.running import ENV, done_ids
 # Modules a 1-task local grid run with -q never needs: the live bar (rich), the status types and
 # the control channel's messages (nobody asks), shipping, Slurm, SSH, searches, task filters,
 # --detach, asyncio (pyzmq's authenticator thread), PyYAML (a new definition is written by
-# patas.common.yaml_writer), and the analysis stack.
+# patas.common.yaml_writer), OpenSSL through hashlib (task keys take BLAKE2b from
+# patas.common.digests), and the analysis stack.
 NOT_FOR_A_PLAIN_RUN = (
     "rich", "asyncio", "zmq.auth", "patas.analysis.status", "patas.broker.ship.code",
     "patas.broker.ship.transfer", "patas.broker.slurm.options", "patas.broker.slurm.session",
     "patas.broker.ssh.session", "paramiko", "optuna", "patas.common.search", "patas.broker.run.study",
     "patas.broker.run.task_filter", "patas.cli.detach", "patas.cli.ship_progress",
-    "patas.broker.run.control_messages", "yaml", "numpy", "pandas", "duckdb",
+    "patas.broker.run.control_messages", "yaml", "hashlib", "_hashlib", "numpy", "pandas", "duckdb",
 )  # fmt: skip
 
 # Runs the CLI as `python -m patas` does, then writes the names of the modules it imported.

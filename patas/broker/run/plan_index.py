@@ -32,7 +32,6 @@ folder at every plan, as without the index.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -42,6 +41,7 @@ from operator import and_
 from typing import Any
 
 from patas.common.config import Experiment
+from patas.common.digests import blake2b
 from patas.common.lab import ExperimentLab, JournalPosition, Outcome, PlanRecord, write_atomically
 from patas.common.sweep import GridPositions, task_keys
 
@@ -72,7 +72,7 @@ def grid_digest(experiment: Experiment) -> str:
         [[v.name, list(v.values)] for v in experiment.variables],
         experiment.repeat,
     ]
-    return hashlib.blake2b(json.dumps(identity).encode(), digest_size=16).hexdigest()
+    return blake2b(json.dumps(identity).encode(), digest_size=16).hexdigest()
 
 
 @dataclass
@@ -318,7 +318,7 @@ def _chain(lab: ExperimentLab, chain: str, ends: list[int]) -> str:
     try:
         with open(lab.journal_path, "rb") as journal:
             for start, end in zip(ends, ends[1:]):
-                link = hashlib.blake2b(bytes.fromhex(chain), digest_size=16)
+                link = blake2b(bytes.fromhex(chain), digest_size=16)
                 journal.seek(start)
                 left = end - start
                 while left > 0:
@@ -334,4 +334,4 @@ def _chain(lab: ExperimentLab, chain: str, ends: list[int]) -> str:
 
 
 def _checksum(body: bytes) -> bytes:
-    return hashlib.blake2b(body, digest_size=_CHECKSUM_BYTES).digest()
+    return blake2b(body, digest_size=_CHECKSUM_BYTES).digest()
