@@ -37,8 +37,10 @@ RELAY_HEADROOM_BYTES = 1024
 STDOUT, STDERR = 0, 1
 
 
-@dataclass(frozen=True)
 class Message:
+    """The base of every message type, each a frozen dataclass. The base itself has no fields,
+    so it is a plain class: a dataclass costs ~0.6 ms to build, in every process that imports it."""
+
     KIND: ClassVar[bytes] = b""
     # How many raw payload frames follow the header (their field names, in order).
     PAYLOAD: ClassVar[tuple[str, ...]] = ()
