@@ -128,7 +128,7 @@ def socket_address(experiment_folder: Path) -> Iterator[str]:
 # --- the run's side -------------------------------------------------------------------------
 
 
-@dataclass
+@dataclass(eq=False)  # one of a kind: compared by identity
 class PendingRequest:
     """A request waiting for the run loop's answer; `answer` wakes the connection's thread."""
 

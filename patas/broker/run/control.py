@@ -62,7 +62,7 @@ class ControlSettings:
     pool: str | None = None  # the run borrows a pool's agents: its nodes are the pool's to change
 
 
-@dataclass
+@dataclass(eq=False)  # one of a kind: compared by identity
 class Arrival:
     """Nodes being added for one request: answered once each agent is ready or gone."""
 

@@ -130,7 +130,7 @@ class RunResult:
         return self.counts.failed > 0 or (self.halt is not None and self.halt.by_failure)
 
 
-@dataclass
+@dataclass(eq=False)  # one of a kind: compared by identity
 class AgentLink:
     placement: Placement
     handle: AgentHandle

@@ -38,7 +38,7 @@ if TYPE_CHECKING:  # shipping (--ship), Slurm and task filters are imported wher
     from patas.broker.slurm.options import SlurmOptions
 
 
-@dataclass
+@dataclass(eq=False)  # one of a kind: compared by identity
 class Exploration:
     plans: list[ExperimentPlan]
     placements: list[Placement]

@@ -54,7 +54,7 @@ OUTPUT_FLUSH_INTERVAL_S = 0.5
 FULL_DISK_BYTES = 64 * 1024
 
 
-@dataclass
+@dataclass(eq=False)  # one of a kind: compared by identity
 class OpenAttempt:
     """An attempt being written. Paths are plain strings: this runs for every task, and pathlib
     objects cost more than the system calls they name."""

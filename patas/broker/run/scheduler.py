@@ -44,7 +44,7 @@ class Verdict(enum.Enum):
     GIVE_UP = "give up"
 
 
-@dataclass
+@dataclass(eq=False)  # one of a kind: compared by identity
 class Lease:
     """One attempt of one task, given to one agent (running, or queued there for a free slot)."""
 
@@ -58,7 +58,7 @@ class Lease:
     started_at: float = 0.0
 
 
-@dataclass
+@dataclass(eq=False)  # one of a kind: compared by identity
 class AgentSlots:
     agent_id: str
     slots: int

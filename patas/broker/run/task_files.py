@@ -36,7 +36,7 @@ def staging_path(task_folder: str, attempt: int) -> str:
     return f"{task_folder}/attempt-{attempt}.{FILES}"
 
 
-@dataclass
+@dataclass(eq=False)  # one of a kind: compared by identity
 class ReceivedFiles:
     """The files of one attempt, written as they arrive."""
 
