@@ -57,3 +57,45 @@ def test_explore_collects_no_garbage_while_it_starts_and_as_usual_once_its_run_s
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[(True, True)] True", done.stdout + done.stderr
     assert (tmp_path / "pataslab/grid/0/stdout").read_text() == "1\n"
+
+
+# Runs the CLI with what an embedding program may leave behind: a function registered to run at
+# exit before the CLI starts, which says who calls it (`_end`, or the interpreter's teardown,
+# from no Python frame), and (with "thread" as the first argument) a thread that is not a daemon
+# and still runs.
+_EMBEDDED_CLI = """
+import atexit, sys, threading, time
+def at_exit():
+    caller = sys._getframe(1).f_code.co_name if sys._getframe().f_back else "the teardown"
+    print(f"ran at exit, called by {caller}", flush=True)
+atexit.register(at_exit)
+if sys.argv.pop(1) == "thread":
+    threading.Thread(target=lambda: (time.sleep(0.5), print("thread ended", flush=True))).start()
+from patas.cli.main import main
+main()
+"""
+
+
+def _embedded(tmp_path, thread: str, *args: str):
+    import subprocess
+    import sys
+
+    from tests.running import ENV
+
+    return subprocess.run([sys.executable, "-c", _EMBEDDED_CLI, thread, *args], env=ENV, capture_output=True, text=True, cwd=tmp_path, timeout=60)
+
+
+def test_a_command_ends_its_process_without_the_teardown_but_after_what_was_registered_to_run_at_exit(tmp_path):
+    done = _embedded(tmp_path, "-", "query", "select 41 + 1 as answer")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["answer", "42", "ran at exit, called by _end"]
+
+    refused = _embedded(tmp_path, "-", "query", "select nothing from nowhere")
+    assert refused.returncode == 1 and refused.stderr.startswith("Error: "), refused.stderr
+    assert refused.stdout.splitlines() == ["ran at exit, called by _end"]
+
+
+def test_a_thread_still_running_when_the_command_ends_is_waited_for_as_python_does(tmp_path):
+    done = _embedded(tmp_path, "thread", "query", "select 42 as answer")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["answer", "42", "thread ended", "ran at exit, called by the teardown"]

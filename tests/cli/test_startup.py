@@ -22,14 +22,13 @@ NOT_FOR_A_PLAIN_RUN = (
     "patas.broker.run.control_messages", "yaml", "hashlib", "_hashlib", "numpy", "pandas", "duckdb",
 )  # fmt: skip
 
-# Runs the CLI as `python -m patas` does, then writes the names of the modules it imported.
+# Runs the CLI as `python -m patas` does, and writes the names of the modules it imported as the
+# process ends.
 _RUN_AND_LIST_MODULES = """
-import json, runpy, sys
+import atexit, json, runpy, sys
+atexit.register(lambda: open(OUT, "w").write(json.dumps(sorted(sys.modules))))
 sys.argv = ["patas", *sys.argv[2:]]
-try:
-    runpy.run_module("patas", run_name="__main__")
-finally:
-    open(OUT, "w").write(json.dumps(sorted(sys.modules)))
+runpy.run_module("patas", run_name="__main__")
 """
 
 
