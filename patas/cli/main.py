@@ -46,7 +46,7 @@ def _end(status: object) -> NoReturn:
     others = [t for t in threading.enumerate() if t is not threading.current_thread() and not t.daemon]
     if others or not (status is None or isinstance(status, int)):
         sys.exit(status)
-    atexit._run_exitfuncs()  # what Python's own teardown runs first
+    atexit._run_exitfuncs()  # as Python's teardown would, once the threads have ended
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(OSError, ValueError):  # a reader that left; a stream closed
             stream.flush()
