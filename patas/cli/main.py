@@ -47,10 +47,26 @@ def _end(status: object) -> NoReturn:
     if others or not (status is None or isinstance(status, int)):
         sys.exit(status)
     atexit._run_exitfuncs()  # as Python's teardown would, once the threads have ended
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(OSError, ValueError):  # a reader that left; a stream closed
-            stream.flush()
-    os._exit(status or 0)
+    os._exit(_flushed(status or 0))
+
+
+def _flushed(status: int) -> int:
+    """Flush the standard streams: `status`, or 1 where the end of the output did not go out
+    (said on stderr, unless the reader left or the command has already said what went wrong)."""
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:  # the reader left, as in `_main`
+        status = status or 1
+    except ValueError:  # closed, once a reader left (see `_main`)
+        pass
+    except OSError as error:  # a full disk, an I/O error
+        if not status:
+            with contextlib.suppress(OSError, ValueError):
+                sys.stderr.write(f"Error: the output is incomplete: {_refusal(error)}\n")
+            status = 1
+    with contextlib.suppress(OSError, ValueError):
+        sys.stderr.flush()
+    return status
 
 
 def _agent_ahead(args: list[str]) -> AbstractContextManager[None]:
@@ -107,6 +123,17 @@ def _main() -> None:
         # `patas query ... | head`: the reader left; that is not an error worth a traceback.
         sys.stderr.close()
         sys.exit(EXIT_ERROR)
+    except OSError as error:
+        # What the system refused outside the lab (whose errors are PatasErrors naming the file):
+        # most often the output itself, `patas query ... > file` on a full disk.
+        if debug:
+            raise
+        click.echo(f"Error: {_refusal(error)} (--debug shows where)", err=True)
+        sys.exit(EXIT_ERROR)
+
+
+def _refusal(error: OSError) -> str:
+    return f"{error.filename}: {error.strerror}" if error.filename else error.strerror or str(error)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,10 @@
-"""The `patas` group itself: unknown commands."""
+"""The `patas` group itself: unknown commands, and how a command ends its process."""
 
-from tests.running import patas
+import subprocess
+import sys
+from typing import IO
+
+from tests.running import ENV, patas
 
 
 def test_a_mistyped_command_suggests_the_right_one(tmp_path):
@@ -77,12 +81,12 @@ main()
 
 
 def _embedded(tmp_path, thread: str, *args: str):
-    import subprocess
-    import sys
+    return _python(tmp_path, "-c", _EMBEDDED_CLI, thread, *args)
 
-    from tests.running import ENV
 
-    return subprocess.run([sys.executable, "-c", _EMBEDDED_CLI, thread, *args], env=ENV, capture_output=True, text=True, cwd=tmp_path, timeout=60)
+def _python(tmp_path, *args: str, stdout: int | IO[str] = subprocess.PIPE) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in ENV.items() if k != "PYTHONUNBUFFERED"}  # stdout buffered, as usual
+    return subprocess.run([sys.executable, *args], env=env, text=True, cwd=tmp_path, timeout=60, stdout=stdout, stderr=subprocess.PIPE)
 
 
 def test_a_command_ends_its_process_without_the_teardown_but_after_what_was_registered_to_run_at_exit(tmp_path):
@@ -99,3 +103,20 @@ def test_a_thread_still_running_when_the_command_ends_is_waited_for_as_python_do
     done = _embedded(tmp_path, "thread", "query", "select 42 as answer")
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == ["answer", "42", "thread ended", "ran at exit, called by the teardown"]
+
+
+def test_output_to_a_full_disk_is_one_line_and_status_1(tmp_path):
+    with open("/dev/full", "w") as full:
+        done = _python(tmp_path, "-m", "patas", "query", "select 42 as answer", stdout=full)
+    assert done.returncode == 1
+    assert done.stderr == "Error: No space left on device (--debug shows where)\n"
+
+
+def test_output_that_cannot_be_written_as_the_process_ends_is_reported(tmp_path):
+    # Output still buffered when the command ends (here an exit function's) is written by `_end`.
+    late = "import atexit, sys\natexit.register(lambda: sys.stdout.write('a late line'))\nfrom patas.cli.main import main\nmain()\n"
+    with open("/dev/full", "w") as full:
+        done = _python(tmp_path, "-c", late, "explore", "--cmd", "echo {i}", "--vl", "i", "7", "-y", "-q", stdout=full)
+    assert (tmp_path / "pataslab/grid/0/stdout").read_text() == "7\n"  # the command itself succeeded
+    assert done.returncode == 1
+    assert done.stderr.splitlines()[-1] == "Error: the output is incomplete: No space left on device", done.stderr
