@@ -133,7 +133,10 @@ def _main() -> None:
 
 
 def _refusal(error: OSError) -> str:
-    return f"{error.filename}: {error.strerror}" if error.filename else error.strerror or str(error)
+    from patas.common.errors import refused_file
+
+    reason, named = error.strerror or str(error), refused_file(error)
+    return f"{named}: {reason}" if named else reason
 
 
 if __name__ == "__main__":

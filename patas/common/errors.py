@@ -7,6 +7,8 @@ error's `exit_code`; a traceback is shown only with `--debug`.
 
 from __future__ import annotations
 
+import os
+
 # Exit statuses, documented in docs/cli.md.
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -41,6 +43,17 @@ class UsageError(PatasError):
     """Options that cannot go together; shown as one line, like any error, but exit status 2."""
 
     exit_code = EXIT_USAGE
+
+
+def refused_file(error: OSError, path: str | os.PathLike[str] | None = None) -> str:
+    """The file an OS error is about, as a message names it: the one the failed call named (both
+    sides of a rename or a link: either may be at fault), else `path`, else ""."""
+    if error.filename is None:
+        return "" if path is None else os.fspath(path)
+    named = os.fsdecode(error.filename)
+    if error.filename2 is not None:
+        named += f" → {os.fsdecode(error.filename2)}"
+    return named
 
 
 def did_you_mean(word: str, choices: list[str] | tuple[str, ...]) -> str:

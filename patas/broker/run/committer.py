@@ -35,7 +35,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Callable, TypeVar
 
-from patas.common.errors import LabError
+from patas.common.errors import LabError, refused_file
 from patas.common.lab import AttemptRecord, Outcome
 
 if TYPE_CHECKING:
@@ -275,13 +275,4 @@ def lab_error(error: OSError, path: str | Path) -> LabError:
     else `path`."""
     reason = error.strerror or str(error)
     hint = " (free some space, or use -o to write elsewhere)" if error.errno == errno.ENOSPC else ""
-    return LabError(f"{_named(error, path)}: {reason}{hint}")
-
-
-def _named(error: OSError, path: str | Path) -> str:
-    if error.filename is None:
-        return str(path)
-    named = os.fsdecode(error.filename)
-    if error.filename2 is not None:  # a rename or a link: either side may be at fault
-        named += f" → {os.fsdecode(error.filename2)}"
-    return named
+    return LabError(f"{refused_file(error, path)}: {reason}{hint}")
