@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import json
 import os
+import signal
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, Iterator
 
 REPO = Path(__file__).resolve().parents[1]
 # `#!/usr/bin/env python3` scripts (the example) should find this interpreter directly, not a
@@ -76,6 +80,38 @@ def _cwd(process: Path) -> Path | None:
         return Path(os.readlink(process / "cwd"))
     except OSError:
         return None
+
+
+@contextlib.contextmanager
+def adopting_orphans() -> Iterator[Callable[[], list[int]]]:
+    """Within the block this process is a child subreaper (Linux): the orphaned descendants of
+    what it starts re-parent to it rather than to init. Yields a function listing the children
+    it has now that it did not have before (alive or not reaped). Those are reaped at the end."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    before = set(_own_children())
+    assert libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0, os.strerror(ctypes.get_errno())
+    adopted = lambda: sorted(set(_own_children()) - before)  # noqa: E731
+    try:
+        yield adopted
+    finally:
+        libc.prctl(_PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
+        for pid in adopted():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, 0)
+
+
+_PR_SET_CHILD_SUBREAPER = 36
+
+
+def _own_children() -> list[int]:
+    """This process's children, of every thread, zombies included (from /proc)."""
+    found = []
+    for thread in Path("/proc/self/task").iterdir():
+        with contextlib.suppress(FileNotFoundError):
+            found += [int(pid) for pid in (thread / "children").read_text().split()]
+    return found
 
 
 def children_running(parent: int, marker: str) -> list[int]:

@@ -152,7 +152,9 @@ class Agent:
         finally:
             self._kill_everything()
             for supervisor in self.supervisors.values():
-                supervisor.close()
+                supervisor.hang_up()  # all at once, then wait: they exit in parallel
+            for supervisor in self.supervisors.values():
+                supervisor.reap()
             self.folders.close()
             self.socket.close()
         log.info("agent %s stops: %s", self.settings.agent_id, self.stopping)

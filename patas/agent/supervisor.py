@@ -101,7 +101,8 @@ class Supervisor:
             signal.pthread_sigmask(signal.SIG_SETMASK, previous)
             theirs.close()
         self.running = False
-        self.alive = True
+        self.alive = True  # until hung up
+        self._reaped = False
 
     def fileno(self) -> int:
         """Readable when the running command has ended (and everything it started)."""
@@ -170,10 +171,22 @@ class Supervisor:
 
     def close(self) -> None:
         """End the supervisor (killing any running command) and reap it."""
+        self.hang_up()
+        self.reap()
+
+    def hang_up(self) -> None:
+        """Tell the supervisor to end (it kills any running command, then exits), without
+        waiting: supervisors told one after another then exit in parallel (see `reap`)."""
         if self.alive:
             self.alive = False
-            self.channel.close()  # its end of file: it kills what runs and exits
+            self.channel.close()  # its end of file
+
+    def reap(self) -> None:
+        """Wait for a supervisor that was hung up to exit (a few ms: the kernel frees its copy
+        of the agent's memory), and reap it."""
+        if not self.alive and not self._reaped:
             os.waitpid(self.pid, 0)
+            self._reaped = True
 
     def _order(self, order: bytes) -> None:
         if self.running:

@@ -17,7 +17,7 @@ from patas.agent.task_process import READ_CHUNK_BYTES
 from patas.common.agent_config import AgentConfig, CurveKeys
 from patas.common import protocol
 from patas.common.protocol import Assign, Cancel, Credit, Finished, Hello, Output, Shutdown, Welcome
-from tests.running import ENV, processes_with
+from tests.running import ENV, adopting_orphans, processes_with
 from tests.zmtp import MIB, claim_four_gigabytes, resident_bytes
 
 CHUNK = READ_CHUNK_BYTES
@@ -263,6 +263,35 @@ def test_an_agent_process_told_to_stop_exits_0_with_its_last_log_line_written():
         broker.close()
     assert agent.returncode == 0
     assert stderr.decode().rstrip().splitlines()[-1].endswith("agent last-words stops: the broker said goodbye: test over")
+
+
+def test_an_agent_that_ran_a_task_on_every_slot_has_reaped_every_supervisor_when_it_exits(tmp_path):
+    """Its slots' supervisors are told to end all at once and then waited for (they exit in
+    parallel). One the agent did not reap before exiting would re-parent: with this process as
+    the subreaper, to it, where it shows (dead or alive) as a child the test never started."""
+    broker = FakeBroker()
+    slots = 4
+    with adopting_orphans() as adopted:
+        agent = subprocess.Popen([sys.executable, "-m", "patas.agent"], env=ENV, stdin=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        try:
+            assert agent.stdin is not None
+            agent.stdin.write(AgentConfig(broker.address, "four-slots", slots).to_line())
+            agent.stdin.flush()
+            assert isinstance(broker.receive(), Hello)
+            broker.send(Welcome(1.0, 30.0, WINDOW, 0, 0))
+            # Each task waits until all have started, so that each has a slot (a supervisor) of its own.
+            wait_for_all = f"touch started-$PATAS_TASK_ID; until [ $(ls started-* | wc -l) -eq {slots} ]; do sleep 0.01; done"
+            for lease in range(1, slots + 1):
+                broker.send(Assign(lease, [wait_for_all], str(tmp_path), {"PATAS_TASK_ID": str(lease)}, 30.0))
+            finished = [m for _ in range(slots) for m in broker.receive_until(Finished) if isinstance(m, Finished)]
+            assert sorted((f.lease, f.exit_code) for f in finished) == [(lease, 0) for lease in range(1, slots + 1)]
+            assert len(processes_with("patas.agent", cwd=tmp_path)) == slots  # the supervisors, in the tasks' folder
+            broker.send(Shutdown("test over"))
+            assert agent.wait(30) == 0
+        finally:
+            agent.kill()
+            broker.close()
+        assert adopted() == []
 
 
 def test_an_agent_refusing_its_configuration_leaves_no_supervisor_behind(tmp_path):
