@@ -9,12 +9,11 @@ import click
 
 from patas.broker.run.background import find_run, follow_log
 from patas.common.errors import EXIT_ERROR
+from patas.cli.lab_options import experiment_in_lab
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.argument("experiment", required=False)
-@click.option("-o", "--output", "lab_root", default="./pataslab", show_default=True, type=click.Path(file_okay=False),
-              help="The pataslab folder.")  # fmt: skip
+@experiment_in_lab(required=False)
 def attach(experiment: str | None, lab_root: str) -> None:
     """Show a run started with `patas explore --detach` again: its log so far, then what it
     adds, like `tail -f`, until the run ends; then exit with the run's exit status.

@@ -9,14 +9,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+from patas.cli.lab_options import lab_option
 
 DEFAULT_HOST = "127.0.0.1"  # patas.dashboard.server.DEFAULT_HOST, without importing it for --help
 DEFAULT_PORT = 8765
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("-o", "--output", "lab_root", default="./pataslab", show_default=True, type=click.Path(file_okay=False),
-              help="The pataslab folder.")  # fmt: skip
+@lab_option
 @click.option("--port", type=click.IntRange(0, 65535), default=DEFAULT_PORT, show_default=True,
               help="The port to listen on; 0 takes a free one (the URL printed says which).")  # fmt: skip
 @click.option("--bind", "host", default=DEFAULT_HOST, show_default=True, metavar="HOST",

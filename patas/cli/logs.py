@@ -10,13 +10,12 @@ import click
 from patas.analysis.task_output import AttemptEnded, Ending, follow_output, show_output
 from patas.common.errors import EXIT_TASKS_FAILED
 from patas.common.lab import STDERR, STDOUT
+from patas.cli.lab_options import experiment_in_lab
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.argument("experiment")
+@experiment_in_lab()
 @click.argument("task", type=int, callback=lambda ctx, param, value: _task_id(value))
-@click.option("-o", "--output", "lab_root", default="./pataslab", show_default=True, type=click.Path(file_okay=False),
-              help="The pataslab folder.")  # fmt: skip
 @click.option("-f", "--follow", is_flag=True, help="Keep printing as the task prints, until it ends (also across retries).")
 @click.option("--stderr", "errors", is_flag=True, help="The task's stderr instead of its stdout.")
 @click.option("--attempt", type=click.IntRange(min=1), metavar="N", help="Attempt N's output.  [default: the latest]")

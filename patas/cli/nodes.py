@@ -10,6 +10,7 @@ from typing import Any, Callable
 import click
 
 from patas.cli.groups import SuggestingGroup
+from patas.cli.lab_options import experiment_in_lab
 from patas.cli.options import VariadicOption
 from patas.common.config import DEFAULT_CLUSTER_NAME, Cluster, Node, load_cluster, parse_node_spec
 from patas.common.errors import ConfigError
@@ -63,10 +64,6 @@ def ssh_options_from(options: dict[str, Any], **more: Any):  # type: ignore[no-u
 
 # --- patas nodes ------------------------------------------------------------------------------
 
-LAB_OPTION = click.option("-o", "--output", "lab_root", default="./pataslab", show_default=True,
-                          type=click.Path(file_okay=False), help="The pataslab folder.")  # fmt: skip
-
-
 @click.group(cls=SuggestingGroup, epilog="""
 \b
 Example:
@@ -79,8 +76,7 @@ def nodes() -> None:
 
 
 @nodes.command(epilog="\b\nExample:\n  patas nodes add grid --node ana@tower 8\n  patas nodes add grid --cluster more.yaml")
-@click.argument("experiment")
-@LAB_OPTION
+@experiment_in_lab()
 @click.option("--cluster", "cluster_files", multiple=True, type=click.Path(dir_okay=False), metavar="FILE",
               help="Cluster YAML file of the nodes to add (repeatable).")
 @click.option("--node", "node_specs", cls=VariadicOption, metavar="HOST [WORKERS [TAGS...]]",
@@ -110,9 +106,8 @@ def add(experiment: str, lab_root: str, cluster_files: tuple[str, ...], node_spe
 
 
 @nodes.command(epilog="\b\nExample:\n  patas nodes remove grid node1 --drain")
-@click.argument("experiment")
+@experiment_in_lab()
 @click.argument("node")
-@LAB_OPTION
 @click.option("--drain", is_flag=True, help="Let its running tasks finish; it takes no new one.")
 def remove(experiment: str, node: str, lab_root: str, drain: bool) -> None:
     """Take NODE (a node name, as `patas status` shows it) out of the run in progress.

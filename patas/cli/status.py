@@ -15,6 +15,7 @@ from rich.text import Text
 from patas.analysis.status import ExperimentStatus, LabStatus, lab_status, status_to_json
 from patas.cli.progress import compact_ids, plural
 from patas.common.errors import excerpt
+from patas.cli.lab_options import experiment_in_lab
 
 # How often -w refreshes when given no SECONDS.
 DEFAULT_WATCH_INTERVAL_S = 2.0
@@ -27,9 +28,7 @@ PIPE_WIDTH = 160
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.argument("experiment", required=False)
-@click.option("-o", "--output", "lab_root", default="./pataslab", show_default=True, type=click.Path(file_okay=False),
-              help="The pataslab folder.")  # fmt: skip
+@experiment_in_lab(required=False)
 @click.option("--json", "as_json", is_flag=True, help="Print the status as JSON (one object per refresh with -w).")
 @click.option("-w", "--watch", type=click.FloatRange(min=0.1), is_flag=False, flag_value=DEFAULT_WATCH_INTERVAL_S,
               metavar="[SECONDS]", help=f"Refresh every SECONDS (default {DEFAULT_WATCH_INTERVAL_S:g}) until Ctrl-C.")  # fmt: skip

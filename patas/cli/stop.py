@@ -7,12 +7,11 @@ from pathlib import Path
 import click
 
 from patas.broker.run.background import STOP_TIMEOUT_S, find_run, stop_run
+from patas.cli.lab_options import experiment_in_lab
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.argument("experiment", required=False)
-@click.option("-o", "--output", "lab_root", default="./pataslab", show_default=True, type=click.Path(file_okay=False),
-              help="The pataslab folder.")  # fmt: skip
+@experiment_in_lab(required=False)
 @click.option("--timeout", "timeout_s", type=click.FloatRange(min=0), default=STOP_TIMEOUT_S, show_default=True,
               metavar="SECONDS", help="How long to wait for the run to end.")  # fmt: skip
 def stop(experiment: str | None, lab_root: str, timeout_s: float) -> None:
