@@ -80,6 +80,26 @@ def find_tables(inputs: Inputs = (DEFAULT_LAB,)) -> list[TableFile]:
     return list(found.values())
 
 
+def experiment_table(given: str | Path, option: str) -> TableFile:
+    """The one parsed table that `option` (summary's and draw's -e) names: a table file, or the
+    table of an experiment folder. QueryError says what is there instead."""
+    path = Path(given).expanduser()
+    if not path.exists():
+        raise QueryError(f"{option} {given}: no such experiment folder or table file")
+    if path.is_file() and path.suffix.lower() not in READERS:
+        raise QueryError(f"{option} {given}: not a table file (give a .csv or .parquet file, or an experiment folder)")
+    tables = find_tables([path])
+    if path.is_dir() and any(t.name == path.name for t in tables):
+        tables = [t for t in tables if t.name == path.name]  # an experiment folder: its own table
+    if not tables:
+        hint = PARSE_HINT.replace("pataslab/<experiment>", str(given).rstrip("/"))
+        raise QueryError(f"{option} {given}: no parsed table ({hint})")
+    if len(tables) > 1:
+        names = ", ".join(t.name for t in tables)
+        raise QueryError(f"{option} {given}: holds several parsed experiments ({names}); give one, e.g. {option} {path / tables[0].name}")
+    return tables[0]
+
+
 def _table_names(folder: Path) -> tuple[str, ...]:
     """The tables `patas parse` writes in an experiment folder: the experiment's, and a search's
     intermediate values (`<name>_reports`)."""

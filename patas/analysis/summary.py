@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, TextIO, Union
 
 from patas.analysis.formats import Format, write_result
 from patas.analysis.parse import INPUT_PREFIX
-from patas.analysis.query import PARSE_HINT, QueryError, find_tables, one_line
+from patas.analysis.query import QueryError, experiment_table, one_line
 from patas.analysis.student import t_quantile
 from patas.common.errors import PatasError, did_you_mean
 
@@ -86,19 +86,10 @@ def _source(connection: duckdb.DuckDBPyConnection, given: Source) -> tuple[duckd
     """The table to summarize, and how to name it in messages."""
     if not isinstance(given, (str, Path)):
         return connection.from_df(given), "the table"
-    path = Path(given).expanduser()
-    if not path.exists():
-        raise SummaryError(f"-e {given}: no such experiment folder or table file")
-    tables = find_tables([path])
-    if path.is_dir() and any(t.name == path.name for t in tables):
-        tables = [t for t in tables if t.name == path.name]  # an experiment folder: its own table
-    if not tables:
-        hint = PARSE_HINT.replace("pataslab/<experiment>", str(given).rstrip("/"))
-        raise SummaryError(f"-e {given}: no parsed table ({hint})")
-    if len(tables) > 1:
-        names = ", ".join(t.name for t in tables)
-        raise SummaryError(f"-e {given}: holds several parsed experiments ({names}); give one, e.g. -e {path / tables[0].name}")
-    table = tables[0]
+    try:
+        table = experiment_table(given, "-e")
+    except QueryError as error:
+        raise SummaryError(str(error)) from None
     source = str(table.path.absolute()).replace("'", "''")
     return connection.sql(f"SELECT * FROM {table.reader}('{source}')"), str(table.path)
 

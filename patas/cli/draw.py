@@ -1,7 +1,8 @@
 """`patas draw heatmap|categories|lines`: the command-line face of `patas.analysis.draw`.
 
-Options keep the original patas's names. The table is a file (--input) or the result of SQL over
-./pataslab's parsed tables (--query). Without --output the image is written to the current
+Options keep the original patas's names. The table is a file (--input), an experiment folder's
+parsed table (-e, as `patas summary` takes it) or the result of SQL over ./pataslab's parsed
+tables (--query). Without --output the image is written to the current
 folder as `<plot>-<columns>.png` (e.g. heatmap-in_neurons-in_activation-out_test_acc.png), so
 plots of different columns never overwrite each other, and the path is printed on stderr.
 """
@@ -58,6 +59,8 @@ def _fig_size(default: tuple[float, float]) -> Decorator:
 common = _options(
     click.option("--input", "input_path", type=click.Path(path_type=Path), metavar="FILE",
                  help="Table to plot (.csv or .parquet), e.g. pataslab/grid/grid.csv."),
+    click.option("-e", "--experiment", "experiment", type=click.Path(path_type=Path), metavar="FOLDER",
+                 help="Plot the parsed table of this experiment folder instead (as `patas summary -e`), e.g. pataslab/grid."),
     click.option("--query", "sql", metavar="SQL",
                  help="Plot the result of this SQL over ./pataslab's tables instead of a file "
                       "(as `patas query`), e.g. 'SELECT * FROM grid WHERE in_neurons > 10'."),
@@ -159,7 +162,8 @@ def _render(function: Callable[..., Any], plot: str, column_options: tuple[str, 
     columns = [options[name] for name in column_options if options.get(name)]
     output = options.pop("output") or Path("-".join([plot, *columns]) + DEFAULT_IMAGE_SUFFIX)
     arguments = {_argument(name): value for name, value in options.items()}
-    figure = function(_table(arguments.pop("input_path"), arguments.pop("sql")), output=output, **arguments)
+    table = _table(arguments.pop("input_path"), arguments.pop("experiment"), arguments.pop("sql"))
+    figure = function(table, output=output, **arguments)
     inches = figure.get_size_inches()
     size = "x".join(f"{side:g}" for side in inches) + " in"
     if Path(output).suffix.lower() not in (".svg", ".pdf"):
@@ -167,16 +171,22 @@ def _render(function: Callable[..., Any], plot: str, column_options: tuple[str, 
     click.echo(f"Wrote {output} ({size})", err=True)
 
 
-def _table(input_path: Path | None, sql: str | None) -> Any:
-    """The table to plot: the --input file's path, or the --query result (a DataFrame)."""
-    if (input_path is None) == (sql is None):
-        given = "both --input and --query" if sql else "neither --input nor --query"
-        raise click.UsageError(f"{given}: give one, the table file or the SQL that makes the table")
-    if sql is None:
+def _table(input_path: Path | None, experiment: Path | None, sql: str | None) -> Any:
+    """The table to plot: the --input file's path, the -e experiment's table's, or the --query
+    result (a DataFrame)."""
+    given = [option for option, value in (("--input", input_path), ("-e", experiment), ("--query", sql)) if value is not None]
+    if len(given) != 1:
+        which = " and ".join(given) if given else "none of --input, -e and --query"
+        raise click.UsageError(f"{which}: give one, the table file, the experiment folder or the SQL that makes the table")
+    if input_path is not None:
         return input_path
+    if experiment is not None:
+        from patas.analysis.query import experiment_table
+
+        return experiment_table(experiment, "-e").path
     from patas.analysis.query import query
 
-    return query(sql)
+    return query(sql)  # type: ignore[arg-type]
 
 
 def _argument(option: str) -> str:

@@ -218,11 +218,25 @@ def test_query_plots_the_result_of_sql(workdir):
     assert sorted(figure.axes[0].lines[0].get_xdata()) == [13, 17]
 
 
-def test_query_and_input_are_one_or_the_other(parsed_workdir):
+def test_an_experiment_folder_plots_its_parsed_table(parsed_workdir):
+    base = ["draw", "heatmap", "--x-column", "in_neurons", "--y-column", "in_activation", "--z-column", "out_test_acc"]
+    by_folder = run_patas(*base, "-e", "pataslab/grid", "--output", "e.png", cwd=parsed_workdir)
+    by_file = run_patas(*base, "--input", "pataslab/grid/grid.csv", "--output", "input.png", cwd=parsed_workdir)
+    assert (by_folder.code, by_file.code) == (0, 0), by_folder.stderr + by_file.stderr
+    assert (parsed_workdir / "e.png").read_bytes() == (parsed_workdir / "input.png").read_bytes()  # the same pixels
+    for name in ("e.png", "input.png"):
+        (parsed_workdir / name).unlink()
+    missing = run_patas(*base, "-e", "pataslab/gird", cwd=parsed_workdir)
+    assert (missing.code, missing.stderr) == (1, "Error: -e pataslab/gird: no such experiment folder or table file\n")
+
+
+def test_query_input_and_experiment_are_one_of_them(parsed_workdir):
     base = ["draw", "lines", "--x-column", "in_neurons", "--y-column", "out_test_acc"]
     run = run_patas(*base, cwd=parsed_workdir)
-    assert run.code == 2 and "Error: neither --input nor --query: give one" in run.stderr
+    assert run.code == 2 and "Error: none of --input, -e and --query: give one" in run.stderr
     run = run_patas(*base, "--input", "pataslab/grid/grid.csv", "--query", "SELECT * FROM grid", cwd=parsed_workdir)
-    assert run.code == 2 and "Error: both --input and --query: give one" in run.stderr
+    assert run.code == 2 and "Error: --input and --query: give one" in run.stderr
+    run = run_patas(*base, "-e", "pataslab/grid", "--input", "pataslab/grid/grid.csv", cwd=parsed_workdir)
+    assert run.code == 2 and "Error: --input and -e: give one" in run.stderr
     run = run_patas(*base, "--query", "SELECT * FROM gird", cwd=parsed_workdir)
     assert run.code == 1 and run.stderr.startswith("Error: Catalog Error: Table with name gird does not exist!")
