@@ -112,7 +112,7 @@ class Dashboard:
         results = await asyncio.to_thread(self.results.get, name)
         objective = results.objective
         return JSONResponse({
-            "source": results.source, "rows": len(results.frame), "metrics": results.metrics,
+            "source": results.source, "rows": len(results.frame), "metrics": results.metrics, "note": results.note,
             "parameters": results.parameters,
             "objective": None if objective is None else {"column": objective.column, "maximize": objective.maximize},
         }, headers=NO_STORE)  # fmt: skip

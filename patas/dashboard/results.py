@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import os
+import shlex
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,6 +50,12 @@ class Results:
     frame: pd.DataFrame
     source: str  # where the table comes from, for the page to say
     objective: Objective | None  # a search experiment's
+    empty_note: str  # what the page says while there is no metric to chart
+
+    @property
+    def note(self) -> str | None:
+        """What the page says instead of charts, None when it has a metric to chart."""
+        return None if self.metrics else self.empty_note
 
     @property
     def metrics(self) -> list[str]:
@@ -79,12 +86,15 @@ def read_results(lab: ExperimentLab) -> Results:
     objective = search_objective(lab)
     if objective is not None:
         parsed = parse_experiment(lab.path, {objective.name: objective.pattern}, allow_empty=True, workers=1)
-        return Results(parsed.to_frame(), f"parsed now with the search objective's pattern ({objective.pattern})", objective)
+        source = f"parsed now with the search objective's pattern ({objective.pattern})"
+        return Results(parsed.to_frame(), source, objective, f"No trial has printed its objective yet ({objective.pattern}).")
     tables = find_tables([lab.path])
     if not tables:
-        return Results(pd.DataFrame(), "", None)
+        # The folder as this dashboard's -o reaches it, which is where its user is.
+        return Results(pd.DataFrame(), "", None, f"No parsed values yet: run patas parse -e {shlex.quote(str(lab.path))} -p NAME REGEX (the page reads its table).")
     table = tables[0]
-    return Results(query(f'SELECT * FROM "{table.name}"', [lab.path]), str(table.path), None)
+    frame = query(f'SELECT * FROM "{table.name}"', [lab.path])
+    return Results(frame, str(table.path), None, f"{table.path} has no numeric out_* column: parse with (@int@) or (@float@).")
 
 
 class ResultsCache:

@@ -233,8 +233,7 @@ async function loadResults(api) {
     resultsInfo = info;
     const section = document.getElementById("results-section");
     if (info.metrics.length === 0) {
-      document.getElementById("results-source").textContent =
-        `No parsed values yet: run patas parse -e ${document.getElementById("experiment-name").textContent} -p NAME REGEX (the page reads its table).`;
+      document.getElementById("results-source").textContent = info.note;
       document.getElementById("chart-controls").hidden = true;
       return;
     }
