@@ -133,7 +133,6 @@ def experiment_status(lab: ExperimentLab) -> ExperimentStatus:
 
 def journal_status(lab: ExperimentLab) -> ExperimentStatus:
     """What the journal and the recorded definition say, with no run in progress."""
-    total = _grid_size(lab)
     last: dict[int, AttemptRecord] = {}  # task id → its last record that is an attempt's end
     done: set[int] = set()
     failures: dict[int, list[AttemptRecord]] = {}
@@ -150,7 +149,7 @@ def journal_status(lab: ExperimentLab) -> ExperimentStatus:
     done &= lab.task_folders()
     standing = {task_id: records for task_id, records in failures.items() if task_id not in done}
     given_up = sum(1 for task_id in standing if last[task_id].outcome is not Outcome.DONE)
-    done_count = _done_of_definition(lab, len(done))
+    total, done_count = _definition_counts(lab, len(done))
     pending = max(0, total - done_count - given_up) if total is not None else 0
     return ExperimentStatus(
         name=lab.name, total=total, done=done_count, running=0, pending=pending,
@@ -171,26 +170,25 @@ def group_failures(records: Iterable[AttemptRecord]) -> tuple[FailureGroup, ...]
     return tuple(sorted(groups, key=lambda g: -g.count))
 
 
-def _grid_size(lab: ExperimentLab) -> int | None:
-    from patas.common.config import load_experiment
-
-    try:
-        return load_experiment(lab.definition_path).task_count
-    except (ConfigError, OSError):
-        return None
-
-
-def _done_of_definition(lab: ExperimentLab, done_in_journal: int) -> int:
-    """How many of the recorded definition's tasks are done (the journal may hold done tasks of
-    an earlier definition, which the grid no longer has)."""
+def _definition_counts(lab: ExperimentLab, done_in_journal: int) -> tuple[int | None, int]:
+    """The recorded definition's task count and how many of its tasks are done, as a run of it
+    would plan them (the journal may hold done tasks of an earlier definition, which the grid no
+    longer has); for a search, its study's: the trials it is to make (--trials) and those that
+    finished. Without a readable definition: no count, and the journal's done tasks."""
     from patas.broker.run.plan import plan_experiment
     from patas.common.config import load_experiment
 
     try:
         experiment = load_experiment(lab.definition_path)
     except (ConfigError, OSError):
-        return done_in_journal
-    return plan_experiment(0, experiment, lab, redo=False).done
+        return None, done_in_journal
+    if experiment.search is not None:
+        from patas.broker.run.study import plan_search  # imports Optuna: for a search only
+
+        plan = plan_search(0, experiment, lab, redo=False, new_study=False)
+    else:
+        plan = plan_experiment(0, experiment, lab, redo=False)
+    return plan.total, plan.done
 
 
 def status_to_json(status: LabStatus) -> dict[str, Any]:

@@ -3,6 +3,7 @@ the study in the lab read back with Optuna."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
@@ -224,6 +225,15 @@ def test_a_budget_stops_starting_trials(tmp_path):
     trials = study_trials(tmp_path / "pataslab/s")
     assert 1 <= len(trials) <= 6 and all(t.state.name == "COMPLETE" for t in trials)
     assert f"Finished: {len(trials)} done, 0 failed" in run.stderr
+
+
+def test_status_counts_a_search_s_trials_from_its_study(tmp_path):
+    # Its tasks are the trials the sampler chose, not a grid's: status said "0 done, 3 pending".
+    assert search(tmp_path, "random", 3, "--seed", "5").code == 0
+    assert patas("status", "s", cwd=tmp_path).stdout.splitlines()[1].strip() == "3 tasks: 3 done, 0 running, 0 pending, 0 failed attempts, 0 given up"
+    assert search(tmp_path, "random", 5, "--seed", "5").code == 0  # continued to 5 trials
+    shown = json.loads(patas("status", "--json", cwd=tmp_path).stdout)["experiments"][0]
+    assert (shown["total"], shown["done"], shown["pending"]) == (5, 5, 0)
 
 
 def test_parse_query_and_summary_read_a_search(tmp_path):
