@@ -25,7 +25,7 @@ import math
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from patas.common.collected_files import CollectRule, collect_rule
 from patas.common.errors import ConfigError, PatasError, did_you_mean, excerpt
@@ -163,7 +163,8 @@ def experiment_from_flags(
     search: Search | None = None,
 ) -> Experiment:
     _check_unique_names(variables, "command line")
-    return replace(_experiment(name, commands, variables, repeat, max_tries, workdir, timeout_s, "--cmd", search), ship=ship)
+    experiment = _experiment(name, commands, variables, repeat, max_tries, workdir, timeout_s, "--cmd", flag_of, search)
+    return replace(experiment, ship=ship)
 
 
 def parse_node_spec(words: tuple[str, ...], index: int) -> Node:
@@ -222,6 +223,7 @@ def load_experiment(path: str | Path) -> Experiment:
         _get(data, "workdir", str, where, default=os.getcwd()),
         _get(data, "timeout", (int, float), where, default=None),
         f"{where}: cmd",
+        lambda key: f"{where}: '{key}'",
         _search(data, where),
     )
     return replace(experiment, workdir_origin=where, collect=_collect(data, where), ship=_ship_paths(data, where))
@@ -380,8 +382,10 @@ def _experiment(
     workdir: str,
     timeout_s: float | None,
     where: str,
+    named: Callable[[str], str],
     search: Search | None = None,
 ) -> Experiment:
+    """The experiment, checked; `where` names its commands in messages, `named(key)` a setting."""
     check_experiment_name(name, where)
     if search is None:
         for variable in variables:
@@ -392,12 +396,7 @@ def _experiment(
                 )
     if not commands:
         raise ConfigError(f"{where}: no command given (add --cmd or 'cmd:')")
-    if repeat < 1:
-        raise ConfigError(f"{where}: repeat must be at least 1, got {repeat}")
-    if max_tries < 1:
-        raise ConfigError(f"{where}: max_tries must be at least 1, got {max_tries}")
-    if timeout_s is not None and not (math.isfinite(timeout_s) and timeout_s > 0):
-        raise ConfigError(f"{where}: timeout must be a positive number of seconds, got {timeout_s}")
+    _check_settings(repeat, max_tries, timeout_s, named)
     for number, command in enumerate(commands, 1):
         _check_command_text(command, number, where)
     names = tuple(v.name for v in variables)
@@ -447,11 +446,32 @@ def _longest_quoted(slot: Slot, variable: Variable) -> int:
 
 
 def with_overrides(experiment: Experiment, **changes: Any) -> Experiment:
-    """The experiment with the given fields replaced (only those not None)."""
+    """The experiment with the given fields replaced (only those not None), which are flags'
+    values: they are checked as the flags that gave them."""
     given = {k: v for k, v in changes.items() if v is not None}
+    _check_settings(given.get("repeat"), given.get("max_tries"), given.get("timeout_s"), flag_of)
     if "workdir" in given:
         given["workdir_origin"] = "--workdir"
     return replace(experiment, **given)
+
+
+# The flags that set an experiment's settings, by their keys in an experiment file.
+_SETTING_FLAGS = {"repeat": "--repeat", "max_tries": "--max-tries", "timeout": "--timeout"}
+
+
+def flag_of(key: str) -> str:
+    """How a message names a setting given on the command line."""
+    return _SETTING_FLAGS[key]
+
+
+def _check_settings(repeat: int | None, max_tries: int | None, timeout_s: float | None, named: Callable[[str], str]) -> None:
+    """The run settings that are given (not None) are usable; `named(key)` says where each came from."""
+    if repeat is not None and repeat < 1:
+        raise ConfigError(f"{named('repeat')} must be at least 1, got {repeat}")
+    if max_tries is not None and max_tries < 1:
+        raise ConfigError(f"{named('max_tries')} must be at least 1, got {max_tries}")
+    if timeout_s is not None and not (math.isfinite(timeout_s) and timeout_s > 0):
+        raise ConfigError(f"{named('timeout')} must be a positive number of seconds, got {timeout_s:g}")
 
 
 def _check_unique_names(variables: list[Variable], where: str) -> None:

@@ -36,6 +36,8 @@ FILES = {
     "few-gpus.yaml": "nodes:\n  - {hostname: localhost, workers: 3, gpus: [0, 1]}\n",
     "huge-value.yaml": "cmd: echo {a}\nvars: [{name: a, values: [" + "x" * 140_000 + "]}]\n",
     "bad-collect.yaml": "cmd: x\ncollect: /etc/passwd\n",
+    "good.yaml": "cmd: echo {a}\nvars: [{name: a, values: [1, 2]}]\n",  # refused for a flag given with it
+    "zero-timeout.yaml": "cmd: echo\ntimeout: 0\n",
 }
 # Damaged labs, each in a pataslab of its own so the explored one stays intact for other rows.
 FILES.update({
