@@ -23,6 +23,7 @@ from patas.common.config import (
     DEFAULT_MAX_TRIES,
     Cluster,
     Experiment,
+    check_experiment_name,
     experiment_from_flags,
     load_experiment,
     with_overrides,
@@ -291,11 +292,17 @@ def _experiments(options: dict[str, object]) -> list[Experiment]:
     experiments = [load_experiment(path) for path in options["experiment_files"]]  # type: ignore[attr-defined]
     variables = _variables(options)
     commands = list(options["commands"])  # type: ignore[call-overload]
+    if options["name"] is not None:
+        check_experiment_name(str(options["name"]), "--name")
     if not commands:
         if variables:
             raise ConfigError("variables given but no --cmd to use them (add --cmd '...')")
         if not experiments:
             raise ConfigError("nothing to run: give --cmd '...' or --experiment FILE")
+        if options["name"] is not None:  # names the one experiment there is (with --cmd, that one)
+            if len(experiments) > 1:
+                raise ConfigError(f"--name {options['name']}: names one experiment, and {len(experiments)} files are given (set each one's 'name:')")
+            overrides["name"] = options["name"]
         return [_with_collect(with_overrides(e, **overrides), options) for e in experiments]
     flags_experiment = experiment_from_flags(
         DEFAULT_EXPERIMENT_NAME if options["name"] is None else str(options["name"]),

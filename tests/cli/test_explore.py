@@ -208,6 +208,22 @@ def test_experiment_and_cluster_files_mix_with_flags(tmp_path):
     assert {r["cluster_name"] for r in journal(tmp_path / "pataslab/grid")} == {"here"}
 
 
+def test_name_renames_the_one_experiment_of_a_file_and_is_refused_for_several(tmp_path):
+    # It was ignored: the outputs went to the file's own name.
+    (tmp_path / "exp.yaml").write_text("name: fromfile\ncmd: echo {b}\nvars: [{name: b, values: [1, 2]}]\n")
+    (tmp_path / "more.yaml").write_text("cmd: echo more\n")
+    run = patas("explore", "--experiment", "exp.yaml", "--name", "renamed", "-y", "-q", cwd=tmp_path)
+    assert run.code == 0, run.stderr
+    assert sorted(p.name for p in (tmp_path / "pataslab").iterdir()) == ["renamed"]
+    assert [(tmp_path / f"pataslab/renamed/{i}/stdout").read_text() for i in range(2)] == ["1\n", "2\n"]
+    assert "name: \"renamed\"" in (tmp_path / "pataslab/renamed/experiment.yaml").read_text()
+    refused = patas("explore", "--experiment", "exp.yaml", "--experiment", "more.yaml", "--name", "x", "-y", cwd=tmp_path)
+    assert (refused.code, refused.stderr) == (1, "Error: --name x: names one experiment, and 2 files are given (set each one's 'name:')\n")
+    bad = patas("explore", "--experiment", "exp.yaml", "--name", "a/b", "-y", cwd=tmp_path)
+    assert bad.stderr == "Error: --name: experiment name 'a/b' must be letters, digits, _, - or . (a folder name, not . or ..)\n"
+    assert sorted(p.name for p in (tmp_path / "pataslab").iterdir()) == ["renamed"]
+
+
 def test_an_edited_grid_runs_only_what_is_new(tmp_path):
     assert patas("explore", "--cmd", "echo {a}", "--vl", "a", "1", "2", "3", "-y", cwd=tmp_path).code == 0
     run = patas("explore", "--cmd", "echo {a}", "--vl", "a", "1", "3", "4", "-y", cwd=tmp_path)
