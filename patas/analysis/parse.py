@@ -277,18 +277,20 @@ def _tasks_are(count: int) -> str:
 
 def open_experiment(experiment_dir: str | Path) -> ExperimentLab:
     """The experiment in `experiment_dir`, or an error saying which folder to give instead."""
-    path = Path(experiment_dir).expanduser().absolute()
+    given = Path(experiment_dir).expanduser()
+    path = given.absolute()
     if not path.exists():
-        raise LabError(f"{experiment_dir}: no such folder{_experiments_hint(path.parent)}")
+        raise LabError(f"{experiment_dir}: no such folder{_experiments_hint(given.parent)}")
     if not path.is_dir():
         raise LabError(f"{experiment_dir}: not a folder; give an experiment folder such as pataslab/grid")
     if not (path / JOURNAL_FILE).exists() and not (path / DEFINITION_FILE).exists():
-        hint = _experiments_hint(path) or " (run `patas explore` first)"
+        hint = _experiments_hint(given) or " (run `patas explore` first)"
         raise LabError(f"{experiment_dir}: not an experiment folder (no {JOURNAL_FILE}){hint}")
     return ExperimentLab(path.parent, path.name)
 
 
 def _experiments_hint(folder: Path) -> str:
+    """The experiments in `folder`, written as the folder was given (the user's own words)."""
     try:
         names = sorted(p.name for p in folder.iterdir() if (p / JOURNAL_FILE).exists())
     except OSError:

@@ -33,7 +33,7 @@ def test_group_count_errors(grid_lab, tmp_path):
 def test_missing_folder_error_names_the_experiments_there(grid_lab, tmp_path):
     run = run_patas("parse", "-e", "pataslab/gird", "-p", "a", "(x)", cwd=tmp_path)
     assert run.code == 1
-    assert run.stderr == f"Error: pataslab/gird: no such folder (experiments there: {tmp_path}/pataslab/grid)\n"
+    assert run.stderr == f"Error: pataslab/gird: no such folder (experiments there: pataslab/grid)\n"
 
 
 def test_folder_that_is_not_an_experiment(tmp_path):
