@@ -59,7 +59,7 @@ def up(name: str, **options: object) -> None:
 @pool.command(epilog="\b\nExample:\n  patas pool status --name lab")
 @NAME
 def status(name: str) -> None:
-    """Show the pool's agents: slots, running tasks, runs served, last contact."""
+    """Show the pool's agents: slots, running tasks, the runs each serves now, last contact."""
     from patas.broker.pools.pool import pool_status
 
     rows = pool_status(name)
