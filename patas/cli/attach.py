@@ -8,8 +8,8 @@ from pathlib import Path
 import click
 
 from patas.broker.run.background import find_run, follow_log
-from patas.common.errors import EXIT_ERROR
 from patas.cli.lab_options import experiment_in_lab
+from patas.common.errors import EXIT_ERROR
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})

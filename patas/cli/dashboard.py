@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+
 from patas.cli.lab_options import lab_option
 
 DEFAULT_HOST = "127.0.0.1"  # patas.dashboard.server.DEFAULT_HOST, without importing it for --help

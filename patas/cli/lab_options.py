@@ -46,7 +46,7 @@ def experiment_in_lab(required: bool = True) -> Callable[[Callable[..., Any]], C
 
 def experiment_and_lab(experiment: str | None, lab_root: str, lab_given: bool) -> tuple[str | None, str]:
     """The experiment's name and its lab, from EXPERIMENT as given and -o (`lab_given`: not by
-    default). Raises click.UsageError for a folder that is no experiment's or is outside -o's lab."""
+    default). Raises click.UsageError for a folder that names none (/, ..) or is outside -o's lab."""
     if experiment is None or not _is_folder(experiment):
         return experiment, lab_root
     folder = Path(experiment)

@@ -8,9 +8,9 @@ from pathlib import Path
 import click
 
 from patas.analysis.task_output import AttemptEnded, Ending, follow_output, show_output
+from patas.cli.lab_options import experiment_in_lab
 from patas.common.errors import EXIT_TASKS_FAILED
 from patas.common.lab import STDERR, STDOUT
-from patas.cli.lab_options import experiment_in_lab
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})

@@ -13,9 +13,9 @@ from rich.table import Table
 from rich.text import Text
 
 from patas.analysis.status import ExperimentStatus, LabStatus, lab_status, status_to_json
+from patas.cli.lab_options import experiment_in_lab
 from patas.cli.progress import compact_ids, plural
 from patas.common.errors import excerpt
-from patas.cli.lab_options import experiment_in_lab
 
 # How often -w refreshes when given no SECONDS.
 DEFAULT_WATCH_INTERVAL_S = 2.0
