@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import click
 
 from patas.analysis.formats import Format
@@ -28,4 +30,4 @@ def query(sql: str, inputs: tuple[str, ...], form: Format) -> None:
       patas query 'SELECT in_activation, AVG(out_test_acc) AS acc
                    FROM grid GROUP BY in_activation ORDER BY acc DESC' -m
     """
-    print_query(sql, inputs, form, click.get_text_stream("stdout"))
+    print_query(sql, inputs, form, sys.stdout)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import click
 
 from patas.analysis.formats import Format
@@ -52,4 +54,4 @@ def summary(source: str, metric: str | None, maximize: bool | None, by: str | No
     if maximize is None:
         maximize = objective[1] if objective is not None and objective[0] in (metric, f"out_{metric}") else True
     groups = None if by is None else [name.strip() for name in by.split(",") if name.strip()]
-    print_summary(source, metric, form, click.get_text_stream("stdout"), maximize=maximize, by=groups)
+    print_summary(source, metric, form, sys.stdout, maximize=maximize, by=groups)
