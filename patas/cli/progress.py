@@ -16,6 +16,7 @@ import click
 
 from patas.broker.run.scheduler import Counts, Verdict
 from patas.common.errors import EXIT_TASKS_FAILED
+from patas.common.wording import plural
 
 if TYPE_CHECKING:  # rich is imported where it draws (not with -q); the rest only annotates here
     from rich.console import Console
@@ -33,11 +34,6 @@ MAX_FAILURES_SHOWN = 10
 TAIL_LINES = 3
 # Task ids listed per kind of failure in the summary; the rest are counted.
 MAX_IDS_SHOWN = 12
-
-
-def plural(count: int, noun: str, plural_noun: str | None = None) -> str:
-    """`1 task`, `3,000 tasks`: the count and the noun agreeing with it."""
-    return f"{count:,} {noun if count == 1 else plural_noun or noun + 's'}"
 
 
 def rate_text(tasks: int, seconds: float) -> str:

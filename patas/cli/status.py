@@ -14,8 +14,9 @@ from rich.text import Text
 
 from patas.analysis.status import ExperimentStatus, LabStatus, lab_status, status_to_json
 from patas.cli.lab_options import experiment_in_lab
-from patas.cli.progress import compact_ids, plural
+from patas.cli.progress import compact_ids
 from patas.common.errors import excerpt
+from patas.common.wording import plural
 
 # How often -w refreshes when given no SECONDS.
 DEFAULT_WATCH_INTERVAL_S = 2.0

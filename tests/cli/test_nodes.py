@@ -39,7 +39,7 @@ def test_a_node_added_during_a_run_gets_tasks(tmp_path, sweeps):
 
     added = patas("nodes", "add", "grid", "--node", "localhost", "1", cwd=tmp_path)
     assert added.code == 0, added.stderr
-    assert added.stdout == "Added node1: ready with 1 workers\n"
+    assert added.stdout == "Added node1: ready with 1 worker\n"
     status = wait_for(lambda: printing_on(lab, "node1"), START_TIMEOUT_S, "a task printing on node1")
     assert [(n.name, n.slots, n.state) for n in status.nodes] == [("node0", 1, "ready"), ("node1", 1, "ready")]
 
@@ -132,7 +132,7 @@ def test_an_ssh_node_added_during_a_run_gets_tasks(clean_sim_cluster, tmp_path, 
     assert sweep.poll() is None, sweep.communicate()
 
     added = patas("nodes", "add", "grid", "--node", second.name, "1", cwd=tmp_path)
-    assert (added.code, added.stdout) == (0, "Added node1: ready with 1 workers\n"), added.stderr
+    assert (added.code, added.stdout) == (0, "Added node1: ready with 1 worker\n"), added.stderr
     wait_for(lambda: printing_on(lab, "node1"), START_TIMEOUT_S, "a task printing on the SSH node")
     for node in (first, second):
         cluster.run_on(node, "touch ~/go")
@@ -164,7 +164,7 @@ def test_a_node_added_to_a_run_that_ships_its_code_runs_it_in_its_copy(tmp_path,
     (code / "task.sh").write_text("echo edited after the snapshot\n")  # the copy is what runs
 
     added = patas("nodes", "add", "grid", "--node", "localhost", "1", cwd=code)
-    assert (added.code, added.stdout) == (0, "Added node1: ready with 1 workers\n"), added.stderr
+    assert (added.code, added.stdout) == (0, "Added node1: ready with 1 worker\n"), added.stderr
     wait_for(lambda: printing_on_in(lab, "node1"), START_TIMEOUT_S, "a task printing on node1")
     (tmp_path / "go").touch()
     assert sweep.wait(60) == 0, sweep.communicate()
@@ -198,7 +198,7 @@ def test_an_ssh_node_added_to_a_run_that_ships_its_code_gets_the_code_first(clea
 
     added = patas("nodes", "add", "grid", "--node", second.name, "1", "--node", third.name, "1", cwd=code)
     assert added.code == 1, added.stdout + added.stderr
-    assert "Added node1: ready with 1 workers\n" in added.stdout, added.stdout
+    assert "Added node1: ready with 1 worker\n" in added.stdout, added.stdout
     assert "Not added: node2: cannot keep the code in ~/.cache/patas: " in added.stdout + added.stderr, added.stdout + added.stderr
     wait_for(lambda: printing_on_in(lab, "node1"), START_TIMEOUT_S, "a task printing on the SSH node")
     for node in (first, second):

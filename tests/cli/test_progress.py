@@ -8,7 +8,8 @@ from patas.broker.run.coordinator import RunResult
 from patas.broker.run.failures import AttemptFailure
 from patas.broker.run.halt import Halt, Urgency
 from patas.broker.run.scheduler import Counts, Verdict
-from patas.cli.progress import compact_ids, plural, rate_text, summary_lines
+from patas.cli.progress import compact_ids, rate_text, summary_lines
+from patas.common.wording import plural
 from patas.common.lab import Outcome
 
 

@@ -37,6 +37,7 @@ from patas.common.config import DEFAULT_CLUSTER_NAME, Node
 from patas.common.errors import did_you_mean
 from patas.common.lab import STDERR, STDOUT
 from patas.common.protocol import Shutdown
+from patas.common.wording import plural
 
 if TYPE_CHECKING:
     # The messages and the status types are imported when someone asks, not by every run.
@@ -279,7 +280,7 @@ class RunControl:
             if any(not link.ready and not link.gone for link in arrival.links):
                 waiting.append(arrival)
                 continue
-            added = [f"{link.placement.node.name}: ready with {link.placement.slots} workers" for link in arrival.links if not link.gone]
+            added = [f"{link.placement.node.name}: ready with {plural(link.placement.slots, 'worker')}" for link in arrival.links if not link.gone]
             failed = arrival.failed + [self._why_gone(link) for link in arrival.links if link.gone]
             arrival.pending.answer(AddNodesReply(added, failed))
         self._arrivals = waiting

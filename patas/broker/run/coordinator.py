@@ -52,6 +52,7 @@ from patas.common.protocol import (
     TaskFile,
     Welcome,
 )
+from patas.common.wording import plural
 
 if TYPE_CHECKING:  # shipping (--ship) is imported by the runs that ship
     from patas.broker.ship.code import ShippedCode
@@ -426,7 +427,7 @@ class Coordinator:
         self.scheduler.add_agent(agent_id, hello.slots)
         link.ready = True
         self._alone_since = None
-        self.observer.agent_event(link.placement.node.name, f"ready on {hello.hostname} with {hello.slots} workers")
+        self.observer.agent_event(link.placement.node.name, f"ready on {hello.hostname} with {plural(hello.slots, 'worker')}")
 
     def _check_agents(self, now: float) -> None:
         for link in list(self.agents.values()):
