@@ -27,7 +27,7 @@ from patas.broker.run.scheduler import Counts
 from patas.broker.run.source import GridSource, TaskSource
 from patas.broker.ssh.options import SSHOptions
 from patas.common.config import Cluster, Experiment, Node
-from patas.common.errors import ConfigError
+from patas.common.errors import ConfigError, did_you_mean
 from patas.common.lab import ExperimentLab
 from patas.common.lab_lock import LabLock, acquire
 
@@ -241,8 +241,12 @@ def check_run(experiments: list[Experiment], clusters: list[Cluster], task_filte
     _check_unique([e.name for e in experiments], "experiment", "--name or 'name:'")
     _check_searches(experiments, task_filter)
     if task_filter is not None and task_filter.experiment is not None:
-        if task_filter.experiment not in [e.name for e in experiments]:
-            raise ConfigError(f"--filter-tasks: no experiment named '{task_filter.experiment}'")
+        names = [e.name for e in experiments]
+        if task_filter.experiment not in names:
+            raise ConfigError(
+                f"--filter-tasks: no experiment named '{task_filter.experiment}'{did_you_mean(task_filter.experiment, names)}"
+                f" (this run's: {', '.join(names)})"
+            )
     if any(node.is_local for cluster in clusters for node in cluster.nodes):
         for experiment in experiments:
             _check_local_workdir(experiment)
