@@ -34,9 +34,13 @@ def load_config_file(path: str) -> AgentConfig:
         if mode & (stat.S_IRWXG | stat.S_IRWXO):
             raise ProtocolError(f"{path}: readable by others; it holds a secret key (chmod 600 {path})")
         with open(path, "rb") as stream:
-            return AgentConfig.from_line(stream.read())
+            line = stream.read()
     except OSError as error:
         raise ProtocolError(f"{path}: {error.strerror}") from None
+    try:
+        return AgentConfig.from_line(line)
+    except ProtocolError as error:
+        raise ProtocolError(f"{path}: {error} (write one with `patas pool issue`)") from None
 
 
 def main(argv: list[str]) -> int:

@@ -8,6 +8,7 @@ coordinator or its SSH connection is gone, and the agent kills its tasks and exi
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import asdict, dataclass
 from typing import IO
@@ -53,8 +54,32 @@ class AgentConfig:
     def from_line(cls, line: bytes) -> "AgentConfig":
         try:
             data = json.loads(line)
-            keys = data.pop("keys")
-            gpus = data.pop("gpus", None)
-            return cls(**data, keys=CurveKeys(**keys) if keys else None, gpus=tuple(map(str, gpus)) if gpus is not None else None)
-        except (ValueError, TypeError, KeyError) as error:
-            raise ProtocolError(f"malformed agent configuration: {error}") from None
+        except ValueError as error:
+            raise ProtocolError(f"not an agent configuration: not JSON ({error})") from None
+        if not isinstance(data, dict):
+            raise ProtocolError("not an agent configuration: not a JSON object")
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - set(fields))
+        if unknown:
+            raise ProtocolError(f"not an agent configuration: unknown key '{unknown[0]}'")
+        # `keys` is written even when null (no CURVE): a line without it is not one of ours.
+        missing = [name for name, f in fields.items() if name not in data and (f.default is dataclasses.MISSING or name == "keys")]
+        if missing:
+            raise ProtocolError(f"not an agent configuration: no '{missing[0]}'")
+        for name, value in data.items():
+            kind = _SIMPLE_TYPES.get(str(fields[name].type))
+            if kind is not None and not (isinstance(value, kind) and (kind is bool or not isinstance(value, bool))):
+                raise ProtocolError(f"not an agent configuration: '{name}' must be {_TYPE_WORDS[kind]}, got {json.dumps(value)}")
+        keys = data.pop("keys")
+        key_names = [f.name for f in dataclasses.fields(CurveKeys)]
+        if keys is not None and not (isinstance(keys, dict) and sorted(keys) == sorted(key_names)):
+            raise ProtocolError(f"not an agent configuration: 'keys' must be null or hold {', '.join(key_names)}")
+        gpus = data.pop("gpus", None)
+        if gpus is not None and not isinstance(gpus, list):
+            raise ProtocolError("not an agent configuration: 'gpus' must be null or a list")
+        return cls(**data, keys=CurveKeys(**keys) if keys else None, gpus=tuple(map(str, gpus)) if gpus is not None else None)
+
+
+# The types of the fields checked as they are read (the others, keys and gpus, by their shape).
+_SIMPLE_TYPES: dict[str, type] = {"str": str, "int": int, "bool": bool}
+_TYPE_WORDS = {str: "a string", int: "an integer", bool: "true or false"}
