@@ -19,10 +19,11 @@ from typing import TYPE_CHECKING, TextIO, Union
 
 from patas.analysis.formats import Format, write_result
 from patas.analysis.table import read_schema
+from patas.common.errors import PatasError
+from patas.common.search import STUDY_FILE
 
 # A search's table of intermediate values, beside its experiment's (see patas/analysis/trials.py).
 REPORTS_SUFFIX = "_reports"
-from patas.common.errors import PatasError
 
 if TYPE_CHECKING:
     import duckdb
@@ -92,7 +93,10 @@ def experiment_table(given: str | Path, option: str) -> TableFile:
     if path.is_dir() and any(t.name == path.name for t in tables):
         tables = [t for t in tables if t.name == path.name]  # an experiment folder: its own table
     if not tables:
-        hint = PARSE_HINT.replace("pataslab/<experiment>", str(given).rstrip("/"))
+        folder = str(given).rstrip("/")
+        # A search's objective is parsed with no -p (its pattern is in its definition).
+        searched = path.is_dir() and (path / STUDY_FILE).is_file()
+        hint = f"run `patas parse -e {folder}` first" if searched else PARSE_HINT.replace("pataslab/<experiment>", folder)
         raise QueryError(f"{option} {given}: no parsed table ({hint})")
     if len(tables) > 1:
         names = ", ".join(t.name for t in tables)

@@ -240,6 +240,8 @@ def test_parse_query_and_summary_read_a_search(tmp_path):
     command = f"EPOCHS=3 EPOCH_SECONDS=0 {TRAIN} {{hidden}} {{activation}} {{alpha}}"
     run = search(tmp_path, "tpe", 4, "--seed", "2", "--report", "min", "loss", "epoch (@int@) loss (@float@)", command=command)
     assert run.code == 0, run.stderr
+    early = patas("summary", "-e", "pataslab/s", cwd=tmp_path)  # the hint is the command that follows
+    assert (early.code, early.stderr) == (1, "Error: -e pataslab/s: no parsed table (run `patas parse -e pataslab/s` first)\n")
     assert patas("parse", "-e", "pataslab/s", cwd=tmp_path).code == 0
     lab = tmp_path / "pataslab/s"
     header = (lab / "s.csv").read_text().splitlines()[0].split(",")
