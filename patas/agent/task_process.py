@@ -127,7 +127,8 @@ class TaskProcess:
 
     def _start_error(self, error: OSError) -> str:
         if not os.path.isdir(self.workdir):
-            return f"workdir {self.workdir} does not exist on {os.uname().nodename}"
+            node = os.uname().nodename
+            return f"workdir {self.workdir} does not exist on {node} (--ship sends it; or give a workdir that {node} has)"
         return f"cannot start {SHELL}: {error.strerror}"
 
     def read(self, fd: int, now: float, drain: bool = False) -> None:

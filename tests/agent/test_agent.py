@@ -123,7 +123,8 @@ def test_a_missing_workdir_is_reported_not_crashed_on(broker_and_agent):
     broker.send(Assign(1, ["echo hi"], "/nonexistent/patas", {}, None))
     (finished,) = [m for m in broker.receive_until(Finished) if isinstance(m, Finished)]
     assert finished.exit_code is None
-    assert finished.error == f"workdir /nonexistent/patas does not exist on {os.uname().nodename}"
+    node = os.uname().nodename
+    assert finished.error == f"workdir /nonexistent/patas does not exist on {node} (--ship sends it; or give a workdir that {node} has)"
 
 
 def test_an_agent_gives_up_on_a_silent_broker():
