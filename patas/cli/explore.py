@@ -151,7 +151,7 @@ def _plan_and_run(
     detachment: Detachment | None, options: dict[str, object],
 ) -> int:  # fmt: skip
     """Plan, show the plan, ask, run (or, with --dry-run, show what would run); the exit status."""
-    from patas.cli.progress import confirm, describe_plan
+    from patas.cli.progress import confirm
 
     settings, ssh = _run_settings(options)
     task_filter = _task_filter(options)
@@ -165,8 +165,8 @@ def _plan_and_run(
         _dry_run(experiments, clusters, lab_root, bool(options["redo"]), task_filter, pool, quiet)
         return 0
     with _prepare(experiments, clusters, lab_root, task_filter, settings, ssh, pool, slurm, options) as exploration:
-        if not quiet and detachment is None:
-            click.echo(describe_plan(exploration), err=True)
+        if detachment is None:
+            _say_plan(exploration, quiet)
         counts = exploration.counts()
         if counts.total - counts.skipped == 0:
             exploration.record_definitions()  # accepted: the lab now says what was asked for
@@ -175,13 +175,21 @@ def _plan_and_run(
             return 0
         if detachment is not None:  # in the background: it asks nothing, it says everything in its log
             detachment.move_to_log([plan.lab.path for plan in exploration.plans])
-            if not quiet:
-                click.echo(describe_plan(exploration), err=True)
+            _say_plan(exploration, quiet)
             return detachment.guard(lambda: _run(exploration, quiet, detachment))
         if not options["yes"] and not confirm(exploration):
             click.echo("Nothing was run.", err=True)
             return 0
         return _run(exploration, quiet, None)
+
+
+def _say_plan(exploration: Exploration, quiet: bool) -> None:
+    """The plan on stderr; with -q only the nodes left out, news as a node lost later is."""
+    from patas.cli.progress import describe_left_out, describe_plan
+
+    text = describe_left_out(exploration) if quiet else describe_plan(exploration)
+    if text:
+        click.echo(text, err=True)
 
 
 def _detachment(options: dict[str, object]) -> Detachment | None:

@@ -92,12 +92,23 @@ def describe_plan(exploration: Exploration) -> str:
     lines = describe_experiments(exploration.plans)
     nodes = ", ".join(f"{p.node.name} ({p.node.address}, {plural(p.slots, 'worker')})" for p in exploration.placements)
     if exploration.node_failures:
-        configured = len(exploration.placements) + len(exploration.node_failures)
-        lines.append(f"{len(exploration.placements)}/{plural(configured, 'node')} up: {nodes}")
+        lines.append(f"{_nodes_up(exploration)}: {nodes}")
         lines.extend(f"  {failure}" for failure in exploration.node_failures)
     else:
         lines.append(f"Nodes: {nodes}")
     return "\n".join(lines)
+
+
+def describe_left_out(exploration: Exploration) -> str | None:
+    """The nodes the run goes without, and why (for -q, which shows no plan): None if none."""
+    if not exploration.node_failures:
+        return None
+    return "\n".join([f"{_nodes_up(exploration)}; left out:", *(f"  {failure}" for failure in exploration.node_failures)])
+
+
+def _nodes_up(exploration: Exploration) -> str:
+    configured = len(exploration.placements) + len(exploration.node_failures)
+    return f"{len(exploration.placements)}/{plural(configured, 'node')} up"
 
 
 def describe_dry_run(dry: DryRun) -> tuple[str, str]:

@@ -58,6 +58,15 @@ def test_quiet_prints_only_the_summary(tmp_path):
     assert lines[1:] == ["Failed 1 task:", "  exit 1: 1 task (grid 1); see: cat pataslab/grid/1/attempt-2.stdout"]
 
 
+def test_quiet_still_says_which_nodes_the_run_goes_without(tmp_path):
+    # Nothing listens on port 1 here: the node is refused at once, and the run goes on without it.
+    run = patas("explore", "--cmd", "echo {i}", "--va", "i", "0", "2", "1", "--node", "localhost", "1", "--node", "127.0.0.1:1", "1", "-q", "-y", cwd=tmp_path)
+    assert run.code == 0, run.stderr
+    lines = run.stderr.splitlines()
+    assert lines[:2] == ["1/2 nodes up; left out:", "  node1: cannot connect to 127.0.0.1:1: connection refused"]
+    assert lines[2].startswith("Finished: 2 done, 0 failed in ") and len(lines) == 3
+
+
 def test_counts_agree_in_number_and_slow_rates_keep_their_decimals(tmp_path):
     run = patas("explore", "--cmd", "sleep 1.2; echo {i}", "--vl", "i", "1", "-j", "1", "-y", cwd=tmp_path)
     assert run.code == 0, run.stderr
