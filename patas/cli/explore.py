@@ -295,7 +295,6 @@ def _experiments(options: dict[str, object]) -> list[Experiment]:
         "workdir": _display_path(str(options["workdir"])) if options["workdir"] else None,
         "timeout_s": options["timeout"],
         "ship": tuple(options["ship_paths"]) or None,  # type: ignore[call-overload]
-        "search": _search(options),
     }
     experiments = [load_experiment(path) for path in options["experiment_files"]]  # type: ignore[attr-defined]
     variables = _variables(options)
@@ -311,7 +310,7 @@ def _experiments(options: dict[str, object]) -> list[Experiment]:
             if len(experiments) > 1:
                 raise ConfigError(f"--name {options['name']}: names one experiment, and {len(experiments)} files are given (set each one's 'name:')")
             overrides["name"] = options["name"]
-        return [_with_collect(with_overrides(e, **overrides), options) for e in experiments]
+        return [_with_collect(_with_search_flags(with_overrides(e, **overrides), options), options) for e in experiments]
     flags_experiment = experiment_from_flags(
         DEFAULT_EXPERIMENT_NAME if options["name"] is None else str(options["name"]),
         commands,
@@ -321,7 +320,7 @@ def _experiments(options: dict[str, object]) -> list[Experiment]:
         overrides["workdir"] or _display_path(os.getcwd()),  # type: ignore[arg-type]
         overrides["timeout_s"],  # type: ignore[arg-type]
         overrides["ship"] or (),  # type: ignore[arg-type]
-        overrides["search"],  # type: ignore[arg-type]
+        _search(options),
     )
     return [_with_collect(e, options) for e in [*experiments, flags_experiment]]
 
@@ -342,8 +341,10 @@ def _task_filter(options: dict[str, object]) -> TaskFilter | None:
     return TaskFilter.parse(str(options["task_filter"]))
 
 
-# The flags that `make_search` refuses for a grid (--seed only seeds a sampler, and a grid has none).
-_SEARCH_FLAGS = ("objective", "report", "prune", "trials", "budget")
+# The flags that `make_search` refuses for a grid.
+_SEARCH_FLAGS = ("objective", "report", "prune", "trials", "budget", "seed")
+# Those that change how long a search of an experiment file runs, or its seed, without --type.
+_SEARCH_RUN_FLAGS = ("trials", "budget", "seed")
 
 
 def _search(options: dict[str, object]) -> Search | None:
@@ -361,6 +362,32 @@ def _search(options: dict[str, object]) -> Search | None:
     prune = pruner(str(options["prune"]), "--prune") if options["prune"] else None
     kind = search_type(str(options["sweep_type"]), "--type")
     return make_search(kind, given("objective"), given("report"), prune, options["trials"], budget, options["seed"], "command line")  # type: ignore[arg-type]
+
+
+def _with_search_flags(experiment: Experiment, options: dict[str, object]) -> Experiment:
+    """An experiment file's experiment under the search flags. With --type they make a search, as
+    for --cmd; without, a file's own search takes --trials, --budget and --seed in place of its
+    values (as --repeat overrides 'repeat:'), and the flags that would make another search ask
+    for --type. A grid file takes no search flag without --type."""
+    if options["sweep_type"] != "grid" or experiment.search is None:
+        search = _search(options)
+        return experiment if search is None else replace(experiment, search=search)
+    other = next((flag for flag in _SEARCH_FLAGS if flag not in _SEARCH_RUN_FLAGS and options[flag] is not None), None)
+    if other is not None:
+        raise ConfigError(
+            f"--{other}: experiment '{experiment.name}' has its own search (its file's 'search:');"
+            " change it there, or give --type too for another search"
+        )
+    if all(options[flag] is None for flag in _SEARCH_RUN_FLAGS):
+        return experiment
+    from patas.common.search import make_search, parse_duration
+
+    own = experiment.search
+    trials = own.trials if options["trials"] is None else options["trials"]
+    budget = own.budget_s if options["budget"] is None else parse_duration(str(options["budget"]), "--budget")
+    seed = own.seed if options["seed"] is None else options["seed"]
+    search = make_search(own.type, own.objective, own.report, own.prune, trials, budget, seed, "command line")  # type: ignore[arg-type]
+    return replace(experiment, search=search)
 
 
 def _variables(options: dict[str, object]) -> list[Variable]:

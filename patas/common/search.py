@@ -141,7 +141,7 @@ def make_search(
     at = "" if where == "command line" else f"{where}: "
     if kind is SearchType.GRID:
         given = [flag for flag, value in (("trials", trials), ("budget", budget_s), ("objective", objective),
-                                          ("report", report), ("prune", prune)) if value is not None]  # fmt: skip
+                                          ("report", report), ("prune", prune), ("seed", seed)) if value is not None]  # fmt: skip
         if given:
             raise ConfigError(f"{at}{_option(given[0], where)} needs a search: add --type random, sobol or tpe (a grid runs every combination)")
         return None

@@ -236,6 +236,20 @@ def test_status_counts_a_search_s_trials_from_its_study(tmp_path):
     assert (shown["total"], shown["done"], shown["pending"]) == (5, 5, 0)
 
 
+def test_an_experiment_file_s_search_takes_trials_budget_and_seed_from_the_flags(tmp_path):
+    # They were refused: "--trials needs a search: add --type", of a file that has one.
+    assert search(tmp_path, "random", 2, "--seed", "4").code == 0
+    again = patas("explore", "--experiment", "pataslab/s/experiment.yaml", "--trials", "4", "-j", "2", "-y", cwd=tmp_path)
+    assert again.code == 0, again.stderr
+    assert "2 done, 0 failed, 2 skipped (done before)" in again.stderr
+    assert len(study_trials(tmp_path / "pataslab/s")) == 4
+    assert yaml.safe_load((tmp_path / "pataslab/s/experiment.yaml").read_text())["search"]["trials"] == 4
+    other = patas("explore", "--experiment", "pataslab/s/experiment.yaml", "--prune", "asha", "-y", cwd=tmp_path)
+    assert (other.code, other.stderr) == (
+        1, "Error: --prune: experiment 's' has its own search (its file's 'search:'); change it there, or give --type too for another search\n"
+    )  # fmt: skip
+
+
 def test_parse_query_and_summary_read_a_search(tmp_path):
     command = f"EPOCHS=3 EPOCH_SECONDS=0 {TRAIN} {{hidden}} {{activation}} {{alpha}}"
     run = search(tmp_path, "tpe", 4, "--seed", "2", "--report", "min", "loss", "epoch (@int@) loss (@float@)", command=command)
@@ -266,6 +280,7 @@ def test_parse_query_and_summary_read_a_search(tmp_path):
         ["--prune", "asha"],
         ["--trials", "5"],
         ["--budget", "10m"],
+        ["--seed", "3"],
     ],
 )
 def test_every_search_flag_on_a_grid_is_refused_not_ignored(tmp_path, flag):
