@@ -47,6 +47,7 @@ FILES.update({
     "newer/grid/journal.jsonl": json.dumps({**RECORD, "format": 99, "patas": "9.0"}) + "\n",
     "list-definition/grid/experiment.yaml": "- cmd\n- x\n",
     "bad-definition/grid/experiment.yaml": "cmd: 'x\n",
+    "bad-study/s/study.journal": "[1, 2]\n",
 })
 FOLDERS = ("journal-folder/grid/journal.jsonl", "definition-folder/grid/experiment.yaml")
 # The port of the `patas dashboard --port 47213` row, held in use while the rows run.

@@ -32,6 +32,7 @@ import os
 import time
 import warnings
 from collections import deque
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Iterator
 
@@ -39,7 +40,7 @@ from patas.analysis.patterns import Pattern, compile_pattern, compile_step_patte
 from patas.broker.run.plan import ExperimentPlan, LabHistory, PlannedTask
 from patas.broker.run.scheduler import Counts
 from patas.common.config import Experiment
-from patas.common.errors import ConfigError, LabError
+from patas.common.errors import ConfigError, LabError, PatasError
 from patas.common.lab import STDOUT, AttemptRecord, ExperimentLab, Outcome
 from patas.common.search import FIRST_TASK_ATTR, STUDY_FILE, Direction, Pruner, Search, SearchType
 from patas.common.sweep import combination_tasks
@@ -286,7 +287,7 @@ def plan_search(experiment_id: int, experiment: Experiment, lab: ExperimentLab, 
     if previous is not None and "search" not in previous and records:
         raise SearchError(f"{lab.path} holds the tasks of a grid; give the search a folder of its own (--name NAME)")
     path = lab.path / STUDY_FILE
-    studies = _study_names(path)
+    storage, studies = _open_study_file(path)
     if studies and not new_study and previous is not None and _identity(previous) != _identity(experiment.to_record()):
         changed = " and ".join(key for key in _identity(previous) if _identity(previous)[key] != _identity(experiment.to_record())[key])
         raise SearchError(
@@ -294,7 +295,8 @@ def plan_search(experiment_id: int, experiment: Experiment, lab: ExperimentLab, 
             " run it as before to continue it, or add --new-study to start a new study"
         )
     if studies and not new_study:
-        state = _read_study(experiment_id, experiment, lab, path, studies[-1], records)
+        assert storage is not None
+        state = _read_study(experiment_id, experiment, lab, storage, path, studies[-1], records)
     else:
         used = [r.task_id for r in records] + list(lab.task_folders())
         name = experiment.name if not studies else f"{experiment.name}-{len(studies) + 1}"
@@ -311,22 +313,38 @@ def _identity(record: dict[str, Any]) -> dict[str, Any]:
     return {"commands": record.get("cmd"), "variables": record.get("vars"), "repeat": record.get("repeat"), "search": search}
 
 
-def _study_names(path: os.PathLike[str]) -> list[str]:
+def _open_study_file(path: os.PathLike[str]) -> tuple["optuna.storages.JournalStorage | None", list[str]]:
+    """The study file as storage (read once, for the names and then the trials) and the names of
+    its studies; no storage and no name when there is no file."""
     if not os.path.exists(path):
-        return []
-    try:
+        return None, []
+    with _reading_study(path):
         storage = open_storage(path)
-        return [study.study_name for study in storage.get_all_studies()]
-    except (ValueError, KeyError) as error:
-        raise LabError(f"{path}: unreadable study ({error}); move it away to start a new study") from None
+        return storage, [study.study_name for study in storage.get_all_studies()]
 
 
-def _read_study(experiment_id: int, experiment: Experiment, lab: ExperimentLab, path: os.PathLike[str], name: str, records: list[AttemptRecord]) -> StudyState:
+@contextmanager
+def _reading_study(path: os.PathLike[str]) -> Iterator[None]:
+    """Optuna replays a study file without checking it: whatever it raises on a damaged line
+    (KeyError, TypeError, even AssertionError) means the file cannot be read, in one line."""
+    try:
+        yield
+    except PatasError:
+        raise
+    except Exception as error:
+        raise LabError(f"{path}: unreadable study ({type(error).__name__}: {error}); move it away to start a new study") from None
+
+
+def _read_study(
+    experiment_id: int, experiment: Experiment, lab: ExperimentLab, storage: "optuna.storages.JournalStorage",
+    path: os.PathLike[str], name: str, records: list[AttemptRecord],
+) -> StudyState:  # fmt: skip
     import optuna
 
-    storage = open_storage(path)
-    study = optuna.load_study(study_name=name, storage=storage)
-    first = int(study.user_attrs.get(FIRST_TASK_ATTR, 0))
+    with _reading_study(path):
+        study = optuna.load_study(study_name=name, storage=storage)
+        first = int(study.user_attrs.get(FIRST_TASK_ATTR, 0))
+        trials = study.get_trials(deepcopy=False)
     last: dict[int, AttemptRecord] = {}
     committed: dict[int, AttemptRecord] = {}
     for record in records:
@@ -337,7 +355,6 @@ def _read_study(experiment_id: int, experiment: Experiment, lab: ExperimentLab, 
             committed[record.task_id] = record
     folders = lab.task_folders()
     patterns = search_patterns(experiment.search)  # type: ignore[arg-type]
-    trials = study.get_trials(deepcopy=False)
     state = StudyState(name, first, True, len(trials), 0)
     repeat = experiment.repeat
     for trial in trials:
