@@ -20,10 +20,13 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
-from patas.common.errors import ConfigError, LabError, did_you_mean
+from patas.common.errors import ConfigError, LabError, PatasError, did_you_mean
 from patas.common.lab import AttemptRecord, ExperimentLab, Outcome, experiments_in
+
+if TYPE_CHECKING:
+    from patas.common.config import Experiment
 
 
 @dataclass(frozen=True)
@@ -183,12 +186,41 @@ def _definition_counts(lab: ExperimentLab, done_in_journal: int) -> tuple[int | 
     except (ConfigError, OSError):
         return None, done_in_journal
     if experiment.search is not None:
-        from patas.broker.run.study import plan_search  # imports Optuna: for a search only
-
-        plan = plan_search(0, experiment, lab, redo=False, new_study=False)
-    else:
-        plan = plan_experiment(0, experiment, lab, redo=False)
+        return _search_counts(lab, experiment, done_in_journal)
+    plan = plan_experiment(0, experiment, lab, redo=False)
     return plan.total, plan.done
+
+
+# A search's counts, by the stamps of what they are read from: the dashboard asks every second,
+# and reading a study replays all of it (0.15-0.3 s for 600 trials). The lab folder's own stamp
+# changes when a task folder is removed, which undoes that task.
+_searches_read: dict[Path, tuple[tuple[tuple[int, int, int], ...], tuple[int, int]]] = {}
+
+
+def _search_counts(lab: ExperimentLab, experiment: Experiment, done_in_journal: int) -> tuple[int | None, int]:
+    """A search's trials to make (`--trials`) and those finished, as its study says; a study that
+    cannot be read gives no count and the journal's done tasks (the run would say why)."""
+    from patas.broker.run.study import plan_search  # imports Optuna: for a search only
+    from patas.common.search import STUDY_FILE
+
+    stamp = tuple(_stamp(path) for path in (lab.path, lab.path / STUDY_FILE, lab.journal_path, lab.definition_path))
+    kept = _searches_read.get(lab.path)
+    if kept is not None and kept[0] == stamp:
+        return kept[1]
+    try:
+        plan = plan_search(0, experiment, lab, redo=False, new_study=False)
+    except PatasError:
+        return None, done_in_journal
+    _searches_read[lab.path] = (stamp, (plan.total, plan.done))
+    return plan.total, plan.done
+
+
+def _stamp(path: Path) -> tuple[int, int, int]:
+    try:
+        info = path.stat()
+    except OSError:
+        return (-1, -1, -1)
+    return (info.st_size, info.st_mtime_ns, info.st_ino)
 
 
 def status_to_json(status: LabStatus) -> dict[str, Any]:

@@ -236,6 +236,23 @@ def test_status_counts_a_search_s_trials_from_its_study(tmp_path):
     assert (shown["total"], shown["done"], shown["pending"]) == (5, 5, 0)
 
 
+def test_status_read_again_in_one_process_follows_the_study_and_survives_a_damaged_one(tmp_path):
+    # The dashboard asks every second, so a search's counts are kept until their files change.
+    from patas.analysis.status import lab_status
+
+    def counts():  # type: ignore[no-untyped-def]
+        shown = lab_status(tmp_path / "pataslab").experiments[0]
+        return shown.total, shown.done
+
+    assert search(tmp_path, "random", 2, "--seed", "6").code == 0
+    assert counts() == (2, 2) == counts()
+    assert search(tmp_path, "random", 3, "--seed", "6").code == 0
+    assert counts() == (3, 3)
+    with open(tmp_path / "pataslab/s/study.journal", "a") as study:
+        study.write("[1, 2]\n")  # Optuna's replay raises TypeError on it
+    assert counts() == (None, 3)  # the journal's done tasks; a run says what is wrong (docs/errors.md)
+
+
 def test_an_experiment_file_s_search_takes_trials_budget_and_seed_from_the_flags(tmp_path):
     # They were refused: "--trials needs a search: add --type", of a file that has one.
     assert search(tmp_path, "random", 2, "--seed", "4").code == 0
