@@ -19,7 +19,15 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from patas.analysis.patterns import Pattern, UnmatchedError, compile_breaker, compile_pattern, compile_patterns, shell_quoted
+from patas.analysis.patterns import (
+    Pattern,
+    UnmatchedError,
+    compile_breaker,
+    compile_pattern,
+    compile_patterns,
+    last_match,
+    shell_quoted,
+)
 from patas.analysis.scan import Scan, ScanJob, Values, read_text, scan
 from patas.analysis.table import ColumnType, Table, check_destination, typed, value_type
 from patas.analysis.trials import TRIAL_COLUMN, TRIAL_STATE_COLUMN, reports_path, reports_table, trial_states
@@ -246,7 +254,7 @@ def _other_stream(where: Found, patterns: Sequence[Pattern]) -> Streams | None:
     for record in where.records:
         attempt = None if record.outcome in COMMITTED else record.attempt
         text = read_text(_output_paths(where.lab, record.task_id, attempt, other))
-        if any(p.regex.search(text) for p in patterns):
+        if any(last_match(p.regex, text) for p in patterns):
             return other
     return None
 

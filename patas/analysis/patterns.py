@@ -14,7 +14,8 @@ a value, so `AVG(out_x)` is an average of nothing rather than an error.
 
 Patterns are compiled with `re.MULTILINE`, so `^` and `$` match at the start and end of each line;
 outputs are matched as `line_text` gives them, where a carriage return also ends a line (progress
-bars redraw a line with `\r`), so `^` and `$` anchor there too.
+bars redraw a line with `\r`), so `^` and `$` anchor there too. A pattern's value is its last
+match that is not empty (`last_match`).
 """
 
 from __future__ import annotations
@@ -167,6 +168,19 @@ def line_text(text: str) -> str:
     if "\r" not in text:  # the usual case costs one C-level scan
         return text
     return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def last_match(regex: re.Pattern[str], text: str, start: int = 0, end: int | None = None) -> re.Match[str] | None:
+    """The last match in text[start:end] that spans at least one character, or None.
+
+    A match of no characters found nothing: `(.*)` also matches the empty string after every
+    line, and the last of those would hide the last line's value.
+    """
+    last = None
+    for match in regex.finditer(text, start, len(text) if end is None else end):
+        if match.end() > match.start():
+            last = match
+    return last
 
 
 def compile_patterns(pairs: Mapping[str, str] | Iterable[tuple[str, str]]) -> tuple[Pattern, ...]:

@@ -43,6 +43,18 @@ def test_folder_that_is_not_an_experiment(tmp_path):
     assert run.stderr == "Error: empty: not an experiment folder (no journal.jsonl) (run `patas explore` first)\n"
 
 
+def test_a_pattern_that_also_matches_nothing_gives_each_task_s_last_line(tmp_path):
+    lab = write_lab(tmp_path / "pataslab", small_grid())
+    run = invoke_patas("parse", "-e", "pataslab/grid", "-p", "last", "(.*)", cwd=tmp_path)
+    assert run.code == 0, run.stderr
+    with open(tmp_path / "pataslab/grid/grid.csv", newline="") as stream:
+        rows = list(csv.DictReader(stream))
+    assert len(rows) == 120
+    for row in rows:
+        lines = (lab.task_dir(int(row["task_id"])) / "stdout").read_text().splitlines()
+        assert row["out_last"] == [line for line in lines if line][-1] != ""
+
+
 def test_warnings_for_unfinished_tasks_and_empty_patterns(tmp_path):
     from patas.common.lab import Outcome
 

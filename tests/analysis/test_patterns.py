@@ -2,7 +2,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from patas.analysis.patterns import PatternError, compile_breaker, compile_pattern, compile_patterns
+from patas.analysis.patterns import PatternError, compile_breaker, compile_pattern, compile_patterns, last_match
 
 
 def first_group(regex: str, text: str):
@@ -143,3 +143,23 @@ def test_line_text_breaks_lines_where_a_terminal_would(text):
     from patas.analysis.patterns import line_text
 
     assert line_text(text).split("\n") == re.split(r"\r\n|\r|\n", text)
+
+
+LINE = st.text(st.characters(blacklist_characters="\n\r", blacklist_categories=("Cs",)), max_size=8)
+
+
+@given(st.lists(LINE, max_size=6), st.booleans())
+def test_a_pattern_that_can_match_nothing_still_gives_the_last_line(lines, newline_at_end):
+    # `.*` also matches the empty string after each line; such a match found nothing and is skipped.
+    text = "\n".join(lines) + ("\n" if newline_at_end and lines else "")
+    filled = [line for line in lines if line]
+    for regex in ("(.*)", "^(.*)$", "(.*)$"):
+        match = last_match(compile_pattern("v", regex).regex, text)
+        assert (match.group(1) if match else None) == (filled[-1] if filled else None), regex
+
+
+def test_an_empty_group_in_a_match_that_is_not_empty_counts():
+    regex = compile_pattern("v", r"loss=(\d*)").regex
+    assert last_match(regex, "loss=3\nloss=\n").group(1) == ""
+    assert last_match(compile_pattern("v", "(a*)").regex, "bbb") is None
+    assert last_match(regex, "loss=3\nloss=4\n", 0, 7).group(1) == "3"  # within text[start:end]

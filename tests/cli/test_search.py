@@ -114,6 +114,16 @@ def test_a_trial_without_its_objective_in_the_output_fails_with_a_message(tmp_pa
     assert "trial 0 failed: task 0: its output has no match for 'Test accuracy: (@float@)'" in run.stderr
 
 
+def test_an_objective_that_also_matches_nothing_reads_the_last_line(tmp_path):
+    objective = ["--objective", "min", "v", "(.*)"]
+    run = patas("explore", "--type", "random", "--trials", "2", "--cmd", "echo {alpha}", "--vlog", "alpha", "1e-5", "1", *objective,
+                "-j", "2", "--name", "s", "-y", cwd=tmp_path)  # fmt: skip
+    assert run.code == 0, run.stderr
+    trials = study_trials(tmp_path / "pataslab/s")
+    assert [t.state.name for t in trials] == ["COMPLETE", "COMPLETE"]
+    assert all(t.value == t.params["alpha"] for t in trials)
+
+
 def test_with_repeats_a_trial_is_the_mean_of_its_repeats(tmp_path):
     command = "echo Test accuracy: $PATAS_REPEAT_ID {hidden} {activation} {alpha}"
     run = search(tmp_path, "random", 2, "--repeat", "2", command=command)

@@ -36,7 +36,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Iterator
 
-from patas.analysis.patterns import Pattern, compile_pattern, compile_step_pattern, line_text
+from patas.analysis.patterns import Pattern, compile_pattern, compile_step_pattern, last_match, line_text
 from patas.broker.run.plan import ExperimentPlan, LabHistory, PlannedTask
 from patas.broker.run.scheduler import Counts
 from patas.common.config import Experiment
@@ -394,9 +394,8 @@ def objective_value(lab: ExperimentLab, task_id: int, pattern: Pattern) -> float
         text = line_text(lab.committed_path(task_id, STDOUT).read_bytes().decode(errors="replace"))
     except OSError:
         return None
-    value = None
-    for match in pattern.regex.finditer(text):
-        value = match.group(1)
+    match = last_match(pattern.regex, text)
+    value = match.group(1) if match else None
     try:
         number = float(value) if value is not None else None
     except ValueError:
