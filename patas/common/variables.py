@@ -88,7 +88,7 @@ def arithmetic_variable(name: str, low: object, high: object, step: object, wher
         raise ConfigError(f"{where}: variable '{name}' has step 0 (use a non-zero step)")
     count = _range_count(lo, hi, st)
     if count <= 0:
-        direction = "above" if st > 0 else "below"
+        direction = "below" if st > 0 else "above"
         raise ConfigError(
             f"{where}: variable '{name}' is empty: min {low} is not {direction} max {high}"
             f" with step {step} (max is exclusive, as in range())"

@@ -22,7 +22,8 @@ def test_arithmetic_counts_down_with_a_negative_step():
     "low, high, step, message",
     [
         ("1", "5", "0", "has step 0"),
-        ("5", "1", "1", "is empty: min 5 is not above max 1"),
+        ("5", "1", "1", "is empty: min 5 is not below max 1 with step 1"),
+        ("1", "5", "-1", "is empty: min 1 is not above max 5 with step -1"),
         ("a", "5", "1", "min 'a' is not a number"),
         ("1", "inf", "1", "max 'inf' is not a finite number"),
         ("0", "1", "1e-12", "would take more than"),
