@@ -6,7 +6,9 @@
 `i` is the row number, so an expression can look at other rows (`Z[i] / Z[0]`) and other
 columns; `math`, `np` (numpy) and `pd` (pandas) are available. A row whose own value is empty
 stays empty. Unlike the original, the result keeps its type (the original turned x and y
-results into strings), so numbers still sort as numbers.
+results into strings), so numbers still sort as numbers. A change is to a column, so it shows in
+every role that plots that column (`--x-column in_lr --hue-column in_lr`); two changes to one
+column are refused, since one would silently undo the other.
 
 The expressions are the user's own code, run with the user's rights, like the rest of the
 command line; they are not a sandbox.
@@ -57,10 +59,18 @@ def apply_changes(frame: pd.DataFrame, columns: dict[str, str | None], changes: 
         if column is not None:
             context[SYMBOLS[role]] = frame[column].tolist()
     changed = frame.copy()
+    changed_by: dict[str, Change] = {}
     for change in changes:
         column = columns.get(change.role)
         if column is None:
             raise ChangeError(f"{change.option}: there is no --{change.role}-column to change")
+        if column in changed_by:
+            first = changed_by[column]
+            raise ChangeError(
+                f"{change.option}: {column} is also the --{first.role}-column, which {first.option} changes"
+                " (give one change: it applies to every role the column plays)"
+            )
+        changed_by[column] = change
         code = _compile(change)
         values = context[SYMBOLS[change.role]]
         result = [None if _missing(values[i]) else _evaluate(code, change, context, i) for i in range(len(values))]

@@ -68,6 +68,7 @@ def heatmap(
     look = _look(title, x_label, y_label, z_label, fig_size, dpi)
     _check_choice("--aggfunc", aggfunc, tuple(AGGREGATIONS))
     _check_fmt(fmt)
+    _check_distinct({"x": x, "y": y, "z": z}, "a heatmap")
     frame = prepare(data, {"x": x, "y": y, "z": z}, {"x": x_change, "y": y_change, "z": z_change})
     check_numbers(frame, "z", z, "heatmap")
     grid = _pivot(frame, x, y, z, aggfunc)
@@ -247,6 +248,19 @@ def _check_fmt(fmt: str) -> None:
         format(0.5, fmt)
     except ValueError:
         raise DrawError(f"--fmt {fmt}: not a number format (e.g. .2f, .0f, .1%)") from None
+
+
+def _check_distinct(columns: dict[str, str], plot: str) -> None:
+    """Refuse one column in two roles where the plot needs them apart (a heatmap's pivot)."""
+    roles: dict[str, str] = {}
+    for role, column in columns.items():
+        if column in roles:
+            *others, last = columns
+            raise DrawError(
+                f"--{role}-column {column}: also the --{roles[column]}-column;"
+                f" {plot} needs a different column for each of {', '.join(others)} and {last}"
+            )
+        roles[column] = role
 
 
 def _check_legend(look: Look, grouped_by: str | None) -> None:

@@ -35,3 +35,15 @@ def test_changing_a_role_without_a_column_is_an_error():
 def test_a_name_error_names_the_option_and_row():
     with pytest.raises(ChangeError, match=r"^--x-change 'Q\[i\]': NameError: name 'Q' is not defined \(row 0\)$"):
         apply_changes(FRAME, COLUMNS, [Change("x", "Q[i]")])
+
+
+def test_a_change_shows_in_every_role_of_its_column_and_a_second_change_is_refused():
+    columns = {"x": "n", "y": "acc", "hue": "n"}
+    changed = apply_changes(FRAME, columns, [Change("x", "X[i] * 10")])
+    assert changed.n.tolist() == [10, 20, 40]  # the hue plots the same, changed, column
+    with pytest.raises(ChangeError) as error:
+        apply_changes(FRAME, columns, [Change("x", "X[i] * 10"), Change("hue", "H[i]")])
+    assert str(error.value) == (
+        "--hue-change 'H[i]': n is also the --x-column, which --x-change 'X[i] * 10' changes"
+        " (give one change: it applies to every role the column plays)"
+    )

@@ -123,6 +123,21 @@ def test_bad_heatmap_options(table, options, message):
     assert str(error.value).startswith(message)
 
 
+@pytest.mark.parametrize(
+    "x, y, z, message",
+    [
+        ("in_neurons", "in_neurons", "out_test_acc", "--y-column in_neurons: also the --x-column;"),
+        ("in_neurons", "in_activation", "in_neurons", "--z-column in_neurons: also the --x-column;"),
+        ("in_neurons", "out_test_acc", "out_test_acc", "--z-column out_test_acc: also the --y-column;"),
+    ],
+)
+def test_a_heatmap_needs_three_different_columns(table, x, y, z, message):
+    # A pivot of a column against itself was a pandas traceback.
+    with pytest.raises(DrawError) as error:
+        heatmap(table, x, y, z)
+    assert str(error.value) == f"{message} a heatmap needs a different column for each of x, y and z"
+
+
 def test_non_numeric_z_and_missing_input(table, tmp_path):
     with pytest.raises(DrawError, match="^--z-column in_preprocessing: text, not numbers; a heatmap plot needs numbers for z"):
         heatmap(table, "in_neurons", "in_activation", "in_preprocessing")
