@@ -100,6 +100,7 @@ def categories(
     _check_legend(look, hue)
     frame = prepare(data, {"x": x, "y": y, "hue": hue}, {"x": x_change, "y": y_change, "hue": hue_change})
     check_numbers(frame, "y", y, "categories")
+    _check_pairs(frame, x, y)
     with _theme(), _drawing(look, output) as (figure, axes):
         import seaborn as sns
 
@@ -127,6 +128,7 @@ def lines(
     columns = {"x": x, "y": y, "hue": hue, "style": style}
     frame = prepare(data, columns, {"x": x_change, "y": y_change, "hue": hue_change, "style": style_change})
     check_numbers(frame, "y", y, "lines")
+    _check_pairs(frame, x, y)
     with _theme(), _drawing(look, output) as (figure, axes):
         import seaborn as sns
 
@@ -248,6 +250,12 @@ def _check_fmt(fmt: str) -> None:
         format(0.5, fmt)
     except ValueError:
         raise DrawError(f"--fmt {fmt}: not a number format (e.g. .2f, .0f, .1%)") from None
+
+
+def _check_pairs(frame: pd.DataFrame, x: str, y: str) -> None:
+    """Refuse a plot with no point: no row has both an x and a y value."""
+    if not frame[[x, y]].notna().all(axis=1).any():
+        raise DrawError(f"--x-column {x}: no row has both an x and a y value, so there is nothing to plot")
 
 
 def _check_distinct(columns: dict[str, str], plot: str) -> None:

@@ -204,6 +204,19 @@ def test_a_text_or_empty_y_is_refused_not_drawn_flat(table, plot):
         plot(empty, "in_neurons", "out_f1")
 
 
+@pytest.mark.parametrize("plot", [lines, categories])
+def test_a_plot_without_a_point_is_refused_not_drawn_blank(table, plot):
+    import pandas as pd
+
+    frame = pd.read_csv(table)
+    # Every row has an x or a y, none has both: the plot would be empty axes.
+    frame.loc[frame.index % 2 == 0, "in_neurons"] = None
+    frame.loc[frame.index % 2 == 1, "out_test_acc"] = None
+    with pytest.raises(DrawError) as error:
+        plot(frame, "in_neurons", "out_test_acc")
+    assert str(error.value) == "--x-column in_neurons: no row has both an x and a y value, so there is nothing to plot"
+
+
 def test_an_empty_z_is_refused(table):
     import pandas as pd
 
