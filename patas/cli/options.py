@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import click
-
-_NEGATIVE_NUMBER = re.compile(r"-\d|-\.\d")
 
 
 class VariadicOption(click.Option):
     """An option that takes one or more values, like argparse's nargs='+'.
 
     `--vl activation relu tanh --node localhost` gives `("activation", "relu", "tanh")`: values
-    run up to the next word that looks like an option (a negative number is a value). Repeating
-    the option gives one tuple per use. This is how the original patas's README writes --vl and
+    run up to the next word that looks like an option; a number is a value, negative or not
+    (`-1`, `-.5`, `-1e-3`, `-inf`, `-nan`). Repeating the option gives one tuple per use. This is how the original patas's README writes --vl and
     --node, and users' fingers know it.
     """
 
@@ -44,4 +41,12 @@ def _greedy(process: Any) -> Any:
 
 
 def _is_option_word(word: str) -> bool:
-    return word.startswith("-") and len(word) > 1 and not _NEGATIVE_NUMBER.match(word)
+    return word.startswith("-") and len(word) > 1 and not _is_number(word)
+
+
+def _is_number(word: str) -> bool:
+    try:
+        float(word)
+    except ValueError:
+        return False
+    return True
