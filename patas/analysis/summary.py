@@ -110,7 +110,11 @@ def _column(given: str, columns: list[str], prefix: str, option: str, table: str
 def _groups(by: Sequence[str] | None, columns: list[str], table: str) -> list[str]:
     if by is None:
         return [c for c in columns if c.startswith(INPUT_PREFIX)]
-    return [_column(name, columns, INPUT_PREFIX, "--by", table) for name in by]
+    groups = [_column(name, columns, INPUT_PREFIX, "--by", table) for name in by]
+    for group in groups:
+        if groups.count(group) > 1:
+            raise SummaryError(f"--by {','.join(by)}: {group} is named twice (name each column once)")
+    return groups
 
 
 def _aggregate(

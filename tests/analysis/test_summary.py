@@ -117,6 +117,7 @@ def test_a_single_value_is_never_tied():
         ("pataslab/grid", "ac", None, "--metric ac: no such column in pataslab/grid/grid.csv (did you mean 'acc'?)"),
         ("pataslab/grid", "node_name", None, "--metric node_name: the column holds text (VARCHAR), not numbers"),
         ("pataslab/grid", "acc", ["c"], "--by c: no such column in pataslab/grid/grid.csv (columns: in_a, in_b)"),
+        ("pataslab/grid", "acc", ["in_a", "a"], "--by in_a,a: in_a is named twice (name each column once)"),
         ("pataslab/nope", "acc", None, "-e pataslab/nope: no such experiment folder or table file"),
         ("pataslab/grid/0", "acc", None, "-e pataslab/grid/0: no parsed table (run `patas parse -e pataslab/grid/0 -p NAME REGEX` first)"),
     ],
