@@ -94,7 +94,7 @@ def _main() -> None:
     import click
 
     from patas.cli.app import COMMANDS, cli
-    from patas.common.errors import EXIT_ERROR, EXIT_INTERRUPTED, PatasError
+    from patas.common.errors import EXIT_ERROR, EXIT_INTERRUPTED, PatasError, one_line
 
     debug = "--debug" in sys.argv[1:]
     try:
@@ -114,7 +114,7 @@ def _main() -> None:
     except PatasError as error:
         if debug:
             raise
-        click.echo(f"Error: {error}", err=True)
+        click.echo(f"Error: {one_line(str(error))}", err=True)
         sys.exit(error.exit_code)
     except KeyboardInterrupt:
         click.echo("Interrupted.", err=True)

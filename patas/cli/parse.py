@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from patas.analysis.parse import Streams, default_output, parse_experiment, report_lines
+from patas.common.wording import plural
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -80,7 +81,8 @@ def parse(
         click.echo(f"Warning: {line}", err=True)
     table = result.table
     click.echo(
-        f"Wrote {_shown(target)}: {len(table)} rows from {result.tasks} tasks, {len(table.names)} columns",
+        f"Wrote {_shown(target)}: {plural(len(table), 'row')} from {plural(result.tasks, 'task')},"
+        f" {plural(len(table.names), 'column')}",
         err=True,
     )
 

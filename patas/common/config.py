@@ -408,8 +408,12 @@ def _experiment(
 
 def check_experiment_name(name: str, where: str) -> None:
     """An experiment's name is its folder in the pataslab: one plain path component."""
-    if name in ("", ".", "..") or not IDENTIFIER.match(name.replace("-", "_").replace(".", "_")):
-        raise ConfigError(f"{where}: experiment name '{name}' must be letters, digits, _, - or . (a folder name, not . or ..)")
+    # A leading `-` would make the name an option to every command that takes it (`patas logs -x 0`).
+    if name in ("", ".", "..") or name.startswith("-") or not IDENTIFIER.match(name.replace("-", "_").replace(".", "_")):
+        raise ConfigError(
+            f"{where}: experiment name '{excerpt(name)}' must be letters, digits, _, - or ."
+            " (a folder name, not . or .., that does not start with -)"
+        )
 
 
 def _check_command_text(command: str, number: int, where: str) -> None:

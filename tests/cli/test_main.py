@@ -120,3 +120,10 @@ def test_output_that_cannot_be_written_as_the_process_ends_is_reported(tmp_path)
     assert (tmp_path / "pataslab/grid/0/stdout").read_text() == "7\n"  # the command itself succeeded
     assert done.returncode == 1
     assert done.stderr.splitlines()[-1] == "Error: the output is incomplete: No space left on device", done.stderr
+
+
+def test_an_error_that_echoes_a_value_with_line_breaks_is_still_one_line(tmp_path):
+    run = patas("explore", "--cmd", "echo {x}", "--vl", "x", "a\nb\r", "a\nb\r", "-y", cwd=tmp_path)
+    assert run.code == 1
+    assert run.stderr == "Error: --vl x: variable 'x' lists the value 'a\\nb\\r' twice (give each value once; --repeat runs a combination several times)\n"
+    assert not (tmp_path / "pataslab").exists()
