@@ -41,12 +41,10 @@ def _greedy(process: Any) -> Any:
 
 
 def _is_option_word(word: str) -> bool:
-    return word.startswith("-") and len(word) > 1 and not _is_number(word)
-
-
-def _is_number(word: str) -> bool:
-    try:
-        float(word)
-    except ValueError:
+    if not word.startswith("-") or word == "-":
         return False
-    return True
+    try:
+        float(word)  # a negative number: a value
+    except ValueError:
+        return True
+    return False
