@@ -19,7 +19,6 @@ from patas.cli.options import VariadicOption
 from patas.cli.slurm import slurm_options, slurm_options_from, with_gpus_per_task
 from patas.common.byte_sizes import parse_size
 from patas.common.config import (
-    DEFAULT_EXPERIMENT_NAME,
     DEFAULT_MAX_TRIES,
     Cluster,
     Experiment,
@@ -90,7 +89,7 @@ Example (from examples/basic_usage):
 @click.option("--ship", "ship_paths", multiple=True, metavar="PATH",
               help="Copy PATH (relative to the current folder; repeatable) to every node first; tasks run in the node's copy.")
 @click.option("--ship-limit", default="4GB", show_default=True, metavar="SIZE", help="Refuse to ship more than this (e.g. 500MB).")
-@click.option("--name", default=None, help=f"Experiment name; outputs go to OUTPUT/NAME.  [default: {DEFAULT_EXPERIMENT_NAME}]")
+@click.option("--name", default=None, help="Experiment name; outputs go to OUTPUT/NAME.  [default: the --type: grid, random, sobol or tpe]")
 @click.option("--experiment", "experiment_files", multiple=True, type=click.Path(dir_okay=False), metavar="FILE",
               help="Experiment YAML file (repeatable; mixes with the flags above).")
 @click.option("--filter-tasks", "task_filter", default=None, metavar="[EXP:]A:B", help="Run only task ids A to B (A:, :B and A work too).")
@@ -312,7 +311,7 @@ def _experiments(options: dict[str, object]) -> list[Experiment]:
             overrides["name"] = options["name"]
         return [_with_collect(_with_search_flags(with_overrides(e, **overrides), options), options) for e in experiments]
     flags_experiment = experiment_from_flags(
-        DEFAULT_EXPERIMENT_NAME if options["name"] is None else str(options["name"]),
+        str(options["sweep_type"] if options["name"] is None else options["name"]),  # a search is named after its type
         commands,
         variables,
         1 if overrides["repeat"] is None else overrides["repeat"],  # type: ignore[arg-type]

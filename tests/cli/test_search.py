@@ -62,6 +62,15 @@ def test_each_sampler_runs_its_trials_once_each_and_records_the_search(tmp_path,
     assert {k: definition["search"]["objective"][k] for k in ("direction", "name")} == {"direction": "max", "name": "test_acc"}
 
 
+def test_a_search_without_a_name_is_named_after_its_type_beside_the_grid(tmp_path):
+    assert patas("explore", "--cmd", "echo {hidden}", "--vl", "hidden", "8", "-y", "-q", cwd=tmp_path).code == 0
+    run = patas("explore", "--type", "random", "--trials", "2", "--cmd", QUICK, *SPACE, *OBJECTIVE, "-j", "2", "-y", cwd=tmp_path)
+    assert run.code == 0, run.stderr
+    assert run.stderr.startswith("Experiment random: random search, 2 trials")
+    assert len(study_trials(tmp_path / "pataslab/random")) == 2
+    assert [r["values"] for r in journal(tmp_path / "pataslab/grid")] == [{"hidden": "8"}]  # the grid is left alone
+
+
 def test_a_seed_makes_the_same_suggestions(tmp_path):
     runs = []
     for folder in ("a", "b"):
