@@ -2,7 +2,7 @@
 
 import pytest
 
-from patas.broker.run.plan import plan_experiment
+from patas.broker.run.plan import describe_changes, plan_experiment
 from patas.broker.run.task_filter import TaskFilter
 from patas.common.errors import ConfigError
 from patas.common.config import experiment_from_flags
@@ -211,3 +211,17 @@ def test_a_rerun_computes_no_key_of_a_done_task_while_it_hands_out_tasks(tmp_pat
         assert [p.task_id for p in plan.pending()] == list(range(1990, 2000))
         assert (plan.done, len(keys)) == (1990, 10)
         monkeypatch.undo()
+
+
+def test_changes_name_every_setting_that_changed_and_a_search_added_or_removed():
+    grid = {"name": "e", "workdir": "/w", "repeat": 1, "max_tries": 3, "cmd": ["echo {x}"],
+            "vars": [{"name": "x", "type": "list", "values": ["1"]}]}  # fmt: skip
+    search = {"type": "tpe", "objective": {"direction": "max", "name": "v", "pattern": "(.*)"}, "trials": 4}
+    assert describe_changes(grid, grid) == []
+    assert describe_changes(grid, {**grid, "timeout": 5.0, "ship": ["src"], "search": search}) == [
+        "timeout: none → 5.0", "search added", "ship: none → ['src']",
+    ]
+    assert describe_changes({**grid, "search": search}, grid) == ["search removed"]
+    assert describe_changes({**grid, "search": search}, {**grid, "search": {**search, "type": "random", "trials": 8}}) == [
+        "search trials: 4 → 8", "search type: tpe → random",
+    ]

@@ -71,6 +71,18 @@ def test_a_search_without_a_name_is_named_after_its_type_beside_the_grid(tmp_pat
     assert [r["values"] for r in journal(tmp_path / "pataslab/grid")] == [{"hidden": "8"}]  # the grid is left alone
 
 
+def test_a_grid_is_refused_in_a_search_s_folder_as_a_search_is_in_a_grid_s(tmp_path):
+    assert search(tmp_path, "random", 1).code == 0
+    lab = tmp_path / "pataslab/s"
+    before = {p: p.read_bytes() for p in lab.rglob("*") if p.is_file()}
+    grid = patas("explore", "--cmd", "echo {hidden}", "--vl", "hidden", "8", "--name", "s", "-y", cwd=tmp_path)
+    assert (grid.code, grid.stderr) == (1, "Error: pataslab/s holds the trials of a random search; give the grid a folder of its own (--name NAME)\n")
+    assert {p: p.read_bytes() for p in lab.rglob("*") if p.is_file()} == before
+    assert patas("explore", "--cmd", "echo {hidden}", "--vl", "hidden", "8", "--name", "g2", "-y", cwd=tmp_path).code == 0
+    mixed = search(tmp_path, "random", 1, "--name", "g2")
+    assert mixed.stderr == "Error: pataslab/g2 holds the tasks of a grid; give the search a folder of its own (--name NAME)\n"
+
+
 def test_a_seed_makes_the_same_suggestions(tmp_path):
     runs = []
     for folder in ("a", "b"):

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 
 from patas.broker.run.plan_index import WALK_PER_JOURNAL_TASK, GridHistory
 from patas.common.config import Experiment
+from patas.common.errors import ConfigError
 from patas.common.lab import ExperimentLab, Outcome
 from patas.common.sweep import GridPositions, Task, task_at, task_keys, tasks
 
@@ -249,6 +250,9 @@ def plan_experiment(experiment_id: int, experiment: Experiment, lab: ExperimentL
     """What is done and what to run. With `use_index`, the journal is read through the plan index
     (see plan_index), and the plan cannot select tasks by id (`pending(task_filter)`)."""
     previous = lab.read_definition()
+    if previous is not None and isinstance(previous.get("search"), dict) and lab.journal_path.exists():
+        kind = previous["search"].get("type", "")
+        raise ConfigError(f"{lab.path} holds the trials of a {kind} search; give the grid a folder of its own (--name NAME)")
     changes = describe_changes(previous, experiment.to_record()) if previous else []
     if use_index:
         indexed = GridHistory.read(experiment, lab)
@@ -286,12 +290,16 @@ def save_indexes(plans: list[ExperimentPlan]) -> None:
                 log.warning("%s: cannot write the plan index (%s); the next rerun reads the whole journal", plan.lab.path, error)
 
 
+_SETTINGS_SHOWN_FIRST = ("workdir", "repeat", "max_tries", "timeout")
+
+
 def describe_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
-    """One short line per difference between two experiment records."""
+    """One short line per difference between two experiment records: every key of the record
+    (a grid becoming a search, a changed `ship:`...), the variables one by one."""
     changes = []
-    for key in ("workdir", "repeat", "max_tries", "timeout"):
+    for key in _SETTINGS_SHOWN_FIRST:
         if old.get(key) != new.get(key):
-            changes.append(f"{key}: {old.get(key)} → {new.get(key)}")
+            changes.extend(_setting_changes(key, old.get(key), new.get(key)))
     if old.get("cmd") != new.get("cmd"):
         changes.append(f"cmd: {old.get('cmd')} → {new.get('cmd')}")
     old_vars = {v["name"]: v for v in old.get("vars", [])}
@@ -303,7 +311,24 @@ def describe_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     for name in old_vars.keys() & new_vars.keys():
         if old_vars[name] != new_vars[name]:
             changes.append(_variable_change(name, old_vars[name], new_vars[name]))
+    for key in sorted((old.keys() | new.keys()) - {"name", "cmd", "vars", *_SETTINGS_SHOWN_FIRST}):
+        if old.get(key) != new.get(key):
+            changes.extend(_setting_changes(key, old.get(key), new.get(key)))
     return changes
+
+
+def _setting_changes(key: str, old: Any, new: Any) -> list[str]:
+    if old is None or new is None:
+        if isinstance(old, dict) or isinstance(new, dict):  # a section such as `search:`
+            return [f"{key} {'added' if old is None else 'removed'}"]
+    elif isinstance(old, dict) and isinstance(new, dict):
+        return [c for part in sorted(old.keys() | new.keys()) for c in _setting_changes(f"{key} {part}", old.get(part), new.get(part))
+                if old.get(part) != new.get(part)]  # fmt: skip
+    return [f"{key}: {_setting_text(old)} → {_setting_text(new)}"]
+
+
+def _setting_text(value: Any) -> str:
+    return "none" if value is None else str(value)
 
 
 def _variable_change(name: str, old: dict[str, Any], new: dict[str, Any]) -> str:
