@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
@@ -32,7 +33,6 @@ from patas.common.errors import ConfigError, PatasError, did_you_mean, excerpt
 from patas.common.scalar import typed
 from patas.common.template import Slot, Template, compile_template
 from patas.common.variables import (
-    IDENTIFIER,
     MAX_ARGUMENT_BYTES,
     check_argument_size,
     Variable,
@@ -47,6 +47,7 @@ if TYPE_CHECKING:  # a grid's run never imports the searches' module
     from patas.common.search import Search
 
 DEFAULT_EXPERIMENT_NAME = "grid"
+EXPERIMENT_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*\Z")
 DEFAULT_CLUSTER_NAME = "cluster"
 DEFAULT_MAX_TRIES = 3
 DEFAULT_SSH_PORT = 22
@@ -407,13 +408,14 @@ def _experiment(
 
 
 def check_experiment_name(name: str, where: str) -> None:
-    """An experiment's name is its folder in the pataslab: one plain path component."""
-    # A leading `-` would make the name an option to every command that takes it (`patas logs -x 0`).
-    if name in ("", ".", "..") or name.startswith("-") or not IDENTIFIER.match(name.replace("-", "_").replace(".", "_")):
-        raise ConfigError(
-            f"{where}: experiment name '{excerpt(name)}' must be letters, digits, _, - or ."
-            " (a folder name, not . or .., that does not start with -)"
-        )
+    """An experiment's name is its folder in the pataslab: one plain path component.
+
+    Its first character is a letter or `_`: a leading `-` would make it an option to every
+    command that takes it (`patas logs -x 0`), a leading digit a task range to --filter-tasks
+    (`10:19`), a leading `.` a hidden folder, `.` or `..`.
+    """
+    if not EXPERIMENT_NAME.match(name):
+        raise ConfigError(f"{where}: experiment name '{excerpt(name)}' must start with a letter or _, then letters, digits, _, - or .")
 
 
 def _check_command_text(command: str, number: int, where: str) -> None:

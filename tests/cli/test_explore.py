@@ -220,7 +220,7 @@ def test_name_renames_the_one_experiment_of_a_file_and_is_refused_for_several(tm
     refused = patas("explore", "--experiment", "exp.yaml", "--experiment", "more.yaml", "--name", "x", "-y", cwd=tmp_path)
     assert (refused.code, refused.stderr) == (1, "Error: --name x: names one experiment, and 2 files are given (set each one's 'name:')\n")
     bad = patas("explore", "--experiment", "exp.yaml", "--name", "a/b", "-y", cwd=tmp_path)
-    assert bad.stderr == "Error: --name: experiment name 'a/b' must be letters, digits, _, - or . (a folder name, not . or .., that does not start with -)\n"
+    assert bad.stderr == "Error: --name: experiment name 'a/b' must start with a letter or _, then letters, digits, _, - or .\n"
     assert sorted(p.name for p in (tmp_path / "pataslab").iterdir()) == ["renamed"]
 
 

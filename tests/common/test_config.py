@@ -2,7 +2,7 @@ import textwrap
 
 import pytest
 
-from patas.common.config import load_cluster, load_experiment, parse_node_spec
+from patas.common.config import check_experiment_name, load_cluster, load_experiment, parse_node_spec
 from patas.common.errors import ConfigError
 
 EXPERIMENT = """
@@ -227,3 +227,14 @@ def test_ship_paths_come_from_the_yaml_and_go_back_into_the_record(tmp_path):
         load_experiment(path)
     path.write_text("cmd: echo\n")
     assert "ship" not in load_experiment(path).to_record()  # a definition without it is unchanged
+
+
+@pytest.mark.parametrize("name", ["grid", "_x", "my.exp", "run-3", "A9_b.c-d"])
+def test_an_experiment_name_is_a_plain_folder_name(name):
+    check_experiment_name(name, "--name")
+
+
+@pytest.mark.parametrize("name", ["", ".", "..", ".hidden", "-x", "10", "2x", "a/b", "a b", "é", "a\nb", "a\x00b"])
+def test_a_name_that_a_command_line_or_a_folder_would_misread_is_refused(name):
+    with pytest.raises(ConfigError, match=r"^--name: experiment name '.*' must start with a letter or _, then letters, digits, _, - or \.$"):
+        check_experiment_name(name, "--name")
