@@ -39,9 +39,17 @@ def experiment_in_lab(required: bool = True) -> Callable[[Callable[..., Any]], C
             return command(*args, experiment=name, lab_root=root, **kwargs)
 
         with_lab = _lab_option("The pataslab folder (or give EXPERIMENT as its folder: pataslab/grid).")(resolved)
-        return click.argument("experiment", required=required)(with_lab)
+        return click.argument("experiment", required=required, shell_complete=_complete_experiment)(with_lab)
 
     return decorate
+
+
+def _complete_experiment(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:
+    """Shell completion of EXPERIMENT: the experiments of the lab (-o, if given before it)."""
+    from patas.common.lab import experiments_in
+
+    root = Path(ctx.params.get("lab_root") or DEFAULT_LAB)
+    return [name for name in experiments_in(root) if name.startswith(incomplete)]
 
 
 def experiment_and_lab(experiment: str | None, lab_root: str, lab_given: bool) -> tuple[str | None, str]:

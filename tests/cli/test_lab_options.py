@@ -3,9 +3,13 @@ command that reads a lab."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 
-from tests.running import patas
+from tests.running import ENV, patas
 
 # Each command that takes EXPERIMENT, with it as "{}". Without a run in progress, those that
 # need one say so: their message must name the same folder either way.
@@ -64,3 +68,30 @@ def test_a_folder_that_is_no_experiment_is_named_in_one_line(lab, given, code, m
     refused = patas("logs", given, "0", cwd=lab)
     assert (refused.code, refused.stdout) == (code, "")
     assert refused.stderr.splitlines()[-1] == message
+
+
+def test_bash_completes_experiment_with_the_lab_s_experiments(lab, tmp_path):
+    # Real bash, with the completion script click writes for patas (README, "Shell completion").
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "patas").write_text(f'#!/bin/sh\nexec {sys.executable} -m patas "$@"\n')
+    (bin_dir / "patas").chmod(0o755)
+    (lab / "lab" / "gpu-sweep").mkdir()
+    (lab / "lab" / "gpu-sweep" / "experiment.yaml").write_text("name: gpu-sweep\n")
+    (lab / "lab" / "not-an-experiment").mkdir()
+
+    def completions(words: str) -> list[str]:
+        script = (
+            'eval "$(_PATAS_COMPLETE=bash_source patas)"\n'
+            f"COMP_WORDS=({words}); COMP_CWORD=$((${{#COMP_WORDS[@]}} - 1))\n"
+            '_patas_completion patas; printf "%s\\n" "${COMPREPLY[@]}"\n'
+        )
+        env = {**ENV, "PATH": f"{bin_dir}{os.pathsep}{ENV['PATH']}"}
+        done = subprocess.run(["bash", "-c", script], cwd=lab, env=env, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        return done.stdout.split()
+
+    assert completions("patas logs -o lab ''") == ["gpu-sweep", "grid"]
+    assert completions("patas status -o lab gp") == ["gpu-sweep"]
+    assert completions("patas nodes remove -o lab g") == ["gpu-sweep", "grid"]
+    assert completions("patas attach ''") == []  # no ./pataslab here
