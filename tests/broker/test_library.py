@@ -79,3 +79,28 @@ def test_shipped_code_runs_from_its_read_only_copy_and_editing_it_mid_way_change
     assert (tmp_path / outputs[0][1] / "version.txt").read_text() == "v1\n"
     with pytest.raises(ConfigError, match="ship_limit= 'lots': expected a size"):
         patas.explore("true", ship=["."], ship_limit="lots")
+
+
+@pytest.mark.parametrize(
+    "values, message",
+    [
+        ([b"x"], "variables['v']: b'x' is a bytes, not a value for a command line (give text or numbers)"),
+        ([1, None], "variables['v']: None is a NoneType, not a value for a command line (give text or numbers)"),
+        ([[1, 2]], "variables['v']: [1, 2] is a list, not a value for a command line (give text or numbers)"),
+        ({"a": 1}, "variables['v']: a dict, not a list of values"),
+    ],
+)
+def test_a_value_with_no_one_text_is_refused_and_nothing_runs(tmp_path, values, message):
+    with pytest.raises(ConfigError) as error:
+        patas.explore("echo {v}", {"v": values}, jobs=1, lab=tmp_path / "lab")
+    assert str(error.value) == message
+    assert not (tmp_path / "lab").exists()
+
+
+def test_numbers_of_any_kind_reach_the_command_as_str_writes_them(tmp_path):
+    import numpy as np
+
+    values = [0.1, 1e20, True, np.float64(0.25), np.int64(3), "a b"]
+    result = patas.explore("printf '%s\\n' {v}", {"v": values}, jobs=2, lab=tmp_path / "lab")
+    assert result.ok
+    assert [(tmp_path / f"lab/grid/{i}/stdout").read_text() for i in range(6)] == [f"{v}\n" for v in values]

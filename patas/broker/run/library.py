@@ -13,6 +13,7 @@ early stop. It never asks and prints nothing; failed attempts are logged (logger
 from __future__ import annotations
 
 import logging
+import numbers
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -38,7 +39,7 @@ from patas.common.config import (
     parse_node_spec,
 )
 from patas.common.collected_files import collect_rule
-from patas.common.errors import ConfigError
+from patas.common.errors import ConfigError, excerpt
 from patas.common.variables import list_variable
 
 log = logging.getLogger("patas")
@@ -89,7 +90,8 @@ def explore(
     bind: str | None = None,
 ) -> ExploreResult:
     """Run `cmd` (one command or several, one after the other) for every combination of
-    `variables` (name → values: a list, a range, any iterable; a single value is one value),
+    `variables` (name → values: a list, a range, any iterable of text or numbers; a single value
+    is one value),
     `repeat` times each, keeping every output in `lab`/`name`.
 
     Where: `jobs=N` tasks at once on this machine, or `nodes` (`--node` specs such as
@@ -103,7 +105,7 @@ def explore(
     (`--ship`); `ship_limit` refuses more than that many bytes (or a size such as "500MB").
     Raises `PatasError` on bad input."""
     commands = [cmd] if isinstance(cmd, str) else list(cmd)
-    values = {var: _values(v) for var, v in (variables or {}).items()}
+    values = {var: _values(var, v) for var, v in (variables or {}).items()}
     experiment = experiment_from_flags(
         name,
         commands,
@@ -133,10 +135,19 @@ def explore(
     )  # fmt: skip
 
 
-def _values(given: Iterable[object] | object) -> list[str]:
-    if isinstance(given, (str, bytes)) or not isinstance(given, Iterable):
-        return [str(given)]
-    return [str(value) for value in given]
+def _values(name: str, given: Iterable[object] | object) -> list[str]:
+    """A variable's values as the command line gets them: text as it is, numbers as `str` writes
+    them. Anything else (bytes, None, a list) has no one text a user would expect: refused."""
+    if isinstance(given, Mapping):  # its keys? its values? neither is what a user would bet on
+        raise ConfigError(f"variables['{name}']: a {type(given).__name__}, not a list of values")
+    values = [given] if isinstance(given, (str, bytes)) or not isinstance(given, Iterable) else list(given)
+    for value in values:
+        if not isinstance(value, (str, numbers.Real)):
+            raise ConfigError(
+                f"variables['{name}']: {excerpt(repr(value))} is a {type(value).__name__}, not a value for a command line"
+                " (give text or numbers)"
+            )
+    return [str(value) for value in values]
 
 
 def _clusters(jobs: int | None, nodes: Sequence[str], cluster: str | os.PathLike[str] | None) -> list[Cluster]:
