@@ -81,7 +81,7 @@ def expand_placeholders(text: str) -> str:
 def compile_pattern(name: str, text: str, option: str = "-p") -> Pattern:
     """A checked pattern; a bad name, a bad regex or a group count other than one is an error.
     `option` names where it was given, for messages (`-p`, `--objective max`)."""
-    where = f"{option} {name} {shell_quoted(text)}"
+    where = f"{option} {_shown_name(name)} {shell_quoted(text)}"
     if not _NAME.match(name):
         raise PatternError(f"{where}: the name must be letters, digits and _ (it becomes column out_{name})")
     _check_placeholders(text, where)
@@ -100,7 +100,7 @@ def compile_pattern(name: str, text: str, option: str = "-p") -> Pattern:
 
 def compile_step_pattern(name: str, text: str, option: str) -> Pattern:
     """A pattern of intermediate values (`--report`): two groups, the step `(@int@)` and the value."""
-    where = f"{option} {name} {shell_quoted(text)}"
+    where = f"{option} {_shown_name(name)} {shell_quoted(text)}"
     if not _NAME.match(name):
         raise PatternError(f"{where}: the name must be letters, digits and _ (it becomes column out_{name})")
     _check_placeholders(text, where)
@@ -215,6 +215,11 @@ def _compile(text: str, where: str) -> re.Pattern[str]:
         return re.compile(expand_placeholders(text), re.MULTILINE)
     except re.error as error:
         raise PatternError(f"{where}: invalid regex: {error.msg}") from None
+
+
+def _shown_name(name: str) -> str:
+    """A pattern's name as the user typed it: quoted when a shell would need the quotes."""
+    return name if _NAME.match(name) else shell_quoted(name)
 
 
 def shell_quoted(text: str) -> str:

@@ -66,8 +66,9 @@ def test_invalid_regex_is_an_error_with_the_reason():
 
 
 def test_bad_name_and_duplicate_names_are_errors():
-    with pytest.raises(PatternError, match="the name must be letters, digits and _"):
+    with pytest.raises(PatternError) as error:
         compile_pattern("test acc", "(x)")
+    assert str(error.value) == "-p 'test acc' '(x)': the name must be letters, digits and _ (it becomes column out_test acc)"
     with pytest.raises(PatternError, match="^-p acc: the name is used twice"):
         compile_patterns([("acc", "(x)"), ("acc", "(y)")])
 
