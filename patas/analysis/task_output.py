@@ -273,17 +273,20 @@ def _span(numbers: list[int]) -> str:
     return f"{first} to {last}" if numbers == list(range(first, last + 1)) else ", ".join(map(str, numbers))
 
 
-def copy_file(path: Path, out: BinaryIO) -> None:
-    """Copy a whole output file to `out`; a stream never written is empty."""
+def copy_file(path: Path, out: BinaryIO) -> int:
+    """Copy a whole output file to `out`; a stream never written is empty. Returns the bytes copied."""
+    copied = 0
     try:
         with open(path, "rb") as source:
             while chunk := source.read(COPY_CHUNK_BYTES):
                 out.write(chunk)
+                copied += len(chunk)
     except FileNotFoundError:
-        return
+        return 0
     except OSError as error:
         raise LabError(f"{path}: {error.strerror}") from None
     out.flush()
+    return copied
 
 
 # --- following --------------------------------------------------------------------------------
@@ -424,16 +427,21 @@ class Followed:
         )
 
 
-def show_output(lab_root: Path, experiment: str, task_id: int, stream: str, out: BinaryIO, attempt: int | None = None) -> None:
+def show_output(lab_root: Path, experiment: str, task_id: int, stream: str, out: BinaryIO, attempt: int | None = None) -> str | None:
     """Copy the task's output of `stream` to `out`: its committed output when it is done, else
-    its latest attempt's so far (or attempt `attempt`'s)."""
+    its latest attempt's so far (or attempt `attempt`'s). Returns a note when there is nothing
+    yet: the attempt has not ended and has written nothing to `stream` (queued on its agent, or
+    silent so far), so that an empty answer is not taken for an empty output."""
     lab = experiment_lab(lab_root, experiment)
     history, _ = read_history(lab, task_id)
     running = holder(lab.path) is not None
     check_task(history, running, following=False)
     source = locate(history, stream, attempt, running)
-    if source.path is not None:
-        copy_file(source.path, out)
+    copied = copy_file(source.path, out) if source.path is not None else 0
+    ended = source.attempt is not None and history.record_of(source.attempt) is not None
+    if copied or ended or not running:
+        return None
+    return f"task {task_id} of {lab.path} has printed nothing to {stream} yet (add -f to wait for its output)"
 
 
 def follow_output(

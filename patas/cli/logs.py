@@ -37,7 +37,9 @@ def logs(experiment: str, task: int, lab_root: str, follow: bool, errors: bool, 
     out = sys.stdout.buffer
     stream = STDERR if errors else STDOUT
     if not follow:
-        show_output(Path(lab_root), experiment, task, stream, out, attempt)
+        note = show_output(Path(lab_root), experiment, task, stream, out, attempt)
+        if note:
+            click.echo(_sentence(note), err=True)
         return
     followed = follow_output(Path(lab_root), experiment, task, stream, out, _note_attempt_ended, attempt)
     message = followed.describe()

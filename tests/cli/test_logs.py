@@ -156,6 +156,21 @@ def test_logs_f_waits_for_a_task_that_has_not_started_yet(tmp_path, sweeps):
     assert patas("logs", "grid", "7", "-f", cwd=tmp_path).stderr == "Error: pataslab/grid has no task 7 (its task ids: 0 to 2)\n"
 
 
+def test_logs_of_a_task_that_has_printed_nothing_yet_says_so(tmp_path, sweeps):
+    # Task 0 runs but is silent; task 1 waits on the agent, its folder made: both have no output,
+    # which must not read as a task whose output is empty.
+    sweep = sweeps("--cmd", f"{gate(tmp_path, 'go')}; echo 'task {{i}}'", "--va", "i", "0", "2", "1", "-j", "1")
+    started(tmp_path, sweep, 1)
+    for task_id in ("0", "1"):
+        run = patas("logs", "grid", task_id, cwd=tmp_path)
+        assert (run.code, run.stdout) == (0, "")
+        assert run.stderr == f"Task {task_id} of pataslab/grid has printed nothing to stdout yet (add -f to wait for its output).\n"
+    (tmp_path / "go").touch()
+    assert sweep.wait(60) == 0
+    done = patas("logs", "grid", "1", "--stderr", cwd=tmp_path)
+    assert (done.code, done.stdout, done.stderr) == (0, "", "")  # done, and its stderr is empty
+
+
 def test_logs_attempt_n_follows_that_attempt_only(tmp_path):
     command = '[ "$PATAS_ATTEMPT" -ge 3 ] || { echo "failed $PATAS_ATTEMPT"; exit 1; }; echo ok'
     assert patas("explore", "--cmd", command, "-y", cwd=tmp_path).code == 0
