@@ -80,7 +80,7 @@ class HaltPolicy:
         percent = amount.endswith("%")
         number = _number(amount[:-1] if percent else amount)
         if number is None or not math.isfinite(number) or number <= 0 or (percent and number > 100) or (not percent and number != int(number)):
-            raise ConfigError(f"--halt '{text}': {what}= needs a whole number of tasks or a percentage up to 100%")
+            raise ConfigError(f"--halt '{text}': {what}= needs a number of tasks (1 or more) or a percentage up to 100%")
         return cls(urgency, counted, number, percent)
 
     def check(self, total: int, done: int, failed: int) -> Halt | None:
