@@ -168,3 +168,14 @@ def test_a_rerun_after_narrowing_counts_only_the_tasks_the_grid_still_has(tmp_pa
     again = patas(*sweep, "--vl", "x", "1", cwd=tmp_path)
     assert again.code == 0, again.stderr
     assert "1 task (1 done, 0 to run)" in again.stderr, again.stderr
+
+
+def test_a_file_where_a_task_s_folder_goes_is_named_with_the_fix(tmp_path):
+    (tmp_path / "pataslab/grid").mkdir(parents=True)
+    (tmp_path / "pataslab/grid/0").write_text("mine\n")
+    run = patas("explore", "--cmd", "echo {x}", "--vl", "x", "1", "-y", "-q", cwd=tmp_path)
+    assert (run.code, run.stderr) == (
+        1, "Error: pataslab/grid/0/attempt-1.stdout: Not a directory (a file is in the way of a folder on that path: move it away)\n",
+    )
+    assert (tmp_path / "pataslab/grid/0").read_text() == "mine\n"
+    assert not [r for r in journal(tmp_path / "pataslab/grid")]

@@ -269,10 +269,16 @@ def guard(action: Callable[[], T], path: str | Path) -> T:
         raise lab_error(error, path) from error
 
 
+_HINTS = {
+    errno.ENOSPC: " (free some space, or use -o to write elsewhere)",
+    errno.ENOTDIR: " (a file is in the way of a folder on that path: move it away)",  # pataslab/grid/0 a file
+}
+
+
 def lab_error(error: OSError, path: str | Path) -> LabError:
     """The error as one line naming the file at fault: the one the failed call was about, if
     the error says (writing `path` may fail on its temporary file, a rename on its target),
     else `path`."""
     reason = error.strerror or str(error)
-    hint = " (free some space, or use -o to write elsewhere)" if error.errno == errno.ENOSPC else ""
+    hint = _HINTS.get(error.errno or 0, "")
     return LabError(f"{refused_file(error, path)}: {reason}{hint}")
