@@ -17,6 +17,7 @@ from collections.abc import Mapping
 
 from patas.common.agent_config import AgentConfig
 from patas.common.errors import ProtocolError
+from patas.common.wording import plural
 
 # Slurm's record of the GPUs a step or job holds, most specific first. They say whether GPUs were
 # granted; CUDA_VISIBLE_DEVICES, which Slurm sets beside them, numbers them as CUDA sees them
@@ -59,8 +60,8 @@ def check_gpus(config: AgentConfig) -> None:
         raise ProtocolError(f"gpus per task {config.gpus_per_task}: must be at least 1")
     if config.gpus is not None and config.slots * config.gpus_per_task > len(config.gpus):
         raise ProtocolError(
-            f"{config.slots} workers with {config.gpus_per_task} GPUs each need {config.slots * config.gpus_per_task}"
-            f" GPUs, but this node has {len(config.gpus)} ({','.join(config.gpus) or 'none'})"
+            f"{plural(config.slots, 'worker')} with {plural(config.gpus_per_task, 'GPU')} each need"
+            f" {plural(config.slots * config.gpus_per_task, 'GPU')}, but this node has {len(config.gpus)} ({','.join(config.gpus) or 'none'})"
         )
 
 

@@ -9,6 +9,7 @@ import click
 from patas.cli.groups import SuggestingGroup
 from patas.cli.nodes import clusters_from, node_options, ssh_options_from
 from patas.cli.slurm import slurm_options, slurm_options_from, with_gpus_per_task
+from patas.common.wording import plural
 
 NAME = click.option("--name", default="default", show_default=True, help="The pool's name.")
 
@@ -49,7 +50,7 @@ def up(name: str, **options: object) -> None:
         result = pool_up(name, clusters, ssh_options_from(options, bind_host=bind_host), bind_host, bind_port)
     ready = [a for a in result.agents if a.state == "ready"]
     total = len(ready) + len(result.failures)
-    click.echo(f"Pool {name}: {len(ready)}/{total} agents ready, {sum(a.slots for a in ready)} workers", err=True)
+    click.echo(f"Pool {name}: {len(ready)}/{total} agents ready, {plural(sum(a.slots for a in ready), 'worker')}", err=True)
     for failure in result.failures:
         click.echo(f"  {failure}", err=True)
     if not ready:

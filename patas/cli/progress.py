@@ -84,7 +84,7 @@ def _describe_search(plan: ExperimentPlan) -> str:
     repeats = f" × {plural(experiment.repeat, 'repeat')}" if experiment.repeat > 1 else ""
     return (
         f"Experiment {experiment.name}: {search.type.value} search, {trials}{budget}{repeats}, {search.objective.direction.value}"
-        f" {search.objective.name} ({plan.done:,} tasks done, {plan.to_run:,} to run) → {plan.lab.path}"
+        f" {search.objective.name} ({plural(plan.done, 'task')} done, {plan.to_run:,} to run) → {plan.lab.path}"
     )
 
 

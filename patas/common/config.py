@@ -42,6 +42,7 @@ from patas.common.variables import (
     list_variable,
     sampled_variable,
 )
+from patas.common.wording import plural
 
 if TYPE_CHECKING:  # a grid's run never imports the searches' module
     from patas.common.search import Search
@@ -349,7 +350,7 @@ def check_gpus_suffice(node: Node, where: str) -> None:
     workers = node.default_workers(len(node.gpus))
     if workers * node.gpus_per_task > len(node.gpus):
         raise ConfigError(
-            f"{where}: {workers} workers with {node.gpus_per_task} GPUs each need {workers * node.gpus_per_task} GPUs,"
+            f"{where}: {plural(workers, 'worker')} with {plural(node.gpus_per_task, 'GPU')} each need {plural(workers * node.gpus_per_task, 'GPU')},"
             f" but gpus: lists {len(node.gpus)} (lower workers, or list more gpus)"
         )
 

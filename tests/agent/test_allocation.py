@@ -27,8 +27,10 @@ def test_workers_never_share_a_gpu(slots: int, per_task: int) -> None:
 
 
 def test_more_workers_than_gpus_is_refused() -> None:
-    with pytest.raises(ProtocolError, match="need 6 GPUs, but this node has 4"):
+    with pytest.raises(ProtocolError, match="^3 workers with 2 GPUs each need 6 GPUs, but this node has 4"):
         check_gpus(_config(slots=3, gpus=("0", "1", "2", "3"), gpus_per_task=2))
+    with pytest.raises(ProtocolError, match=r"^2 workers with 1 GPU each need 2 GPUs, but this node has 1 \(0\)$"):
+        check_gpus(_config(slots=2, gpus=("0",), gpus_per_task=1))
 
 
 def test_no_gpus_no_pinning() -> None:

@@ -45,6 +45,7 @@ from patas.common.lab import STDOUT, AttemptRecord, ExperimentLab, Outcome
 from patas.common.search import FIRST_TASK_ATTR, STUDY_FILE, Direction, Pruner, Search, SearchType
 from patas.common.sweep import combination_tasks
 from patas.common.variables import Variable, VariableKind
+from patas.common.wording import plural
 
 if TYPE_CHECKING:
     import optuna
@@ -521,7 +522,7 @@ class StudySource:
         if record.outcome in (Outcome.DONE, Outcome.PRUNED):
             result = _result_of(record, self.lab, self.patterns)
         else:
-            result = TrialResult(failure=f"task {record.task_id}: {record.outcome.value} after {record.attempt} attempts")
+            result = TrialResult(failure=f"task {record.task_id}: {record.outcome.value} after {plural(record.attempt, 'attempt')}")
         self._task_result(int(record.extra[TRIAL_EXTRA]), record.repeat_id, result)
 
     def _task_result(self, number: int, repeat_id: int, result: TrialResult) -> None:

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Protocol, TypeVa
 from patas.broker.ship import receiver
 from patas.broker.ship.snapshot import ShipError, ShippedFile, Snapshot
 from patas.common.byte_sizes import size_text
+from patas.common.wording import plural
 
 if TYPE_CHECKING:
     import paramiko
@@ -54,9 +55,9 @@ class Delivery:
 
     def describe(self, snapshot: Snapshot) -> str:
         if not self.blobs_sent:
-            return f"code {snapshot.digest[:12]} already there ({len(snapshot.files)} files)"
+            return f"code {snapshot.digest[:12]} already there ({plural(len(snapshot.files), 'file')})"
         return (
-            f"code {snapshot.digest[:12]}: sent {self.blobs_sent} of {len(snapshot.files)} files"
+            f"code {snapshot.digest[:12]}: sent {self.blobs_sent} of {plural(len(snapshot.files), 'file')}"
             f" ({size_text(self.bytes_sent)})"
         )
 

@@ -40,6 +40,7 @@ AGENT_MODULES = (
     "common/collected_files.py",
     "common/errors.py",
     "common/protocol.py",
+    "common/wording.py",
 )
 
 
