@@ -19,6 +19,8 @@ import threading
 from contextlib import AbstractContextManager
 from typing import NoReturn
 
+from patas.common.errors import EXIT_INTERRUPTED
+
 
 def main() -> NoReturn:
     """Run the CLI, turning library errors into one line on stderr and an exit status, and end
@@ -29,6 +31,9 @@ def main() -> NoReturn:
         status: object = 0
     except SystemExit as end:
         status = end.code
+    except KeyboardInterrupt:  # Ctrl-C before `_main` catches it: while Python imports click, say
+        sys.stderr.write("Interrupted.\n")
+        status = EXIT_INTERRUPTED
     finally:
         # The process ends here, and what it made goes with it. Frozen, its objects are spared the
         # interpreter's collections at exit (~50 ms of CPU) where Python's own teardown runs.

@@ -4,7 +4,7 @@ import subprocess
 import sys
 from typing import IO
 
-from tests.running import ENV, patas
+from tests.running import ENV, patas, processes_with
 
 
 def test_a_mistyped_command_suggests_the_right_one(tmp_path):
@@ -127,3 +127,24 @@ def test_an_error_that_echoes_a_value_with_line_breaks_is_still_one_line(tmp_pat
     assert run.code == 1
     assert run.stderr == "Error: --vl x: variable 'x' lists the value 'a\\nb\\r' twice (give each value once; --repeat runs a combination several times)\n"
     assert not (tmp_path / "pataslab").exists()
+
+
+# Ctrl-C while Python imports click, before click (or patas) can catch it: an import that raises
+# KeyboardInterrupt, as the signal does wherever it lands.
+_INTERRUPTED_IMPORT = """
+import sys
+class Interrupt:
+    def find_spec(self, name, path=None, target=None):
+        if name == "click":
+            raise KeyboardInterrupt
+sys.meta_path.insert(0, Interrupt())
+from patas.cli.main import main
+main()
+"""
+
+
+def test_ctrl_c_before_click_is_loaded_is_one_line_and_status_130(tmp_path):
+    done = _python(tmp_path, "-c", _INTERRUPTED_IMPORT, "explore", "--cmd", "echo {i}", "--vl", "i", "1", "-y")
+    assert (done.returncode, done.stderr) == (130, "Interrupted.\n")
+    assert not (tmp_path / "pataslab").exists()
+    assert processes_with("patas.agent", cwd=tmp_path) == []  # the agent started early is ended
