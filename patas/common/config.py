@@ -139,8 +139,9 @@ class Node:
     def address(self) -> str:
         """`user@host:port` as the user would write it, for messages."""
         user = f"{self.user}@" if self.user else ""
+        host = f"[{self.hostname}]" if ":" in self.hostname and self.port else self.hostname  # [::1]:22
         port = f":{self.port}" if self.port else ""
-        return f"{user}{self.hostname}{port}"
+        return f"{user}{host}{port}"
 
 
 @dataclass(frozen=True)
@@ -175,12 +176,10 @@ def parse_node_spec(words: tuple[str, ...], index: int) -> Node:
     user = None
     if "@" in host:
         user, host = host.split("@", 1)
-    port = None
-    if host.count(":") == 1:
-        host, port_text = host.split(":")
-        port = _port(port_text, f"--node {words[0]}")
     if not host or user == "":
         raise ConfigError(f"--node '{words[0]}': expected [user@]host[:port]")
+    host, port = _host_and_port(host, f"--node {words[0]}")
+    _check_host(host, f"--node {words[0]}")
     workers = None
     if rest:
         workers = _positive_int(rest[0], f"--node {words[0]}: workers")
@@ -318,6 +317,7 @@ def _node(item: object, index: int, where: str) -> Node:
         raise ConfigError(f"{where}: expected a mapping with at least 'hostname'")
     _check_keys(item, _NODE_KEYS, where)
     hostname = _get(item, "hostname", str, where)
+    _check_host(hostname, f"{where}: hostname")
     name = _get(item, "name", str, where, default=f"node{index}")
     port = _get(item, "port", int, where, default=None)
     if port is not None:
@@ -531,6 +531,27 @@ def _type_name(kind: type) -> str:
     return {str: "a string", int: "an integer", float: "a number", list: "a list", dict: "a mapping", bool: "a boolean"}.get(
         kind, kind.__name__
     )
+
+
+def _host_and_port(text: str, where: str) -> tuple[str, int | None]:
+    """`host`, `host:port`, `[address]` or `[address]:port`: an IPv6 address with a port goes in
+    brackets (`[::1]:22`), as in ssh and URLs; a bare one (`::1`) has no port."""
+    if text.startswith("["):
+        address, bracket, after = text[1:].partition("]")
+        if not bracket or (after and not after.startswith(":")):
+            raise ConfigError(f"{where}: expected [address] or [address]:port for an IPv6 address, e.g. [::1]:22")
+        return address, _port(after[1:], where) if after else None
+    if text.count(":") == 1:
+        host, port_text = text.split(":")
+        return host, _port(port_text, where)
+    return text, None
+
+
+def _check_host(host: str, where: str) -> None:
+    """A host name or address has no space, slash, bracket or control character: such a word is a
+    typo (`--node 'gpu 1'`), which would otherwise fail later as an unknown host."""
+    if not host or any(c.isspace() or c in "/[]@" or not c.isprintable() for c in host):
+        raise ConfigError(f"{where}: '{excerpt(host)}' is not a host name or address (e.g. gpu1, 10.0.0.7 or [::1])")
 
 
 def _port(text: str, where: str) -> int:

@@ -99,6 +99,7 @@ def test_cluster_file(tmp_path):
         ("nodes: [{hostname: h, workers: 0}]\n", "must be at least 1, got 0"),
         ("nodes: [{hostname: h, privat_key: k}]\n", "unknown key 'privat_key' (did you mean 'private_key'?)"),
         ("nodes: [{name: a, hostname: h}, {name: a, hostname: g}]\n", "two nodes are named 'a'"),
+        ("nodes: [{hostname: 'gpu 1'}]\n", "hostname: 'gpu 1' is not a host name or address (e.g. gpu1, 10.0.0.7 or"),
     ],
 )
 def test_cluster_errors(tmp_path, text, message):
@@ -114,6 +115,36 @@ def test_node_specs():
         parse_node_spec(("localhost", "many"), 0)
     with pytest.raises(ConfigError, match="port 0 is out of range"):
         parse_node_spec(("host:0",), 0)
+
+
+@pytest.mark.parametrize(
+    "spec, user, host, port, address",
+    [
+        ("[::1]:2222", None, "::1", 2222, "[::1]:2222"),
+        ("ana@[fe80::1]", "ana", "fe80::1", None, "ana@fe80::1"),
+        ("::1", None, "::1", None, "::1"),
+        ("10.0.0.7:22", None, "10.0.0.7", 22, "10.0.0.7:22"),
+    ],
+)
+def test_an_ipv6_address_takes_a_port_in_brackets(spec, user, host, port, address):
+    node = parse_node_spec((spec,), 0)
+    assert (node.user, node.hostname, node.port, node.address) == (user, host, port, address)
+
+
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ("gpu 1", "--node gpu 1: 'gpu 1' is not a host name or address"),
+        ("a/b", "--node a/b: 'a/b' is not a host name or address"),
+        ("a\tb", "--node a\tb: 'a\\tb' is not a host name or address"),
+        ("[::1", "--node [::1: expected [address] or [address]:port for an IPv6 address, e.g. [::1]:22"),
+        ("[::1]22", "--node [::1]22: expected [address] or [address]:port"),
+    ],
+)
+def test_a_host_with_a_typo_is_refused_before_any_connection(spec, message):
+    with pytest.raises(ConfigError) as error:
+        parse_node_spec((spec,), 0)
+    assert str(error.value).startswith(message)
 
 
 # ---------------------------------------------------------------------------------------------
