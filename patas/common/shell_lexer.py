@@ -9,7 +9,10 @@ four kinds of quotes, `$(...)` and backticks at any depth (also inside "..."), `
 error, a here-document delimiter with a hole in it) makes every hole `UNKNOWN`.
 
 Backticks matter to whoever fills a hole: bash removes one level of backslashes before `\\`, `` \\` ``
-and `\\$` in a backtick body before it parses the body, so each enclosing backtick body is counted.
+and `\\$` in a backtick body (and `\\"` in one inside "...") before it parses the body, so each
+enclosing backtick body is recorded, with whether it is inside "...". Inside "`...`", "..." written
+without backslashes is refused: bash 5.2 finds where such a body ends by a scan that a value can
+derail (`{<(` in it makes `echo "`dump "{v}"`"` a syntax error), whatever quoting the value gets.
 """
 
 from __future__ import annotations
@@ -63,6 +66,7 @@ class Context(Enum):
     PATTERN = "a pattern ([[ == ]], [[ =~ ]] or case)"
     VARIABLE_NAME = "a variable name ([[ -v ]])"
     LOCALE_STRING = '$"..." (a translated string)'
+    UNESCAPED_QUOTES = '"..." without backslashes inside `...` inside "..." (write \\"...\\" or $(...))'
     UNKNOWN = "a place patas cannot follow (unbalanced quotes or brackets?)"
 
     @property
@@ -82,7 +86,7 @@ class Placement:
     with where it lands there when that can be read (the word after `-c` expands nothing else)."""
 
     context: Context
-    backticks: int = 0
+    backticks: tuple[bool, ...] = ()  # the enclosing backtick bodies, outermost first: each inside "..."?
     nested_shell: str | None = None
     inner: Placement | None = None  # where it lands in the command string the nested shell reads
 
@@ -119,7 +123,7 @@ class _Word:
 
 def place_holes(text: str) -> tuple[Placement, ...]:
     """The placement of every `HOLE` in the bash command line `text`, in order."""
-    lexer = _Lexer(text, backticks=0, nested_shell=None)
+    lexer = _Lexer(text, backticks=(), nested_shell=None)
     try:
         if lexer.command_list(closer=None) is not None:
             raise _Lost  # a `;;` or `esac` outside any case
@@ -129,10 +133,11 @@ def place_holes(text: str) -> tuple[Placement, ...]:
 
 
 class _Lexer:
-    def __init__(self, text: str, backticks: int, nested_shell: str | None) -> None:
+    def __init__(self, text: str, backticks: tuple[bool, ...], nested_shell: str | None, unescaped_quotes: frozenset[int] = frozenset()) -> None:
         self.text = text
         self.i = 0
         self.backticks = backticks
+        self.unescaped_quotes = unescaped_quotes  # where a backtick body inside "..." has a bare `"`
         self.nested_shell = nested_shell
         self.placements: list[Placement] = []
         self.heredocs: list[_Heredoc] = []
@@ -463,8 +468,9 @@ class _Lexer:
             self.i += 1
             self.single_quotes(placed, refuse)
         elif self.peek() == '"':
+            bare = self.i in self.unescaped_quotes
             self.i += 1
-            self.double_quotes(placed, refuse)
+            self.double_quotes(placed, refuse or (Context.UNESCAPED_QUOTES if bare else None))
         elif self.peek() == "'":
             self.i += 1  # a literal quote inside "..."
         else:
@@ -541,16 +547,18 @@ class _Lexer:
         """A backtick body: bash finds its end at the first unescaped backtick, removes the
         backslash before `\\`, `` ` ``, `$` (and `"` inside "..."), then parses it as a command."""
         unescaped = ("\\", "`", "$", '"') if in_double_quotes else ("\\", "`", "$")
-        body, j = [], self.i
+        body, bare_quotes, j = [], set(), self.i
         while (char := self.text[j : j + 1]) != "`":
             if char == "":
                 raise _Lost
             if char == "\\" and self.text[j + 1 : j + 2] in unescaped:
                 j += 1
                 char = self.text[j]
+            elif char == '"' and in_double_quotes:
+                bare_quotes.add(len(body))
             body.append(char)
             j += 1
-        inner = _Lexer("".join(body), self.backticks + 1, self.nested_shell)
+        inner = _Lexer("".join(body), (*self.backticks, in_double_quotes), self.nested_shell, frozenset(bare_quotes))
         try:
             if inner.command_list(closer=None) is not None:
                 raise _Lost

@@ -142,7 +142,7 @@ def quote(value: str, placement: Placement) -> str:
         quoted = "'" + value.replace("'", "'\\''") + "'"
     else:
         raise ValueError(f"no quoting makes a value plain data in {context.value}")
-    for _ in range(placement.backticks):
-        # bash removes one backslash before \ ` $ in a backtick body before parsing it.
-        quoted = re.sub(r"([\\`$])", r"\\\1", quoted)
+    for in_double_quotes in reversed(placement.backticks):  # the innermost body first
+        # bash removes one backslash before \ ` $ (and " in "`...`") in a backtick body before parsing it.
+        quoted = re.sub(r'([\\`$"])' if in_double_quotes else r"([\\`$])", r"\\\1", quoted)
     return quoted

@@ -50,7 +50,7 @@ def test_each_hole_is_placed_in_its_context(text, expected):
 
 def test_backtick_bodies_are_counted_at_any_depth_also_inside_double_quotes():
     placements = place_holes("echo `echo @` \"`echo '@'`\" `echo \\`echo @\\``".replace("@", HOLE))
-    assert [(p.context, p.backticks) for p in placements] == [(C.WORD, 1), (C.SINGLE_QUOTES, 1), (C.WORD, 2)]
+    assert [(p.context, p.backticks) for p in placements] == [(C.WORD, (False,)), (C.SINGLE_QUOTES, (True,)), (C.WORD, (False, False))]
 
 
 @pytest.mark.parametrize(

@@ -116,6 +116,28 @@ def test_values_in_backticks_are_escaped_for_each_level(tmp_path):
     assert not (tmp_path / "PWNED").exists()
 
 
+# What bash 5.2 trips on in a backtick body inside "...": a `"` (of the value, or bare in the
+# template) with `{` and `<(` near it. Found by test_template_properties.
+BACKTICK_TRAPS = ["'{<(", '"{<(', "{<(", '{">(', "'{<(\"`", "'`{<("]
+
+
+@pytest.mark.parametrize(
+    "command", ["echo \"`printf %s '{v}'`\"", 'echo "`printf %s {v}`"', 'echo "`printf %s \\"{v}\\"`"', 'echo "`bash -c \\"printf %s {v}\\"`"'],
+)
+def test_a_value_reaches_a_backtick_body_inside_double_quotes_exactly(tmp_path, command):
+    template = compile_template(command, ["v"], "--cmd")
+    for value in BACKTICK_TRAPS:
+        assert run_in(tmp_path, template.render({"v": value})) == value + "\n", template.render({"v": value})
+
+
+@pytest.mark.parametrize("command", ['echo "`printf %s "{v}"`"', 'echo "`bash -c "printf %s {v}"`"'])
+def test_bare_double_quotes_in_a_backtick_body_inside_double_quotes_are_refused(command):
+    # No quoting of the value helps there: bash's scan for the body's end goes wrong first.
+    with pytest.raises(TemplateError) as error:
+        compile_template(command, ["v"], "--cmd")
+    assert 'puts {v} in "..." without backslashes inside `...` inside "..." (write \\"...\\" or $(...))' in str(error.value)
+
+
 def test_a_nul_character_in_a_command_is_an_error():
     with pytest.raises(TemplateError, match="contains a NUL character"):
         compile_template("echo a\0b {v}", ["v"], "experiment.yaml")

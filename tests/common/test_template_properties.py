@@ -53,8 +53,9 @@ ARGUMENTS = [
 
 
 def _backticked(inner: str, in_double_quotes: bool) -> str:
-    """`inner` written as a backtick body (bash removes one backslash before \\ ` $ there)."""
-    escaped = re.sub(r"([\\`$])", r"\\\1", inner)
+    """`inner` written as a backtick body (bash removes one backslash before \\ ` $ there, and
+    before " in one inside "...", where a bare " is refused: see shell_lexer)."""
+    escaped = re.sub(r'([\\`$"])' if in_double_quotes else r"([\\`$])", r"\\\1", inner)
     return f'"`{escaped}`"' if in_double_quotes else f"`{escaped}`"
 
 
