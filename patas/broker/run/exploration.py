@@ -22,7 +22,7 @@ from patas.broker.run.coordinator import AgentSource, Coordinator, NoAgentsError
 from patas.broker.launch.session import NodeFailure, NodeSession, open_sessions
 from patas.broker.run.outputs import record_definitions
 from patas.broker.run.placement import Placement, place
-from patas.broker.run.plan import ExperimentPlan, PlannedTask, plan_experiment, save_indexes
+from patas.broker.run.plan import ExperimentPlan, PlannedTask, check_grid_folder, plan_experiment, save_indexes
 from patas.broker.run.scheduler import Counts
 from patas.broker.run.source import GridSource, TaskSource
 from patas.broker.ssh.options import SSHOptions
@@ -264,12 +264,17 @@ def plan_run(
     plans = [
         plan_search(i, experiment, ExperimentLab(lab_root, experiment.name), redo, new_study)
         if experiment.search is not None
-        else plan_experiment(i, experiment, ExperimentLab(lab_root, experiment.name), redo, use_index=task_filter is None)
+        else _plan_grid(i, experiment, ExperimentLab(lab_root, experiment.name), redo, use_index=task_filter is None)
         for i, experiment in enumerate(experiments)
     ]
     if task_filter is not None:
         _check_selects_a_task(plans, task_filter)
     return plans
+
+
+def _plan_grid(experiment_id: int, experiment: Experiment, lab: ExperimentLab, redo: bool, use_index: bool) -> ExperimentPlan:
+    check_grid_folder(lab)
+    return plan_experiment(experiment_id, experiment, lab, redo, use_index=use_index)
 
 
 def _check_searches(experiments: list[Experiment], task_filter: TaskFilter | None) -> None:

@@ -250,9 +250,6 @@ def plan_experiment(experiment_id: int, experiment: Experiment, lab: ExperimentL
     """What is done and what to run. With `use_index`, the journal is read through the plan index
     (see plan_index), and the plan cannot select tasks by id (`pending(task_filter)`)."""
     previous = lab.read_definition()
-    if previous is not None and isinstance(previous.get("search"), dict) and lab.journal_path.exists():
-        kind = previous["search"].get("type", "")
-        raise ConfigError(f"{lab.path} holds the trials of a {kind} search; give the grid a folder of its own (--name NAME)")
     changes = describe_changes(previous, experiment.to_record()) if previous else []
     if use_index:
         indexed = GridHistory.read(experiment, lab)
@@ -291,6 +288,15 @@ def save_indexes(plans: list[ExperimentPlan]) -> None:
 
 
 _SETTINGS_SHOWN_FIRST = ("workdir", "repeat", "max_tries", "timeout")
+
+
+def check_grid_folder(lab: ExperimentLab) -> None:
+    """Refuse to run a grid in a folder that holds a search's trials (as a search is refused in a
+    grid's): the two would mix their tasks, and the study would count the grid's as its own."""
+    previous = lab.read_definition() if lab.journal_path.exists() else None
+    if previous is not None and isinstance(previous.get("search"), dict):
+        kind = previous["search"].get("type", "")
+        raise ConfigError(f"{lab.path} holds the trials of a {kind} search; give the grid a folder of its own (--name NAME)")
 
 
 def describe_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
