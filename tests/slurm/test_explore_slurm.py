@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from tests.running import ENV, exactly_once, journal, processes_with
 from tests.slurmcluster import NODES, SlurmCluster
@@ -124,6 +127,20 @@ def test_a_bad_partition_is_one_line_with_slurms_message(quiet_slurm: SlurmClust
     assert "invalid partition" in lines[0].lower() and "--partition" in lines[0]
     assert not (tmp_path / "pataslab" / "grid" / "journal.jsonl").exists()
     _assert_nothing_left(quiet_slurm)
+
+
+@pytest.mark.skipif(shutil.which("sbatch") is None, reason="no sbatch here")
+def test_a_machine_without_a_slurm_to_ask_is_told_so_not_to_check_its_partition(tmp_path: Path) -> None:
+    # Real sbatch with a configuration it cannot use: what it says on a machine with no Slurm set up.
+    (tmp_path / "slurm.conf").write_text("")
+    env = {**ENV, "SLURM_CONF": str(tmp_path / "slurm.conf")}
+    done = subprocess.run([sys.executable, "-m", "patas", *_explore(), "--cmd", "true"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=RUN_TIMEOUT_S)  # fmt: skip
+    assert done.returncode == 1
+    (line,) = done.stderr.splitlines()
+    assert line.startswith("Error: sbatch cannot reach Slurm: sbatch: ") and "Unable to process configuration file" in line, line
+    assert line.endswith("(is Slurm set up here? `scontrol ping` says; SLURM_CONF names its configuration)")
+    assert not (tmp_path / "pataslab").exists()
 
 
 def test_the_library_submits_the_same_jobs(quiet_slurm: SlurmCluster, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]

@@ -8,6 +8,7 @@ a job's state without waiting on a command. A job that has left the queue's list
 from __future__ import annotations
 
 import logging
+import re
 import subprocess
 import threading
 import time
@@ -55,6 +56,9 @@ GONE = JobState("GONE", "no longer in the queue")
 SUBMITTED = JobState("PENDING", "submitted")
 
 
+_PREFIX = re.compile(r"^(?:(?:sbatch|squeue|scancel|scontrol): )?(?:error: |fatal: )?")
+
+
 def run_command(argv: list[str], stdin: str | None = None) -> str:
     """Run a Slurm client command; its standard output, or SlurmError with its message."""
     try:
@@ -70,10 +74,8 @@ def run_command(argv: list[str], stdin: str | None = None) -> str:
 
 
 def _without_prefix(line: str) -> str:
-    for prefix in ("sbatch: error: ", "squeue: error: ", "scancel: error: ", "error: "):
-        if line.startswith(prefix):
-            return line[len(prefix) :]
-    return line
+    """A Slurm client's line without `sbatch: error: ` and the like (the message names the command)."""
+    return _PREFIX.sub("", line, count=1)
 
 
 class JobQueue:
