@@ -13,6 +13,7 @@ import click
 
 from patas.broker.local.early_start import starting_early
 from patas.broker.run.halt import FAIL_FAST_FIRST_TASKS
+from patas.cli.lab_options import lab_option
 from patas.cli.main import collect_from_now_on
 from patas.cli.nodes import clusters_from, node_options, ssh_options_from
 from patas.cli.options import VariadicOption
@@ -93,8 +94,7 @@ Example (from examples/basic_usage):
 @click.option("--experiment", "experiment_files", multiple=True, type=click.Path(dir_okay=False), metavar="FILE",
               help="Experiment YAML file (repeatable; mixes with the flags above).")
 @click.option("--filter-tasks", "task_filter", default=None, metavar="[EXP:]A:B", help="Run only task ids A to B (A:, :B and A work too).")
-@click.option("-o", "--output", "lab_root", default="./pataslab", show_default=True, type=click.Path(file_okay=False),
-              help="The pataslab folder.")
+@lab_option
 @click.option("--redo", is_flag=True, help="Run every task again, even those already done.")
 @click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
 @click.option("-q", "--quiet", is_flag=True, help="Show only errors and the final summary.")

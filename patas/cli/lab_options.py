@@ -21,7 +21,13 @@ DEFAULT_LAB = "./pataslab"
 
 def _lab_option(help: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     return click.option("-o", "--output", "lab_root", default=DEFAULT_LAB, show_default=True,
-                        type=click.Path(file_okay=False), help=help)  # fmt: skip
+                        type=click.Path(file_okay=False), callback=_home_expanded, help=help)  # fmt: skip
+
+
+def _home_expanded(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    """`-o '~/labs'` (quoted, or from a script) is the home's labs, as patas's messages write
+    paths under the home, not a folder named `~` here."""
+    return os.path.expanduser(value)
 
 
 lab_option = _lab_option("The pataslab folder.")

@@ -95,3 +95,14 @@ def test_bash_completes_experiment_with_the_lab_s_experiments(lab, tmp_path):
     assert completions("patas status -o lab gp") == ["gpu-sweep"]
     assert completions("patas nodes remove -o lab g") == ["gpu-sweep", "grid"]
     assert completions("patas attach ''") == []  # no ./pataslab here
+
+
+def test_a_lab_given_as_tilde_is_in_the_home_not_in_a_folder_named_tilde(tmp_path):
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {**ENV, "HOME": str(home)}
+    for args in (["explore", "--cmd", "echo {i}", "--vl", "i", "1", "-o", "~/labs", "-y", "-q"], ["status", "-o", "~/labs", "--json"]):
+        done = subprocess.run([sys.executable, "-m", "patas", *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+    assert (home / "labs/grid/0/stdout").read_text() == "1\n"
+    assert not (tmp_path / "~").exists()
