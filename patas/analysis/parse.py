@@ -262,15 +262,19 @@ def _other_stream(where: Found, patterns: Sequence[Pattern]) -> Streams | None:
 def report_lines(result: ParseResult) -> list[str]:
     """Warnings about the parse, one line each: tasks left out or included unfinished, empty patterns."""
     lines = []
-    unfinished = sum(result.unfinished.values())
-    if unfinished:
-        detail = ", ".join(f"{n} {outcome}" for outcome, n in sorted(result.unfinished.items()))
+    # Tasks whose last attempt ended without output to commit, which --include-unfinished takes;
+    # pending ones have no ended attempt, so no row either way.
+    ended = {outcome: n for outcome, n in result.unfinished.items() if outcome != PENDING}
+    if ended:
+        detail = ", ".join(f"{n} {outcome}" for outcome, n in sorted(ended.items()))
         verdict = (
             f"included with column '{OUTCOME_COLUMN}'"
             if result.unfinished_included
             else "left out (add --include-unfinished to keep them)"
         )
-        lines.append(f"{_tasks_are(unfinished)} not done ({detail}); {verdict}")
+        lines.append(f"{_tasks_are(sum(ended.values()))} not done ({detail}); {verdict}")
+    if result.unfinished.get(PENDING):
+        lines.append(f"{_tasks_are(result.unfinished[PENDING])} pending (not run yet, or still running): no row until done")
     if result.obsolete:
         verdict = "included" if result.obsolete_included else "left out (add --include-obsolete to keep them)"
         lines.append(f"{_tasks_are(result.obsolete)} done but not in the current experiment definition; {verdict}")

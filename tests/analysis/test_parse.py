@@ -1,5 +1,6 @@
 import csv
 import datetime as dt
+import json
 from pathlib import Path
 
 import pytest
@@ -94,6 +95,22 @@ def test_unfinished_tasks_are_counted_and_left_out_unless_asked(tmp_path):
     assert len(kept) == 120 and kept.columns[-1] == "outcome"
     assert kept.set_index("task_id").outcome[3] == "failed"
     assert kept.set_index("task_id").out_test_acc.notna().all()  # read from attempt-1.stdout
+
+
+def test_pending_tasks_are_told_apart_from_those_the_flag_would_add(tmp_path):
+    # Task 3 failed (--include-unfinished adds it); tasks 4 and 5 have no record yet (not run, or
+    # running): no flag gives them a row, so none is suggested for them.
+    lab = write_lab(tmp_path / "pataslab", small_grid(), outcome=lambda t: Outcome.FAILED if t == 3 else Outcome.DONE)
+    journal = lab.journal_path.read_text().splitlines(keepends=True)
+    lab.journal_path.write_text("".join(line for line in journal if json.loads(line)["task_id"] not in (4, 5)))
+    result = parse_experiment(lab.path, README_PATTERNS)
+    assert result.tasks == 117
+    assert report_lines(result) == [
+        "1 task is not done (1 failed); left out (add --include-unfinished to keep them)",
+        "2 tasks are pending (not run yet, or still running): no row until done",
+    ]
+    kept = parse_experiment(lab.path, README_PATTERNS, include_unfinished=True)
+    assert kept.tasks == 118 and report_lines(kept)[0].endswith("; included with column 'outcome'")
 
 
 def test_a_deleted_task_folder_is_not_done(grid_lab):
