@@ -123,11 +123,13 @@ def describe_dry_run(dry: DryRun) -> tuple[str, str]:
         )
         lines.append(f"Nodes (not contacted): {nodes}")
     shown = len(dry.first_tasks)
-    lines.append(
-        f"Dry run: nothing started, nothing written. The first {shown:,} of {plural(dry.to_run, 'task')} to run:"
-        if shown
-        else "Dry run: nothing started, nothing written. No task to run."
-    )
+    searching = any(plan.experiment.search is not None for plan in dry.plans)
+    if shown:
+        lines.append(f"Dry run: nothing started, nothing written. The first {shown:,} of {plural(dry.to_run, 'task')} to run:")
+    elif searching and dry.to_run:
+        lines.append("Dry run: nothing started, nothing written. A search's sampler picks each trial's values as it runs.")
+    else:
+        lines.append("Dry run: nothing started, nothing written. No task to run.")
     commands = [f"{t.experiment.name} {t.task_id}: {' && '.join(t.task.commands)}" for t in dry.first_tasks]
     return "\n".join(lines), "\n".join(commands)
 

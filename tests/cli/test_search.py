@@ -83,6 +83,13 @@ def test_a_grid_is_refused_in_a_search_s_folder_as_a_search_is_in_a_grid_s(tmp_p
     assert mixed.stderr == "Error: pataslab/g2 holds the tasks of a grid; give the search a folder of its own (--name NAME)\n"
 
 
+def test_a_dry_run_of_a_search_says_why_it_shows_no_command_and_writes_nothing(tmp_path):
+    run = patas("explore", "--type", "tpe", "--trials", "3", "--cmd", QUICK, *SPACE, *OBJECTIVE, "-j", "2", "--dry-run", cwd=tmp_path)
+    assert (run.code, run.stdout) == (0, "")
+    assert run.stderr.splitlines()[-1] == "Dry run: nothing started, nothing written. A search's sampler picks each trial's values as it runs."
+    assert not (tmp_path / "pataslab").exists()
+
+
 def test_a_seed_makes_the_same_suggestions(tmp_path):
     runs = []
     for folder in ("a", "b"):
