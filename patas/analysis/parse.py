@@ -30,7 +30,7 @@ from patas.analysis.patterns import (
 )
 from patas.analysis.scan import Scan, ScanJob, Values, read_text, scan
 from patas.analysis.table import ColumnType, Table, check_destination, typed, value_type
-from patas.analysis.trials import TRIAL_COLUMN, TRIAL_STATE_COLUMN, reports_path, reports_table, trial_states
+from patas.analysis.trials import TRIAL_COLUMN, TRIAL_STATE_COLUMN, Objective, reports_path, reports_table, trial_states
 from patas.common.errors import LabError
 from patas.common.lab import DEFINITION_FILE, JOURNAL_FILE, STDERR, STDOUT, AttemptRecord, ExperimentLab, Outcome
 
@@ -120,6 +120,12 @@ def parse(
     for line in report_lines(result):
         log.warning(line)
     return result.to_frame()
+
+
+def objective_table(experiment_dir: str | Path, objective: Objective) -> pd.DataFrame:
+    """A search's table with its objective parsed now, in memory (nothing written): what the
+    dashboard and `patas summary` read of a search, with no -p to give."""
+    return parse_experiment(experiment_dir, {objective.name: objective.pattern}, allow_empty=True, workers=1).to_frame()
 
 
 def parse_experiment(

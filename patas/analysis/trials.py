@@ -4,10 +4,11 @@ the intermediate values (`--report`) of every task as a long table `<experiment>
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from patas.analysis.query import REPORTS_SUFFIX
-from patas.analysis.patterns import Pattern, compile_step_pattern
+from patas.analysis.patterns import OUTPUT_PREFIX, Pattern, compile_step_pattern
 from patas.analysis.scan import read_text
 from patas.analysis.table import ColumnType, Table
 from patas.common.config import Experiment
@@ -68,14 +69,30 @@ def reports_path(table_path: Path) -> Path:
     return table_path.with_name(table_path.stem + REPORTS_SUFFIX + table_path.suffix)
 
 
-def search_objective(source: object) -> tuple[str, bool] | None:
-    """A search folder's objective name and whether it is maximized; None for anything else."""
-    if not isinstance(source, (str, Path)) or not (Path(source) / "experiment.yaml").is_file():
-        return None
-    from patas.common.config import load_experiment
-    from patas.common.search import Direction
+@dataclass(frozen=True)
+class Objective:
+    """What a search optimises: the column `out_<name>`, read by `pattern`, best at its maximum or not."""
 
-    search = load_experiment(Path(source) / "experiment.yaml").search
-    if search is None:
+    name: str
+    pattern: str
+    maximize: bool
+
+    @property
+    def column(self) -> str:
+        return OUTPUT_PREFIX + self.name
+
+
+def search_objective(source: object) -> Objective | None:
+    """The objective a search folder's recorded definition names; None for a grid's folder or
+    anything else (a table file, a DataFrame)."""
+    if not isinstance(source, (str, Path)):
         return None
-    return search.objective.name, search.objective.direction is Direction.MAX
+    folder = Path(source).expanduser()
+    lab = ExperimentLab(folder.parent, folder.name)
+    if not lab.definition_path.is_file():
+        return None
+    search = (lab.read_definition() or {}).get("search")
+    if not isinstance(search, dict) or not isinstance(search.get("objective"), dict):
+        return None
+    objective = search["objective"]
+    return Objective(str(objective["name"]), str(objective["pattern"]), objective.get("direction", "max") != "min")

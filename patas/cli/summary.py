@@ -44,14 +44,15 @@ def summary(source: str, metric: str | None, maximize: bool | None, by: str | No
       patas summary -e pataslab/grid --metric test_acc -m
 
     On a search's folder the metric and its direction default to the search's objective, so
-    `patas summary -e pataslab/search` lists its best trials first.
+    `patas summary -e pataslab/search` lists its best trials first; before any `patas parse`,
+    the objective is read off the outputs then (nothing is written).
     """
     objective = search_objective(source)
     if metric is None:
         if objective is None:
             raise UsageError("--metric NAME is needed (only a search's folder has a default: its objective)")
-        metric = objective[0]
+        metric = objective.name
     if maximize is None:
-        maximize = objective[1] if objective is not None and objective[0] in (metric, f"out_{metric}") else True
+        maximize = objective.maximize if objective is not None and metric in (objective.name, objective.column) else True
     groups = None if by is None else [name.strip() for name in by.split(",") if name.strip()]
     print_summary(source, metric, form, sys.stdout, maximize=maximize, by=groups)

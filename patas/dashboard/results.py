@@ -18,30 +18,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from patas.analysis.parse import INPUT_PREFIX, parse_experiment
+from patas.analysis.parse import INPUT_PREFIX, objective_table
 from patas.analysis.query import find_tables, query
 from patas.analysis.summary import OUTPUT_PREFIX, summarize
+from patas.analysis.trials import Objective, search_objective
 from patas.common.errors import PatasError
 from patas.common.lab import ExperimentLab
 
 if TYPE_CHECKING:
     import pandas as pd
-
-SEARCH_KEY = "search"
-
-
-@dataclass(frozen=True)
-class Objective:
-    """What a search optimises: the column `out_<name>`, read by `pattern`, best at `direction`."""
-
-    name: str
-    pattern: str
-    maximize: bool
-
-    @property
-    def column(self) -> str:
-        return OUTPUT_PREFIX + self.name
-
 
 @dataclass(frozen=True)
 class Results:
@@ -69,25 +54,14 @@ class Results:
         return [c for c in self.frame.columns if c.startswith(INPUT_PREFIX)]
 
 
-def search_objective(lab: ExperimentLab) -> Objective | None:
-    """The objective of a search experiment's recorded definition (None for a grid)."""
-    definition = lab.read_definition() or {}
-    search = definition.get(SEARCH_KEY)
-    if not isinstance(search, dict) or not isinstance(search.get("objective"), dict):
-        return None
-    objective = search["objective"]
-    return Objective(str(objective["name"]), str(objective["pattern"]), objective.get("direction", "max") != "min")
-
-
 def read_results(lab: ExperimentLab) -> Results:
     """The experiment's table: its search objective parsed now, or the table `patas parse` wrote."""
     import pandas as pd
 
-    objective = search_objective(lab)
+    objective = search_objective(lab.path)
     if objective is not None:
-        parsed = parse_experiment(lab.path, {objective.name: objective.pattern}, allow_empty=True, workers=1)
         source = f"parsed now with the search objective's pattern ({objective.pattern})"
-        return Results(parsed.to_frame(), source, objective, f"No trial has printed its objective yet ({objective.pattern}).")
+        return Results(objective_table(lab.path, objective), source, objective, f"No trial has printed its objective yet ({objective.pattern}).")
     tables = find_tables([lab.path])
     if not tables:
         # The folder as this dashboard's -o reaches it, which is where its user is.

@@ -309,10 +309,11 @@ def test_parse_query_and_summary_read_a_search(tmp_path):
     command = f"EPOCHS=3 EPOCH_SECONDS=0 {TRAIN} {{hidden}} {{activation}} {{alpha}}"
     run = search(tmp_path, "tpe", 4, "--seed", "2", "--report", "min", "loss", "epoch (@int@) loss (@float@)", command=command)
     assert run.code == 0, run.stderr
-    early = patas("summary", "-e", "pataslab/s", cwd=tmp_path)  # the hint is the command that follows
-    assert (early.code, early.stderr) == (1, "Error: -e pataslab/s: no parsed table (run `patas parse -e pataslab/s` first)\n")
-    assert patas("parse", "-e", "pataslab/s", cwd=tmp_path).code == 0
     lab = tmp_path / "pataslab/s"
+    early = patas("summary", "-e", "pataslab/s", cwd=tmp_path)  # not parsed yet: its objective is read now
+    assert early.code == 0, early.stderr
+    assert not list(lab.glob("s*.csv"))  # and nothing is written
+    assert patas("parse", "-e", "pataslab/s", cwd=tmp_path).code == 0
     header = (lab / "s.csv").read_text().splitlines()[0].split(",")
     assert "out_test_acc" in header and header[-2:] == ["trial", "trial_state"]
     assert (lab / "s_reports.csv").read_text().startswith("task_id,trial,step,out_loss\n0,0,1,")
@@ -325,6 +326,7 @@ def test_parse_query_and_summary_read_a_search(tmp_path):
     assert summary.code == 0, summary.stderr
     first = dict(zip(summary.stdout.splitlines()[0].split(","), summary.stdout.splitlines()[1].split(",")))
     assert float(first["mean"]) == best and first["verdict"] == "best"
+    assert summary.stdout == early.stdout
 
 
 @pytest.mark.parametrize(
