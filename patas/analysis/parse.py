@@ -30,7 +30,8 @@ from patas.analysis.patterns import (
 )
 from patas.analysis.scan import Scan, ScanJob, Values, read_text, scan
 from patas.analysis.table import ColumnType, Table, check_destination, typed, value_type
-from patas.analysis.trials import TRIAL_COLUMN, TRIAL_STATE_COLUMN, Objective, reports_path, reports_table, trial_states
+from patas.analysis.query import find_tables
+from patas.analysis.trials import TRIAL_COLUMN, TRIAL_STATE_COLUMN, Objective, reports_path, reports_table, search_objective, trial_states
 from patas.common.errors import LabError
 from patas.common.lab import DEFINITION_FILE, JOURNAL_FILE, STDERR, STDOUT, AttemptRecord, ExperimentLab, Outcome
 
@@ -124,8 +125,17 @@ def parse(
 
 def objective_table(experiment_dir: str | Path, objective: Objective) -> pd.DataFrame:
     """A search's table with its objective parsed now, in memory (nothing written): what the
-    dashboard and `patas summary` read of a search, with no -p to give."""
+    dashboard, `patas summary` and `patas draw` read of a search, with no -p to give."""
     return parse_experiment(experiment_dir, {objective.name: objective.pattern}, allow_empty=True, workers=1).to_frame()
+
+
+def unparsed_search_table(given: str | Path) -> pd.DataFrame | None:
+    """The objective table of a search folder that `patas parse` has written no table in; None
+    for anything else (a grid's folder, a folder with a table, a file)."""
+    objective = search_objective(given)
+    if objective is None or find_tables([Path(given)]):
+        return None
+    return objective_table(given, objective)
 
 
 def parse_experiment(

@@ -23,9 +23,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO, Union
 
 from patas.analysis.formats import Format, write_result
-from patas.analysis.parse import INPUT_PREFIX, objective_table
-from patas.analysis.query import QueryError, experiment_table, find_tables, one_line
-from patas.analysis.trials import search_objective
+from patas.analysis.parse import INPUT_PREFIX, unparsed_search_table
+from patas.analysis.query import QueryError, experiment_table, one_line
 from patas.analysis.student import t_quantile
 from patas.common.errors import PatasError, did_you_mean
 
@@ -90,11 +89,10 @@ def _source(connection: duckdb.DuckDBPyConnection, given: Source) -> tuple[duckd
     try:
         table = experiment_table(given, "-e")
     except QueryError as error:
-        # A search not parsed yet: its definition says which pattern reads its objective.
-        objective = search_objective(given)
-        if objective is None or find_tables([Path(given)]):
+        unparsed = unparsed_search_table(given)  # its definition says which pattern reads its objective
+        if unparsed is None:
             raise SummaryError(str(error)) from None
-        return connection.from_df(objective_table(given, objective)), str(given)
+        return connection.from_df(unparsed), str(given)
     source = str(table.path.absolute()).replace("'", "''")
     return connection.sql(f"SELECT * FROM {table.reader}('{source}')"), str(table.path)
 

@@ -181,9 +181,16 @@ def _table(input_path: Path | None, experiment: Path | None, sql: str | None) ->
     if input_path is not None:
         return input_path
     if experiment is not None:
-        from patas.analysis.query import experiment_table
+        from patas.analysis.parse import unparsed_search_table
+        from patas.analysis.query import QueryError, experiment_table
 
-        return experiment_table(experiment, "-e").path
+        try:
+            return experiment_table(experiment, "-e").path
+        except QueryError:
+            unparsed = unparsed_search_table(experiment)  # a search's objective is read off its outputs now
+            if unparsed is None:
+                raise
+            return unparsed
     from patas.analysis.query import query
 
     return query(sql)  # type: ignore[arg-type]

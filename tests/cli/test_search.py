@@ -313,6 +313,9 @@ def test_parse_query_and_summary_read_a_search(tmp_path):
     early = patas("summary", "-e", "pataslab/s", cwd=tmp_path)  # not parsed yet: its objective is read now
     assert early.code == 0, early.stderr
     assert not list(lab.glob("s*.csv"))  # and nothing is written
+    plot = patas("draw", "lines", "-e", "pataslab/s", "--x-column", "in_hidden", "--y-column", "out_test_acc", "--output", "s.png", cwd=tmp_path)
+    assert plot.code == 0, plot.stderr
+    assert (tmp_path / "s.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and not list(lab.glob("s*.csv"))
     assert patas("parse", "-e", "pataslab/s", cwd=tmp_path).code == 0
     header = (lab / "s.csv").read_text().splitlines()[0].split(",")
     assert "out_test_acc" in header and header[-2:] == ["trial", "trial_state"]
