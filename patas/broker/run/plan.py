@@ -324,12 +324,15 @@ def describe_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
 
 
 def _setting_changes(key: str, old: Any, new: Any) -> list[str]:
-    if old is None or new is None:
-        if isinstance(old, dict) or isinstance(new, dict):  # a section such as `search:`
-            return [f"{key} {'added' if old is None else 'removed'}"]
-    elif isinstance(old, dict) and isinstance(new, dict):
-        return [c for part in sorted(old.keys() | new.keys()) for c in _setting_changes(f"{key} {part}", old.get(part), new.get(part))
-                if old.get(part) != new.get(part)]  # fmt: skip
+    """What changed in one setting; in a section (`search:`), each part that changed."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        changes = []
+        for part in sorted(old.keys() | new.keys()):
+            if old.get(part) != new.get(part):
+                changes += _setting_changes(f"{key} {part}", old.get(part), new.get(part))
+        return changes
+    if isinstance(old, dict) or isinstance(new, dict):  # a section added or removed
+        return [f"{key} {'added' if old is None else 'removed'}"]
     return [f"{key}: {_setting_text(old)} → {_setting_text(new)}"]
 
 
