@@ -12,8 +12,8 @@ class VariadicOption(click.Option):
 
     `--vl activation relu tanh --node localhost` gives `("activation", "relu", "tanh")`: values
     run up to the next word that looks like an option; a number is a value, negative or not
-    (`-1`, `-.5`, `-1e-3`, `-inf`, `-nan`). Repeating the option gives one tuple per use. This is how the original patas's README writes --vl and
-    --node, and users' fingers know it.
+    (`-1`, `-.5`, `-1e-3`, `-inf`, `-nan`). Repeating the option gives one tuple per use. This
+    is how the original patas's README writes --vl and --node, and users' fingers know it.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

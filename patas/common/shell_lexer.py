@@ -133,7 +133,9 @@ def place_holes(text: str) -> tuple[Placement, ...]:
 
 
 class _Lexer:
-    def __init__(self, text: str, backticks: tuple[bool, ...], nested_shell: str | None, unescaped_quotes: frozenset[int] = frozenset()) -> None:
+    def __init__(
+        self, text: str, backticks: tuple[bool, ...], nested_shell: str | None, unescaped_quotes: frozenset[int] = frozenset()
+    ) -> None:
         self.text = text
         self.i = 0
         self.backticks = backticks

@@ -55,7 +55,11 @@ def batch_script(python: str, lines: list[bytes]) -> str:
 
 # What sbatch says when it has no configuration or no controller to ask: then no option of the
 # job is at fault.
-_NO_SLURM = ("Could not establish a configuration source", "Unable to process configuration file", "Unable to contact slurm controller")
+_NO_SLURM = (
+    "Could not establish a configuration source",
+    "Unable to process configuration file",
+    "Unable to contact slurm controller",
+)
 
 
 class SlurmLauncher:
@@ -81,7 +85,10 @@ class SlurmLauncher:
             run_command([argv[0], "--test-only", *argv[1:]], stdin=batch_script(self.options.python, []))
         except SlurmError as error:
             if any(words in str(error) for words in _NO_SLURM):
-                raise SlurmError(f"sbatch cannot reach Slurm: {error} (is Slurm set up here? `scontrol ping` says; SLURM_CONF names its configuration)") from None
+                raise SlurmError(
+                    f"sbatch cannot reach Slurm: {error} (is Slurm set up here? `scontrol ping` says;"
+                    " SLURM_CONF names its configuration)"
+                ) from None
             raise SlurmError(f"Slurm refused the job: {error} (check --partition, --time and --sbatch-arg)") from None
 
     def new_job(self, node_names: list[str]) -> "SlurmJob":
