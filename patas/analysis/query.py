@@ -11,6 +11,8 @@ From Python, DataFrames can be queried too, by the names they are given.
 
 from __future__ import annotations
 
+import os
+import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -173,15 +175,27 @@ def sql_errors(names: Sequence[str], inputs: Inputs) -> Iterator[None]:
         if not names:
             searched = ", ".join(str(i) for i in input_paths(inputs))
             raise QueryError(f"no parsed experiment in {searched} ({PARSE_HINT})") from None
-        raise QueryError(f"{one_line(error)} (tables: {', '.join(names)})") from None
+        raise QueryError(f"{duckdb_message(error)} (tables: {', '.join(names)})") from None
     except duckdb.Error as error:
-        raise QueryError(one_line(error)) from None
+        raise QueryError(duckdb_message(error)) from None
 
 
-def one_line(error: Exception) -> str:
-    """DuckDB's message without the echoed SQL and caret lines that follow it."""
-    head = str(error).strip().split("\n\n", 1)[0]
-    return " ".join(line.strip() for line in head.splitlines() if line.strip())
+_CSV_FILE = re.compile(r"^ *file = (.+)$", re.MULTILINE)
+
+
+def duckdb_message(error: Exception) -> str:
+    """DuckDB's message on one line, without the echoed SQL and caret lines that follow it;
+    prefixed with the file when the file itself cannot be read (not UTF-8, not CSV), which DuckDB
+    names in a `file = ` line."""
+    text = str(error).strip()
+    head = " ".join(line.strip() for line in text.split("\n\n", 1)[0].splitlines() if line.strip())
+    named = _CSV_FILE.search(text)
+    return f"{_relative(named.group(1))}: {head}" if named and head.startswith("Invalid Input Error") else head
+
+
+def _relative(path: str) -> str:
+    relative = os.path.relpath(path)
+    return path if relative.startswith("..") else relative
 
 
 def _relation(connection: duckdb.DuckDBPyConnection, sql: str) -> duckdb.DuckDBPyRelation | None:

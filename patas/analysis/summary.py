@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, TextIO, Union
 
 from patas.analysis.formats import Format, write_result
 from patas.analysis.parse import INPUT_PREFIX, unparsed_search_table
-from patas.analysis.query import QueryError, experiment_table, one_line
+from patas.analysis.query import QueryError, duckdb_message, experiment_table
 from patas.analysis.student import t_quantile
 from patas.common.errors import PatasError, did_you_mean
 
@@ -93,8 +93,13 @@ def _source(connection: duckdb.DuckDBPyConnection, given: Source) -> tuple[duckd
         if unparsed is None:
             raise SummaryError(str(error)) from None
         return connection.from_df(unparsed), str(given)
+    import duckdb
+
     source = str(table.path.absolute()).replace("'", "''")
-    return connection.sql(f"SELECT * FROM {table.reader}('{source}')"), str(table.path)
+    try:
+        return connection.sql(f"SELECT * FROM {table.reader}('{source}')"), str(table.path)
+    except duckdb.Error as error:  # a damaged table file: DuckDB's words, naming the file
+        raise SummaryError(duckdb_message(error)) from None
 
 
 def _column(given: str, columns: list[str], prefix: str, option: str, table: str) -> str:
@@ -143,7 +148,7 @@ def _aggregate(
     try:
         return connection.sql(sql).df()
     except duckdb.Error as error:
-        raise QueryError(one_line(error)) from None
+        raise QueryError(duckdb_message(error)) from None
 
 
 

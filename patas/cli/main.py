@@ -99,7 +99,7 @@ def _main() -> None:
     import click
 
     from patas.cli.app import COMMANDS, cli
-    from patas.common.errors import EXIT_ERROR, EXIT_INTERRUPTED, PatasError, one_line
+    from patas.common.errors import EXIT_ERROR, EXIT_INTERRUPTED, PatasError, escape_controls
 
     debug = "--debug" in sys.argv[1:]
     try:
@@ -119,7 +119,7 @@ def _main() -> None:
     except PatasError as error:
         if debug:
             raise
-        click.echo(f"Error: {one_line(str(error))}", err=True)
+        click.echo(f"Error: {escape_controls(str(error))}", err=True)
         sys.exit(error.exit_code)
     except KeyboardInterrupt:
         click.echo("Interrupted.", err=True)

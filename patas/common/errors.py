@@ -82,7 +82,7 @@ def excerpt(text: str, limit: int = MAX_ECHO_CHARS) -> str:
     return f"{shown}... ({len(text.encode('utf-8', 'surrogateescape')):,} bytes)"
 
 
-def one_line(message: str) -> str:
+def escape_controls(message: str) -> str:
     """A message as the CLI prints it: control characters escaped, so that it stays one line
     whatever value it echoes (a value may hold a newline: `--vl x $'a\\nb'`)."""
     return message.translate(_CONTROL)

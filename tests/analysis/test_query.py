@@ -82,6 +82,15 @@ def test_unknown_table_lists_the_tables(parsed_workdir):
     assert run.stderr == 'Error: Catalog Error: Table with name gird does not exist! Did you mean "grid"? (tables: grid)\n'
 
 
+@pytest.mark.parametrize("command", [["query", "select count(*) from grid"], ["summary", "-e", "pataslab/grid", "--metric", "test_acc"]])
+def test_a_damaged_table_file_is_one_line_naming_it(parsed_workdir, tmp_path, command):
+    shutil.copytree(parsed_workdir / "pataslab", tmp_path / "pataslab")  # the parsed lab is shared: damage a copy
+    (tmp_path / "pataslab/grid/grid.csv").write_bytes(b"\xff\xfe\x00")  # not UTF-8
+    run = run_patas(*command, cwd=tmp_path)
+    assert (run.code, run.stdout) == (1, "")
+    assert run.stderr.startswith("Error: pataslab/grid/grid.csv: Invalid Input Error: CSV Error on Line: 1 ") and run.stderr.count("\n") == 1
+
+
 def test_no_parsed_table_says_to_parse(tmp_path):
     run = run_patas("query", "select * from grid", cwd=tmp_path)
     assert run.code == 1
