@@ -70,15 +70,17 @@ def test_a_folder_that_is_no_experiment_is_named_in_one_line(lab, given, code, m
     assert refused.stderr.splitlines()[-1] == message
 
 
-def test_bash_completes_experiment_with_the_lab_s_experiments(lab, tmp_path):
+def test_bash_completes_experiment_with_the_lab_s_experiments(tmp_path):
     # Real bash, with the completion script click writes for patas (README, "Shell completion").
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     (bin_dir / "patas").write_text(f'#!/bin/sh\nexec {sys.executable} -m patas "$@"\n')
     (bin_dir / "patas").chmod(0o755)
-    (lab / "lab" / "gpu-sweep").mkdir()
-    (lab / "lab" / "gpu-sweep" / "experiment.yaml").write_text("name: gpu-sweep\n")
-    (lab / "lab" / "not-an-experiment").mkdir()
+    work = tmp_path / "work"
+    for name in ("grid", "gpu-sweep"):  # what makes a folder an experiment: its definition
+        (work / "lab" / name).mkdir(parents=True)
+        (work / "lab" / name / "experiment.yaml").write_text(f"name: {name}\n")
+    (work / "lab" / "not-an-experiment").mkdir()
 
     def completions(words: str) -> list[str]:
         script = (
@@ -87,7 +89,7 @@ def test_bash_completes_experiment_with_the_lab_s_experiments(lab, tmp_path):
             '_patas_completion patas; printf "%s\\n" "${COMPREPLY[@]}"\n'
         )
         env = {**ENV, "PATH": f"{bin_dir}{os.pathsep}{ENV['PATH']}"}
-        done = subprocess.run(["bash", "-c", script], cwd=lab, env=env, capture_output=True, text=True, timeout=60)
+        done = subprocess.run(["bash", "-c", script], cwd=work, env=env, capture_output=True, text=True, timeout=60)
         assert done.returncode == 0, done.stderr
         return done.stdout.split()
 
