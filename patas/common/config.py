@@ -548,10 +548,10 @@ def _host_and_port(text: str, where: str) -> tuple[str, int | None]:
 
 
 def _check_host(host: str, where: str) -> None:
-    """A host name or address has no space, slash, bracket or control character: such a word is a
-    typo (`--node 'gpu 1'`), which would otherwise fail later as an unknown host."""
+    """A host name or address has no space, slash, bracket, `@` or control character: such a word
+    is a typo (`--node 'gpu 1'`), which would otherwise fail later as an unknown host."""
     if not host or any(c.isspace() or c in "/[]@" or not c.isprintable() for c in host):
-        raise ConfigError(f"{where}: '{excerpt(host)}' is not a host name or address (e.g. gpu1, 10.0.0.7 or [::1])")
+        raise ConfigError(f"{where}: '{excerpt(host)}' is not a host name or address (e.g. gpu1, 10.0.0.7 or ::1)")
 
 
 def _port(text: str, where: str) -> int:

@@ -99,7 +99,7 @@ def test_cluster_file(tmp_path):
         ("nodes: [{hostname: h, workers: 0}]\n", "must be at least 1, got 0"),
         ("nodes: [{hostname: h, privat_key: k}]\n", "unknown key 'privat_key' (did you mean 'private_key'?)"),
         ("nodes: [{name: a, hostname: h}, {name: a, hostname: g}]\n", "two nodes are named 'a'"),
-        ("nodes: [{hostname: 'gpu 1'}]\n", "hostname: 'gpu 1' is not a host name or address (e.g. gpu1, 10.0.0.7 or"),
+        ("nodes: [{hostname: 'gpu 1'}]\n", "hostname: 'gpu 1' is not a host name or address (e.g. gpu1, 10.0.0.7 or ::1)"),
     ],
 )
 def test_cluster_errors(tmp_path, text, message):
