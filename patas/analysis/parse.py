@@ -31,7 +31,15 @@ from patas.analysis.patterns import (
 from patas.analysis.scan import Scan, ScanJob, Values, read_text, scan
 from patas.analysis.table import ColumnType, Table, check_destination, typed, value_type
 from patas.analysis.query import find_tables
-from patas.analysis.trials import TRIAL_COLUMN, TRIAL_STATE_COLUMN, Objective, reports_path, reports_table, search_objective, trial_states
+from patas.analysis.trials import (
+    TRIAL_COLUMN,
+    TRIAL_STATE_COLUMN,
+    Objective,
+    reports_path,
+    reports_table,
+    search_objective,
+    trial_states,
+)
 from patas.common.errors import LabError
 from patas.common.lab import DEFINITION_FILE, JOURNAL_FILE, STDERR, STDOUT, AttemptRecord, ExperimentLab, Outcome
 

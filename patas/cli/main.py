@@ -99,7 +99,7 @@ def _main() -> None:
     import click
 
     from patas.cli.app import COMMANDS, cli
-    from patas.common.errors import EXIT_ERROR, EXIT_INTERRUPTED, PatasError, escape_controls
+    from patas.common.errors import EXIT_ERROR, PatasError, escape_controls
 
     debug = "--debug" in sys.argv[1:]
     try:

@@ -91,8 +91,7 @@ def explore(
 ) -> ExploreResult:
     """Run `cmd` (one command or several, one after the other) for every combination of
     `variables` (name → values: a list, a range, any iterable of text or numbers; a single value
-    is one value),
-    `repeat` times each, keeping every output in `lab`/`name`.
+    is one value), `repeat` times each, keeping every output in `lab`/`name`.
 
     Where: `jobs=N` tasks at once on this machine, or `nodes` (`--node` specs such as
     "localhost 4" or "ana@gpu1 8 gpu"), or a `cluster` YAML file; default: this machine, a task

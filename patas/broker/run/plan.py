@@ -287,9 +287,6 @@ def save_indexes(plans: list[ExperimentPlan]) -> None:
                 log.warning("%s: cannot write the plan index (%s); the next rerun reads the whole journal", plan.lab.path, error)
 
 
-_SETTINGS_SHOWN_FIRST = ("workdir", "repeat", "max_tries", "timeout")
-
-
 def check_grid_folder(lab: ExperimentLab) -> None:
     """Refuse to run a grid in a folder that holds a search's trials (as a search is refused in a
     grid's): the two would mix their tasks, and the study would count the grid's as its own."""
@@ -297,6 +294,9 @@ def check_grid_folder(lab: ExperimentLab) -> None:
     if previous is not None and isinstance(previous.get("search"), dict):
         kind = previous["search"].get("type", "")
         raise ConfigError(f"{lab.path} holds the trials of a {kind} search; give the grid a folder of its own (--name NAME)")
+
+
+_SETTINGS_SHOWN_FIRST = ("workdir", "repeat", "max_tries", "timeout")
 
 
 def describe_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
