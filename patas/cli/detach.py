@@ -170,7 +170,7 @@ class DetachedReporter(RunReporter):
 
     def __init__(self, quiet: bool, workers: int, detachment: Detachment) -> None:
         super().__init__(quiet=quiet, workers=workers)
-        self.live = False  # a log, even when FORCE_COLOR makes rich think it is a terminal
+        self.live = False  # a log: never a bar, even if the log were a terminal
         self.detachment = detachment
 
     def agent_event(self, node_name: str, message: str) -> None:

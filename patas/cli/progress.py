@@ -1,8 +1,8 @@
 """What `patas explore` shows: the plan, the confirmation, live progress, failures, the summary.
 
 Everything goes to stderr, so stdout stays free for results. On a terminal, progress is a live
-rich bar; elsewhere (a log file, CI) a plain line every PLAIN_PROGRESS_INTERVAL_S seconds, and
-lines are never wrapped (a log or a pipe has no width).
+rich bar once a run has lasted BAR_DELAY_S; elsewhere (a log file, CI) a plain line every
+PLAIN_PROGRESS_INTERVAL_S seconds, and lines are never wrapped (a log or a pipe has no width).
 """
 
 from __future__ import annotations
@@ -29,6 +29,9 @@ if TYPE_CHECKING:  # rich is imported where it draws (not with -q); the rest onl
     from patas.broker.run.plan import ExperimentPlan
 
 PLAIN_PROGRESS_INTERVAL_S = 10.0
+# A run that ends sooner never draws a bar: it would flash by, and importing rich to draw it costs
+# ~20 ms, a tenth of a short run.
+BAR_DELAY_S = 0.5
 # Failures shown in full; after that they are only counted, so a broken grid cannot flood the screen.
 MAX_FAILURES_SHOWN = 10
 TAIL_LINES = 3
@@ -155,9 +158,9 @@ class RunReporter:
     def __init__(self, quiet: bool, workers: int) -> None:
         self.quiet = quiet
         self.workers = workers
-        # Quiet, it shows a few lines at most: plain ones, sparing rich's import (~40 ms).
-        self.console: Lines = PlainLines() if quiet else console()
-        self.live = not quiet and self.console.is_terminal
+        # Plain lines until the bar starts; then rich's console, which prints them above the bar.
+        self.console: Lines = PlainLines()
+        self.live = not quiet and sys.stderr.isatty()  # a bar is drawn, from BAR_DELAY_S on
         self.failures_shown = 0
         self._progress: Progress | None = None
         self._task: TaskID | None = None
@@ -165,29 +168,35 @@ class RunReporter:
         self._started = time.monotonic()
 
     def __enter__(self) -> "RunReporter":
-        if self.live:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
-            self._progress = Progress(
-                TextColumn("[bold]{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TextColumn("{task.fields[status]}"),
-                TimeElapsedColumn(),
-                TextColumn("ETA"),
-                TimeRemainingColumn(),
-                console=self.console,  # type: ignore[arg-type]  # a rich Console when live
-                transient=True,
-            )
-            self._progress.start()
-            self._task = self._progress.add_task("tasks", total=None, status="starting agents")
+        self._started = time.monotonic()
         return self
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None) -> None:
         if self._progress is not None:
             self._progress.stop()
 
+    def _start_bar(self) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+        stderr = console()
+        self.console = stderr
+        self._progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[status]}"),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            console=stderr,
+            transient=True,
+        )
+        self._progress.start()
+        self._task = self._progress.add_task("tasks", total=None, status="starting agents")
+
     def progress(self, counts: Counts) -> None:
+        if self.live and self._progress is None and time.monotonic() - self._started >= BAR_DELAY_S:
+            self._start_bar()
         if self._progress is not None and self._task is not None:
             finished = counts.done + counts.failed + counts.pruned
             self._progress.update(
@@ -254,12 +263,10 @@ class PlainLines:
 
 
 def console() -> Console:
-    """stderr; soft-wrapped (never cut at 80 columns) when it is not a terminal."""
+    """stderr, for the live bar and the lines printed above it."""
     from rich.console import Console
 
-    stderr = Console(stderr=True, highlight=False)
-    stderr.soft_wrap = not stderr.is_terminal
-    return stderr
+    return Console(stderr=True, highlight=False)
 
 
 def summary_lines(result: RunResult, folders: list[str]) -> list[str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import pty
 import re
+import select
 import shlex
 import subprocess
 import sys
@@ -101,3 +102,54 @@ def test_answering_n_runs_nothing_and_exits_0(tmp_path):
     assert process.returncode == 0, stderr
     assert "Run 1 task on 1 node with" in stderr and stderr.endswith("Nothing was run.\n")
     assert not (tmp_path / "pataslab").exists()
+
+
+# Runs explore with stderr on a terminal (stdin is not one, so nothing is asked); prints at exit
+# whether rich was ever imported.
+_ON_A_TERMINAL = (
+    "import atexit, sys\n"
+    "atexit.register(lambda: print('rich' in sys.modules))\n"
+    "sys.argv = ['patas', 'explore', '--cmd', sys.argv[1], '--vl', 'i', '1', '-y']\n"
+    "from patas.cli.main import main\nmain()\n"
+)
+
+
+def _explore_on_a_terminal(cwd: Path, command: str) -> tuple[str, str]:
+    """(stdout, what the terminal showed) of a run of `command` with stderr on a pty."""
+    leader, follower = pty.openpty()
+    process = subprocess.Popen(
+        [sys.executable, "-c", _ON_A_TERMINAL, command], cwd=cwd, env=ENV,
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=follower, text=True,
+    )  # fmt: skip
+    os.close(follower)
+    shown = b""
+    try:
+        while True:
+            readable, _, _ = select.select([leader], [], [], 60)
+            assert readable, f"the terminal saw nothing for 60 s: {shown!r}"
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:  # EIO: the run has ended and closed the terminal
+                break
+            if not chunk:
+                break
+            shown += chunk
+        stdout, _ = process.communicate(timeout=60)
+    finally:
+        os.close(leader)
+    assert process.returncode == 0, shown
+    return stdout, shown.decode()
+
+
+def test_on_a_terminal_a_bar_is_drawn_once_a_run_lasts_and_a_short_run_never_imports_rich(tmp_path):
+    (tmp_path / "short").mkdir()
+    (tmp_path / "long").mkdir()
+    stdout, shown = _explore_on_a_terminal(tmp_path / "short", "echo {i}")
+    assert stdout == "False\n", shown  # ended before BAR_DELAY_S: no bar, so rich was never imported
+    assert "Finished: 1 done, 0 failed in " in shown
+    assert "━" not in shown
+
+    stdout, shown = _explore_on_a_terminal(tmp_path / "long", "sleep 1.5; echo {i}")
+    assert stdout == "True\n", shown
+    assert "━" in shown and "0/1" in shown, shown  # the bar, with its count, while the task ran
+    assert "Finished: 1 done, 0 failed in " in shown
