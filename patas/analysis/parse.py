@@ -30,7 +30,7 @@ from patas.analysis.patterns import (
 )
 from patas.analysis.scan import Scan, ScanJob, Values, read_text, scan
 from patas.analysis.table import ColumnType, Table, check_destination, typed, value_type
-from patas.analysis.query import find_tables
+from patas.analysis.query import default_lab_hint, find_tables
 from patas.analysis.trials import (
     TRIAL_COLUMN,
     TRIAL_STATE_COLUMN,
@@ -316,7 +316,7 @@ def open_experiment(experiment_dir: str | Path) -> ExperimentLab:
     given = Path(experiment_dir).expanduser()
     path = given.absolute()
     if not path.exists():
-        raise LabError(f"{experiment_dir}: no such folder{_experiments_hint(given.parent)}")
+        raise LabError(f"{experiment_dir}: no such folder{default_lab_hint(given) or _experiments_hint(given.parent)}")
     if not path.is_dir():
         raise LabError(f"{experiment_dir}: not a folder; give an experiment folder such as pataslab/grid")
     if not (path / JOURNAL_FILE).exists() and not (path / DEFINITION_FILE).exists():

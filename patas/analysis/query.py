@@ -73,7 +73,7 @@ def find_tables(inputs: Inputs = (DEFAULT_LAB,)) -> list[TableFile]:
         elif Path(given) == DEFAULT_LAB:
             tables = []  # no lab here yet: the query may still read files named in its SQL
         else:
-            raise QueryError(f"-i {given}: no such file or folder")
+            raise QueryError(f"-i {given}: no such file or folder{default_lab_hint(path)}")
         for table in tables:
             if table.name in found and found[table.name].path != table.path:
                 raise QueryError(
@@ -83,12 +83,20 @@ def find_tables(inputs: Inputs = (DEFAULT_LAB,)) -> list[TableFile]:
     return list(found.values())
 
 
+def default_lab_hint(given: Path) -> str:
+    """` (did you mean pataslab/grid?)` when `given`, not found, is a bare name of a folder in
+    ./pataslab: the name `patas logs grid` takes, where these options take a path."""
+    if given.is_absolute() or len(given.parts) != 1 or not (DEFAULT_LAB / given).is_dir():
+        return ""
+    return f" (did you mean {DEFAULT_LAB / given}?)"
+
+
 def experiment_table(given: str | Path, option: str) -> TableFile:
     """The one parsed table that `option` (summary's and draw's -e) names: a table file, or the
     table of an experiment folder. QueryError says what is there instead."""
     path = Path(given).expanduser()
     if not path.exists():
-        raise QueryError(f"{option} {given}: no such experiment folder or table file")
+        raise QueryError(f"{option} {given}: no such experiment folder or table file{default_lab_hint(path)}")
     if path.is_file() and path.suffix.lower() not in READERS:
         raise QueryError(f"{option} {given}: not a table file (give a .csv or .parquet file, or an experiment folder)")
     tables = find_tables([path])
