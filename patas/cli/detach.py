@@ -164,13 +164,13 @@ class Detachment:
 
 
 class DetachedReporter(RunReporter):
-    """Plain progress lines in the log, and "started" once the first agent is ready."""
+    """Plain progress lines in the log, and "started" once the first agent is ready. (Its stderr is
+    the pipe to the waiting terminal, then the log: never a terminal, so never a live bar.)"""
 
     plain_interval_s = LOG_PROGRESS_INTERVAL_S
 
     def __init__(self, quiet: bool, workers: int, detachment: Detachment) -> None:
         super().__init__(quiet=quiet, workers=workers)
-        self.live = False  # a log: never a bar, even if the log were a terminal
         self.detachment = detachment
 
     def agent_event(self, node_name: str, message: str) -> None:

@@ -168,7 +168,6 @@ class RunReporter:
         self._started = time.monotonic()
 
     def __enter__(self) -> "RunReporter":
-        self._started = time.monotonic()
         return self
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None) -> None:

@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from patas.cli import progress
 from tests.running import ENV, REPO, patas
 
 DOC = (REPO / "docs" / "explore.md").read_text()
@@ -104,21 +105,22 @@ def test_answering_n_runs_nothing_and_exits_0(tmp_path):
     assert not (tmp_path / "pataslab").exists()
 
 
-# Runs explore with stderr on a terminal (stdin is not one, so nothing is asked); prints at exit
-# whether rich was ever imported.
+# Runs explore with stderr on a terminal (stdin is not one, so nothing is asked) and the bar's delay
+# given; prints at exit whether rich was ever imported.
 _ON_A_TERMINAL = (
-    "import atexit, sys\n"
+    "import atexit, sys\nimport patas.cli.progress as progress\n"
+    "progress.BAR_DELAY_S = float(sys.argv[2])\n"
     "atexit.register(lambda: print('rich' in sys.modules))\n"
     "sys.argv = ['patas', 'explore', '--cmd', sys.argv[1], '--vl', 'i', '1', '-y']\n"
     "from patas.cli.main import main\nmain()\n"
 )
 
 
-def _explore_on_a_terminal(cwd: Path, command: str) -> tuple[str, str]:
+def _explore_on_a_terminal(cwd: Path, command: str, bar_delay_s: float) -> tuple[str, str]:
     """(stdout, what the terminal showed) of a run of `command` with stderr on a pty."""
     leader, follower = pty.openpty()
     process = subprocess.Popen(
-        [sys.executable, "-c", _ON_A_TERMINAL, command], cwd=cwd, env=ENV,
+        [sys.executable, "-c", _ON_A_TERMINAL, command, str(bar_delay_s)], cwd=cwd, env=ENV,
         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=follower, text=True,
     )  # fmt: skip
     os.close(follower)
@@ -144,12 +146,13 @@ def _explore_on_a_terminal(cwd: Path, command: str) -> tuple[str, str]:
 def test_on_a_terminal_a_bar_is_drawn_once_a_run_lasts_and_a_short_run_never_imports_rich(tmp_path):
     (tmp_path / "short").mkdir()
     (tmp_path / "long").mkdir()
-    stdout, shown = _explore_on_a_terminal(tmp_path / "short", "echo {i}")
-    assert stdout == "False\n", shown  # ended before BAR_DELAY_S: no bar, so rich was never imported
+    # A delay no run here reaches, however loaded the machine: the run ends before it.
+    stdout, shown = _explore_on_a_terminal(tmp_path / "short", "echo {i}", bar_delay_s=600)
+    assert stdout == "False\n", shown  # no bar, so rich was never imported
     assert "Finished: 1 done, 0 failed in " in shown
     assert "━" not in shown
 
-    stdout, shown = _explore_on_a_terminal(tmp_path / "long", "sleep 1.5; echo {i}")
+    stdout, shown = _explore_on_a_terminal(tmp_path / "long", "sleep 1.5; echo {i}", progress.BAR_DELAY_S)
     assert stdout == "True\n", shown
     assert "━" in shown and "0/1" in shown, shown  # the bar, with its count, while the task ran
     assert "Finished: 1 done, 0 failed in " in shown
